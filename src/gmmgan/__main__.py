@@ -1,0 +1,3 @@
+from gmmgan.cli import main
+
+raise SystemExit(main())
