@@ -1,0 +1,6 @@
+"""Datasets: MNIST/Fashion-MNIST IDX files, 2-D Gaussian mixtures, Stacked MNIST, image folders."""
+
+from gmmgan.data.idx import read_idx, write_idx
+from gmmgan.data.mnist import load_mnist
+
+__all__ = ["load_mnist", "read_idx", "write_idx"]
