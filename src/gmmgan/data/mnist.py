@@ -16,7 +16,7 @@ import torch
 
 from gmmgan.data.idx import md5sum, read_idx
 
-__all__ = ["load_mnist", "find_raw_files", "DATASETS", "SPLITS"]
+__all__ = ["load_mnist", "limited_subset", "find_raw_files", "DATASETS", "SPLITS"]
 
 # dataset name -> torchvision folder name
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
@@ -161,3 +161,37 @@ def load_mnist(
         parts = [_load_split(root, folder, s, verify) for s in ("train", "test")]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     return _load_split(root, folder, split, verify)
+
+
+def limited_subset(
+    images: torch.Tensor, labels: torch.Tensor, per_class: int = 50, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The limited-data training set: ``per_class`` images drawn at random from each class.
+
+    With MNIST train and the defaults this is DeLiGAN's setting: 500 images, 50 per class.
+
+    Parameters
+    ----------
+    images : Tensor of shape (N, ...)
+    labels : int Tensor of shape (N,)
+    per_class : int, default=50
+    seed : int, default=0
+        The same seed always picks the same images.
+
+    Returns
+    -------
+    images, labels : the subset, in the original order of ``images`` (per_class * n_classes rows)
+    """
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}.")
+    if not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be a positive int, got {per_class!r}.")
+    g = torch.Generator().manual_seed(int(seed))
+    chosen = []
+    for c in torch.unique(labels).tolist():  # sorted classes, so the draw order is fixed
+        idx = torch.nonzero(labels == c).flatten()
+        if idx.numel() < per_class:
+            raise ValueError(f"class {c} has only {idx.numel()} images, fewer than per_class={per_class}.")
+        chosen.append(idx[torch.randperm(idx.numel(), generator=g)[:per_class]])
+    keep = torch.cat(chosen).sort().values
+    return images[keep], labels[keep]
