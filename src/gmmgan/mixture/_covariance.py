@@ -1,0 +1,290 @@
+"""Per-covariance-type pieces of Gaussian mixture EM, picked from a table.
+
+Every function works on torch tensors in the (shifted) coordinates the EM loop uses. The
+formulas follow scikit-learn's ``sklearn/mixture/_gaussian_mixture.py`` so that, from the same
+initial parameters, both libraries take the same EM steps; where they differ it is to batch the
+work into a few large matrix products instead of a Python loop over components.
+
+Shapes (K components, D features):
+
+========== ====================== ======================= ==========================
+type       covariances            precisions_cholesky     per-chunk statistic
+========== ====================== ======================= ==========================
+full       (K, D, D)              (K, D, D) upper         sum r (x - a)(x - a)^T, (K, D, D)
+tied       (D, D)                 (D, D) upper            sum x x^T, (D, D)
+diag       (K, D)                 (K, D)                  sum r x*x, (K, D)
+spherical  (K,)                   (K,)                    sum r x*x, (K, D)
+========== ====================== ======================= ==========================
+
+``a`` is an anchor (the means the E-step used): accumulating around it instead of around the
+origin keeps float32 covariance estimates accurate when components sit far from the origin.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _flip(a: torch.Tensor) -> torch.Tensor:
+    return a.flip(-1).flip(-2)
+
+
+def cholesky_with_jitter(cov: torch.Tensor, reg_covar: float) -> torch.Tensor:
+    """Lower Cholesky factor of one or a batch of SPD matrices.
+
+    A matrix that is not numerically positive definite (duplicate points, constant features,
+    rounding in float32) gets a growing multiple of ``reg_covar`` added to its diagonal until
+    it factors, with a warning, instead of failing the whole fit.
+    """
+    chol, info = torch.linalg.cholesky_ex(cov)
+    if not bool((info != 0).any()):
+        return chol
+    batch = cov.reshape(-1, cov.shape[-2], cov.shape[-1]).clone()
+    chol = chol.reshape(batch.shape).clone()
+    info = info.reshape(-1)
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+    scale = batch.diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(1.0)
+    for i in torch.nonzero(info).flatten().tolist():
+        jitter = max(reg_covar, 1e-12)
+        for _ in range(40):
+            c, bad = torch.linalg.cholesky_ex(batch[i] + jitter * scale[i] * eye)
+            if int(bad) == 0:
+                break
+            jitter *= 10.0
+        else:  # pragma: no cover - only for matrices with non-finite entries
+            raise ValueError(
+                "A covariance matrix has non-finite entries; check the data for NaN/inf "
+                "and increase reg_covar."
+            )
+        chol[i] = c
+        warnings.warn(
+            f"Covariance of component {i} was not positive definite; added "
+            f"{jitter * float(scale[i]):.3g} to its diagonal. Increase reg_covar or scale "
+            "the data to avoid this.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return chol.reshape(cov.shape)
+
+
+def _upper_inverse_of_lower(chol: torch.Tensor) -> torch.Tensor:
+    # precisions_cholesky = (L^-1)^T, upper triangular, as scikit-learn stores it.
+    eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device).expand_as(chol)
+    return torch.linalg.solve_triangular(chol, eye, upper=False).mT
+
+
+class _Full:
+    name = "full"
+
+    @staticmethod
+    def log_prob(X, means, prec_chol):
+        n, d = X.shape
+        k = means.shape[0]
+        # One (n, d) x (d, k*d) product instead of k small ones: y_k = x P_k - mu_k P_k.
+        pcat = prec_chol.permute(1, 0, 2).reshape(d, k * d)
+        mu_p = torch.einsum("kd,kde->ke", means, prec_chol).reshape(1, k * d)
+        y = (X @ pcat).sub_(mu_p)  # in place is autograd-safe: matmul's backward does not need y
+        sq = torch.linalg.vector_norm(y.view(n, k, d), dim=-1).square()
+        return -0.5 * (d * _LOG_2PI + sq) + _Full.log_det(prec_chol)
+
+    @staticmethod
+    def log_det(prec_chol):
+        return prec_chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+
+    @staticmethod
+    def accumulate(X, resp, anchor):
+        n, d = X.shape
+        k = resp.shape[1]
+        z = (X.unsqueeze(1) - anchor).mul_(resp.unsqueeze(-1))  # r (x - a), (n, k, d)
+        s = (z.view(n, k * d).mT @ X).view(k, d, d)  # sum r (x - a) x^T
+        s1c = z.sum(0)  # sum r (x - a)
+        # sum r (x - a)(x - a)^T = sum r (x - a) x^T - (sum r (x - a)) a^T
+        return s - s1c.unsqueeze(-1) * anchor.unsqueeze(-2)
+
+    @staticmethod
+    def covariances(stat, nk_raw, nk, means, sx, anchor, n_samples, reg_covar):
+        delta = means - anchor
+        s1c = sx - nk_raw.unsqueeze(-1) * anchor
+        outer = delta.unsqueeze(-1) * s1c.unsqueeze(-2)
+        scatter = stat - outer - outer.mT + nk_raw[:, None, None] * delta.unsqueeze(-1) * delta.unsqueeze(-2)
+        cov = scatter / nk[:, None, None]
+        cov = 0.5 * (cov + cov.mT)
+        cov.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
+        return cov
+
+    @staticmethod
+    def precision_cholesky(cov, reg_covar):
+        return _upper_inverse_of_lower(cholesky_with_jitter(cov, reg_covar))
+
+    @staticmethod
+    def from_precisions(prec):
+        return _flip(torch.linalg.cholesky(_flip(prec)))
+
+    @staticmethod
+    def precisions(prec_chol):
+        return prec_chol @ prec_chol.mT
+
+    @staticmethod
+    def covariances_from_precision_cholesky(prec_chol):
+        inv = torch.linalg.solve_triangular(
+            prec_chol, torch.eye(prec_chol.shape[-1], dtype=prec_chol.dtype, device=prec_chol.device).expand_as(prec_chol), upper=True
+        )
+        return inv @ inv.mT
+
+    @staticmethod
+    def full_covariances(cov, k, d):
+        return cov
+
+    @staticmethod
+    def n_cov_params(k, d):
+        return k * d * (d + 1) / 2.0
+
+    @staticmethod
+    def shape(k, d):
+        return (k, d, d)
+
+
+class _Tied:
+    name = "tied"
+
+    @staticmethod
+    def log_prob(X, means, prec_chol):
+        d = X.shape[1]
+        xp = X @ prec_chol
+        mp = means @ prec_chol
+        sq = (xp.square().sum(1, keepdim=True) - 2 * xp @ mp.T) + mp.square().sum(1)
+        return -0.5 * (d * _LOG_2PI + sq) + _Tied.log_det(prec_chol)
+
+    @staticmethod
+    def log_det(prec_chol):
+        return prec_chol.diagonal().log().sum()
+
+    @staticmethod
+    def accumulate(X, resp, anchor):
+        return X.mT @ X
+
+    @staticmethod
+    def covariances(stat, nk_raw, nk, means, sx, anchor, n_samples, reg_covar):
+        cov = (stat - (nk.unsqueeze(-1) * means).mT @ means) / nk.sum()
+        cov = 0.5 * (cov + cov.mT)
+        cov.diagonal().add_(reg_covar)
+        return cov
+
+    @staticmethod
+    def precision_cholesky(cov, reg_covar):
+        return _upper_inverse_of_lower(cholesky_with_jitter(cov, reg_covar))
+
+    from_precisions = _Full.from_precisions
+    precisions = _Full.precisions
+    covariances_from_precision_cholesky = _Full.covariances_from_precision_cholesky
+
+    @staticmethod
+    def full_covariances(cov, k, d):
+        return cov.expand(k, d, d)
+
+    @staticmethod
+    def n_cov_params(k, d):
+        return d * (d + 1) / 2.0
+
+    @staticmethod
+    def shape(k, d):
+        return (d, d)
+
+
+class _Diag:
+    name = "diag"
+
+    @staticmethod
+    def log_prob(X, means, prec_chol):
+        d = X.shape[1]
+        prec = prec_chol.square()
+        sq = (means.square() * prec).sum(1) - 2 * (X @ (means * prec).T) + X.square() @ prec.T
+        return -0.5 * (d * _LOG_2PI + sq) + _Diag.log_det(prec_chol)
+
+    @staticmethod
+    def log_det(prec_chol):
+        return prec_chol.log().sum(1)
+
+    @staticmethod
+    def accumulate(X, resp, anchor):
+        return resp.mT @ X.square()
+
+    @staticmethod
+    def covariances(stat, nk_raw, nk, means, sx, anchor, n_samples, reg_covar):
+        # Clamped at reg_covar: E[x^2] - E[x]^2 can round below zero for a constant feature.
+        return (stat / nk.unsqueeze(-1) - means.square()).clamp_min(0.0) + reg_covar
+
+    @staticmethod
+    def precision_cholesky(cov, reg_covar):
+        return cov.clamp_min(torch.finfo(cov.dtype).tiny).rsqrt()
+
+    @staticmethod
+    def from_precisions(prec):
+        return prec.sqrt()
+
+    @staticmethod
+    def precisions(prec_chol):
+        return prec_chol.square()
+
+    @staticmethod
+    def covariances_from_precision_cholesky(prec_chol):
+        return prec_chol.square().reciprocal()
+
+    @staticmethod
+    def full_covariances(cov, k, d):
+        return torch.diag_embed(cov)
+
+    @staticmethod
+    def n_cov_params(k, d):
+        return k * d
+
+    @staticmethod
+    def shape(k, d):
+        return (k, d)
+
+
+class _Spherical(_Diag):
+    name = "spherical"
+
+    @staticmethod
+    def log_prob(X, means, prec_chol):
+        d = X.shape[1]
+        prec = prec_chol.square()
+        sq = (means.square().sum(1) * prec - 2 * (X @ means.T) * prec) + X.square().sum(1, keepdim=True) * prec
+        return -0.5 * (d * _LOG_2PI + sq) + _Spherical.log_det(prec_chol, d)
+
+    @staticmethod
+    def log_det(prec_chol, d):
+        return d * prec_chol.log()
+
+    @staticmethod
+    def covariances(stat, nk_raw, nk, means, sx, anchor, n_samples, reg_covar):
+        return _Diag.covariances(stat, nk_raw, nk, means, sx, anchor, n_samples, reg_covar).mean(1)
+
+    @staticmethod
+    def full_covariances(cov, k, d):
+        return cov[:, None, None] * torch.eye(d, dtype=cov.dtype, device=cov.device)
+
+    @staticmethod
+    def n_cov_params(k, d):
+        return k
+
+    @staticmethod
+    def shape(k, d):
+        return (k,)
+
+
+COVARIANCES = {c.name: c for c in (_Full, _Tied, _Diag, _Spherical)}
+
+
+def log_det_precision(cov_type: str, prec_chol: torch.Tensor, d: int) -> torch.Tensor:
+    """Log-determinant of the precision Cholesky factor, one value per component."""
+    if cov_type == "spherical":
+        return _Spherical.log_det(prec_chol, d)
+    return COVARIANCES[cov_type].log_det(prec_chol)

@@ -1,0 +1,283 @@
+"""Input handling for the mixture estimators: validation, dtype/device choice and chunked reading.
+
+A fit reads its data through a :class:`DataSource`, which hands out row blocks already on the
+compute device and in the compute dtype. Data that is in memory (a numpy array or a torch tensor)
+is converted once and sliced; a memory-mapped ``.npy`` file or a re-iterable of chunks is read
+block by block on every pass, so memory does not grow with the number of rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def is_tensor(X) -> bool:
+    return isinstance(X, torch.Tensor)
+
+
+def resolve_dtype(dtype, X=None) -> torch.dtype:
+    """The compute dtype: the ``dtype`` parameter, else the input's float dtype, else float64."""
+    if dtype is not None:
+        if isinstance(dtype, str) and dtype in _FLOAT_DTYPES:
+            return _FLOAT_DTYPES[dtype]
+        if dtype in (torch.float32, np.float32):
+            return torch.float32
+        if dtype in (torch.float64, np.float64, float):
+            return torch.float64
+        raise ValueError(f"dtype must be 'float32', 'float64' or None, got {dtype!r}.")
+    if is_tensor(X) and X.dtype in (torch.float32, torch.float64):
+        return X.dtype
+    if isinstance(X, np.ndarray) and X.dtype in (np.float32, np.float64):
+        return torch.float32 if X.dtype == np.float32 else torch.float64
+    return torch.float64
+
+
+def resolve_device(device, X=None) -> torch.device:
+    """The compute device: the ``device`` parameter, else the input tensor's device, else CPU."""
+    if device is not None:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available in this PyTorch "
+                "build; use device='cpu' or install a CUDA build of torch."
+            )
+        return dev
+    if is_tensor(X):
+        return X.device
+    return torch.device("cpu")
+
+
+def _check_block(block: torch.Tensor, row_offset: int, name: str) -> None:
+    finite = torch.isfinite(block)
+    if not bool(finite.all()):
+        row = int(torch.nonzero(~finite.all(1))[0, 0]) + row_offset
+        raise ValueError(
+            f"{name} contains NaN or infinity (first at row {row}). Remove or impute those rows "
+            "before fitting, e.g. X = X[np.isfinite(X).all(axis=1)]."
+        )
+
+
+def _check_2d_shape(shape, name: str) -> None:
+    if len(shape) == 1:
+        raise ValueError(
+            f"Expected 2-D data of shape (n_samples, n_features), got a 1-D array of shape "
+            f"{tuple(shape)}. Reshape it with X.reshape(-1, 1) if it is a single feature or "
+            "X.reshape(1, -1) if it is a single sample."
+        )
+    if len(shape) != 2:
+        raise ValueError(
+            f"Expected 2-D data of shape (n_samples, n_features), got shape {tuple(shape)}."
+        )
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(
+            f"{name} is empty (shape {tuple(shape)}): at least one sample with at least one "
+            "feature is needed."
+        )
+
+
+def _to_tensor(block, device, dtype) -> torch.Tensor:
+    if is_tensor(block):
+        if block.is_complex():
+            raise ValueError("Complex data is not supported; pass real-valued features.")
+        return block.detach().to(device=device, dtype=dtype)
+    arr = np.asarray(block)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Expected numeric data, got an array of dtype {arr.dtype}. Convert it with "
+            "np.asarray(X, dtype=float) after removing non-numeric columns."
+        )
+    tensor = torch.from_numpy(np.ascontiguousarray(arr))
+    if device.type == "cuda":
+        return tensor.to(device=device, dtype=dtype, non_blocking=False)
+    return tensor.to(dtype=dtype)
+
+
+@dataclass
+class DataSource:
+    """Rows of a data set, handed out in blocks on the compute device and dtype.
+
+    Attributes
+    ----------
+    n_samples, n_features : int
+    device : torch.device
+    dtype : torch.dtype
+    chunk_size : int
+        Rows per block (the last block may be shorter).
+    output_kind : {'numpy', 'torch'}
+        The kind of array results computed from this data are returned as.
+    resident : Tensor of shape (n_samples, n_features) or None
+        The whole data set on the device when it is held in memory.
+    """
+
+    n_samples: int
+    n_features: int
+    device: torch.device
+    dtype: torch.dtype
+    chunk_size: int
+    output_kind: str
+    output_device: torch.device
+    resident: torch.Tensor | None = None
+    _host: object = None  # an array-like read by slices (memmap), or a re-iterable of chunks
+
+    def chunks(self) -> Iterator[torch.Tensor]:
+        if self.resident is not None:
+            for start in range(0, self.n_samples, self.chunk_size):
+                yield self.resident[start : start + self.chunk_size]
+        elif hasattr(self._host, "shape"):
+            for start in range(0, self.n_samples, self.chunk_size):
+                yield _to_tensor(self._host[start : start + self.chunk_size], self.device, self.dtype)
+        else:
+            for chunk in self._host:
+                block = _to_tensor(chunk, self.device, self.dtype)
+                if block.ndim == 1 and self.n_features == 1:
+                    block = block.unsqueeze(1)
+                if block.ndim != 2 or block.shape[1] != self.n_features:
+                    raise ValueError(
+                        f"Every chunk must have shape (rows, {self.n_features}); got a chunk of "
+                        f"shape {tuple(block.shape)}."
+                    )
+                # Large user chunks are split so memory per block stays bounded.
+                for start in range(0, block.shape[0], self.chunk_size):
+                    yield block[start : start + self.chunk_size]
+
+    def to_output(self, tensor: torch.Tensor):
+        """Convert a result to the kind (numpy or torch, device) of the input data."""
+        if self.output_kind == "numpy":
+            return tensor.detach().cpu().numpy()
+        return tensor.to(self.output_device)
+
+
+def default_chunk_size(n_components: int, n_features: int, device: torch.device, itemsize: int) -> int:
+    """Rows per E-step block so that the largest temporary, (rows, K, D), stays small.
+
+    On the CPU a block that fits in the last-level cache is fastest; on a GPU larger blocks keep
+    the device busy.
+    """
+    budget = (256 << 20) if device.type == "cuda" else (6 << 20)
+    per_row = max(1, n_components * max(n_features, 1) * itemsize)
+    return int(min(max(budget // per_row, 256), 1 << 20))
+
+
+def make_source(X, *, device, dtype, chunk_size, n_components, n_features=None, name="X") -> DataSource:
+    """Wrap ``X`` (array, tensor, path to .npy, memmap or re-iterable of chunks) as a DataSource.
+
+    ``n_features`` (when given) is the number of features the model was fitted with; a mismatch
+    is a ValueError. In-memory data is validated (finite, 2-D, non-empty) here; streamed data is
+    validated block by block on the first pass (see :func:`summarize`).
+    """
+    if isinstance(X, (str, os.PathLike)):
+        path = Path(X)
+        if not path.exists():
+            raise FileNotFoundError(f"Data file {str(path)!r} does not exist.")
+        if path.suffix != ".npy":
+            raise ValueError(
+                f"Only .npy files can be read directly (got {str(path)!r}); load other formats "
+                "yourself and pass an array."
+            )
+        X = np.load(path, mmap_mode="r")
+    dev = resolve_device(device, X if is_tensor(X) else None)
+    streamed = isinstance(X, np.memmap) or not (is_tensor(X) or hasattr(X, "__array__") or isinstance(X, (list, tuple)))
+    if isinstance(X, (list, tuple)) and len(X) > 0 and _looks_like_chunk(X[0]):
+        streamed = True  # a list of 2-D blocks
+    if not streamed:
+        kind = "torch" if is_tensor(X) else "numpy"
+        out_dev = X.device if is_tensor(X) else torch.device("cpu")
+        dt = resolve_dtype(dtype, X)
+        if not is_tensor(X):
+            X = np.asarray(X)
+        _check_2d_shape(tuple(X.shape), name)
+        data = _to_tensor(X, dev, dt)
+        _check_n_features(data.shape[1], n_features, name)
+        _check_block(data, 0, name)
+        size = chunk_size or default_chunk_size(n_components, data.shape[1], dev, data.element_size())
+        return DataSource(data.shape[0], data.shape[1], dev, dt, int(size), kind, out_dev, resident=data)
+    if isinstance(X, np.memmap) or (hasattr(X, "shape") and hasattr(X, "__getitem__")):
+        _check_2d_shape(tuple(X.shape), name)
+        dt = resolve_dtype(dtype, X)
+        _check_n_features(X.shape[1], n_features, name)
+        size = chunk_size or default_chunk_size(n_components, X.shape[1], dev, torch.tensor([], dtype=dt).element_size())
+        return DataSource(X.shape[0], X.shape[1], dev, dt, int(size), "numpy", torch.device("cpu"), _host=X)
+    return _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name)
+
+
+def _looks_like_chunk(item) -> bool:
+    shape = getattr(item, "shape", None)
+    return shape is not None and len(shape) == 2
+
+
+def _check_n_features(got: int, expected, name: str) -> None:
+    if expected is not None and got != expected:
+        raise ValueError(
+            f"{name} has {got} features, but this model was fitted with {expected} features."
+        )
+
+
+def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name) -> DataSource:
+    if not isinstance(X, Iterable):
+        raise ValueError(
+            f"Cannot read data from an object of type {type(X).__name__}; pass a numpy array, a "
+            "torch tensor, a path to a .npy file, or a re-iterable of 2-D chunks."
+        )
+    if iter(X) is X:
+        raise ValueError(
+            "An iterator or generator can only be read once, but EM reads the data on every "
+            "iteration. Pass a list of chunks, or an object whose __iter__ starts a new pass "
+            "(e.g. a class with __iter__ returning a fresh generator)."
+        )
+    n, d, kind, dt = 0, None, None, None
+    for i, chunk in enumerate(X):
+        c_kind = "torch" if is_tensor(chunk) else "numpy"
+        shape = tuple(chunk.shape) if hasattr(chunk, "shape") else np.shape(chunk)
+        if len(shape) != 2:
+            raise ValueError(f"Chunk {i} has shape {shape}; every chunk must be 2-D (rows, features).")
+        if d is None:
+            d, kind = shape[1], c_kind
+            dt = resolve_dtype(dtype, chunk)
+        elif shape[1] != d:
+            raise ValueError(f"Chunk {i} has {shape[1]} features but chunk 0 has {d}; all chunks must agree.")
+        n += shape[0]
+    if d is None or n == 0:
+        raise ValueError(f"{name} is an empty iterable: it yielded no rows.")
+    _check_n_features(d, n_features, name)
+    size = chunk_size or default_chunk_size(n_components, d, dev, torch.tensor([], dtype=dt).element_size())
+    return DataSource(n, d, dev, dt, int(size), kind, dev if kind == "torch" else torch.device("cpu"), _host=X)
+
+
+@dataclass
+class Summary:
+    """First-pass facts about the data: validated, with per-feature mean and variance (float64)."""
+
+    mean: torch.Tensor
+    var: torch.Tensor
+
+
+def summarize(source: DataSource, name: str = "X") -> Summary:
+    """One pass over the data: check every block is finite and compute feature means/variances.
+
+    Streamed data is only validated here, so every fit starts with this pass.
+    """
+    total = torch.zeros(source.n_features, dtype=torch.float64, device=source.device)
+    total_sq = torch.zeros_like(total)
+    offset = 0
+    shift = None
+    for block in source.chunks():
+        if source.resident is None:
+            _check_block(block, offset, name)
+        b = block.to(torch.float64)
+        if shift is None:
+            shift = b.mean(0)  # accumulate around the first block's mean for accuracy
+        b = b - shift
+        total += b.sum(0)
+        total_sq += b.square().sum(0)
+        offset += block.shape[0]
+    mean = total / offset
+    var = (total_sq / offset - mean.square()).clamp_min(0.0)
+    return Summary(mean=mean + shift, var=var)

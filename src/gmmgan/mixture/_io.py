@@ -1,0 +1,191 @@
+"""Saving, loading and converting fitted mixtures: safetensors files, scikit-learn, torch.distributions.
+
+Files are safetensors (no pickle, so loading an untrusted file cannot run code) with the
+estimator's parameters and fitted scalars as JSON in the header metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "gmmgan.GaussianMixture"
+FORMAT_VERSION = "1"
+_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+_SCALARS = ("converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_")
+# Constructor parameters that are plain values; init arrays and callables are not saved.
+_SAVED_PARAMS = (
+    "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params",
+    "warm_start", "verbose", "verbose_interval", "chunk_size",
+)
+
+
+def _json_float(x):
+    x = float(x)
+    return x if np.isfinite(x) else str(x)
+
+
+class MixtureIOMixin:
+    """save / load / to_distribution / from_sklearn / to_sklearn for GaussianMixture."""
+
+    def save(self, path) -> Path:
+        """Write the fitted model to ``path`` (safetensors + JSON metadata), atomically.
+
+        The file is written to a temporary name and renamed, so an interrupted save never leaves
+        a half-written model where a good one was.
+        """
+        from safetensors.torch import save_file
+
+        self._check_is_fitted()
+        path = Path(path)
+        tensors = {name.rstrip("_"): torch.as_tensor(getattr(self, name)).detach().cpu().contiguous() for name in _ARRAYS}
+        params = {name: getattr(self, name) for name in _SAVED_PARAMS}
+        rs = self.random_state
+        params["random_state"] = rs if isinstance(rs, int) and not isinstance(rs, bool) else None
+        params["dtype"] = str(tensors["means"].dtype).replace("torch.", "")
+        fitted = {
+            "converged_": bool(self.converged_),
+            "n_iter_": int(self.n_iter_),
+            "lower_bound_": _json_float(self.lower_bound_),
+            "lower_bounds_": [_json_float(v) for v in getattr(self, "lower_bounds_", [])],
+            "n_features_in_": int(self.n_features_in_),
+            "array_kind": "torch" if isinstance(self.means_, torch.Tensor) else "numpy",
+        }
+        metadata = {"format": FORMAT, "version": FORMAT_VERSION, "params": json.dumps(params), "fitted": json.dumps(fitted)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path, device=None, array_kind=None):
+        """Read a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or Path
+        device : str or torch.device, optional
+            Where tensors go if the model holds torch tensors (default: CPU).
+        array_kind : {'numpy', 'torch'}, optional
+            Override the kind of the fitted arrays (default: as saved).
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Model file {str(path)!r} does not exist.")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ValueError(
+                f"{str(path)!r} is not a readable safetensors file ({err}); it may be truncated or "
+                "corrupt. Re-create it with GaussianMixture.save or `gmmgan fit -o`."
+            ) from None
+        if metadata.get("format") != FORMAT:
+            raise ValueError(
+                f"{str(path)!r} is a safetensors file but not a gmmgan GaussianMixture "
+                f"(format {metadata.get('format')!r})."
+            )
+        if metadata.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{str(path)!r} has format version {metadata.get('version')!r}; this gmmgan reads {FORMAT_VERSION}.")
+        missing = [n.rstrip("_") for n in _ARRAYS if n.rstrip("_") not in tensors]
+        if missing:
+            raise ValueError(f"{str(path)!r} lacks the arrays {missing}; the file is corrupt.")
+        params = json.loads(metadata["params"])
+        fitted = json.loads(metadata["fitted"])
+        model = cls(**params)
+        kind = array_kind or fitted.pop("array_kind", "numpy")
+        fitted.pop("array_kind", None)
+        for name in _ARRAYS:
+            t = tensors[name.rstrip("_")]
+            setattr(model, name, t.numpy() if kind == "numpy" else t.to(device or "cpu"))
+        from gmmgan.mixture._covariance import COVARIANCES
+
+        prec = COVARIANCES[model.covariance_type].precisions(torch.as_tensor(model.precisions_cholesky_))
+        model.precisions_ = prec.numpy() if kind == "numpy" else prec
+        for name, value in fitted.items():
+            if name in ("lower_bound_",):
+                value = float(value)
+            elif name == "lower_bounds_":
+                value = [float(v) for v in value]
+            setattr(model, name, value)
+        return model
+
+    def to_distribution(self) -> torch.distributions.MixtureSameFamily:
+        """The fitted mixture as ``torch.distributions.MixtureSameFamily`` (log_prob, sample)."""
+        from torch.distributions import Categorical, Independent, MixtureSameFamily, MultivariateNormal, Normal
+
+        from gmmgan.mixture._covariance import COVARIANCES
+
+        self._check_is_fitted()
+        weights = torch.as_tensor(self.weights_)
+        means = torch.as_tensor(self.means_)
+        covs = torch.as_tensor(self.covariances_)
+        k, d = means.shape
+        mix = Categorical(probs=weights)
+        if self.covariance_type in ("full", "tied"):
+            chol = torch.linalg.cholesky(COVARIANCES[self.covariance_type].full_covariances(covs, k, d))
+            comp = MultivariateNormal(loc=means, scale_tril=chol)
+        else:
+            std = covs.sqrt() if self.covariance_type == "diag" else covs.sqrt().unsqueeze(1).expand(k, d)
+            comp = Independent(Normal(means, std), 1)
+        return MixtureSameFamily(mix, comp)
+
+    @classmethod
+    def from_sklearn(cls, model, **params):
+        """A gmmgan GaussianMixture holding the parameters of a fitted scikit-learn one.
+
+        Extra keyword arguments (e.g. ``device``, ``dtype``) are passed to the constructor.
+        """
+        if not hasattr(model, "means_"):
+            raise ValueError("from_sklearn needs a fitted sklearn.mixture.GaussianMixture (call fit first).")
+        names = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params", "warm_start")
+        kwargs = {name: getattr(model, name) for name in names}
+        rs = model.random_state
+        kwargs["random_state"] = rs if isinstance(rs, int) else None
+        kwargs.update(params)
+        out = cls(**kwargs)
+        for name in _ARRAYS + ("precisions_",):
+            setattr(out, name, np.array(getattr(model, name), copy=True))
+        out.converged_ = bool(model.converged_)
+        out.n_iter_ = int(model.n_iter_)
+        out.lower_bound_ = float(model.lower_bound_)
+        out.lower_bounds_ = [float(v) for v in getattr(model, "lower_bounds_", [])]
+        out.n_features_in_ = int(model.means_.shape[1])
+        return out
+
+    def to_sklearn(self):
+        """A fitted ``sklearn.mixture.GaussianMixture`` with this model's parameters (needs scikit-learn)."""
+        try:
+            from sklearn.mixture import GaussianMixture as SkGaussianMixture
+        except ImportError:  # pragma: no cover
+            raise ImportError("to_sklearn needs scikit-learn: pip install scikit-learn") from None
+        self._check_is_fitted()
+        rs = self.random_state if isinstance(self.random_state, int) else None
+        sk = SkGaussianMixture(
+            n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
+            reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=self.init_params,
+            random_state=rs, warm_start=self.warm_start,
+        )
+        for name in _ARRAYS + ("precisions_",):
+            setattr(sk, name, torch.as_tensor(getattr(self, name)).detach().cpu().numpy().copy())
+        sk.converged_ = bool(self.converged_)
+        sk.n_iter_ = int(self.n_iter_)
+        sk.lower_bound_ = float(self.lower_bound_)
+        sk.lower_bounds_ = list(getattr(self, "lower_bounds_", []))
+        sk.n_features_in_ = int(self.n_features_in_)
+        return sk

@@ -1,0 +1,538 @@
+"""GaussianMixture: scikit-learn's estimator, in PyTorch, on CPU or GPU, for data of any size."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from gmmgan.mixture import _kmeans, _validation
+from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
+from gmmgan.mixture._covariance import COVARIANCES
+from gmmgan.mixture._data import DataSource, make_source, resolve_device, summarize
+from gmmgan.mixture._io import MixtureIOMixin
+
+# A component whose responsibilities sum to less than this many points has lost its data.
+EMPTY_COMPONENT = 1e-3
+KMEANSPP_LLOYD_STEPS = 10
+
+
+@dataclass
+class _State:
+    """Mixture parameters in the shifted coordinates EM works in (x - shift)."""
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    covariances: torch.Tensor | None
+    prec_chol: torch.Tensor
+
+
+@dataclass
+class _Stats:
+    """Sufficient statistics of one pass, summed over blocks in float64."""
+
+    nk: torch.Tensor
+    sx: torch.Tensor
+    stat: torch.Tensor
+    anchor: torch.Tensor
+    worst_x: torch.Tensor | None = None
+
+
+class _Shifted:
+    """A DataSource seen in shifted coordinates: resident data is shifted once, streams per block."""
+
+    def __init__(self, source: DataSource, shift: torch.Tensor):
+        self.source, self.shift = source, shift
+        self.n_samples = source.n_samples
+        self._resident = source.resident - shift if source.resident is not None else None
+
+    def chunks(self):
+        if self._resident is not None:
+            step = self.source.chunk_size
+            for start in range(0, self.n_samples, step):
+                yield self._resident[start : start + step]
+        else:
+            for block in self.source.chunks():
+                yield block - self.shift
+
+
+class GaussianMixture(MixtureIOMixin, ParamsMixin):
+    """Gaussian mixture model fitted by EM, with scikit-learn's API, in PyTorch.
+
+    The density is p(x) = sum_k weights_[k] N(x | means_[k], covariances_[k]). Parameters,
+    methods and fitted attributes have scikit-learn's names and meanings, so replacing
+    ``from sklearn.mixture import GaussianMixture`` with ``from gmmgan import GaussianMixture``
+    switches a program over. From the same initial parameters the fit takes the same EM steps as
+    scikit-learn's (tests assert it to rounding).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components K.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        Each component's own full matrix, one shared full matrix, per-component diagonal, or
+        per-component single variance.
+    tol : float, default=1e-3
+        EM stops when the change of the per-sample lower bound (mean log-likelihood) is below tol.
+    reg_covar : float, default=1e-6
+        Added to the covariance diagonals so they stay positive definite.
+    max_iter : int, default=100
+        EM iterations per initialisation.
+    n_init : int, default=1
+        Initialisations to run; the one with the highest lower bound is kept.
+    init_params : {'k-means++', 'kmeans', 'random', 'random_from_data'}, default='k-means++'
+        'k-means++': k-means++ seeding then a few Lloyd steps; 'kmeans': Lloyd to convergence;
+        'random': random responsibilities; 'random_from_data': K data points as means.
+    weights_init : array of shape (K,), optional
+    means_init : array of shape (K, D), optional
+    precisions_init : array, optional
+        Shape (K, D, D) for 'full', (D, D) for 'tied', (K, D) for 'diag', (K,) for 'spherical'.
+    random_state : int, numpy RandomState or None, default=None
+        Seeds initialisation and :meth:`sample`.
+    warm_start : bool, default=False
+        Start the next ``fit`` from the current parameters (``n_init`` is then ignored).
+    verbose : int, default=0
+        1 prints each initialisation, 2 also every ``verbose_interval`` iterations.
+    verbose_interval : int, default=10
+    device : str or torch.device, optional
+        Where to compute ('cpu', 'cuda', 'cuda:1'). Default: the input tensor's device, else CPU.
+    dtype : {'float32', 'float64'} or torch dtype, optional
+        Compute precision. Default: the input's float dtype, else float64.
+    chunk_size : int, optional
+        Rows per E-step block; memory does not grow with the number of rows. Default: chosen from
+        K, D and the device.
+    callback : callable, optional
+        Called after every EM iteration with a dict: init, n_iter, lower_bound, change.
+
+    Attributes
+    ----------
+    weights_ : array of shape (K,)
+    means_ : array of shape (K, D)
+    covariances_, precisions_, precisions_cholesky_ : array, shapes as ``precisions_init``
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood of the training data at the best initialisation's last E-step.
+    lower_bounds_ : list of float
+    n_features_in_ : int
+
+    Fitted arrays are numpy arrays if ``fit`` got numpy data (or a file), torch tensors on the
+    compute device if it got tensors.
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="k-means++",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        device=None,
+        dtype=None,
+        chunk_size=None,
+        callback=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+        self.callback = callback
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Estimate the parameters with EM.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features), torch tensor, path to a .npy file, memmap,
+            or a re-iterable of 2-D chunks (read on every pass; exact EM over all of them).
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X, want_labels=False)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return the component label of every row of ``X``, shape (n_samples,)."""
+        return self._fit(X, want_labels=True)
+
+    def _fit(self, X, want_labels: bool):
+        _validation.check_parameters(self)
+        source = make_source(
+            X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=self.n_components
+        )
+        n, d, k = source.n_samples, source.n_features, self.n_components
+        if n < 2:
+            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got {n}.")
+        if n < k:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {k}, "
+                f"n_samples = {n}. Use fewer components or more data."
+            )
+        summary = summarize(source)
+        dtype, dev = source.dtype, source.device
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if do_init:
+            shift = summary.mean.to(dtype)
+        else:
+            current = self._current_state(dev, dtype, shift=None)
+            shift = (current.weights @ current.means).to(dtype)
+        data = _Shifted(source, shift)
+        generator = make_generator(self.random_state)
+        cov = COVARIANCES[self.covariance_type]
+
+        best, max_lower_bound, best_bounds, self.converged_ = None, -math.inf, [], False
+        for init in range(self.n_init if do_init else 1):
+            start = time.perf_counter()
+            if self.verbose:
+                print(f"Initialization {init}")
+            state = self._initial_state(data, source, summary, shift, generator) if do_init else self._current_state(dev, dtype, shift)
+            lower_bound = -math.inf if do_init else self.lower_bound_
+            bounds, converged, n_iter = [], False, 0
+            for n_iter in range(1, self.max_iter + 1):
+                prev = lower_bound
+                stats, lower_bound = self._e_step(data, state, cov)
+                state = self._m_step(stats, state, cov, n, summary.var.to(dev))
+                bounds.append(lower_bound)
+                change = lower_bound - prev
+                if self.callback is not None:
+                    self.callback({"init": init, "n_iter": n_iter, "lower_bound": lower_bound, "change": change})
+                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
+                    print(f"  Iteration {n_iter}\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}")
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+            if self.verbose:
+                print(f"Initialization {'converged' if converged else 'did not converge'}. time lapse "
+                      f"{time.perf_counter() - start:.5f}s\t lower bound {lower_bound:.5f}.")
+            if lower_bound > max_lower_bound or max_lower_bound == -math.inf:
+                best, max_lower_bound, best_bounds = state, lower_bound, bounds
+                best_n_iter, self.converged_ = n_iter, converged
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._set_state(best, shift, source)
+        self.n_iter_ = best_n_iter
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = best_bounds
+        self.n_features_in_ = d
+        if not want_labels:
+            return None
+        labels = torch.cat([(cov.log_prob(x, best.means, best.prec_chol) + best.weights.log()).argmax(1) for x in data.chunks()])
+        return source.to_output(labels)
+
+    def _e_step(self, data: _Shifted, state: _State, cov) -> tuple[_Stats, float]:
+        """One pass: responsibilities of every block and the statistics the M-step needs."""
+        k = state.means.shape[0]
+        dev, f64 = state.means.device, torch.float64
+        nk = torch.zeros(k, dtype=f64, device=dev)
+        sx = torch.zeros(state.means.shape, dtype=f64, device=dev)
+        stat = None
+        total = torch.zeros((), dtype=f64, device=dev)
+        log_w = state.weights.log()
+        worst_v, worst_x = [], []
+        for x in data.chunks():
+            wlp = cov.log_prob(x, state.means, state.prec_chol).add_(log_w)
+            lpn = torch.logsumexp(wlp, dim=1)
+            resp = wlp.sub_(lpn.unsqueeze(1)).exp_()
+            total += lpn.sum(dtype=f64)
+            nk += resp.sum(0, dtype=f64)
+            sx += (resp.mT @ x).to(f64)
+            s = cov.accumulate(x, resp, state.means).to(f64)
+            stat = s if stat is None else stat.add_(s)
+            # The worst-explained points are where empty components get re-seeded.
+            low = torch.topk(lpn, min(k, lpn.shape[0]), largest=False)
+            worst_v.append(low.values)
+            worst_x.append(x[low.indices])
+        order = torch.argsort(torch.cat(worst_v))[:k]
+        stats = _Stats(nk, sx, stat, state.means.to(f64), torch.cat(worst_x)[order])
+        return stats, float(total) / data.n_samples
+
+    def _m_step(self, stats: _Stats, state: _State, cov, n_samples: int, data_var: torch.Tensor) -> _State:
+        """Parameters from the statistics, in float64, then cast to the compute dtype."""
+        dtype = state.means.dtype
+        eps = torch.finfo(dtype).eps
+        nk_raw = stats.nk
+        nk = nk_raw + 10 * eps
+        means = stats.sx / nk.unsqueeze(1)
+        covs = cov.covariances(stats.stat, nk_raw, nk, means, stats.sx, stats.anchor, n_samples, self.reg_covar)
+        empty = torch.nonzero(nk_raw < EMPTY_COMPONENT).flatten().tolist()
+        if empty:
+            nk, means, covs = self._reseed(empty, nk, means, covs, stats.worst_x, data_var)
+        weights = nk / nk.sum()
+        prec_chol = cov.precision_cholesky(covs, self.reg_covar)
+        return _State(weights.to(dtype), means.to(dtype), covs.to(dtype), prec_chol.to(dtype))
+
+    def _reseed(self, empty, nk, means, covs, worst_x, data_var):
+        warnings.warn(
+            f"Component(s) {empty} lost all their points; re-seeded them at the worst-explained "
+            "data points with the data's variance. Consider fewer components or a larger reg_covar.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        nk, means, covs = nk.clone(), means.clone(), covs.clone()
+        var = data_var.to(torch.float64) + self.reg_covar
+        for j, comp in enumerate(empty):
+            means[comp] = worst_x[j % len(worst_x)].to(torch.float64)
+            nk[comp] = 1.0
+            if self.covariance_type == "full":
+                covs[comp] = torch.diag(var)
+            elif self.covariance_type == "diag":
+                covs[comp] = var
+            elif self.covariance_type == "spherical":
+                covs[comp] = var.mean()
+        return nk, means, covs
+
+    # ------------------------------------------------------------ initialisation
+    def _initial_state(self, data: _Shifted, source: DataSource, summary, shift, generator) -> _State:
+        k, d = self.n_components, source.n_features
+        dtype, dev = source.dtype, source.device
+        cov = COVARIANCES[self.covariance_type]
+        user = (self.weights_init, self.means_init, self.precisions_init)
+        state = None
+        if any(v is None for v in user):
+            state = self._state_from_init_params(data, source, shift, generator, cov)
+        weights = state.weights if self.weights_init is None else _validation.check_weights(self.weights_init, k, dtype, dev)
+        means = state.means if self.means_init is None else _validation.check_means(self.means_init, k, d, dtype, dev) - shift
+        if self.precisions_init is None:
+            covs, prec_chol = state.covariances, state.prec_chol
+        else:
+            prec = _validation.check_precisions(self.precisions_init, self.covariance_type, k, d, torch.float64, dev)
+            prec_chol = cov.from_precisions(prec)
+            covs = cov.covariances_from_precision_cholesky(prec_chol).to(dtype)
+            prec_chol = prec_chol.to(dtype)
+        return _State(weights, means, covs, prec_chol)
+
+    def _state_from_init_params(self, data: _Shifted, source: DataSource, shift, generator, cov) -> _State:
+        k, n = self.n_components, source.n_samples
+        dtype, dev = source.dtype, source.device
+        if self.init_params in ("k-means++", "kmeans"):
+            seeds = _kmeans.sample_rows(source, _kmeans.SEEDING_SAMPLE, generator, shift)
+            centers = _kmeans.kmeans_plusplus(seeds, k, generator)
+            steps = KMEANSPP_LLOYD_STEPS if self.init_params == "k-means++" else 300
+            centers = _kmeans.lloyd(source, centers, shift, max_iter=steps, tol=1e-4)
+            eye = torch.eye(k, dtype=dtype, device=dev)
+            blocks = ((x, eye[_kmeans.nearest(x, centers)]) for x in data.chunks())
+            anchor = centers
+        elif self.init_params == "random":
+            def random_blocks():
+                for x in data.chunks():
+                    r = torch.rand(x.shape[0], k, generator=generator, dtype=torch.float64).to(device=dev, dtype=dtype)
+                    yield x, r / r.sum(1, keepdim=True)
+            blocks, anchor = random_blocks(), torch.zeros(k, source.n_features, dtype=dtype, device=dev)
+        else:  # random_from_data: K distinct data points, each the only member of its component
+            points = _kmeans.gather_rows(source, torch.randperm(n, generator=generator)[:k], shift)
+            blocks, anchor = [(points, torch.eye(k, dtype=dtype, device=dev))], points
+        stats = self._stats_from_blocks(blocks, anchor, cov)
+        eps = torch.finfo(dtype).eps
+        nk = stats.nk + 10 * eps
+        means = stats.sx / nk.unsqueeze(1)
+        covs = cov.covariances(stats.stat, stats.nk, nk, means, stats.sx, stats.anchor, n, self.reg_covar)
+        prec_chol = cov.precision_cholesky(covs, self.reg_covar)
+        # As scikit-learn: initial weights are counts over n_samples (not renormalised).
+        return _State((nk / n).to(dtype), means.to(dtype), covs.to(dtype), prec_chol.to(dtype))
+
+    @staticmethod
+    def _stats_from_blocks(blocks, anchor, cov) -> _Stats:
+        f64 = torch.float64
+        nk = sx = stat = None
+        for x, resp in blocks:
+            parts = (resp.sum(0, dtype=f64), (resp.mT @ x).to(f64), cov.accumulate(x, resp, anchor).to(f64))
+            if nk is None:
+                nk, sx, stat = parts
+            else:
+                nk, sx, stat = nk + parts[0], sx + parts[1], stat + parts[2]
+        return _Stats(nk, sx, stat, anchor.to(f64))
+
+    # ----------------------------------------------------------- fitted params
+    def _current_state(self, device, dtype, shift) -> _State:
+        """The public fitted attributes as a _State on ``device`` (shifted by ``shift`` if given)."""
+        self._check_is_fitted()
+        t = lambda a: torch.as_tensor(a).to(device=device, dtype=dtype)  # noqa: E731
+        means = t(self.means_)
+        if shift is not None:
+            means = means - shift
+        covs = t(self.covariances_) if getattr(self, "covariances_", None) is not None else None
+        return _State(t(self.weights_), means, covs, t(self.precisions_cholesky_))
+
+    def _set_state(self, state: _State, shift: torch.Tensor, source: DataSource) -> None:
+        cov = COVARIANCES[self.covariance_type]
+        out = (lambda t: t.detach().cpu().numpy()) if source.output_kind == "numpy" else (lambda t: t.detach())
+        covs = state.covariances
+        if covs is None:
+            covs = cov.covariances_from_precision_cholesky(state.prec_chol)
+        self.weights_ = out(state.weights)
+        self.means_ = out(state.means + shift)
+        self.covariances_ = out(covs)
+        self.precisions_cholesky_ = out(state.prec_chol)
+        self.precisions_ = out(cov.precisions(state.prec_chol))
+
+    def _model(self, device, dtype=None):
+        """(state, shift) for inference: parameters shifted by their weighted mean, for accuracy."""
+        self._check_is_fitted()
+        if dtype is None:
+            dtype = torch.as_tensor(self.means_).dtype
+        state = self._current_state(device, dtype, shift=None)
+        shift = state.weights @ state.means
+        return replace(state, means=state.means - shift), shift
+
+    # --------------------------------------------------------------- inference
+    def _blocks(self, X):
+        """Yield (source, weighted log-probabilities (rows, K)) for every block of X."""
+        self._check_is_fitted()
+        means = torch.as_tensor(self.means_)
+        device = resolve_device(self.device, X if isinstance(X, torch.Tensor) else None)
+        if isinstance(self.means_, torch.Tensor) and self.device is None and not isinstance(X, torch.Tensor):
+            device = self.means_.device
+        source = make_source(
+            X, device=device, dtype=means.dtype, chunk_size=self.chunk_size,
+            n_components=means.shape[0], n_features=means.shape[1],
+        )
+        state, shift = self._model(source.device, source.dtype)
+        cov = COVARIANCES[self.covariance_type]
+        log_w = state.weights.log()
+        for x in _Shifted(source, shift).chunks():
+            yield source, cov.log_prob(x, state.means, state.prec_chol).add_(log_w)
+
+    def _collect(self, X, fn):
+        source, parts = None, []
+        for source, wlp in self._blocks(X):
+            parts.append(fn(wlp))
+        return source, torch.cat(parts)
+
+    def score_samples(self, X):
+        """Log-density log p(x) of every row, shape (n_samples,)."""
+        source, out = self._collect(X, lambda w: torch.logsumexp(w, 1))
+        return source.to_output(out)
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood per sample of ``X``."""
+        _, out = self._collect(X, lambda w: torch.logsumexp(w, 1))
+        return float(out.double().mean())
+
+    def predict(self, X):
+        """Most probable component of every row, shape (n_samples,)."""
+        source, out = self._collect(X, lambda w: w.argmax(1))
+        return source.to_output(out)
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for every row, shape (n_samples, K)."""
+        source, out = self._collect(X, lambda w: torch.softmax(w, 1))
+        return source.to_output(out)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable log-density of ``x`` (torch tensor (n, D)), shape (n,); usable as a loss."""
+        if not isinstance(x, torch.Tensor):
+            raise ValueError("log_prob takes a torch tensor; use score_samples for numpy arrays.")
+        d = torch.as_tensor(self.means_).shape[1] if hasattr(self, "means_") else None
+        if x.ndim != 2 or x.shape[1] != d:
+            self._check_is_fitted()
+            raise ValueError(f"log_prob expects a tensor of shape (n, {d}), got {tuple(x.shape)}.")
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        state, shift = self._model(x.device, dtype)
+        cov = COVARIANCES[self.covariance_type]
+        wlp = cov.log_prob(x.to(dtype) - shift, state.means, state.prec_chol) + state.weights.log()
+        return torch.logsumexp(wlp, 1)
+
+    def _n_parameters(self) -> int:
+        k, d = torch.as_tensor(self.means_).shape
+        cov = COVARIANCES[self.covariance_type].n_cov_params(k, d)
+        return int(cov + k * d + k - 1)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n = _n_rows(X)
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        return -2 * self.score(X) * _n_rows(X) + 2 * self._n_parameters()
+
+    def sample(self, n_samples=1, component=None):
+        """Draw samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+        component : int, optional
+            Draw only from this component.
+
+        Returns
+        -------
+        X : array of shape (n_samples, D)
+        y : array of shape (n_samples,), the component of each sample (grouped by component)
+        """
+        self._check_is_fitted()
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample."
+            )
+        k, d = torch.as_tensor(self.means_).shape
+        if component is not None and not (isinstance(component, (int, np.integer)) and 0 <= component < k):
+            raise ValueError(f"component must be an int in [0, {k - 1}], got {component!r}.")
+        ref = self.means_
+        device = ref.device if isinstance(ref, torch.Tensor) else torch.device("cpu")
+        state, shift = self._model(device)
+        gen = make_generator(self.random_state)
+        if component is None:
+            counts = torch.multinomial(state.weights.double().cpu(), n_samples, replacement=True, generator=gen)
+            counts = torch.bincount(counts, minlength=k)
+        else:
+            counts = torch.zeros(k, dtype=torch.long)
+            counts[component] = n_samples
+        cov = COVARIANCES[self.covariance_type]
+        covs = state.covariances if state.covariances is not None else cov.covariances_from_precision_cholesky(state.prec_chol)
+        chol = torch.linalg.cholesky(cov.full_covariances(covs.double(), k, d)).to(state.means.dtype)
+        labels = torch.repeat_interleave(torch.arange(k), counts).to(device)
+        z = torch.randn(n_samples, d, generator=gen, dtype=torch.float64).to(device=device, dtype=state.means.dtype)
+        X = torch.empty_like(z)
+        start = 0
+        for j, count in enumerate(counts.tolist()):
+            if count:
+                X[start : start + count] = state.means[j] + shift + z[start : start + count] @ chol[j].mT
+                start += count
+        if isinstance(ref, torch.Tensor):
+            return X, labels
+        return X.cpu().numpy(), labels.cpu().numpy()
+
+
+def _n_rows(X) -> int:
+    if hasattr(X, "shape") and not isinstance(X, (str,)):
+        return int(X.shape[0])
+    if isinstance(X, (str,)) or hasattr(X, "__fspath__"):
+        return int(np.load(X, mmap_mode="r").shape[0])
+    return sum(int(np.shape(c)[0]) for c in X)
