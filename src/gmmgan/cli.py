@@ -1,0 +1,129 @@
+"""The ``gmmgan`` command line: ``gmmgan fit`` (and, as they land, train, sample, eval).
+
+Each subcommand lives in its own module ``gmmgan.commands.<name>`` with two functions:
+
+- ``add_parser(subparsers)`` adds its ``argparse`` sub-parser (``subparsers.add_parser(name, ...)``),
+- ``run(args) -> int`` does the work and returns the exit status.
+
+To add a command, write the module and append its name to ``_COMMANDS``. Command modules keep
+heavy imports (torch, matplotlib) inside ``run`` so that ``gmmgan --help`` stays fast.
+
+Errors a user can fix (``ValueError``, ``OSError`` such as ``FileNotFoundError``) are printed as one
+red ``error: ...`` line with exit status 2 and no traceback; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+# Subcommand modules under gmmgan.commands, in the order `gmmgan --help` lists them.
+_COMMANDS: tuple[str, ...] = ("fit",)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # bad arguments or bad input data, as argparse uses
+EXIT_INTERRUPTED = 130
+
+# Consoles resolve sys.stdout/sys.stderr when they write, so output redirection (and pytest's
+# capture) works even though these are created at import time.
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def print_error(message: str) -> None:
+    """Print ``error: message`` in red on stderr, on one line (no wrapping)."""
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors print like all other gmmgan errors: one line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print_error(f"{message} (see '{self.prog} --help')")
+        raise SystemExit(EXIT_USAGE)
+
+
+class _SubcommandParser(_ArgumentParser):
+    """Sub-parsers also accept ``--debug`` after the command name (``gmmgan fit --debug``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: an absent flag must not overwrite a `gmmgan --debug fit` given before it.
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show the full traceback on errors")
+
+
+def _version() -> str:
+    from gmmgan import __version__
+
+    return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand in ``_COMMANDS`` registered."""
+    parser = _ArgumentParser(
+        prog="gmmgan",
+        description=(
+            "Gaussian mixture models and GANs that work together, in PyTorch.\n\n"
+            "Run 'gmmgan COMMAND --help' for the options of a command."
+        ),
+        epilog=(
+            "examples:\n"
+            "  gmmgan fit                          # 25-component GMM on the built-in 'grid' data\n"
+            "  gmmgan fit ring -k 8                # the 8-Gaussian ring\n"
+            "  gmmgan fit data.npy -k 10 --covariance-type diag -o model.safetensors\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gmmgan {_version()}")
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the full traceback on errors")
+    subparsers = parser.add_subparsers(
+        dest="command", title="commands", metavar="COMMAND", parser_class=_SubcommandParser
+    )
+    for name in _COMMANDS:
+        module = importlib.import_module(f"gmmgan.commands.{name}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    Never raises SystemExit, so it can be called in-process (tests, notebooks).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors
+        return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError, MemoryError, RuntimeError) as e:
+        message = str(e) or type(e).__name__
+        out_of_memory = isinstance(e, MemoryError) or "out of memory" in message.lower()
+        # Other RuntimeErrors are bugs, not bad input: keep their traceback.
+        if args.debug or (isinstance(e, RuntimeError) and not out_of_memory):
+            raise
+        if out_of_memory:
+            message = message.splitlines()[0] + " (try a smaller --chunk-size or --dtype float32)"
+        print_error(message)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,479 @@
+"""``gmmgan fit``: fit a Gaussian mixture to a data file or a built-in 2-D mixture, save it, plot it.
+
+Data files: ``.npy`` (read memory-mapped, so files larger than memory work) or ``.csv`` / ``.txt``
+(numbers separated by commas or whitespace; one non-numeric header line is skipped; ``#`` starts a
+comment). Built-in data: ``ring`` and ``grid`` from DESIGN.md section 5 (see ``gmmgan.data.toy``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_parser", "run", "load_data", "BUILTIN_DATA"]
+
+# Built-in data sets and their true number of components (the default -k for them).
+BUILTIN_DATA = {"ring": 8, "grid": 25}
+DEFAULT_DATA = "grid"
+DEFAULT_OUTPUT = "gmmgan_model.safetensors"
+DEFAULT_PLOT = "gmmgan_fit.png"
+PLOT_MAX_POINTS = 20_000
+_MAX_TABLE_ROWS = 40
+_FINITE_CHECK_ROWS = 1 << 20  # rows per block when checking a (memory-mapped) array for NaN
+
+_EPILOG = f"""\
+data:
+  DATA is a .npy file (2-D array, read memory-mapped), a .csv/.txt file (numbers separated by
+  commas or whitespace, one sample per line; a first line that is not numeric is taken as a
+  header and skipped; '#' starts a comment), or a built-in 2-D mixture:
+    ring   8 Gaussians, means (cos 2πk/8, sin 2πk/8), k = 0..7, sigma 0.01
+    grid   25 Gaussians, means {{-4,-2,0,2,4}}², sigma 0.05
+  Built-in data are --n-samples points drawn with --seed. Without DATA, 'grid' is used.
+
+outputs:
+  The model is saved with GaussianMixture.save (safetensors + JSON metadata); load it in Python
+  with gmmgan.GaussianMixture.load(path). For 2-D data a PNG shows the points with each
+  component's mean and 1- and 2-sigma ellipses. Existing files are never overwritten without
+  --force.
+
+examples:
+  gmmgan fit                                    # grid, K=25 -> {DEFAULT_OUTPUT}, {DEFAULT_PLOT}
+  gmmgan fit ring                               # ring, K=8
+  gmmgan fit data.npy -k 10 --covariance-type diag -o data_k10.safetensors
+  gmmgan fit points.csv -k 3 --plot points_k3.png --force
+  gmmgan fit big.npy -k 64 --device cuda --dtype float32 --chunk-size 200000 --no-plot
+"""
+
+
+def _n_components(text: str) -> int:
+    """argparse type of -k: a positive integer ('auto' is reserved for automatic selection)."""
+    if text.strip().lower() == "auto":
+        raise argparse.ArgumentTypeError(
+            "'auto' (automatic choice of K) is not available yet; give the number of components, "
+            "e.g. -k 8"
+        )
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"K must be a whole number of components, e.g. -k 8; got {text!r}"
+        ) from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"K must be at least 1, got {k}")
+    return k
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "fit",
+        help="fit a Gaussian mixture (EM) to data and save it",
+        description=(
+            "Fit a Gaussian mixture model to DATA with expectation-maximisation, show progress\n"
+            "and a summary (log-likelihood, BIC, AIC, weights), save the model, and plot it\n"
+            "when the data are 2-D."
+        ),
+        epilog=_EPILOG,
+    )
+    p.add_argument("data", nargs="?", default=None, metavar="DATA",
+                   help="a .npy/.csv/.txt file, or a built-in mixture: ring, grid "
+                        f"(default: {DEFAULT_DATA})")
+    p.add_argument("-k", "--n-components", type=_n_components, default=None, metavar="K",
+                   help="number of mixture components (required for data files; "
+                        "default for built-ins: ring 8, grid 25)")
+    p.add_argument("--covariance-type", choices=("full", "diag", "spherical", "tied"),
+                   default="full", help="shape of each component's covariance (default: full)")
+    p.add_argument("--device", default="auto", metavar="DEVICE",
+                   help="where EM runs: auto, cpu, cuda, cuda:N (default: auto = cuda when "
+                        "available, else cpu)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="compute precision (default: float32 on a GPU; on the CPU the data's "
+                        "float type, float64 for csv/txt, built-ins and integer data)")
+    p.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
+                   help="EM iterations per initialisation (default: 100)")
+    p.add_argument("--tol", type=float, default=1e-3, metavar="X",
+                   help="stop when the lower bound (mean log-likelihood per sample) changes by "
+                        "less than this (default: 1e-3)")
+    p.add_argument("--reg-covar", type=float, default=1e-6, metavar="X",
+                   help="added to covariance diagonals to keep them positive definite "
+                        "(default: 1e-6)")
+    p.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
+                   help="number of initialisations; the best is kept (default: 1)")
+    p.add_argument("--init-params", choices=("k-means++", "kmeans", "random", "random_from_data"),
+                   default="k-means++", help="how the first responsibilities are chosen "
+                                             "(default: k-means++)")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="random seed of the initialisation and of built-in data (default: 0)")
+    p.add_argument("--chunk-size", type=_positive_int, default=None, metavar="ROWS",
+                   help="rows per E-step block, bounds memory for large data (default: chosen "
+                        "from K, D and the device)")
+    p.add_argument("--n-samples", type=_positive_int, default=100_000, metavar="N",
+                   help="number of points drawn for built-in data (default: 100000)")
+    p.add_argument("-o", "--output", default=DEFAULT_OUTPUT, metavar="FILE",
+                   help=f"where the model is saved (default: ./{DEFAULT_OUTPUT})")
+    plot = p.add_mutually_exclusive_group()
+    plot.add_argument("--plot", default=None, metavar="FILE.png",
+                      help=f"PNG of the fit for 2-D data (default: ./{DEFAULT_PLOT})")
+    plot.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite existing output files (default: refuse)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing but errors (no progress, no summary)")
+    return p
+
+
+# --------------------------------------------------------------------------------------- data
+def load_data(spec: str, *, n_samples: int = 100_000, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Load DATA: a built-in mixture name or a .npy/.csv/.txt path.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+        Validated: 2-D, numeric, finite, non-empty. For .npy files a read-only memory map.
+    description : str
+        A short human-readable description of where the data came from.
+    """
+    if spec in BUILTIN_DATA:
+        return _builtin(spec, n_samples, seed)
+    path = Path(spec)
+    if not path.exists():
+        hint = ("" if path.suffix else
+                f"; built-in data are: {', '.join(BUILTIN_DATA)}")
+        raise FileNotFoundError(f"data file '{spec}' does not exist{hint}")
+    if path.is_dir():
+        raise ValueError(f"'{spec}' is a folder; give a .npy, .csv or .txt file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        X, note = _load_npy(path), ""
+    elif suffix in (".csv", ".txt"):
+        X, note = _load_text(path)
+    else:
+        raise ValueError(
+            f"cannot read '{spec}': unsupported file type '{path.suffix or '(none)'}'; use .npy, "
+            f".csv or .txt, or a built-in data set ({', '.join(BUILTIN_DATA)})"
+        )
+    _check_finite(X, spec)
+    return X, f"{path.name}{note}"
+
+
+def _builtin(name: str, n_samples: int, seed: int) -> tuple[np.ndarray, str]:
+    import torch
+
+    from gmmgan.data import toy
+
+    X = getattr(toy, name)(n_samples, seed, dtype=torch.float64).numpy()
+    spec = toy.RING if name == "ring" else toy.GRID
+    return X, f"built-in '{name}' ({spec.n_components} Gaussians, sigma {spec.sigma}, seed {seed})"
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # numpy raises ValueError, OSError or EOFError for unreadable files
+        if "Python objects" in str(e) or "allow_pickle" in str(e):
+            raise ValueError(f"'{path}' must hold numbers, but it holds Python objects "
+                             "(dtype=object); save a numeric array instead") from None
+        raise ValueError(f"cannot read '{path}' as a .npy array: {e}") from None
+    if not isinstance(X, np.ndarray):
+        raise ValueError(f"'{path}' does not hold a single array")
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"'{path}' must hold numbers, but its dtype is {X.dtype}")
+    _check_shape(X, str(path))
+    return X
+
+
+def _first_data_line(path: Path) -> tuple[int, str | None]:
+    """Index and text of the first line that is not blank or a '#' comment."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f):
+            text = line.split("#", 1)[0].strip()
+            if text:
+                return i, text
+    return -1, None
+
+
+def _is_numeric_row(text: str, delimiter: str | None) -> bool:
+    try:
+        [float(tok) for tok in text.split(delimiter)]
+        return True
+    except ValueError:
+        return False
+
+
+def _load_text(path: Path) -> tuple[np.ndarray, str]:
+    index, first = _first_data_line(path)
+    if first is None:
+        raise ValueError(f"'{path}' contains no data rows")
+    delimiter = "," if "," in first else None  # None: any whitespace
+    skip, note = 0, ""
+    if not _is_numeric_row(first, delimiter):
+        skip, note = index + 1, " (header line skipped)"
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            X = np.loadtxt(f, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64,
+                           comments="#")
+    except ValueError as e:
+        reason = str(e).split("; use `usecols`")[0].rstrip(".")  # numpy's hint does not apply
+        raise ValueError(
+            f"'{path}' is not a table of numbers: {reason}. Each line must hold the same number "
+            f"of values separated by {'commas' if delimiter else 'whitespace'}; at most one "
+            f"header line is allowed"
+        ) from None
+    if X.size == 0:
+        raise ValueError(f"'{path}' contains no data rows")
+    _check_shape(X, str(path))
+    return X, note
+
+
+def _check_shape(X: np.ndarray, name: str) -> None:
+    if X.ndim == 1:
+        raise ValueError(
+            f"'{name}' holds a 1-D array of shape {X.shape}; gmmgan needs 2-D data of shape "
+            f"(n_samples, n_features) (for one feature, save X.reshape(-1, 1))"
+        )
+    if X.ndim != 2:
+        raise ValueError(f"'{name}' must hold a 2-D array (n_samples, n_features), got shape "
+                         f"{X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"'{name}' is empty (shape {X.shape})")
+
+
+def _check_finite(X: np.ndarray, name: str) -> None:
+    if X.dtype.kind != "f":
+        return
+    # Block by block, so a memory-mapped file is never read into memory whole.
+    for start in range(0, X.shape[0], _FINITE_CHECK_ROWS):
+        block = np.asarray(X[start : start + _FINITE_CHECK_ROWS])
+        ok = np.isfinite(block).all(axis=1)
+        if not ok.all():
+            row = start + int(np.argmin(ok))
+            raise ValueError(
+                f"'{name}' contains NaN or infinite values (first in row {row}, counting from "
+                f"0); remove or impute them first"
+            )
+
+
+# ------------------------------------------------------------------------------------ run
+def _resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} was asked for but CUDA is not available in this "
+                         "PyTorch build; use --device cpu")
+    return device
+
+
+def _check_writable(path: Path, force: bool, what: str) -> None:
+    if path.is_dir():
+        raise ValueError(f"the {what} path '{path}' is a folder; give a file name")
+    if path.exists() and not force:
+        raise FileExistsError(f"{what} file '{path}' already exists; pass --force to overwrite "
+                              f"it or choose another name")
+
+
+def run(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()
+    from rich.console import Console
+    from rich.markup import escape
+
+    from gmmgan import GaussianMixture
+    from gmmgan.mixture import ConvergenceWarning
+    from gmmgan.cli import console
+
+    out = Console(quiet=True) if args.quiet else console
+    data = args.data if args.data is not None else DEFAULT_DATA
+    k = args.n_components
+    if k is None:
+        if data not in BUILTIN_DATA:
+            raise ValueError("-k/--n-components is required for a data file: give the number of "
+                             "mixture components, e.g. -k 8")
+        k = BUILTIN_DATA[data]
+    output = Path(args.output)
+    _check_writable(output, args.force, "model")
+    device = _resolve_device(args.device)
+    dtype = args.dtype or ("float32" if device.type == "cuda" else None)
+
+    X, description = load_data(data, n_samples=args.n_samples, seed=args.seed)
+    n, d = X.shape
+    if k > n:
+        raise ValueError(f"-k {k} is more than the {n} data points; use at most one component "
+                         "per point (far fewer in practice)")
+    plot_path = None
+    if not args.no_plot and (d == 2 or args.plot is not None):
+        if d != 2:
+            raise ValueError(f"--plot needs 2-D data, but the data have {d} features; "
+                             "drop --plot")
+        plot_path = Path(args.plot if args.plot is not None else DEFAULT_PLOT)
+        _check_writable(plot_path, args.force, "plot")
+    if args.n_samples != 100_000 and data not in BUILTIN_DATA:
+        out.print(f"[yellow]note:[/] --n-samples applies to built-in data only; all {n} rows of "
+                  f"the file are used")
+
+    out.print(f"Fitting a {k}-component GMM ({args.covariance_type} covariances) to "
+              f"{description}: {n:,} × {d} on {device}", soft_wrap=True)
+    progress = _EMProgress(out, n_init=args.n_init, max_iter=args.max_iter)
+    gm = GaussianMixture(
+        n_components=k, covariance_type=args.covariance_type, tol=args.tol,
+        reg_covar=args.reg_covar, max_iter=args.max_iter, n_init=args.n_init,
+        init_params=args.init_params, random_state=args.seed, device=device, dtype=dtype,
+        chunk_size=args.chunk_size, callback=None if args.quiet else progress.callback,
+    )
+    t_fit = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught, progress:
+        warnings.simplefilter("always")
+        # torch warns once per process on read-only arrays (our memory map); EM never writes.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        gm.fit(X)
+    fit_seconds = time.perf_counter() - t_fit
+    for w in caught:  # non-convergence is in the summary; others (e.g. re-seeded components) here
+        if not issubclass(w.category, ConvergenceWarning):
+            out.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    gm.save(output)
+    if plot_path is not None:
+        _plot(gm, X, plot_path, args.covariance_type, description, args.seed)
+    _print_summary(out, gm, X, fit_seconds=fit_seconds,
+                  total_seconds=time.perf_counter() - t_start, output=output, plot=plot_path)
+    return 0
+
+
+def _plot(gm, X: np.ndarray, path: Path, covariance_type: str, description: str,
+          seed: int) -> None:
+    from gmmgan.plotting import plot_gmm_2d
+
+    if X.shape[0] > PLOT_MAX_POINTS:  # subsample here so a memory map is not read whole
+        rng = np.random.default_rng(seed)
+        X = X[np.sort(rng.choice(X.shape[0], size=PLOT_MAX_POINTS, replace=False))]
+    title = (f"{description}\nGMM K={gm.n_components}, {covariance_type} covariances")
+    plot_gmm_2d(np.asarray(X), _numpy(gm.weights_), _numpy(gm.means_),
+                _numpy(gm.covariances_), path, covariance_type=covariance_type, title=title,
+                max_points=PLOT_MAX_POINTS, seed=seed)
+
+
+def _numpy(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+# ------------------------------------------------------------------------------ reporting
+class _EMProgress:
+    """A rich progress line per initialisation, updated by GaussianMixture's ``callback``."""
+
+    def __init__(self, console, *, n_init: int, max_iter: int):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.n_init, self.max_iter = n_init, max_iter
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("iter {task.completed:>4.0f}/{task.total:.0f}"),
+            TextColumn("lower bound {task.fields[bound]}"),
+            TextColumn("change {task.fields[change]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self._inits: dict = {}  # the callback's init id -> rich task id
+        self._task = None
+
+    def _start_init(self, init_id) -> None:
+        if self._task is not None:  # freeze the finished line, so each init's result stays
+            self._progress.update(self._task, description=self._describe(len(self._inits), True))
+        n = len(self._inits) + 1
+        self._task = self._progress.add_task(self._describe(n, False), total=self.max_iter,
+                                             bound="-", change="-")
+        self._inits[init_id] = self._task
+
+    def _describe(self, n: int, done: bool) -> str:
+        return f"init {n}/{self.n_init}" + (" done" if done else "")
+
+    def callback(self, info: dict) -> None:
+        init_id = info.get("init", 0)
+        if init_id not in self._inits:
+            if self._task is not None and not self._inits:  # the placeholder from __enter__
+                self._inits[init_id] = self._task
+            else:
+                self._start_init(init_id)
+        task = self._inits[init_id]
+        change = info.get("change", float("nan"))
+        self._progress.update(task, completed=info["n_iter"],
+                              bound=f"{info['lower_bound']: .6f}",
+                              change=f"{change:.2e}" if np.isfinite(change) else "-")
+
+    def __enter__(self):
+        self._progress.__enter__()
+        self._task = self._progress.add_task(self._describe(1, False), total=self.max_iter,
+                                             bound="(initialising)", change="-")
+        return self
+
+    def __exit__(self, *exc):
+        return self._progress.__exit__(*exc)
+
+
+def _print_summary(console, gm, X, *, fit_seconds: float, total_seconds: float,
+                   output: Path, plot: Path | None) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gmmgan.plotting import full_covariances
+
+    weights, means = _numpy(gm.weights_), _numpy(gm.means_)
+    k, d = means.shape
+    iterations = int(gm.n_iter_)
+    if gm.converged_:
+        status = f"[green]converged[/] after {iterations} iterations"
+    else:
+        status = (f"[yellow]not converged[/] after {iterations} iterations (try a larger "
+                  f"--max-iter or --tol)")
+    summary = Table(box=box.SIMPLE, show_header=False, title="fit summary", title_justify="left")
+    summary.add_column(style="bold", no_wrap=True)
+    summary.add_column()
+    summary.add_row("status", status)
+    summary.add_row("log-likelihood / sample", f"{float(gm.score(X)):.6f}")
+    summary.add_row("lower bound", f"{float(gm.lower_bound_):.6f}")
+    summary.add_row("BIC", f"{float(gm.bic(X)):,.1f}")
+    summary.add_row("AIC", f"{float(gm.aic(X)):,.1f}")
+    summary.add_row("time", f"EM {fit_seconds:.2f} s, total {total_seconds:.2f} s")
+    console.print(summary)
+
+    covs = full_covariances(_numpy(gm.covariances_), k, d, gm.covariance_type)
+    rms_sd = np.sqrt(np.trace(covs, axis1=1, axis2=2) / d)
+    table = Table(box=box.SIMPLE_HEAD, title="components", title_justify="left")
+    table.add_column("k", justify="right")
+    table.add_column("weight", justify="right")
+    if d <= 4:
+        table.add_column("mean")
+    table.add_column("rms sd", justify="right")
+    for j in range(min(k, _MAX_TABLE_ROWS)):
+        row = [str(j), f"{weights[j]:.4f}"]
+        if d <= 4:
+            row.append("(" + ", ".join(f"{m: .4f}" for m in means[j]) + ")")
+        row.append(f"{rms_sd[j]:.4g}")
+        table.add_row(*row)
+    if k > _MAX_TABLE_ROWS:
+        table.caption = f"{k - _MAX_TABLE_ROWS} more components not shown"
+    console.print(table)
+    # Paths on their own unwrapped lines, so they can be copied whole.
+    console.print(f"model saved to {escape(str(output))} (load it with "
+                  "gmmgan.GaussianMixture.load)", soft_wrap=True)
+    if plot is not None:
+        console.print(f"plot saved to {escape(str(plot))}", soft_wrap=True)
