@@ -43,7 +43,9 @@ def test_same_seed_same_stream_generator_object_accepted():
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(1, 40), bs=st.integers(1, 12), steps=st.integers(0, 30), drop=st.booleans(), seed=st.integers(0, 1000))
+@given(
+    n=st.integers(1, 40), bs=st.integers(1, 12), steps=st.integers(0, 30), drop=st.booleans(), seed=st.integers(0, 1000)
+)
 def test_resume_is_exact(n, bs, steps, drop, seed):
     if drop and bs > n:
         return
@@ -56,7 +58,7 @@ def test_resume_is_exact(n, bs, steps, drop, seed):
     resumed = TensorBatcher(x, bs, 12345, drop_last=drop)  # different seed: the state must override it
     resumed.load_state_dict(state)
     got = [resumed.next() for _ in range(15)]
-    assert all(torch.equal(e, g) for e, g in zip(expected, got))
+    assert all(torch.equal(e, g) for e, g in zip(expected, got, strict=True))
     assert resumed.epoch == ref.epoch
 
 
@@ -70,7 +72,7 @@ def test_resume_mid_epoch_with_iteration():
     b2 = TensorBatcher(x, 4, 0)
     b2.load_state_dict(state)
     rest2 = list(b2)
-    assert len(rest) == len(rest2) == 4 and all(torch.equal(a, c) for a, c in zip(rest, rest2))
+    assert len(rest) == len(rest2) == 4 and all(torch.equal(a, c) for a, c in zip(rest, rest2, strict=True))
     assert len(set(torch.cat(seen + rest).tolist())) == 28  # one epoch, 28 of 30 rows (drop_last)
 
 

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from gmmgan.data import idx as idx_mod
 from gmmgan.data.idx import IDXFormatError, md5sum, read_idx, write_idx
 from gmmgan.data.mnist import find_raw_files, load_mnist
 
@@ -26,7 +25,9 @@ def _data_root() -> Path | None:
 def data_root():
     root = _data_root()
     if root is None:
-        pytest.skip("real MNIST IDX files not found: set GMMGAN_DATA_ROOT or put them in <repo>/../shared/data/MNIST/raw")
+        pytest.skip(
+            "real MNIST IDX files not found: set GMMGAN_DATA_ROOT or put them in <repo>/../shared/data/MNIST/raw"
+        )
     return root
 
 
@@ -36,6 +37,7 @@ def mnist_train(data_root):
 
 
 # ---------------------------------------------------------------- IDX format
+
 
 @settings(max_examples=30, deadline=None)
 @given(
@@ -106,6 +108,7 @@ def test_write_idx_rejects_unsupported_dtype(tmp_path):
 
 
 # ---------------------------------------------------------------- loader on synthetic files
+
 
 def _fake_mnist(root: Path, folder="MNIST", n_train=6, n_test=4, gz=True, seed=0):
     """Write tiny train/test IDX files and patch nothing: md5 will not match the published table."""
@@ -210,6 +213,7 @@ def test_md5sum_matches_hashlib(tmp_path):
 
 
 # ---------------------------------------------------------------- real files
+
 
 def test_real_mnist_train(mnist_train):
     x, y = mnist_train

@@ -15,7 +15,8 @@ def _fake_digits(m=200, seed=0):
     labels = torch.arange(m) % 10
     # Each image encodes its own index so tests can trace which source image went where.
     images = torch.randint(0, 256, (m, 28, 28), generator=g, dtype=torch.uint8)
-    images[:, 0, 0] = torch.arange(m, dtype=torch.uint8)
+    images[:, 0, 0] = (torch.arange(m) % 256).to(torch.uint8)
+    images[:, 0, 1] = (torch.arange(m) // 256).to(torch.uint8)
     return images, labels
 
 
@@ -24,7 +25,7 @@ def test_stack_shapes_and_consistency():
     x, t = stack_digits(images, labels, n=5000, seed=1)
     assert x.shape == (5000, 3, 28, 28) and x.dtype == torch.uint8
     assert t.shape == (5000, 3) and t.dtype == torch.int64
-    src = x[:, :, 0, 0].long()  # index of the source image of every channel
+    src = x[:, :, 0, 0].long() + 256 * x[:, :, 0, 1].long()  # index of the source image of every channel
     assert torch.equal(t, labels[src])
     assert torch.equal(x, images[src])
 
@@ -69,8 +70,8 @@ def test_limited_subset():
     x3, _ = limited_subset(images, labels, per_class=50, seed=1)
     assert not torch.equal(x, x3)
     # Every chosen row is a distinct row of the source.
-    flat = images.reshape(1000, -1)
-    rows = [int(torch.nonzero((flat == r).all(1)).flatten()[0]) for r in x.reshape(500, -1)]
+    rows = (x[:, 0, 0].long() + 256 * x[:, 0, 1].long()).tolist()  # source index encoded in 2 pixels
+    assert torch.equal(x, images[rows]) and torch.equal(y, labels[rows])
     assert len(set(rows)) == 500 and rows == sorted(rows)
 
 

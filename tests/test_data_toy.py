@@ -11,8 +11,9 @@ from gmmgan.data.toy import GRID, RING, MixtureSpec, grid, grid_means, ring, rin
 
 
 def test_ring_means_exact():
-    expected = torch.tensor([[math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)] for k in range(8)],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [[math.cos(2 * math.pi * k / 8), math.sin(2 * math.pi * k / 8)] for k in range(8)], dtype=torch.float64
+    )
     assert torch.equal(RING.means, expected)
     assert RING.sigma == 0.01 and RING.n_components == 8
     assert torch.allclose(RING.weights, torch.full((8,), 1 / 8, dtype=torch.float64))
@@ -84,7 +85,9 @@ def test_property_deterministic_and_shapes(k, d, n, seed):
 
 
 def test_helpers():
-    assert torch.allclose(ring_means(4, 2.0), torch.tensor([[2.0, 0], [0, 2], [-2, 0], [0, -2]], dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(
+        ring_means(4, 2.0), torch.tensor([[2.0, 0], [0, 2], [-2, 0], [0, -2]], dtype=torch.float64), atol=1e-12
+    )
     assert grid_means((0.0, 1.0)).tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
     assert "n_components=8" in repr(RING)
 
@@ -95,7 +98,10 @@ def test_helpers():
         (dict(means=[0.0, 1.0], covariances=[[[1.0]]]), r"means must have shape \(n_components, n_features\)"),
         (dict(means=[[0.0]], covariances=[[1.0]]), r"covariances must have shape .* = \(1, 1, 1\)"),
         (dict(means=[[0.0, 0.0]], covariances=[[[1.0, 0.5], [0.0, 1.0]]]), "must be symmetric"),
-        (dict(means=[[0.0, 0.0]], covariances=[[[1.0, 2.0], [2.0, 1.0]]]), r"components \[0\] are not positive definite"),
+        (
+            dict(means=[[0.0, 0.0]], covariances=[[[1.0, 2.0], [2.0, 1.0]]]),
+            r"components \[0\] are not positive definite",
+        ),
         (dict(means=[[0.0], [1.0]], covariances=[[[1.0]], [[1.0]]], weights=[0.5, 0.6]), "sum to 1"),
         (dict(means=[[0.0], [1.0]], covariances=[[[1.0]], [[1.0]]], weights=[1.5, -0.5]), "non-negative"),
         (dict(means=[[0.0], [1.0]], covariances=[[[1.0]], [[1.0]]], weights=[1.0]), r"weights must have shape"),
@@ -113,3 +119,13 @@ def test_bad_sample_args():
         MixtureSpec.isotropic([[0.0]], sigma=0.0)
     with pytest.raises(ValueError, match="non-negative int"):
         RING.sample(-1)
+
+
+def test_seed_none_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a, _ = RING.sample(10, seed=None)
+    b, _ = RING.sample(10, seed=None)
+    assert not torch.equal(a, b)
+    assert torch.equal(torch.rand(3), expected)

@@ -50,7 +50,7 @@ def test_hinge_and_wgan_values():
     r, f = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-2.0, 0.0, 1.0])
     # relu(1 - r) = [0, 0.5, 2] -> 2.5/3 ; relu(1 + f) = [0, 1, 2] -> 1
     assert float(d_loss_hinge(r, f)) == pytest.approx(2.5 / 3 + 1.0)
-    assert float(g_loss_hinge(f)) == pytest.approx(-(-1.0) / 3)
+    assert float(g_loss_hinge(f)) == pytest.approx(1.0 / 3)
     assert float(d_loss_wgan(r, f)) == pytest.approx(-1.0 / 3 - 1.5 / 3)
     assert float(g_loss_wgan(f)) == pytest.approx(1.0 / 3)
 
@@ -76,6 +76,7 @@ def test_registry():
 def _linear_D(w: torch.Tensor, b: float = 0.3, pack: int = 1):
     def D(x):
         return pack_samples(x, pack).flatten(1) @ w + b
+
     return D
 
 
@@ -118,11 +119,15 @@ def test_r1_penalty():
     assert float(r1_penalty(_linear_D(w)(real), real).detach()) == pytest.approx(9.0)
     # Quadratic D(x) = sum x^2: grad 2x, so R1 = 4 E||x||^2.
     x = torch.randn(6, 3).requires_grad_(True)
-    assert float(r1_penalty((x**2).sum(1), x).detach()) == pytest.approx(float(4 * (x.detach() ** 2).sum(1).mean()), rel=1e-6)
+    assert float(r1_penalty((x**2).sum(1), x).detach()) == pytest.approx(
+        float(4 * (x.detach() ** 2).sum(1).mean()), rel=1e-6
+    )
     # Packed: pack of 2 samples -> squared norm of the concatenated gradient.
     w2 = torch.randn(6)
     xr = torch.randn(4, 3).requires_grad_(True)
-    assert float(r1_penalty(_linear_D(w2, pack=2)(xr), xr).detach()) == pytest.approx(float(w2.square().sum()), rel=1e-6)
+    assert float(r1_penalty(_linear_D(w2, pack=2)(xr), xr).detach()) == pytest.approx(
+        float(w2.square().sum()), rel=1e-6
+    )
 
 
 def test_penalty_errors():
@@ -143,8 +148,12 @@ def test_penalty_errors():
 def _tiny_gmm():
     from gmmgan import GaussianMixture
 
-    X = torch.cat([torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) * 0.3 + c
-                   for c in (torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 0.0]))])
+    X = torch.cat(
+        [
+            torch.randn(200, 2, generator=torch.Generator().manual_seed(0)) * 0.3 + c
+            for c in (torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 0.0]))
+        ]
+    )
     return GaussianMixture(2, random_state=0).fit(X)
 
 

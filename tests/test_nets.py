@@ -144,7 +144,9 @@ def test_factory_from_dict_and_roundtrip():
     assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
     G = build_generator(cfg.to_dict())
     assert isinstance(G, DCGANGenerator) and G(torch.randn(2, 10)).shape == (2, 3, 28, 28)
-    D = build_discriminator({"arch": "dcgan", "channels": 3, "width": 8, "pack": 2, "spectral_norm": True, "batch_norm": False})
+    D = build_discriminator(
+        {"arch": "dcgan", "channels": 3, "width": 8, "pack": 2, "spectral_norm": True, "batch_norm": False}
+    )
     assert isinstance(D, DCGANDiscriminator) and D(torch.randn(4, 3, 28, 28)).shape == (2,)
 
 

@@ -22,7 +22,9 @@ from gmmgan.data.toy import GRID, RING
 
 __all__ = ["TensorData", "load_dataset", "DATASET_NAMES", "to_unit_range", "from_unit_range"]
 
-DATASET_NAMES = ("ring", "grid", "mnist", "fashion-mnist", "mnist-limited", "fashion-mnist-limited", "stacked-mnist", "folder")
+DATASET_NAMES = (
+    "ring", "grid", "mnist", "fashion-mnist", "mnist-limited", "fashion-mnist-limited", "stacked-mnist", "folder",
+)
 _TOY = {"ring": RING, "grid": GRID}
 _TOY_DEFAULT_N = 100_000
 _TEST_SEED_OFFSET = 1_000_003  # toy test split: same distribution, disjoint random stream
@@ -72,7 +74,9 @@ class TensorData:
         labels = self.labels.to(device) if self.labels is not None else None
         return TensorData(self.data.to(device=device, dtype=dtype), labels, self.name, self.info)
 
-    def batcher(self, batch_size: int, generator=None, *, drop_last: bool = True, with_labels: bool = False) -> TensorBatcher:
+    def batcher(
+        self, batch_size: int, generator=None, *, drop_last: bool = True, with_labels: bool = False
+    ) -> TensorBatcher:
         """A :class:`TensorBatcher` over ``data`` (and ``labels`` if ``with_labels``)."""
         if with_labels and self.labels is None:
             raise ValueError(f"dataset {self.name!r} has no labels; use with_labels=False.")
@@ -86,12 +90,15 @@ def _resize(x: torch.Tensor, resolution: int | None) -> torch.Tensor:
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}.")
     # Antialiased bilinear: the usual way to get e.g. 32 px MNIST for a 32 px DCGAN.
-    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+    size = (resolution, resolution)
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
 
 
 def _need_root(name: str, root) -> os.PathLike:
     if root is None:
-        raise ValueError(f"dataset {name!r} needs root= (folder holding MNIST/raw or FashionMNIST/raw, or the image folder).")
+        raise ValueError(
+            f"dataset {name!r} needs root= (the folder holding MNIST/raw or FashionMNIST/raw, or the image folder)."
+        )
     return root
 
 
@@ -149,7 +156,8 @@ def load_dataset(
         imgs = load_image_folder(_need_root(key, root), resolution, channels=channels)
         out = TensorData(to_unit_range(imgs, dtype), None, key, {"root": str(root)})
     elif key == "stacked-mnist":
-        imgs, triples = load_stacked_mnist(_need_root(key, root), N_STACKED_DEFAULT if n is None else n, seed, verify=verify)
+        n_images = N_STACKED_DEFAULT if n is None else n
+        imgs, triples = load_stacked_mnist(_need_root(key, root), n_images, seed, verify=verify)
         out = TensorData(_resize(to_unit_range(imgs, dtype), resolution), triples, key, {"n_modes": 1000})
     else:
         base = key.removesuffix("-limited")

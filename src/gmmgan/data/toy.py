@@ -111,9 +111,15 @@ class MixtureSpec:
         """
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r}.")
-        g = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
+        g = torch.Generator()
+        if seed is None:
+            g.seed()  # fresh entropy for this generator only; the global RNG is left alone
+        else:
+            g.manual_seed(int(seed))
         # Sampled in float64 on CPU so the data do not depend on the device or dtype asked for.
-        labels = torch.multinomial(self.weights, n, replacement=True, generator=g) if n else torch.zeros(0, dtype=torch.long)
+        labels = torch.zeros(0, dtype=torch.long)
+        if n:
+            labels = torch.multinomial(self.weights, n, replacement=True, generator=g)
         eps = torch.randn(n, self.n_features, generator=g, dtype=torch.float64)
         x = self.means[labels] + torch.einsum("nij,nj->ni", self._chol[labels], eps)
         return x.to(device=device, dtype=dtype), labels.to(device)
