@@ -1,0 +1,168 @@
+"""The EM speed benchmark (benchmarks/gmm_em.py) runs on tiny data and its numbers are consistent."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _common  # noqa: E402
+import gmm_em  # noqa: E402
+
+# One thread: fast and steady even when the test runner shares the CPUs.
+TINY = ["--n-samples", "2000", "--n-test", "500", "--iters", "1,3", "--repeats", "1", "--threads", "1"]
+
+
+def _pycave_available() -> bool:
+    return importlib.util.find_spec("pycave") is not None or bool(os.environ.get("PYCAVE_PYTHON"))
+
+
+def test_main_runs_and_logliks_agree(tmp_path):
+    """gmmgan and scikit-learn (numpy, both dtypes), same start: same held-out log-likelihood."""
+    import torch
+
+    threads_before = torch.get_num_threads()
+    out = tmp_path / "r.json"
+    res = gmm_em.main(["--configs", "a,d", *TINY, "--impls", "gmmgan,sklearn", "--json", str(out)])
+    rows = res["rows"]
+    assert {(r["config"], r["impl"], r["dtype"]) for r in rows} == {
+        (c, i, d) for c in "ad" for i in ("gmmgan", "sklearn") for d in ("float32", "float64")
+    }
+    for r in rows:
+        assert "error" not in r, r
+        assert r["n"] == 2000 and r["iters"] == [1, 3]
+        assert np.isfinite(r["s_per_iter"]) and np.isfinite(r["heldout_loglik"])
+        assert r["loglik_ok"], f"{r['impl']} {r['dtype']} gap {r['loglik_gap']:.3g}"
+    # The reference is scikit-learn float64, and its gap to itself is zero.
+    ref = next(r for r in rows if r["impl"] == "sklearn" and r["dtype"] == "float64")
+    assert ref["loglik_gap"] == 0.0
+    saved = json.loads(out.read_text())
+    assert len(saved["rows"]) == len(rows) and "machine" in saved and "threadpools" in saved["machine"]
+    assert saved["machine"]["torch_num_threads"] == 1  # --threads 1, restored afterwards
+    import torch
+
+    assert torch.get_num_threads() == threads_before
+
+
+def test_script_with_array_api_and_pycave(tmp_path):
+    """As a script (fresh interpreter, so scipy sees SCIPY_ARRAY_API=1): the array-API path too."""
+    impls = "gmmgan,sklearn,sklearn-array-api" + (",pycave" if _pycave_available() else "")
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "gmm_em.py"), "--configs", "b", *TINY, "--impls", impls,
+         "--dtypes", "float32", "--skip-sklearn-f32", "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["impl"] for r in rows] == impls.split(",")
+    for r in rows:
+        assert "error" not in r, r
+        assert r["loglik_ok"], r
+    assert "| b " in proc.stdout and "held-out loglik" in proc.stdout
+
+
+def test_time_per_iteration_cancels_fixed_cost(monkeypatch):
+    """With a fake clock, fit(m) costs 3 s + 0.5 s * m: the estimate is exactly 0.5 s."""
+    clock = [0.0]
+    monkeypatch.setattr(_common.time, "perf_counter", lambda: clock[0])
+    calls = []
+
+    def fit(m):
+        calls.append(m)
+        clock[0] += 3.0 + 0.5 * m
+        return f"model-{m}"
+
+    res = _common.time_per_iteration(fit, iters=(2, 6), repeats=3)
+    assert res["s_per_iter"] == pytest.approx(0.5)
+    assert res["s_per_iter_from_min"] == pytest.approx(0.5)
+    assert res["model"] == "model-6"
+    assert calls == [2, 2, 6, 2, 6, 2, 6]  # warm-up, then (m1, m2) pairs
+
+
+@pytest.mark.parametrize("iters,repeats,msg", [((3, 3), 1, "m1 < m2"), ((1, 2), 0, "repeats")])
+def test_time_per_iteration_rejects_bad_arguments(iters, repeats, msg):
+    with pytest.raises(ValueError, match=msg):
+        _common.time_per_iteration(lambda m: None, iters=iters, repeats=repeats)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 5), d=st.integers(1, 4),
+       cov=st.sampled_from(["full", "diag"]))
+def test_common_init_is_one_hard_assignment_m_step(seed, k, d, cov):
+    """Weights/means/covariances equal scikit-learn's M-step on one-hot nearest-centre labels."""
+    from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
+
+    data = _common.make_gmm_data(300, d, k, n_test=10, seed=seed)
+    init = _common.common_init(data.X_train, k, cov, reg_covar=1e-6, seed=seed, chunk=64)
+    dist = ((data.X_train[:, None, :] - init.centers[None]) ** 2).sum(-1)
+    resp = np.eye(k)[dist.argmin(1)]
+    nk, means, covs = _estimate_gaussian_parameters(data.X_train, resp, 1e-6, cov)
+    np.testing.assert_allclose(init.weights, nk / len(data.X_train), rtol=1e-12)
+    np.testing.assert_allclose(init.means, means, rtol=1e-9, atol=1e-9)
+    prec = np.linalg.inv(covs) if cov == "full" else 1.0 / covs
+    np.testing.assert_allclose(init.precisions, prec, rtol=1e-6, atol=1e-6)
+    assert init.weights.sum() == pytest.approx(1.0)
+
+
+def test_make_gmm_data_is_seeded_and_split():
+    a = _common.make_gmm_data(500, 3, 4, n_test=100, seed=1)
+    b = _common.make_gmm_data(500, 3, 4, n_test=100, seed=1)
+    np.testing.assert_array_equal(a.X_train, b.X_train)
+    assert a.X_train.shape == (500, 3) and a.X_test.shape == (100, 3)
+    with pytest.raises(ValueError, match="fewer components"):
+        _common.make_gmm_data(3, 2, 5, n_test=1, seed=0)
+
+
+def test_common_init_rejects_unsupported_covariance():
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    with pytest.raises(ValueError, match="'full' or 'diag'"):
+        _common.common_init(X, 2, "tied", reg_covar=1e-6, seed=0)
+
+
+def test_relative_gap():
+    assert _common.relative_gap(-101.0, -100.0) == pytest.approx(0.01)
+    assert _common.relative_gap(0.3, 0.2) == pytest.approx(0.1)  # absolute below |1|
+
+
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["--configs", "z"], "unknown config"),
+        (["--configs", "e"], "GPU-only"),
+        (["--device", "tpu"], "cpu or cuda"),
+        (["--impls", "sklearn,foo"], "--impls must be"),
+        (["--dtypes", "float16"], "--dtypes must be"),
+        (["--iters", "5"], "two integers"),
+        (["--iters", "3,2"], "1 <= m1 < m2"),
+        (["--repeats", "0"], "--repeats must be >= 1"),
+    ],
+)
+def test_bad_arguments_say_what_to_do(argv, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        gmm_em.main(argv)
+    assert e.value.code == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_pycave_without_interpreter_says_how(monkeypatch):
+    """No pycave here and no --pycave-python: a clear message, not a crash of the whole run."""
+    if importlib.util.find_spec("pycave") is not None:
+        pytest.skip("pycave is importable in this interpreter")
+    data = _common.make_gmm_data(200, 2, 2, n_test=10, seed=0)
+    init = _common.common_init(data.X_train, 2, "full", reg_covar=1e-6, seed=0)
+    with pytest.raises(RuntimeError, match="--pycave-python"):
+        gmm_em._run_pycave(gmm_em.CONFIGS["a"], data, init, 1e-6, (1, 2), 1, False, None)
