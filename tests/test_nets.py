@@ -89,7 +89,7 @@ def _converge_power_iteration(layers, steps=50):
     for m in layers:
         m.train()
         for _ in range(steps):
-            m.weight
+            _ = m.weight
         m.eval()
 
 
