@@ -2,6 +2,7 @@
 
 - :func:`mode_coverage`: 2-D mixtures, high-quality fraction, modes captured, reverse KL.
 - :class:`FeatureClassifier`, :func:`train_classifier`, :func:`load_classifier`: the feature network.
+- :func:`stacked_mnist_modes`: Stacked-MNIST modes (digit triples) and reverse KL.
 """
 
 from gmmgan.metrics._common import kl_floor, kl_to_uniform
@@ -14,6 +15,7 @@ from gmmgan.metrics.classifier import (
     train_classifier,
 )
 from gmmgan.metrics.modes2d import ModeCoverage, mode_coverage
+from gmmgan.metrics.stacked import StackedModes, classify_channels, modes_from_digits, stacked_mnist_modes
 
 __all__ = [
     "ModeCoverage",
@@ -26,4 +28,8 @@ __all__ = [
     "load_classifier",
     "default_cache_dir",
     "prepare_images",
+    "StackedModes",
+    "stacked_mnist_modes",
+    "classify_channels",
+    "modes_from_digits",
 ]
