@@ -1,0 +1,206 @@
+"""GaussianMixture beyond parity: sampling, torch extras, persistence, initialisation, degenerate data."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from gmmgan import GaussianMixture
+
+COV_TYPES = ["full", "tied", "diag", "spherical"]
+CENTERS = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+
+
+def _blobs(n_per=150, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([c + rng.normal(scale=0.5, size=(n_per, 2)) for c in CENTERS])
+
+
+def _sorted_means(m):
+    m = np.asarray(m)
+    key = np.round(m / 5.0)  # sort by the nearest grid point, robust to noise
+    return m[np.lexsort((key[:, 1], key[:, 0]))]
+
+
+@pytest.mark.parametrize("init", ["k-means++", "kmeans", "random_from_data"])
+def test_every_init_recovers_separated_blobs(init):
+    X = _blobs()
+    gm = GaussianMixture(4, init_params=init, n_init=3, random_state=0, max_iter=300).fit(X)
+    np.testing.assert_allclose(_sorted_means(gm.means_), _sorted_means(CENTERS), atol=0.15)
+    assert gm.converged_
+
+
+def test_random_init_starts_every_component_near_the_data_mean():
+    # As in scikit-learn, random responsibilities put all components near the mean; EM then
+    # breaks the symmetry only slowly, so a loose tol stops early and a tight one gets further.
+    X = _blobs()
+    loose = GaussianMixture(4, init_params="random", random_state=0, tol=1e-3).fit(X)
+    np.testing.assert_allclose(loose.means_, np.broadcast_to(X.mean(0), (4, 2)), atol=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tight = GaussianMixture(4, init_params="random", random_state=0, tol=1e-8, max_iter=1000).fit(X)
+    assert tight.lower_bound_ > loose.lower_bound_ + 1.0
+
+
+def test_fit_predict_equals_fit_then_predict():
+    X = _blobs()
+    a = GaussianMixture(4, random_state=1).fit_predict(X)
+    b = GaussianMixture(4, random_state=1).fit(X).predict(X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_random_state_makes_fits_reproducible():
+    X = _blobs()
+    a = GaussianMixture(4, random_state=5, init_params="random").fit(X)
+    b = GaussianMixture(4, random_state=5, init_params="random").fit(X)
+    np.testing.assert_array_equal(a.means_, b.means_)
+
+
+def test_n_init_keeps_the_best_lower_bound():
+    X = _blobs()
+    bounds = [GaussianMixture(4, init_params="random_from_data", random_state=s).fit(X).lower_bound_ for s in range(4)]
+    best = GaussianMixture(4, init_params="random_from_data", n_init=4, random_state=0).fit(X)
+    assert best.lower_bound_ >= min(bounds) - 1e-9
+
+
+def test_warm_start_continues_from_current_parameters():
+    X = _blobs()
+    gm = GaussianMixture(4, max_iter=2, warm_start=True, random_state=0, init_params="random")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+        first = gm.lower_bound_
+        gm.fit(X)
+    assert gm.lower_bound_ >= first - 1e-9
+    gm.set_params(max_iter=200).fit(X)
+    assert gm.converged_
+
+
+def test_max_iter_zero_returns_initialisation():
+    gm = GaussianMixture(4, max_iter=0, random_state=0).fit(_blobs())
+    assert gm.n_iter_ == 0 and not gm.converged_
+
+
+def test_callback_and_verbose(capsys):
+    seen = []
+    GaussianMixture(4, random_state=0, callback=seen.append, verbose=2, verbose_interval=1).fit(_blobs())
+    assert seen and set(seen[0]) == {"init", "n_iter", "lower_bound", "change"}
+    assert [s["n_iter"] for s in seen] == list(range(1, len(seen) + 1))
+    assert "Iteration 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_sample_statistics_and_component(cov_type):
+    gm = GaussianMixture(4, covariance_type=cov_type, random_state=0).fit(_blobs())
+    Xs, ys = gm.sample(4000)
+    assert Xs.shape == (4000, 2) and ys.shape == (4000,)
+    assert np.all(np.diff(ys) >= 0)
+    for k in range(4):
+        np.testing.assert_allclose(Xs[ys == k].mean(0), gm.means_[k], atol=0.1)
+    Xk, yk = gm.sample(500, component=2)
+    assert np.all(yk == 2)
+    np.testing.assert_allclose(Xk.mean(0), gm.means_[2], atol=0.1)
+    Xs2, _ = gm.sample(4000)
+    np.testing.assert_array_equal(Xs, Xs2)  # seeded by random_state, as scikit-learn
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_log_prob_is_differentiable_and_matches_score_samples(cov_type):
+    X = _blobs()
+    gm = GaussianMixture(4, covariance_type=cov_type, random_state=0).fit(X)
+    x = torch.tensor(X[:5] + 0.3, requires_grad=True)
+    lp = gm.log_prob(x)
+    np.testing.assert_allclose(lp.detach().numpy(), gm.score_samples(X[:5] + 0.3), rtol=1e-10)
+    assert torch.autograd.gradcheck(gm.log_prob, (x,))
+    # Gradient ascent on log p moves a point towards the nearest mode.
+    y = torch.tensor([[4.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    before = float(gm.log_prob(y).detach())
+    for _ in range(50):
+        (g,) = torch.autograd.grad(gm.log_prob(y).sum(), y)
+        y = (y + 0.05 * g).detach().requires_grad_(True)
+    assert float(gm.log_prob(y)) > before
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_to_distribution_agrees(cov_type):
+    X = _blobs()
+    gm = GaussianMixture(4, covariance_type=cov_type, random_state=0).fit(X)
+    dist = gm.to_distribution()
+    np.testing.assert_allclose(dist.log_prob(torch.as_tensor(X)).numpy(), gm.score_samples(X), rtol=1e-8)
+    assert dist.sample((7,)).shape == (7, 2)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_save_load_round_trip(tmp_path, cov_type):
+    X = _blobs()
+    gm = GaussianMixture(4, covariance_type=cov_type, random_state=3).fit(X)
+    path = gm.save(tmp_path / "sub" / "model.safetensors")
+    back = GaussianMixture.load(path)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(gm, name))
+    assert back.get_params()["covariance_type"] == cov_type and back.random_state == 3
+    assert (back.n_iter_, back.converged_, back.lower_bound_) == (gm.n_iter_, gm.converged_, gm.lower_bound_)
+    np.testing.assert_array_equal(back.predict(X), gm.predict(X))
+    assert not list((tmp_path / "sub").glob("*.tmp"))
+
+
+def test_save_load_torch_model(tmp_path):
+    X = torch.as_tensor(_blobs(), dtype=torch.float32)
+    gm = GaussianMixture(4, random_state=0).fit(X)
+    back = GaussianMixture.load(gm.save(tmp_path / "m.safetensors"))
+    assert isinstance(back.means_, torch.Tensor) and back.means_.dtype == torch.float32
+    torch.testing.assert_close(back.score_samples(X), gm.score_samples(X))
+
+
+def test_load_corrupt_or_foreign_files(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"this is not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        GaussianMixture.load(bad)
+    gm = GaussianMixture(2, random_state=0).fit(_blobs())
+    good = gm.save(tmp_path / "good.safetensors")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:-40])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        GaussianMixture.load(truncated)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not a gmmgan GaussianMixture"):
+        GaussianMixture.load(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        GaussianMixture.load(tmp_path / "missing.safetensors")
+
+
+def test_sklearn_clone_and_params():
+    base = pytest.importorskip("sklearn.base")
+    gm = GaussianMixture(3, covariance_type="diag", device="cpu", dtype="float32")
+    twin = base.clone(gm)
+    assert twin.get_params() == gm.get_params()
+    assert "covariance_type='diag'" in repr(gm)
+
+
+def test_empty_component_is_reseeded_with_warning():
+    X = _blobs()
+    means = np.vstack([CENTERS, [[1e4, 1e4]]])
+    with pytest.warns(RuntimeWarning, match="lost all their points"):
+        gm = GaussianMixture(5, means_init=means, random_state=0).fit(X)
+    assert np.isfinite(gm.means_).all() and np.isfinite(gm.covariances_).all()
+    assert np.abs(gm.means_).max() < 100
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_degenerate_data_gives_finite_parameters(cov_type):
+    rng = np.random.default_rng(0)
+    duplicates = np.repeat(rng.normal(size=(3, 2)), 40, axis=0)
+    constant = np.column_stack([rng.normal(size=120), np.full(120, 7.0)])
+    outliers = np.vstack([rng.normal(size=(118, 2)), [[1e6, -1e6], [-1e6, 1e6]]])
+    for X in (duplicates, constant, outliers):
+        for dtype in ("float64", "float32"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                gm = GaussianMixture(4, covariance_type=cov_type, dtype=dtype, random_state=0).fit(X)
+            for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+                assert np.isfinite(getattr(gm, name)).all(), (name, dtype)
+            assert np.isfinite(gm.score(X))
