@@ -3,6 +3,9 @@
 - :func:`mode_coverage`: 2-D mixtures, high-quality fraction, modes captured, reverse KL.
 - :class:`FeatureClassifier`, :func:`train_classifier`, :func:`load_classifier`: the feature network.
 - :func:`stacked_mnist_modes`: Stacked-MNIST modes (digit triples) and reverse KL.
+- :func:`frechet_distance`, :func:`kernel_distance`, :func:`prdc` on features; :func:`fid_metric`,
+  :func:`kid_metric` (torchmetrics, from images); :func:`image_metrics`: all of them, with the
+  real-train vs real-test reference.
 """
 
 from gmmgan.metrics._common import kl_floor, kl_to_uniform
@@ -14,7 +17,10 @@ from gmmgan.metrics.classifier import (
     prepare_images,
     train_classifier,
 )
+from gmmgan.metrics.evaluate import ImageMetrics, ImageReport, feature_metrics, image_metrics
+from gmmgan.metrics.fid import ClassifierFeatures, fid_metric, frechet_distance, kernel_distance, kid_metric
 from gmmgan.metrics.modes2d import ModeCoverage, mode_coverage
+from gmmgan.metrics.prdc import PRDC, prdc
 from gmmgan.metrics.stacked import StackedModes, classify_channels, modes_from_digits, stacked_mnist_modes
 
 __all__ = [
@@ -32,4 +38,15 @@ __all__ = [
     "stacked_mnist_modes",
     "classify_channels",
     "modes_from_digits",
+    "ClassifierFeatures",
+    "fid_metric",
+    "kid_metric",
+    "frechet_distance",
+    "kernel_distance",
+    "PRDC",
+    "prdc",
+    "ImageMetrics",
+    "ImageReport",
+    "feature_metrics",
+    "image_metrics",
 ]
