@@ -195,7 +195,9 @@ def test_cuda_requested_without_cuda(tmp_path, capsys, npy):
     assert rc == 2 and "CUDA is not available" in err and "--device cpu" in err
 
 
-def test_debug_shows_the_exception(tmp_path):
+def test_debug_shows_the_exception(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an existing default output must not hide the data error
+    (tmp_path / "gmmgan_model.safetensors").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         main(["--debug", "fit", str(tmp_path / "nope.npy"), "-k", "2"])
     with pytest.raises(FileNotFoundError, match="does not exist"):

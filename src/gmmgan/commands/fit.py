@@ -307,12 +307,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("-k/--n-components is required for a data file: give the number of "
                              "mixture components, e.g. -k 8")
         k = BUILTIN_DATA[data]
-    output = Path(args.output)
-    _check_writable(output, args.force, "model")
     device = _resolve_device(args.device)
     dtype = args.dtype or ("float32" if device.type == "cuda" else None)
 
     X, description = load_data(data, n_samples=args.n_samples, seed=args.seed)
+    output = Path(args.output)
+    _check_writable(output, args.force, "model")
     n, d = X.shape
     if k > n:
         raise ValueError(f"-k {k} is more than the {n} data points; use at most one component "
