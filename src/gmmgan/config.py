@@ -1,0 +1,404 @@
+"""The training configuration: a typed dataclass tree, loaded from YAML plus ``key=value`` overrides.
+
+The defaults are the built-in quickstart: the 25-Gaussian grid with the fitted-GMM prior, on CPU in
+about two minutes. Every other setting of DESIGN.md section 7 is a YAML file in ``configs/``.
+
+>>> cfg = load_config(None, ["prior.kind=gaussian", "schedule.total_kimg=10"])
+>>> cfg.prior.kind, cfg.schedule.total_kimg
+('gaussian', 10.0)
+
+Unknown keys are a ``ValueError`` that lists the valid ones; values are checked against the field
+types (``int``, ``float``, ``bool``, ``str``, optional values, pairs of floats) and coerced from the
+strings of a command line (``"1e-3"`` -> 0.001, ``"true"`` -> True, ``"null"`` -> None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "TrainConfig", "DataConfig", "PriorConfig", "NetsConfig", "LossConfig", "OptimConfig", "ScheduleConfig",
+    "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "valid_keys", "save_config",
+    "PRIOR_KINDS",
+]
+
+PRIOR_KINDS = ("gaussian", "fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg")
+_COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+
+
+def _positive(name: str, value, allow_zero: bool = False) -> None:
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}.")
+
+
+@dataclass
+class DataConfig:
+    """What to train on (see :func:`gmmgan.data.load_dataset`).
+
+    name : ring, grid, mnist, fashion-mnist, mnist-limited, fashion-mnist-limited, stacked-mnist, folder.
+    root : folder holding MNIST/raw and FashionMNIST/raw (or the image folder); None = the
+        ``GMMGAN_DATA`` environment variable, else ``./data``. Not needed for ring/grid.
+    n : number of points (ring/grid, default 100,000) or images (stacked-mnist, default 128,000).
+    resolution : resize images to this size (None = native, 28 px).
+    per_class : images per class for the *-limited datasets (50 -> 500 images).
+    """
+
+    name: str = "grid"
+    root: str | None = None
+    n: int | None = None
+    resolution: int | None = None
+    per_class: int = 50
+
+    def __post_init__(self):
+        _positive("data.n", self.n)
+        _positive("data.per_class", self.per_class)
+
+
+@dataclass
+class PriorConfig:
+    """The latent prior (DESIGN.md section 4).
+
+    kind : gaussian (baseline), fitted_gmm (GMM fitted on real data in an embedding), fixed_gmm
+        (static GM-GAN), learnable_gmm (DeLiGAN), gmm_reg (Gaussian z + GMM-likelihood regulariser).
+    z_dim : latent size of gaussian, fixed_gmm, learnable_gmm and gmm_reg (fitted_gmm uses
+        embed_dim + noise_dim, or the data dimension with the identity embedding).
+    n_components : mixture components K.
+    covariance_type : of the fitted GMM (fitted_gmm, gmm_reg).
+    embed : auto (identity for 2-D points, PCA for images), identity or pca.
+    embed_dim : PCA dimension.
+    whiten : PCA coordinates scaled to unit variance.
+    noise_dim : extra N(0, I) coordinates appended to fitted-GMM samples.
+    fit_samples : at most this many real samples are used to fit the embedding and the GMM.
+    fit_max_iter, fit_n_init, reg_covar : EM settings of the fitted GMM.
+    warm_start_steps : fitted_gmm only: steps regressing G onto the embedding's decoder before the
+        adversarial phase (0 = off).
+    warm_start_lr : Adam learning rate of the warm start.
+    sigma : fixed_gmm: the fixed standard deviation of every component.
+    mean_range : fixed_gmm / learnable_gmm: means start uniform in [-mean_range, mean_range].
+    sigma_init : learnable_gmm: initial sigma.
+    sigma_penalty : learnable_gmm: weight of mean((1 - sigma)^2), which keeps sigma from collapsing.
+    reg_weight : gmm_reg: lambda in loss_G + lambda * (-log p_GMM(embed(G(z)))).
+    """
+
+    kind: str = "fitted_gmm"
+    z_dim: int = 2
+    n_components: int = 25
+    covariance_type: str = "full"
+    embed: str = "auto"
+    embed_dim: int = 32
+    whiten: bool = True
+    noise_dim: int = 0
+    fit_samples: int = 20_000
+    fit_max_iter: int = 100
+    fit_n_init: int = 1
+    reg_covar: float = 1e-6
+    warm_start_steps: int = 300
+    warm_start_lr: float = 1e-3
+    sigma: float = 0.1
+    mean_range: float = 1.0
+    sigma_init: float = 0.2
+    sigma_penalty: float = 0.1
+    reg_weight: float = 1e-3
+
+    def __post_init__(self):
+        _choice("prior.kind", self.kind, PRIOR_KINDS)
+        _choice("prior.covariance_type", self.covariance_type, _COVARIANCE_TYPES)
+        _choice("prior.embed", self.embed, ("auto", "identity", "pca"))
+        for name in ("z_dim", "n_components", "embed_dim", "fit_samples", "fit_max_iter", "fit_n_init"):
+            _positive(f"prior.{name}", getattr(self, name))
+        for name in ("sigma", "mean_range", "sigma_init", "warm_start_lr"):
+            _positive(f"prior.{name}", getattr(self, name))
+        for name in ("noise_dim", "warm_start_steps", "sigma_penalty", "reg_weight", "reg_covar"):
+            _positive(f"prior.{name}", getattr(self, name), allow_zero=True)
+
+
+@dataclass
+class NetsConfig:
+    """Generator and discriminator (see :mod:`gmmgan.nets`); sizes of data and z come from the data/prior.
+
+    arch : auto (mlp for 2-D points, dcgan for images), mlp or dcgan.
+    g_width, d_width : hidden units (MLP) or base channels (DCGAN); None = reference (MLP G 400,
+        D 200; DCGAN 64).
+    g_width_mult, d_width_mult : multipliers; d_width_mult=0.5 is "D at 1/4 the size of G" (DCGAN).
+    g_layers, d_layers : MLP hidden layers.
+    g_batch_norm : MLP G BatchNorm. d_batch_norm : DCGAN D BatchNorm.
+    g_spectral_norm, d_spectral_norm : spectral normalisation.
+    pack : PacGAN packing degree of D (batch size must be a multiple).
+    """
+
+    arch: str = "auto"
+    g_width: int | None = 256
+    g_width_mult: float = 1.0
+    g_layers: int = 3
+    g_batch_norm: bool = False
+    g_spectral_norm: bool = False
+    d_width: int | None = 128
+    d_width_mult: float = 1.0
+    d_layers: int = 3
+    d_batch_norm: bool = True
+    d_spectral_norm: bool = False
+    pack: int = 1
+    leaky_slope: float = 0.2
+
+    def __post_init__(self):
+        _choice("nets.arch", self.arch, ("auto", "mlp", "dcgan"))
+        for name in ("g_width", "d_width", "g_width_mult", "d_width_mult", "g_layers", "d_layers", "pack"):
+            _positive(f"nets.{name}", getattr(self, name))
+
+
+@dataclass
+class LossConfig:
+    """kind : ns (non-saturating), hinge or wgan. r1_gamma : R1 weight (gamma/2 * E|grad D(real)|^2).
+    gp_weight : WGAN-GP weight."""
+
+    kind: str = "ns"
+    r1_gamma: float = 0.0
+    gp_weight: float = 0.0
+
+    def __post_init__(self):
+        _choice("loss.kind", self.kind, ("ns", "nonsaturating", "hinge", "wgan"))
+        _positive("loss.r1_gamma", self.r1_gamma, allow_zero=True)
+        _positive("loss.gp_weight", self.gp_weight, allow_zero=True)
+
+
+@dataclass
+class OptimConfig:
+    """Adam for G and D. prior_lr : learning rate of a learnable prior (None = g_lr)."""
+
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    prior_lr: float | None = None
+
+    def __post_init__(self):
+        _positive("optim.g_lr", self.g_lr)
+        _positive("optim.d_lr", self.d_lr)
+        _positive("optim.prior_lr", self.prior_lr)
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must both be in [0, 1), got {list(self.betas)}.")
+
+
+@dataclass
+class ScheduleConfig:
+    """Progress is counted in thousands of real images shown to D (kimg).
+
+    total_kimg : length of the run. batch_size : images per step.
+    snapshot_kimg : full checkpoint + generator snapshot every this many kimg (and at the end).
+    sample_kimg : sample plot / image grid every this many kimg (0 = only at the end).
+    log_kimg : JSONL log line every this many kimg.
+    ema_kimg : half-life of the EMA of G, in kimg (0 = no averaging: the EMA is a copy of G).
+    """
+
+    total_kimg: float = 400.0
+    batch_size: int = 500
+    snapshot_kimg: float = 100.0
+    sample_kimg: float = 100.0
+    log_kimg: float = 10.0
+    ema_kimg: float = 5.0
+
+    def __post_init__(self):
+        _positive("schedule.total_kimg", self.total_kimg)
+        _positive("schedule.batch_size", self.batch_size)
+        _positive("schedule.snapshot_kimg", self.snapshot_kimg)
+        _positive("schedule.sample_kimg", self.sample_kimg, allow_zero=True)
+        _positive("schedule.log_kimg", self.log_kimg)
+        _positive("schedule.ema_kimg", self.ema_kimg, allow_zero=True)
+
+
+@dataclass
+class TrainConfig:
+    """The whole run. seed : seeds data, nets, z and batches. device : auto, cpu, cuda, cuda:N.
+    bf16 : bfloat16 autocast for the nets (CUDA only; ignored on CPU). out : parent folder of run
+    folders. eval_samples : samples for the 2-D metrics at the end (the protocol uses 2,500)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    nets: NetsConfig = field(default_factory=NetsConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True
+    out: str = "runs"
+    eval_samples: int = 2500
+
+    def __post_init__(self):
+        _positive("seed", self.seed, allow_zero=True)
+        _positive("eval_samples", self.eval_samples)
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+
+
+# ------------------------------------------------------------------------ typed (de)serialisation
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def valid_keys(cls=TrainConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of the config tree, e.g. ``['data.name', ..., 'seed']``."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        t = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(t):
+            keys += valid_keys(t, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _type_name(t) -> str:
+    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def _coerce(value, t, key: str):
+    """``value`` as type ``t`` (from YAML or a command-line string), or a ValueError naming ``key``."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, a, key)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[0] if len(errors) == 1 else f"{key}: cannot use {value!r} ({'; '.join(errors)}).")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ValueError(f"{key} must be a list of {len(args)} numbers, e.g. [0.5, 0.999]; got {value!r}.")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.strip().lower() in ("true", "yes", "on", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{key} must be true or false, got {value!r}.")
+    if t is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{key} must be an integer, got {value!r}.")
+        if isinstance(value, int):
+            return value
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key} must be an integer, got {value!r}.") from None
+        if not f.is_integer():
+            raise ValueError(f"{key} must be an integer, got {value!r}.")
+        return int(f)
+    if t is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{key} must be a number, got {value!r}.")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key} must be a number, got {value!r}.") from None
+        if not math.isfinite(f):
+            raise ValueError(f"{key} must be finite, got {value!r}.")
+        return f
+    if t is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"{key} must be a string, got {value!r}.")
+    raise TypeError(f"unsupported config field type {_type_name(t)} for {key}")  # a bug, not bad input
+
+
+def _unknown(key: str, cls) -> ValueError:
+    return ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(cls))}.")
+
+
+def config_from_dict(d: dict | None, cls=TrainConfig, prefix: str = ""):
+    """Build ``cls`` from a nested dict (e.g. parsed YAML); missing keys keep their defaults."""
+    d = {} if d is None else d
+    if not isinstance(d, dict):
+        raise ValueError(f"config section {prefix.rstrip('.') or '(top)'} must be a mapping, got {d!r}.")
+    hints, names = _hints(cls), {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in d.items():
+        if k not in names:
+            raise _unknown(prefix + str(k), TrainConfig)
+        t = hints[k]
+        kwargs[k] = config_from_dict(v, t, f"{prefix}{k}.") if dataclasses.is_dataclass(t) else _coerce(v, t, prefix + k)
+    return cls(**kwargs)
+
+
+def config_to_dict(cfg) -> dict:
+    """Plain nested dict (lists for tuples), suitable for YAML and JSON."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = config_to_dict(v) if dataclasses.is_dataclass(v) else (list(v) if isinstance(v, tuple) else v)
+    return out
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    import yaml
+
+    if "=" not in text:
+        raise ValueError(f"override {text!r} is not key=value (e.g. prior.kind=gaussian).")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
+    """A new config with ``key=value`` overrides applied (dotted keys, e.g. ``prior.kind=fitted_gmm``)."""
+    d = config_to_dict(cfg)
+    valid = set(valid_keys())
+    for text in overrides:
+        key, value = _parse_override(text)
+        if key not in valid:
+            raise _unknown(key, TrainConfig)
+        *path, leaf = key.split(".")
+        node = d
+        for p in path:
+            node = node[p]
+        node[leaf] = value
+    return config_from_dict(d)
+
+
+def load_config(path: str | Path | None = None, overrides=()) -> TrainConfig:
+    """The quickstart defaults, updated from the YAML file ``path`` (if given), then ``overrides``."""
+    import yaml
+
+    cfg = TrainConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file '{path}' does not exist.")
+        try:
+            d = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ValueError(f"config file '{path}' is not valid YAML: {e}") from None
+        try:
+            cfg = config_from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+    return apply_overrides(cfg, list(overrides))
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
