@@ -1,0 +1,489 @@
+"""BayesianGaussianMixture: variational EM with a Dirichlet(-process) prior on the weights.
+
+The model, the update formulas and the (constant-free) lower bound are scikit-learn's
+``sklearn/mixture/_bayesian_mixture.py`` (Bishop, PRML section 10.2, with the Wishart scale
+normalised by the degrees of freedom), so from the same initial responsibilities both libraries
+take the same variational steps. The work is done as in :class:`GaussianMixture`: in PyTorch, on
+any device, over row blocks of a :class:`DataSource`, in coordinates shifted by the data mean,
+with the sufficient statistics summed in float64. The per-covariance-type pieces (log-densities,
+statistics, Gaussian covariance estimates, Cholesky factors) are the ones GaussianMixture uses.
+
+Surplus components end with weights near zero; :attr:`n_active_components_` counts the others.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gmmgan.mixture import _kmeans, _validation
+from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
+from gmmgan.mixture._covariance import COVARIANCES, log_det_precision
+from gmmgan.mixture._data import make_source, resolve_device, summarize
+from gmmgan.mixture.gaussian_mixture import KMEANSPP_LLOYD_STEPS, GaussianMixture, _Shifted, _Stats
+
+WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+# A component is active when its weight is above this fraction of a uniform weight, 1/n_components.
+ACTIVE_WEIGHT_FRACTION = 0.1
+
+
+@dataclass
+class _VState:
+    """Variational parameters, means in shifted coordinates; float64 except where cast for the E-step."""
+
+    weight_concentration: tuple | torch.Tensor
+    mean_precision: torch.Tensor
+    means: torch.Tensor
+    degrees_of_freedom: torch.Tensor
+    covariances: torch.Tensor
+    prec_chol: torch.Tensor
+
+
+@dataclass
+class _Priors:
+    weight_concentration: float
+    mean_precision: float
+    mean: torch.Tensor  # shifted
+    degrees_of_freedom: float
+    covariance: torch.Tensor
+
+
+class BayesianGaussianMixture(ParamsMixin):
+    """Variational Bayesian Gaussian mixture, with scikit-learn's API, in PyTorch.
+
+    Parameters are scikit-learn's :class:`sklearn.mixture.BayesianGaussianMixture` parameters
+    (same names, defaults and meanings) plus ``device``, ``dtype``, ``chunk_size`` and
+    ``callback`` as in :class:`gmmgan.GaussianMixture`.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Upper bound on the number of components; surplus ones get weights near zero.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Stop when the lower bound (not per sample, as scikit-learn) changes by less than tol.
+    reg_covar : float, default=1e-6
+    max_iter : int, default=100
+    n_init : int, default=1
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        Initial responsibilities: hard k-means labels (Lloyd to convergence, or k-means++ seeding
+        and a few Lloyd steps as in GaussianMixture), random, or K random rows.
+    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}
+    weight_concentration_prior : float, default=1/n_components
+    mean_precision_prior : float, default=1
+    mean_prior : array of shape (D,), default=the data mean
+    degrees_of_freedom_prior : float, default=D (must be > D - 1)
+    covariance_prior : float or array, default=the data's (co)variance
+        Shape (D, D) for 'full' and 'tied', (D,) for 'diag', a float for 'spherical'.
+    random_state, warm_start, verbose, verbose_interval
+        As in scikit-learn.
+    device, dtype, chunk_size, callback
+        As in :class:`gmmgan.GaussianMixture`.
+
+    Attributes
+    ----------
+    weights_ : array of shape (K,)
+    means_ : array of shape (K, D)
+    covariances_, precisions_, precisions_cholesky_ : array, shapes as in GaussianMixture
+    weight_concentration_prior_ : float
+    weight_concentration_ : tuple of two arrays (K,) for 'dirichlet_process', array (K,) otherwise
+    mean_precision_prior_ : float
+    mean_precision_ : array of shape (K,)
+    mean_prior_ : array of shape (D,)
+    degrees_of_freedom_prior_ : float
+    degrees_of_freedom_ : array of shape (K,) (a scalar array for 'tied')
+    covariance_prior_ : float or array
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
+    n_active_components_ : int
+        Components with ``weights_ > ACTIVE_WEIGHT_FRACTION / n_components`` (a tenth of a
+        uniform weight): the number of components the data actually use.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_components=1,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        device=None,
+        dtype=None,
+        chunk_size=None,
+        callback=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+        self.callback = callback
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self) -> None:
+        _validation.check_parameters(self)
+        if self.weight_concentration_prior_type not in WEIGHT_PRIOR_TYPES:
+            raise ValueError(
+                f"Unknown weight_concentration_prior_type {self.weight_concentration_prior_type!r}; "
+                f"choose one of {', '.join(repr(t) for t in WEIGHT_PRIOR_TYPES)}."
+            )
+        for name in ("weight_concentration_prior", "mean_precision_prior"):
+            value = getattr(self, name)
+            if value is not None and not (_validation._is_real(value) and value > 0 and np.isfinite(value)):
+                raise ValueError(f"{name} must be None or a positive float, got {value!r}.")
+
+    def _priors(self, source, summary, shift, dtype_dev) -> _Priors:
+        """The prior parameters (scikit-learn's defaults from the data), validated."""
+        d, n = source.n_features, source.n_samples
+        f64, dev = torch.float64, source.device
+        wc = 1.0 / self.n_components if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
+        mp = 1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
+        if self.mean_prior is None:
+            mean = summary.mean.to(f64)
+        else:
+            mean = _validation._as_tensor(self.mean_prior, "mean_prior", f64, dev)
+            if tuple(mean.shape) != (d,):
+                raise ValueError(f"The parameter 'means' should have the shape ({d},), but got {tuple(mean.shape)}.")
+        dof = self.degrees_of_freedom_prior
+        if dof is None:
+            dof = float(d)
+        elif not (_validation._is_real(dof) and np.isfinite(dof)) or dof <= d - 1.0:
+            raise ValueError(
+                f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but got "
+                f"{dof!r}. Use at least the number of features, {d}, or leave it None."
+            )
+        cov = self._covariance_prior(source, summary, d, n, dev)
+        return _Priors(wc, mp, mean - shift.to(f64), float(dof), cov)
+
+    def _covariance_prior(self, source, summary, d, n, dev) -> torch.Tensor:
+        f64, ct = torch.float64, self.covariance_type
+        if self.covariance_prior is None:
+            if n < 2:
+                raise ValueError("covariance_prior=None needs n_samples >= 2 (it is the data's covariance).")
+            if ct in ("full", "tied"):
+                scatter = torch.zeros(d, d, dtype=f64, device=dev)
+                for x in source.chunks():
+                    xc = x.to(f64) - summary.mean
+                    scatter += xc.mT @ xc
+                return scatter / (n - 1)
+            var = summary.var.to(f64) * n / (n - 1)
+            return var if ct == "diag" else var.mean()
+        if ct == "spherical":
+            value = self.covariance_prior
+            if not (_validation._is_real(value) and value > 0 and np.isfinite(value)):
+                raise ValueError(f"'spherical covariance_prior' should be a positive float, got {value!r}.")
+            return torch.tensor(float(value), dtype=f64, device=dev)
+        shape = (d, d) if ct in ("full", "tied") else (d,)
+        prior = _validation._as_tensor(self.covariance_prior, "covariance_prior", f64, dev)
+        if tuple(prior.shape) != shape:
+            raise ValueError(
+                f"The parameter '{ct} covariance_prior' should have the shape {shape}, but got {tuple(prior.shape)}."
+            )
+        if ct == "diag":
+            if bool((prior <= 0).any()):
+                raise ValueError("'diag covariance_prior' should be positive.")
+        elif not bool(torch.allclose(prior, prior.mT)) or bool((torch.linalg.eigvalsh(prior) <= 0).any()):
+            raise ValueError(f"'{ct} covariance_prior' should be symmetric, positive-definite.")
+        return prior
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None):
+        """Fit the variational posterior to ``X`` (any input GaussianMixture accepts). Returns self."""
+        self._fit(X)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return the most probable component of every row, shape (n_samples,)."""
+        self._fit(X)
+        return self.predict(X)
+
+    def _fit(self, X) -> None:
+        self._check_parameters()
+        k = self.n_components
+        source = make_source(X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=k)
+        n, d = source.n_samples, source.n_features
+        if n < 2:
+            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got {n}.")
+        if n < k:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}. "
+                "Use fewer components or more data."
+            )
+        summary = summarize(source)
+        shift = summary.mean.to(source.dtype)
+        data = _Shifted(source, shift)
+        self._prior = priors = self._priors(source, summary, shift, None)
+        cov = COVARIANCES[self.covariance_type]
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        generator = make_generator(self.random_state)
+
+        best, best_bound, best_bounds, best_n_iter, self.converged_ = None, -math.inf, [], 0, False
+        for init in range(self.n_init if do_init else 1):
+            start = time.perf_counter()
+            if do_init:
+                state = self._m_step(self._initial_stats(data, source, shift, generator, cov), cov, priors, n)
+            else:
+                state = self._warm_state(shift)
+            bound = -math.inf if do_init else self.lower_bound_
+            bounds, converged, n_iter = [], False, 0
+            for n_iter in range(1, self.max_iter + 1):
+                prev = bound
+                stats, entropy = self._e_step(data, state, cov, source.dtype)
+                state = self._m_step(stats, cov, priors, n)
+                bound = self._lower_bound(state, entropy, priors, d)
+                bounds.append(bound)
+                change = bound - prev
+                if self.callback is not None:
+                    self.callback({"init": init, "n_iter": n_iter, "lower_bound": bound, "change": change})
+                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
+                    print(f"  Iteration {n_iter}\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}")
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+            if self.verbose:
+                print(f"Initialization {init} {'converged' if converged else 'did not converge'}: lower bound {bound:.5f}")
+            if self.max_iter == 0 or bound > best_bound or best_bound == -math.inf:
+                best, best_bound, best_bounds, best_n_iter, self.converged_ = state, bound, bounds, n_iter, converged
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._set_state(best, shift, priors, source)
+        self.n_iter_, self.lower_bound_, self.lower_bounds_ = best_n_iter, best_bound, best_bounds
+        self.n_features_in_ = d
+
+    def _initial_stats(self, data, source, shift, generator, cov) -> _Stats:
+        """Statistics of the initial responsibilities (scikit-learn's ``_initialize_parameters``)."""
+        blocks, anchor = self._initial_resp(data, source, shift, generator)
+        return GaussianMixture._stats_from_blocks(blocks, anchor, cov)
+
+    def _initial_resp(self, data, source, shift, generator):
+        """(iterable of (shifted block, responsibilities), anchor) from ``init_params``.
+
+        The one place initial responsibilities come from, so a test can start gmmgan and
+        scikit-learn from identical ones by replacing this method.
+        """
+        k, n, dtype, dev = self.n_components, source.n_samples, source.dtype, source.device
+        if self.init_params in ("kmeans", "k-means++"):
+            seeds = _kmeans.sample_rows(source, _kmeans.SEEDING_SAMPLE, generator, shift)
+            centers = _kmeans.kmeans_plusplus(seeds, k, generator)
+            steps = 300 if self.init_params == "kmeans" else KMEANSPP_LLOYD_STEPS
+            centers = _kmeans.lloyd(source, centers, shift, max_iter=steps, tol=1e-4)
+            eye = torch.eye(k, dtype=dtype, device=dev)
+            blocks = ((x, eye[_kmeans.nearest(x, centers)]) for x in data.chunks())
+            anchor = centers
+        elif self.init_params == "random":
+            def random_blocks():
+                for x in data.chunks():
+                    r = torch.rand(x.shape[0], k, generator=generator, dtype=torch.float64).to(device=dev, dtype=dtype)
+                    yield x, r / r.sum(1, keepdim=True)
+            blocks, anchor = random_blocks(), torch.zeros(k, source.n_features, dtype=dtype, device=dev)
+        else:
+            points = _kmeans.gather_rows(source, torch.randperm(n, generator=generator)[:k], shift)
+            blocks, anchor = [(points, torch.eye(k, dtype=dtype, device=dev))], points
+        return blocks, anchor
+
+    def _e_step(self, data, state: _VState, cov, dtype) -> tuple[_Stats, float]:
+        """Responsibilities block by block; returns the statistics and sum(r log r)."""
+        f64 = torch.float64
+        means, prec_chol = state.means.to(dtype), state.prec_chol.to(dtype)
+        offset = (self._log_prob_offset(state, means.shape[1]) + self._log_weights(state)).to(dtype)
+        k, dev = means.shape[0], means.device
+        nk = torch.zeros(k, dtype=f64, device=dev)
+        sx = torch.zeros(means.shape, dtype=f64, device=dev)
+        stat, entropy = None, torch.zeros((), dtype=f64, device=dev)
+        for x in data.chunks():
+            wlp = cov.log_prob(x, means, prec_chol).add_(offset)
+            log_resp = wlp.sub_(torch.logsumexp(wlp, dim=1, keepdim=True))
+            resp = log_resp.exp()
+            entropy += torch.where(resp > 0, resp * log_resp, 0.0).sum(dtype=f64)
+            nk += resp.sum(0, dtype=f64)
+            sx += (resp.mT @ x).to(f64)
+            s = cov.accumulate(x, resp, means).to(f64)
+            stat = s if stat is None else stat.add_(s)
+        return _Stats(nk, sx, stat, means.to(f64)), float(entropy)
+
+    def _m_step(self, stats: _Stats, cov, priors: _Priors, n_samples: int) -> _VState:
+        """Variational updates from the statistics (scikit-learn's ``_estimate_*``), in float64."""
+        k = stats.nk.shape[0]
+        nk = stats.nk + 10 * torch.finfo(torch.float64).eps
+        xk = stats.sx / nk.unsqueeze(1)
+        sk = cov.covariances(stats.stat, stats.nk, nk, xk, stats.sx, stats.anchor, n_samples, self.reg_covar)
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            tail = torch.cat([torch.flip(torch.cumsum(torch.flip(nk, [0]), 0), [0])[1:], nk.new_zeros(1)])
+            wc = (1.0 + nk, priors.weight_concentration + tail)
+        else:
+            wc = priors.weight_concentration + nk
+        mean_precision = priors.mean_precision + nk
+        means = (priors.mean_precision * priors.mean + nk.unsqueeze(1) * xk) / mean_precision.unsqueeze(1)
+        diff = xk - priors.mean
+        ratio = priors.mean_precision / mean_precision
+        ct = self.covariance_type
+        if ct == "full":
+            dof = priors.degrees_of_freedom + nk
+            covs = priors.covariance + nk[:, None, None] * (sk + ratio[:, None, None] * diff.unsqueeze(2) * diff.unsqueeze(1))
+            covs = covs / dof[:, None, None]
+        elif ct == "tied":
+            dof = priors.degrees_of_freedom + nk.sum() / k
+            covs = priors.covariance + sk * nk.sum() / k + priors.mean_precision / k * ((nk / mean_precision) * diff.mT) @ diff
+            covs = covs / dof
+        elif ct == "diag":
+            dof = priors.degrees_of_freedom + nk
+            covs = (priors.covariance + nk.unsqueeze(1) * (sk + ratio.unsqueeze(1) * diff.square())) / dof.unsqueeze(1)
+        else:
+            dof = priors.degrees_of_freedom + nk
+            covs = (priors.covariance + nk * (sk + ratio * diff.square().mean(1))) / dof
+        prec_chol = cov.precision_cholesky(covs, self.reg_covar)
+        return _VState(wc, mean_precision, means, dof, covs, prec_chol)
+
+    def _log_weights(self, state: _VState) -> torch.Tensor:
+        """E[log pi_k] under the variational posterior, shape (K,)."""
+        wc, dg = state.weight_concentration, torch.special.digamma
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            dsum = dg(wc[0] + wc[1])
+            cum = torch.cumsum(dg(wc[1]) - dsum, 0)
+            return dg(wc[0]) - dsum + torch.cat([cum.new_zeros(1), cum[:-1]])
+        return dg(wc) - dg(wc.sum())
+
+    def _log_prob_offset(self, state: _VState, d: int) -> torch.Tensor:
+        """What E[log N(x | mu_k, Lambda_k)] adds to log N(x | means_k, covariances_k), shape (K,)."""
+        dof = state.degrees_of_freedom
+        i = torch.arange(d, dtype=torch.float64, device=dof.device)
+        log_lambda = d * math.log(2.0) + torch.special.digamma(0.5 * (dof.reshape(-1, 1) - i)).sum(1)
+        if dof.ndim == 0:
+            log_lambda = log_lambda.squeeze(0)
+        return -0.5 * d * dof.log() + 0.5 * (log_lambda - d / state.mean_precision)
+
+    def _lower_bound(self, state: _VState, entropy: float, priors: _Priors, d: int) -> float:
+        """scikit-learn's ``_compute_lower_bound`` (constant terms dropped)."""
+        dof, k = state.degrees_of_freedom, state.means.shape[0]
+        log_det = log_det_precision(self.covariance_type, state.prec_chol, d) - 0.5 * d * dof.log()
+        i = torch.arange(d, dtype=torch.float64, device=dof.device)
+        gl = torch.special.gammaln(0.5 * (dof.reshape(-1, 1) - i)).sum(1)
+        wishart = -(dof * log_det + dof * d * 0.5 * math.log(2.0) + (gl if dof.ndim else gl.squeeze(0)))
+        log_wishart = k * wishart if self.covariance_type == "tied" else wishart.sum()
+        wc, lg = state.weight_concentration, torch.special.gammaln
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            log_norm_weight = -(lg(wc[0]) + lg(wc[1]) - lg(wc[0] + wc[1])).sum()
+        else:
+            log_norm_weight = lg(wc.sum()) - lg(wc).sum()
+        bound = -entropy - log_wishart - log_norm_weight - 0.5 * d * state.mean_precision.log().sum()
+        return float(bound)
+
+    # ----------------------------------------------------------- fitted params
+    def _set_state(self, state: _VState, shift, priors: _Priors, source) -> None:
+        cov = COVARIANCES[self.covariance_type]
+        f64 = torch.float64
+        shift64 = shift.to(f64)
+        numpy_out = source.output_kind == "numpy"
+        dt = source.dtype
+
+        def out(t):
+            t = t.detach().to(dt)
+            return t.cpu().numpy() if numpy_out else t
+
+        wc = state.weight_concentration
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            total = wc[0] + wc[1]
+            tmp = wc[1] / total
+            weights = wc[0] / total * torch.cat([tmp.new_ones(1), torch.cumprod(tmp[:-1], 0)])
+            self.weight_concentration_ = (out(wc[0]), out(wc[1]))
+        else:
+            weights = wc
+            self.weight_concentration_ = out(wc)
+        weights = weights / weights.sum()
+        self.weights_ = out(weights)
+        self.means_ = out(state.means + shift64)
+        self.covariances_ = out(state.covariances)
+        self.precisions_cholesky_ = out(state.prec_chol)
+        self.precisions_ = out(cov.precisions(state.prec_chol))
+        self.mean_precision_ = out(state.mean_precision)
+        self.degrees_of_freedom_ = out(state.degrees_of_freedom)
+        self.weight_concentration_prior_ = priors.weight_concentration
+        self.mean_precision_prior_ = priors.mean_precision
+        self.mean_prior_ = out(priors.mean + shift64)
+        self.degrees_of_freedom_prior_ = priors.degrees_of_freedom
+        cp = priors.covariance
+        self.covariance_prior_ = float(cp) if cp.ndim == 0 else out(cp)
+        self.n_active_components_ = int((weights > ACTIVE_WEIGHT_FRACTION / self.n_components).sum())
+
+    def _state(self, device, shift) -> _VState:
+        """The fitted variational parameters as float64 tensors on ``device``, means shifted."""
+        self._check_is_fitted()
+        t = lambda a: torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).to(device=device, dtype=torch.float64)  # noqa: E731
+        wc = self.weight_concentration_
+        wc = (t(wc[0]), t(wc[1])) if isinstance(wc, tuple) else t(wc)
+        return _VState(wc, t(self.mean_precision_), t(self.means_) - shift.to(device=device, dtype=torch.float64),
+                       t(self.degrees_of_freedom_), t(self.covariances_), t(self.precisions_cholesky_))
+
+    def _warm_state(self, shift) -> _VState:
+        return self._state(shift.device, shift)
+
+    # --------------------------------------------------------------- inference
+    def _blocks(self, X):
+        """Yield (source, weighted variational log-probabilities (rows, K)) for every block of X."""
+        self._check_is_fitted()
+        means = torch.as_tensor(self.means_)
+        device = resolve_device(self.device, X if isinstance(X, torch.Tensor) else None)
+        if isinstance(self.means_, torch.Tensor) and self.device is None and not isinstance(X, torch.Tensor):
+            device = self.means_.device
+        source = make_source(
+            X, device=device, dtype=means.dtype, chunk_size=self.chunk_size,
+            n_components=means.shape[0], n_features=means.shape[1],
+        )
+        state = self._state(source.device, torch.zeros(means.shape[1], dtype=torch.float64, device=source.device))
+        weights = torch.as_tensor(self.weights_).to(device=source.device, dtype=torch.float64)
+        shift = (weights @ state.means).to(source.dtype)
+        state.means = state.means - shift.to(torch.float64)
+        cov = COVARIANCES[self.covariance_type]
+        d = means.shape[1]
+        offset = (self._log_prob_offset(state, d) + self._log_weights(state)).to(source.dtype)
+        m, pc = state.means.to(source.dtype), state.prec_chol.to(source.dtype)
+        for x in _Shifted(source, shift).chunks():
+            yield source, cov.log_prob(x, m, pc).add_(offset)
+
+    # As scikit-learn's BaseMixture: the same reductions over the weighted log-probabilities.
+    _collect = GaussianMixture._collect
+    score_samples = GaussianMixture.score_samples
+    score = GaussianMixture.score
+    predict = GaussianMixture.predict
+    predict_proba = GaussianMixture.predict_proba
+    # Sampling draws from the mixture with the posterior-mean parameters (weights_, means_, covariances_).
+    sample = GaussianMixture.sample
+    _model = GaussianMixture._model
+    _current_state = GaussianMixture._current_state
