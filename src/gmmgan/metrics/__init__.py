@@ -6,6 +6,7 @@
 - :func:`frechet_distance`, :func:`kernel_distance`, :func:`prdc` on features; :func:`fid_metric`,
   :func:`kid_metric` (torchmetrics, from images); :func:`image_metrics`: all of them, with the
   real-train vs real-test reference.
+- :func:`clustering_scores`, :func:`component_clustering`: Hungarian accuracy and NMI.
 """
 
 from gmmgan.metrics._common import kl_floor, kl_to_uniform
@@ -16,6 +17,13 @@ from gmmgan.metrics.classifier import (
     load_classifier,
     prepare_images,
     train_classifier,
+)
+from gmmgan.metrics.clustering import (
+    ClusteringScores,
+    clustering_accuracy,
+    clustering_scores,
+    component_clustering,
+    normalized_mutual_info,
 )
 from gmmgan.metrics.evaluate import ImageMetrics, ImageReport, feature_metrics, image_metrics
 from gmmgan.metrics.fid import ClassifierFeatures, fid_metric, frechet_distance, kernel_distance, kid_metric
@@ -49,4 +57,9 @@ __all__ = [
     "ImageReport",
     "feature_metrics",
     "image_metrics",
+    "ClusteringScores",
+    "clustering_accuracy",
+    "normalized_mutual_info",
+    "clustering_scores",
+    "component_clustering",
 ]
