@@ -71,8 +71,10 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
 
     Parameters
     ----------
-    n_components : int, default=1
-        Number of mixture components K.
+    n_components : int or 'auto', default=1
+        Number of mixture components K. 'auto' fits K = 1..min(20, n_samples) together and keeps
+        the lowest BIC (see :func:`gmmgan.mixture.select_n_components`), setting
+        ``n_components_``, ``criterion_scores_``, ``bic_`` and ``aic_``.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
         Each component's own full matrix, one shared full matrix, per-component diagonal, or
         per-component single variance.
@@ -118,6 +120,9 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
     lower_bound_ : float
         Mean log-likelihood of the training data at the best initialisation's last E-step.
     lower_bounds_ : list of float
+    reseeded_ : list of (int, int)
+        (iteration, component) for each component that lost all its points and was re-seeded
+        at a badly explained data point (scikit-learn has no such step; it is rare on real data).
     n_features_in_ : int
 
     Fitted arrays are numpy arrays if ``fit`` got numpy data (or a file), torch tensors on the
@@ -187,6 +192,11 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
         return self._fit(X, want_labels=True)
 
     def _fit(self, X, want_labels: bool):
+        if isinstance(self.n_components, str) and self.n_components == "auto":
+            # K chosen by BIC over candidates fitted together (gmmgan.mixture.model_selection).
+            from gmmgan.mixture.model_selection import fit_auto
+
+            return fit_auto(self, X, want_labels=want_labels)
         _validation.check_parameters(self)
         source = make_source(
             X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=self.n_components
@@ -219,10 +229,11 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
             state = self._initial_state(data, source, summary, shift, generator) if do_init else self._current_state(dev, dtype, shift)
             lower_bound = -math.inf if do_init else self.lower_bound_
             bounds, converged, n_iter = [], False, 0
+            self._reseeded = []
             for n_iter in range(1, self.max_iter + 1):
                 prev = lower_bound
                 stats, lower_bound = self._e_step(data, state, cov)
-                state = self._m_step(stats, state, cov, n, summary.var.to(dev))
+                state = self._m_step(stats, state, cov, n, summary.var.to(dev), n_iter)
                 bounds.append(lower_bound)
                 change = lower_bound - prev
                 if self.callback is not None:
@@ -238,6 +249,7 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
             if lower_bound > max_lower_bound or max_lower_bound == -math.inf:
                 best, max_lower_bound, best_bounds = state, lower_bound, bounds
                 best_n_iter, self.converged_ = n_iter, converged
+                best_reseeded = self._reseeded
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
@@ -249,6 +261,7 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
         self.n_iter_ = best_n_iter
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = best_bounds
+        self.reseeded_ = best_reseeded
         self.n_features_in_ = d
         if not want_labels:
             return None
@@ -282,7 +295,7 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
         stats = _Stats(nk, sx, stat, state.means.to(f64), torch.cat(worst_x)[order])
         return stats, float(total) / data.n_samples
 
-    def _m_step(self, stats: _Stats, state: _State, cov, n_samples: int, data_var: torch.Tensor) -> _State:
+    def _m_step(self, stats: _Stats, state: _State, cov, n_samples: int, data_var: torch.Tensor, n_iter: int) -> _State:
         """Parameters from the statistics, in float64, then cast to the compute dtype."""
         dtype = state.means.dtype
         eps = torch.finfo(dtype).eps
@@ -290,8 +303,12 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
         nk = nk_raw + 10 * eps
         means = stats.sx / nk.unsqueeze(1)
         covs = cov.covariances(stats.stat, nk_raw, nk, means, stats.sx, stats.anchor, n_samples, self.reg_covar)
-        empty = torch.nonzero(nk_raw < EMPTY_COMPONENT).flatten().tolist()
+        # Each component is re-seeded at most once per initialisation: with fewer distinct points
+        # than components, some must stay empty, and moving them again would only oscillate.
+        done = {c for _, c in self._reseeded}
+        empty = [c for c in torch.nonzero(nk_raw < EMPTY_COMPONENT).flatten().tolist() if c not in done]
         if empty:
+            self._reseeded.extend((n_iter, c) for c in empty)
             nk, means, covs = self._reseed(empty, nk, means, covs, stats.worst_x, data_var)
         weights = nk / nk.sum()
         prec_chol = cov.precision_cholesky(covs, self.reg_covar)
