@@ -24,7 +24,7 @@ def check_parameters(est) -> None:
     """Check the scalar parameters of a GaussianMixture; raises ValueError naming the fix."""
     if not _is_int(est.n_components) or est.n_components < 1:
         raise ValueError(
-            f"n_components must be a positive int, got {est.n_components!r}."
+            f"n_components must be a positive int or 'auto', got {est.n_components!r}."
         )
     if est.covariance_type not in COVARIANCE_TYPES:
         raise ValueError(

@@ -1,0 +1,145 @@
+"""Automatic K: batched BIC/AIC selection equals single fits, finds the true K, rejects bad input."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gmmgan import GaussianMixture, select_n_components
+from gmmgan.mixture.model_selection import check_candidates, default_candidates
+from gmmgan.plotting_selection import plot_criterion
+
+COV_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _blobs(seed, k=4, d=2, n_per=80, sep=12.0):
+    """k unit-variance blobs whose closest pair of means is ``sep`` apart."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d))
+    if k > 1:
+        dist = np.linalg.norm(centers[:, None] - centers[None], axis=-1) + np.eye(k) * 1e9
+        centers *= sep / dist.min()
+    return np.concatenate([rng.normal(size=(n_per, d)) + c for c in centers])
+
+
+def _quiet(fn, *a, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*a, **kw)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_batched_equals_sequential_fits(cov_type):
+    X = _blobs(1, k=3, d=3, n_per=60)
+    ks = [1, 2, 3, 4, 5]
+    sel = _quiet(select_n_components, X, candidates=ks, covariance_type=cov_type, random_state=3, tol=1e-4)
+    for k in ks:
+        single = _quiet(GaussianMixture(k, covariance_type=cov_type, random_state=3, tol=1e-4).fit, X)
+        assert sel.bic_[k] == pytest.approx(single.bic(X), rel=1e-9)
+        assert sel.aic_[k] == pytest.approx(single.aic(X), rel=1e-9)
+        if k == sel.n_components_:
+            assert sel.n_iter_ == single.n_iter_
+            np.testing.assert_allclose(sel.means_, single.means_, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(sel.covariances_, single.covariances_, rtol=1e-8, atol=1e-10)
+    assert sel.criterion_scores_ == sel.bic_
+    assert sel.n_components_ == 3
+
+
+def test_n_init_and_streamed_data_match_single_fits():
+    X = _blobs(2, k=3, d=2, n_per=50)
+    ks = [2, 3, 4]
+    chunks = [X[i : i + 37] for i in range(0, len(X), 37)]
+    sel = _quiet(select_n_components, chunks, candidates=ks, n_init=2, init_params="random_from_data", random_state=5)
+    for k in ks:
+        single = _quiet(GaussianMixture(k, n_init=2, init_params="random_from_data", random_state=5).fit, X)
+        assert sel.bic_[k] == pytest.approx(single.bic(X), rel=1e-9)
+
+
+@settings(max_examples=8, deadline=None)
+@given(k=st.integers(1, 5), d=st.integers(1, 3), seed=st.integers(0, 10_000))
+def test_picks_true_k_on_well_separated_blobs(k, d, seed):
+    X = _blobs(seed, k=k, d=d, n_per=60, sep=14.0)
+    model = _quiet(select_n_components, X, candidates=range(1, 8), covariance_type="full", n_init=2, random_state=0)
+    assert model.n_components_ == k
+    assert min(model.bic_, key=model.bic_.get) == k
+    assert sorted(model.criterion_scores_) == list(range(1, 8))
+
+
+def test_auto_on_estimator_and_aic():
+    X = _blobs(4, k=4, d=2)
+    gm = _quiet(GaussianMixture(n_components="auto", random_state=0).fit, X)
+    assert gm.n_components == "auto"  # the parameter is left as given, the choice is n_components_
+    assert gm.n_components_ == 4 and gm.means_.shape == (4, 2)
+    assert gm.candidates_ == default_candidates(len(X))
+    labels = _quiet(GaussianMixture(n_components="auto", random_state=0).fit_predict, X)
+    assert labels.shape == (len(X),) and len(np.unique(labels)) == 4
+    by_aic = _quiet(select_n_components, X, candidates=range(1, 7), criterion="aic", random_state=0)
+    assert by_aic.criterion_ == "aic" and by_aic.criterion_scores_ == by_aic.aic_
+    assert by_aic.n_components_ == min(by_aic.aic_, key=by_aic.aic_.get)
+
+
+def test_torch_input_gives_torch_output():
+    X = torch.as_tensor(_blobs(5, k=2, d=2))
+    model = _quiet(select_n_components, X, candidates=[1, 2, 3], random_state=0)
+    assert isinstance(model.means_, torch.Tensor) and model.n_components_ == 2
+    assert isinstance(model.predict(X), torch.Tensor)
+
+
+def test_default_candidates():
+    assert default_candidates(5) == [1, 2, 3, 4, 5]
+    assert default_candidates(1000) == list(range(1, 21))
+    assert check_candidates((3, 1, 3), 10) == [1, 3]
+
+
+@pytest.mark.parametrize(
+    "candidates, match",
+    [
+        ([], "empty"),
+        (range(0), "empty"),
+        ([0, 1], "positive"),
+        ([1.5], "positive ints"),
+        ([1, 500], "exceeds the number of samples"),
+        (5, "iterable"),
+    ],
+)
+def test_bad_candidates(candidates, match):
+    X = _blobs(0, k=2, n_per=20)
+    with pytest.raises(ValueError, match=match):
+        select_n_components(X, candidates=candidates)
+
+
+def test_bad_arguments():
+    X = _blobs(0, k=2, n_per=20)
+    with pytest.raises(ValueError, match="criterion"):
+        select_n_components(X, criterion="likelihood")
+    with pytest.raises(ValueError, match="candidates="):
+        select_n_components(X, n_components=3)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        GaussianMixture("auto", means_init=np.zeros((2, 2))).fit(X)
+    with pytest.raises(ValueError, match="positive int or 'auto'"):
+        GaussianMixture("many").fit(X)
+    with pytest.raises(ValueError, match="covariance_type"):
+        select_n_components(X, covariance_type="banana")
+    with pytest.raises(ValueError, match="NaN"):
+        select_n_components(np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 1.0]]))
+    with pytest.raises(ValueError, match="n_samples >= 2"):
+        select_n_components(np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="exceeds the number of samples"):
+        select_n_components([X[:10], X[10:20]], candidates=[25])  # streamed data: checked after the count
+
+
+def test_plot_criterion(tmp_path):
+    X = _blobs(6, k=3)
+    model = _quiet(select_n_components, X, candidates=range(1, 6), random_state=0)
+    fig = plot_criterion(model, tmp_path / "sub" / "bic.png")
+    assert (tmp_path / "sub" / "bic.png").stat().st_size > 1000
+    ax = fig.axes[0]
+    assert any("chosen K = 3" in t.get_text() for t in ax.get_legend().get_texts())
+    plot_criterion({1: 3.0, 2: 1.0, 3: 2.0}, None)
+    with pytest.raises(ValueError, match="empty"):
+        plot_criterion({})
+    with pytest.raises(ValueError, match="criterion_scores_"):
+        plot_criterion(GaussianMixture(2))
