@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def npy(tmp_path, blobs) -> Path:
 
 
 # ------------------------------------------------------------------------------ successful fits
-def test_fit_npy_saves_model_and_png(tmp_path, capsys, npy):
+def test_fit_npy_saves_model_and_png(tmp_path, capsys, npy, blobs):
     model, png = tmp_path / "m.safetensors", tmp_path / "fit.png"
     rc, out, err = cli(capsys, "fit", npy, "-k", 3, "-o", model, "--plot", png)
     assert rc == 0, err
@@ -53,6 +54,10 @@ def test_fit_npy_saves_model_and_png(tmp_path, capsys, npy):
     for word in ("converged", "log-likelihood / sample", "BIC", "AIC", "weight", "init 1/1",
                  "lower bound", str(model)):
         assert word in out, f"{word!r} missing from the summary:\n{out}"
+    for name, value in (("BIC", gm.bic(blobs)), ("AIC", gm.aic(blobs)),
+                        ("log-likelihood / sample", gm.score(blobs))):
+        shown = re.search(rf"{name}\s+(-?[\d,]+\.\d+)", out).group(1)
+        assert float(shown.replace(",", "")) == pytest.approx(value, abs=0.1), name
 
 
 def test_csv_with_header_and_txt_match_npy(tmp_path, capsys, npy, blobs):
@@ -108,6 +113,18 @@ def test_default_is_grid_and_refuses_to_overwrite(tmp_path, capsys, monkeypatch)
     assert rc == 0, err
     assert out == ""  # --quiet
     assert (tmp_path / "gmmgan_model.safetensors").stat().st_mtime_ns != before
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical", "tied"])
+def test_summary_bic_aic_match_the_model(covariance_type, blobs):
+    from gmmgan.commands.fit import n_parameters
+
+    X = np.c_[blobs, blobs[:, :1] * 0.5 + 0.1 * blobs[:, 1:]]  # 3 features
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    p = n_parameters(3, 3, covariance_type)
+    n, ll = X.shape[0], gm.score(X)
+    assert -2 * ll * n + p * np.log(n) == pytest.approx(gm.bic(X), rel=1e-12)
+    assert -2 * ll * n + 2 * p == pytest.approx(gm.aic(X), rel=1e-12)
 
 
 def test_n_init_shows_one_line_per_init(tmp_path, capsys, npy):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_parser", "run", "load_data", "BUILTIN_DATA"]
+__all__ = ["add_parser", "run", "load_data", "n_parameters", "BUILTIN_DATA"]
 
 # Built-in data sets and their true number of components (the default -k for them).
 BUILTIN_DATA = {"ring": 8, "grid": 25}
@@ -375,6 +375,14 @@ def _numpy(a) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ reporting
+def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    """Free parameters of a Gaussian mixture (as in BIC/AIC): covariances, means, weights."""
+    k, d = n_components, n_features
+    cov = {"full": k * d * (d + 1) // 2, "diag": k * d, "spherical": k,
+           "tied": d * (d + 1) // 2}[covariance_type]
+    return cov + k * d + k - 1
+
+
 class _EMProgress:
     """A rich progress line per initialisation, updated by GaussianMixture's ``callback``."""
 
@@ -397,6 +405,7 @@ class _EMProgress:
     def _start_init(self, init_id) -> None:
         if self._task is not None:  # freeze the finished line, so each init's result stays
             self._progress.update(self._task, description=self._describe(len(self._inits), True))
+            self._progress.stop_task(self._task)  # and its clock
         n = len(self._inits) + 1
         self._task = self._progress.add_task(self._describe(n, False), total=self.max_iter,
                                              bound="-", change="-")
@@ -425,6 +434,8 @@ class _EMProgress:
         return self
 
     def __exit__(self, *exc):
+        if self._task is not None:
+            self._progress.stop_task(self._task)
         return self._progress.__exit__(*exc)
 
 
@@ -448,10 +459,15 @@ def _print_summary(console, gm, X, *, fit_seconds: float, total_seconds: float,
     summary.add_column(style="bold", no_wrap=True)
     summary.add_column()
     summary.add_row("status", status)
-    summary.add_row("log-likelihood / sample", f"{float(gm.score(X)):.6f}")
+    # One pass over the data for all three numbers (bic()/aic() would each re-score X).
+    n = X.shape[0]
+    log_lik = float(gm.score(X))
+    n_params = n_parameters(k, d, gm.covariance_type)
+    summary.add_row("log-likelihood / sample", f"{log_lik:.6f}")
     summary.add_row("lower bound", f"{float(gm.lower_bound_):.6f}")
-    summary.add_row("BIC", f"{float(gm.bic(X)):,.1f}")
-    summary.add_row("AIC", f"{float(gm.aic(X)):,.1f}")
+    summary.add_row("BIC", f"{-2.0 * log_lik * n + n_params * np.log(n):,.1f}")
+    summary.add_row("AIC", f"{-2.0 * log_lik * n + 2.0 * n_params:,.1f}")
+    summary.add_row("free parameters", f"{n_params:,}")
     summary.add_row("time", f"EM {fit_seconds:.2f} s, total {total_seconds:.2f} s")
     console.print(summary)
 
