@@ -81,7 +81,9 @@ def kid_metric(classifier: FeatureClassifier, **kwargs) -> KernelInceptionDistan
     ``compute`` draws subsets from torch's global RNG, so seed it for a reproducible value.
     """
     kwargs.setdefault("normalize", True)
-    return KernelInceptionDistance(feature=ClassifierFeatures(classifier), **kwargs)
+    with warnings.catch_warnings():  # its memory warning is about Inception's 2048-D features; ours are 128-D
+        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+        return KernelInceptionDistance(feature=ClassifierFeatures(classifier), **kwargs)
 
 
 def _check_pair(real, fake, min_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
