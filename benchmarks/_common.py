@@ -146,22 +146,29 @@ def time_per_iteration(
         sync()
     t1: List[float] = []
     t2: List[float] = []
+    c1: List[float] = []
+    c2: List[float] = []
     model = None
     for _ in range(repeats):
         sync()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fit(m1)
         sync()
         t1.append(time.perf_counter() - start)
-        start = time.perf_counter()
+        c1.append(time.process_time() - cpu)
+        start, cpu = time.perf_counter(), time.process_time()
         model = fit(m2)
         sync()
         t2.append(time.perf_counter() - start)
+        c2.append(time.process_time() - cpu)
     per_iter = [(b - a) / (m2 - m1) for a, b in zip(t1, t2)]
     return {
         "s_per_iter": statistics.median(per_iter),
         # Least disturbed by other processes: each fit's fastest run.
         "s_per_iter_from_min": (min(t2) - min(t1)) / (m2 - m1),
+        # CPU seconds of all this process's threads per iteration: with one thread, a measure of
+        # work that time-slicing by other processes barely changes (spinning threads inflate it).
+        "cpu_s_per_iter": statistics.median([(b - a) / (m2 - m1) for a, b in zip(c1, c2)]),
         "s_per_iter_all": per_iter,
         "fit_seconds_m1": t1,
         "fit_seconds_m2": t2,

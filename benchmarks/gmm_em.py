@@ -333,6 +333,7 @@ def run_config(cfg: Config, args) -> List[Dict[str, Any]]:
     return rows
 
 
+
 def _print_progress(row: Dict[str, Any]) -> None:
     what = f"  {row['impl']:<18} {row['dtype']:<8} {row['device']:<6}"
     if "error" in row:
@@ -484,7 +485,8 @@ def _parse_iters(p, text: str, flag: str) -> tuple:
 
 COLUMNS = [("config", "cfg"), ("n", "N"), ("d", "D"), ("k", "K"), ("cov", "cov"),
            ("impl", "implementation"), ("dtype", "dtype"), ("device", "device"),
-           ("s_per_iter", "s/iter"), ("x_slower_than_gmmgan", "x gmmgan"),
+           ("s_per_iter", "s/iter"), ("s_per_iter_from_min", "s/iter (min)"),
+           ("cpu_s_per_iter", "CPU s/iter"), ("x_slower_than_gmmgan", "x gmmgan"),
            ("iters_m2", "m2"), ("heldout_loglik", "held-out loglik"), ("loglik_gap", "rel. gap"),
            ("loglik_ok", "agree")]
 
