@@ -153,6 +153,11 @@ class BayesianGaussianMixture(ParamsMixin):
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self) -> None:
+        if not _validation._is_int(self.n_components) or self.n_components < 1:
+            raise ValueError(
+                f"n_components must be a positive int (an upper bound on the components used), got "
+                f"{self.n_components!r}."
+            )
         _validation.check_parameters(self)
         if self.weight_concentration_prior_type not in WEIGHT_PRIOR_TYPES:
             raise ValueError(

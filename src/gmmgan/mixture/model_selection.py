@@ -232,6 +232,7 @@ def _run_em(slots, data, cov, est, n, data_var) -> None:
             break
         stack = _Stack(active, cov.name)
         dev = stack.means.device
+        floor = -75.0 if stack.means.dtype == torch.float32 else -690.0
         nk = torch.zeros(stack.total, dtype=f64, device=dev)
         sx = torch.zeros(stack.means.shape, dtype=f64, device=dev)
         total = torch.zeros(stack.c, dtype=f64, device=dev)
@@ -239,7 +240,8 @@ def _run_em(slots, data, cov, est, n, data_var) -> None:
         for x in data.chunks():
             wlp = stack.weighted_log_prob(x)
             lpn = stack.segment_logsumexp(wlp)
-            resp = wlp.sub_(lpn[:, stack.seg]).exp_()
+            # Clamped as GaussianMixture's E-step: exp of subnormals is very slow on x86 CPUs.
+            resp = wlp.sub_(lpn[:, stack.seg]).clamp_(min=floor).exp_()
             total += lpn.sum(0, dtype=f64)
             nk += resp.sum(0, dtype=f64)
             sx += (resp.mT @ x).to(f64)
