@@ -224,7 +224,7 @@ def plot_gmm_2d(
             X = X[np.sort(rng.choice(X.shape[0], size=max_points, replace=False))]
 
     zoom = _ellipses_are_tiny(X, means, covs)
-    fig = Figure(figsize=(10.5, 7) if zoom else (7, 7), layout="constrained")
+    fig = Figure(figsize=(10.5, 7.5) if zoom else (7, 7.5), layout="constrained")
     FigureCanvasAgg(fig)
     if zoom:
         ax, zoom_ax = fig.subplots(1, 2, width_ratios=[7, 3.5])
@@ -252,7 +252,10 @@ def plot_gmm_2d(
     ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=8, color="0.3",
             va="bottom", ha="left")
     if n_components <= 10 or X is not None:
-        legend = ax.legend(loc="upper right", fontsize=8, markerscale=1.5, framealpha=0.8)
+        # Below the axes, so it never hides a component.
+        n_entries = len(ax.get_legend_handles_labels()[1])
+        legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=8,
+                           markerscale=1.5, ncol=min(4, n_entries), frameon=False)
         for handle in legend.legend_handles:
             handle.set_alpha(1.0)
 

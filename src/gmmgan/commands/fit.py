@@ -364,7 +364,8 @@ def _plot(gm, X: np.ndarray, path: Path, covariance_type: str, description: str,
     if X.shape[0] > PLOT_MAX_POINTS:  # subsample here so a memory map is not read whole
         rng = np.random.default_rng(seed)
         X = X[np.sort(rng.choice(X.shape[0], size=PLOT_MAX_POINTS, replace=False))]
-    title = (f"{description}\nGMM K={gm.n_components}, {covariance_type} covariances")
+    k = _numpy(gm.means_).shape[0]  # n_components may be "auto"; the fitted K is here
+    title = f"{description}\nGMM K={k}, {covariance_type} covariances"
     plot_gmm_2d(np.asarray(X), _numpy(gm.weights_), _numpy(gm.means_),
                 _numpy(gm.covariances_), path, covariance_type=covariance_type, title=title,
                 max_points=PLOT_MAX_POINTS, seed=seed)
