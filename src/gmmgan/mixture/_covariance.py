@@ -79,19 +79,62 @@ def _upper_inverse_of_lower(chol: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve_triangular(chol, eye, upper=False).mT
 
 
-class _Full:
+class _Type:
+    """Defaults for the EM hooks: the E-step keeps nothing for the M-step to reuse."""
+
+    @classmethod
+    def e_step_block(cls, X, means, prec_chol):
+        """(log N(x | mu_k, Sigma_k) of shape (n, K), a cache for :meth:`accumulate_em`)."""
+        return cls.log_prob(X, means, prec_chol), None
+
+    @classmethod
+    def accumulate_em(cls, X, resp, means, prec_chol, cache):
+        return cls.accumulate(X, resp, means)
+
+    @staticmethod
+    def finalize_em(stat, prec_chol):
+        return stat
+
+
+class _Full(_Type):
     name = "full"
 
     @staticmethod
+    def whiten(X, means, prec_chol):
+        """y[k] = (X - mu_k) P_k, shape (K, n, D), as one batched product.
+
+        The shift is folded into the product ([X, 1] times [[P_k], [-mu_k P_k]]), which saves a
+        pass over the (K, n, D) result.
+        """
+        mu_p = torch.einsum("kd,kde->ke", means, prec_chol)
+        p_aug = torch.cat([prec_chol, -mu_p.unsqueeze(1)], dim=1)
+        x_aug = torch.cat([X, X.new_ones(X.shape[0], 1)], dim=1)
+        return torch.matmul(x_aug, p_aug)
+
+    @staticmethod
     def log_prob(X, means, prec_chol):
-        n, d = X.shape
-        k = means.shape[0]
-        # One (n, d) x (d, k*d) product instead of k small ones: y_k = x P_k - mu_k P_k.
-        pcat = prec_chol.permute(1, 0, 2).reshape(d, k * d)
-        mu_p = torch.einsum("kd,kde->ke", means, prec_chol).reshape(1, k * d)
-        y = (X @ pcat).sub_(mu_p)  # in place is autograd-safe: matmul's backward does not need y
-        sq = torch.linalg.vector_norm(y.view(n, k, d), dim=-1).square()
-        return -0.5 * (d * _LOG_2PI + sq) + _Full.log_det(prec_chol)
+        return _Full.e_step_block(X, means, prec_chol)[0]
+
+    @staticmethod
+    def e_step_block(X, means, prec_chol):
+        y = _Full.whiten(X, means, prec_chol)
+        sq = torch.linalg.vector_norm(y, dim=-1).square().mT
+        return -0.5 * (X.shape[1] * _LOG_2PI + sq) + _Full.log_det(prec_chol), y
+
+    @staticmethod
+    def accumulate_em(X, resp, means, prec_chol, cache):
+        # Scatter in the whitened coordinates the E-step already computed: sum r y y^T, (K, D, D).
+        # It is close to n_k I, so float32 sums lose nothing to cancellation; finalize_em maps it
+        # back with P^-T (.) P^-1.
+        ry = cache * resp.mT.unsqueeze(-1)
+        return torch.bmm(ry.mT, cache)
+
+    @staticmethod
+    def finalize_em(stat, prec_chol):
+        p = prec_chol.to(stat.dtype)
+        eye = torch.eye(p.shape[-1], dtype=p.dtype, device=p.device).expand_as(p)
+        p_inv = torch.linalg.solve_triangular(p, eye, upper=True)
+        return p_inv.mT @ stat @ p_inv
 
     @staticmethod
     def log_det(prec_chol):
@@ -150,7 +193,7 @@ class _Full:
         return (k, d, d)
 
 
-class _Tied:
+class _Tied(_Type):
     name = "tied"
 
     @staticmethod
@@ -197,7 +240,7 @@ class _Tied:
         return (d, d)
 
 
-class _Diag:
+class _Diag(_Type):
     name = "diag"
 
     @staticmethod
