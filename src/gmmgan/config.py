@@ -233,9 +233,11 @@ class TrainConfig:
     bf16: bool = True
     out: str = "runs"
     eval_samples: int = 2500
+    cpu_threads: int = 1
 
     def __post_init__(self):
         _positive("seed", self.seed, allow_zero=True)
+        _positive("cpu_threads", self.cpu_threads, allow_zero=True)
         _positive("eval_samples", self.eval_samples)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")

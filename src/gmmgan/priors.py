@@ -1,0 +1,401 @@
+"""Latent priors for generators: the five configurations of DESIGN.md section 4.
+
+=================  ==========================================================================
+class              z
+=================  ==========================================================================
+GaussianPrior      z ~ N(0, I) (the baseline)
+FittedGMMPrior     a GMM fitted on real data in an embedding (identity for 2-D, PCA for images)
+                   is sampled, plus optional N(0, I) noise coordinates; optional warm start
+                   regressing G onto the embedding's decoder
+FixedGMMPrior      static GM-GAN: K means drawn once uniformly in [-c, c]^d, fixed sigma
+LearnableGMMPrior  DeLiGAN: z = mu_k + sigma_k * eps with mu, sigma trained with G and a
+                   penalty mean((1 - sigma)^2) that keeps sigma from collapsing
+GMMRegularizedPrior  z ~ N(0, I), and the generator loss adds lambda * (-log p_GMM(embed(G(z))))
+                   for a GMM fitted on real-data embeddings
+=================  ==========================================================================
+
+Common interface: ``sample(n, generator=None, component=None) -> z (n, z_dim)``, ``z_dim``,
+``n_components``, ``fit(real)`` (a no-op for priors that are not fitted), ``penalty(fake)`` (the
+extra generator loss, or None), ``warm_start_target(z)`` (what G(z) is regressed onto, or None),
+and ``state_dict`` / ``load_state_dict`` (priors are ``nn.Module`` s; fitted quantities are buffers
+that take the saved shapes on load).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gmmgan.embed import Embedding, ResizableBuffersMixin, build_embedding
+from gmmgan.losses import gmm_nll
+
+__all__ = [
+    "Prior", "GaussianPrior", "FittedGMMPrior", "FixedGMMPrior", "LearnableGMMPrior", "GMMRegularizedPrior",
+    "FittedMixture", "build_prior",
+]
+
+_SAMPLE_CHUNK = 4096  # rows per block when sampling full-covariance components (bounds memory)
+
+
+def _check_n(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}.")
+    return n
+
+
+class Prior(ResizableBuffersMixin, nn.Module):
+    """Base class of latent priors (see the module docstring for the interface)."""
+
+    needs_fit = False
+
+    def __init__(self):
+        super().__init__()
+        # Tells which device the prior lives on, also for priors without other tensors.
+        self.register_buffer("_anchor", torch.zeros(0), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @property
+    def z_dim(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def n_components(self) -> int:
+        return 1
+
+    def fit(self, real: torch.Tensor) -> "Prior":
+        """Fit to real data samples (N, *shape); priors that need no data ignore it."""
+        return self
+
+    def sample(self, n: int, generator: torch.Generator | None = None, component: int | None = None) -> torch.Tensor:
+        """Draw ``n`` latent vectors, shape (n, z_dim), on the prior's device.
+
+        Parameters
+        ----------
+        n : int
+        generator : torch.Generator, optional
+            On the prior's device; the default is the global RNG.
+        component : int, optional
+            Mixture priors: draw only from this component (0 <= component < n_components).
+        """
+        return self.sample_with_components(n, generator, component)[0]
+
+    def sample_with_components(self, n, generator=None, component=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(z (n, z_dim), component of each row (n,) or None for priors without components)."""
+        raise NotImplementedError
+
+    def penalty(self, fake: torch.Tensor) -> torch.Tensor | None:
+        """Extra generator loss given generated samples, or None."""
+        return None
+
+    def warm_start_target(self, z: torch.Tensor) -> torch.Tensor | None:
+        """Samples G(z) should match before adversarial training (fitted prior), or None."""
+        return None
+
+    def _components(self, n: int, component, generator, weights: torch.Tensor | None = None) -> torch.Tensor:
+        k = self.n_components
+        if component is not None:
+            if isinstance(component, bool) or not isinstance(component, int) or not 0 <= component < k:
+                raise ValueError(f"component must be an int in [0, {k - 1}], got {component!r}.")
+            return torch.full((n,), component, dtype=torch.long, device=self.device)
+        if weights is None:
+            return torch.randint(k, (n,), generator=generator, device=self.device)
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+
+    def _no_components(self, component) -> None:
+        if component is not None:
+            raise ValueError(
+                f"{type(self).__name__} has no mixture components, so component={component!r} cannot be used; "
+                "train with a GMM prior (prior.kind=fitted_gmm, fixed_gmm or learnable_gmm) to sample per component."
+            )
+
+
+class GaussianPrior(Prior):
+    """z ~ N(0, I) of size ``z_dim`` (the baseline)."""
+
+    def __init__(self, z_dim: int):
+        super().__init__()
+        self._z_dim = int(z_dim)
+
+    @property
+    def z_dim(self) -> int:
+        return self._z_dim
+
+    def sample_with_components(self, n, generator=None, component=None):
+        self._no_components(component)
+        return torch.randn(_check_n(n), self.z_dim, generator=generator, device=self.device), None
+
+    def extra_repr(self) -> str:
+        return f"z_dim={self.z_dim}"
+
+
+def _full_covariances(cov: torch.Tensor, covariance_type: str, k: int, d: int) -> torch.Tensor:
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return cov.expand(k, d, d)
+    if covariance_type == "diag":
+        return torch.diag_embed(cov)
+    return cov[:, None, None] * torch.eye(d, dtype=cov.dtype, device=cov.device)
+
+
+class FittedMixture(ResizableBuffersMixin, nn.Module):
+    """A Gaussian mixture fitted with :class:`gmmgan.GaussianMixture`, kept as tensors for sampling.
+
+    Buffers: ``weights`` (K,), ``means`` (K, d), ``scale_tril`` (K, d, d) (Cholesky factors of the
+    covariances, any covariance type expanded to full). :meth:`log_prob` is differentiable.
+    """
+
+    def __init__(self, n_components: int, covariance_type: str = "full", *, max_iter: int = 100, n_init: int = 1,
+                 reg_covar: float = 1e-6, seed: int = 0):
+        super().__init__()
+        self.n_components, self.covariance_type = int(n_components), covariance_type
+        self.max_iter, self.n_init, self.reg_covar, self.seed = max_iter, n_init, reg_covar, seed
+        for name in ("weights", "means", "scale_tril"):
+            self.register_buffer(name, torch.empty(0))
+        self.lower_bound: float | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.means.numel() > 0
+
+    @torch.no_grad()
+    def fit(self, e: torch.Tensor) -> "FittedMixture":
+        """Fit by EM to embeddings ``e`` (N, d)."""
+        from gmmgan import GaussianMixture
+
+        if e.shape[0] < self.n_components:
+            raise ValueError(
+                f"cannot fit {self.n_components} mixture components to {e.shape[0]} samples; "
+                "use fewer components (prior.n_components) or more data (prior.fit_samples)."
+            )
+        # float32: several times faster than float64 on CPU and ample for a latent prior.
+        x = e.float()
+        gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type, max_iter=self.max_iter,
+                             n_init=self.n_init, reg_covar=self.reg_covar, random_state=self.seed).fit(x)
+        k, d = gm.means_.shape
+        cov = _full_covariances(torch.as_tensor(gm.covariances_).double(), self.covariance_type, k, d)
+        device = self.weights.device
+        self.weights = torch.as_tensor(gm.weights_).float().to(device)
+        self.means = torch.as_tensor(gm.means_).float().to(device)
+        self.scale_tril = torch.linalg.cholesky(cov).float().to(device)
+        self.lower_bound = float(gm.lower_bound_)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise ValueError("the mixture is not fitted yet; call fit() on real data (or load a state_dict) first.")
+
+    def sample(self, k: torch.Tensor, generator=None) -> torch.Tensor:
+        """One sample from component ``k[i]`` for every i; shape (len(k), d)."""
+        self._check_fitted()
+        eps = torch.randn(k.shape[0], self.means.shape[1], generator=generator, device=self.means.device)
+        out = torch.empty_like(eps)
+        for s in range(0, k.shape[0], _SAMPLE_CHUNK):
+            kk = k[s : s + _SAMPLE_CHUNK]
+            out[s : s + _SAMPLE_CHUNK] = self.means[kk] + (self.scale_tril[kk] @ eps[s : s + _SAMPLE_CHUNK, :, None])[..., 0]
+        return out
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) for x (n, d), differentiable w.r.t. x; shape (n,)."""
+        self._check_fitted()
+        D = torch.distributions
+        mix = D.MixtureSameFamily(
+            D.Categorical(probs=self.weights, validate_args=False),
+            D.MultivariateNormal(self.means, scale_tril=self.scale_tril, validate_args=False),
+            validate_args=False,
+        )
+        return mix.log_prob(x.float())
+
+
+class _EmbeddedMixtureMixin:
+    """Shared by the fitted prior and the regulariser: an embedding + a mixture fitted in it."""
+
+    needs_fit = True
+    embedding: Embedding
+    mixture: FittedMixture
+
+    def _init_fitting(self, embedding, n_components, covariance_type, fit_samples, fit_kw, seed):
+        self.embedding = embedding
+        self.mixture = FittedMixture(n_components, covariance_type, seed=seed, **fit_kw)
+        self.fit_samples, self.seed = int(fit_samples), int(seed)
+
+    @torch.no_grad()
+    def fit(self, real: torch.Tensor):
+        """Fit the embedding and the mixture on (at most ``fit_samples``) real samples (N, *shape)."""
+        n = real.shape[0]
+        if n > self.fit_samples:
+            g = torch.Generator().manual_seed(self.seed)
+            real = real[torch.randperm(n, generator=g)[: self.fit_samples].to(real.device)]
+        self.embedding.fit(real)
+        self.mixture.fit(self.embedding.encode(real))
+        return self
+
+    @property
+    def n_components(self) -> int:
+        return self.mixture.n_components
+
+
+class FittedGMMPrior(_EmbeddedMixtureMixin, Prior):
+    """The core pipeline: z = [GMM sample in the embedding, N(0, I) noise of size ``noise_dim``].
+
+    Parameters
+    ----------
+    embedding : Embedding
+        Identity for 2-D points, PCA for images (see :func:`gmmgan.embed.build_embedding`).
+    n_components : int
+    covariance_type : {'full', 'diag', 'spherical', 'tied'}, default='full'
+    noise_dim : int, default=0
+    fit_samples : int, default=20000
+        At most this many real samples are used by :meth:`fit`.
+    max_iter, n_init, reg_covar : EM settings.
+    seed : int, default=0
+        Seeds the subset and EM initialisation.
+    """
+
+    def __init__(self, embedding: Embedding, n_components: int, covariance_type: str = "full", *, noise_dim: int = 0,
+                 fit_samples: int = 20_000, max_iter: int = 100, n_init: int = 1, reg_covar: float = 1e-6, seed: int = 0):
+        Prior.__init__(self)
+        self._init_fitting(embedding, n_components, covariance_type, fit_samples,
+                           dict(max_iter=max_iter, n_init=n_init, reg_covar=reg_covar), seed)
+        self.noise_dim = int(noise_dim)
+
+    @property
+    def z_dim(self) -> int:
+        return self.embedding.dim + self.noise_dim
+
+    def sample_with_components(self, n, generator=None, component=None):
+        self.mixture._check_fitted()
+        k = self._components(_check_n(n), component, generator, self.mixture.weights)
+        z = self.mixture.sample(k, generator)
+        if self.noise_dim:
+            z = torch.cat([z, torch.randn(n, self.noise_dim, generator=generator, device=self.device)], 1)
+        return z, k
+
+    def warm_start_target(self, z: torch.Tensor) -> torch.Tensor:
+        """The embedding's decoder applied to the mixture part of z (the PCA reconstruction)."""
+        return self.embedding.decode(z[:, : self.embedding.dim])
+
+    def extra_repr(self) -> str:
+        return f"n_components={self.n_components}, noise_dim={self.noise_dim}"
+
+
+class FixedGMMPrior(Prior):
+    """Static GM-GAN prior: K means drawn once uniformly in [-mean_range, mean_range]^z_dim, fixed sigma.
+
+    Components are equally likely. The means are drawn from ``seed`` (not the global RNG).
+    """
+
+    def __init__(self, z_dim: int, n_components: int, sigma: float = 0.1, mean_range: float = 1.0, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(int(seed))
+        self.register_buffer("means", (torch.rand(n_components, z_dim, generator=g) * 2 - 1) * mean_range)
+        self.sigma = float(sigma)
+
+    @property
+    def z_dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    def sample_with_components(self, n, generator=None, component=None):
+        k = self._components(_check_n(n), component, generator)
+        eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        return self.means[k] + self.sigma * eps, k
+
+    def extra_repr(self) -> str:
+        return f"z_dim={self.z_dim}, n_components={self.n_components}, sigma={self.sigma}"
+
+
+class LearnableGMMPrior(Prior):
+    """DeLiGAN prior: z = mu_k + sigma_k * eps, k uniform, mu (K, d) and sigma (K, d) trained with G.
+
+    ``penalty`` returns ``sigma_penalty * mean((1 - sigma)^2)``: without it the generator's loss
+    shrinks sigma towards 0 (every component becomes a point). Optimise ``prior.parameters()``
+    together with G's.
+    """
+
+    def __init__(self, z_dim: int, n_components: int, sigma_init: float = 0.2, mean_range: float = 1.0,
+                 sigma_penalty: float = 0.1, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(int(seed))
+        self.mu = nn.Parameter((torch.rand(n_components, z_dim, generator=g) * 2 - 1) * mean_range)
+        self.sigma = nn.Parameter(torch.full((n_components, z_dim), float(sigma_init)))
+        self.sigma_penalty = float(sigma_penalty)
+
+    @property
+    def z_dim(self) -> int:
+        return self.mu.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        return self.mu.shape[0]
+
+    def sample_with_components(self, n, generator=None, component=None):
+        k = self._components(_check_n(n), component, generator)
+        eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        return self.mu[k] + self.sigma[k] * eps, k
+
+    def penalty(self, fake: torch.Tensor) -> torch.Tensor | None:
+        return self.sigma_penalty * (1 - self.sigma).square().mean() if self.sigma_penalty else None
+
+    def extra_repr(self) -> str:
+        return f"z_dim={self.z_dim}, n_components={self.n_components}, sigma_penalty={self.sigma_penalty}"
+
+
+class GMMRegularizedPrior(_EmbeddedMixtureMixin, Prior):
+    """z ~ N(0, I); the generator loss adds ``weight * gmm_nll(gmm, embed(G(z)))`` (DESIGN.md 4.4).
+
+    The GMM is fitted on real-data embeddings by :meth:`fit`; ``sample(component=...)`` is not
+    available (z has no components).
+    """
+
+    def __init__(self, z_dim: int, embedding: Embedding, n_components: int, weight: float = 1e-3,
+                 covariance_type: str = "full", *, fit_samples: int = 20_000, max_iter: int = 100, n_init: int = 1,
+                 reg_covar: float = 1e-6, seed: int = 0):
+        Prior.__init__(self)
+        self._init_fitting(embedding, n_components, covariance_type, fit_samples,
+                           dict(max_iter=max_iter, n_init=n_init, reg_covar=reg_covar), seed)
+        self._z_dim, self.weight = int(z_dim), float(weight)
+
+    @property
+    def z_dim(self) -> int:
+        return self._z_dim
+
+    def sample_with_components(self, n, generator=None, component=None):
+        self._no_components(component)
+        return torch.randn(_check_n(n), self.z_dim, generator=generator, device=self.device), None
+
+    def penalty(self, fake: torch.Tensor) -> torch.Tensor | None:
+        if not self.weight:
+            return None
+        return self.weight * gmm_nll(self.mixture, self.embedding.encode(fake.float()))
+
+    def extra_repr(self) -> str:
+        return f"z_dim={self.z_dim}, n_components={self.n_components}, weight={self.weight}"
+
+
+def build_prior(cfg, data_shape: tuple[int, ...], seed: int = 0) -> Prior:
+    """The prior described by a :class:`gmmgan.config.PriorConfig` for samples of ``data_shape``.
+
+    Fitted priors come back unfitted: call ``fit(real)`` (or ``load_state_dict``) before sampling.
+    """
+    kind = cfg.kind
+    if kind not in ("gaussian", "fitted_gmm", "gmm_reg", "fixed_gmm", "learnable_gmm"):
+        raise ValueError(f"unknown prior kind {kind!r}; expected gaussian, fitted_gmm, fixed_gmm, learnable_gmm or gmm_reg.")
+    fit_kw = dict(fit_samples=cfg.fit_samples, max_iter=cfg.fit_max_iter, n_init=cfg.fit_n_init,
+                  reg_covar=cfg.reg_covar, seed=seed)
+    if kind == "gaussian":
+        return GaussianPrior(cfg.z_dim)
+    if kind in ("fitted_gmm", "gmm_reg"):
+        embedding = build_embedding(cfg.embed, tuple(data_shape), cfg.embed_dim, cfg.whiten, seed)
+        if kind == "fitted_gmm":
+            return FittedGMMPrior(embedding, cfg.n_components, cfg.covariance_type, noise_dim=cfg.noise_dim, **fit_kw)
+        return GMMRegularizedPrior(cfg.z_dim, embedding, cfg.n_components, cfg.reg_weight, cfg.covariance_type, **fit_kw)
+    if kind == "fixed_gmm":
+        return FixedGMMPrior(cfg.z_dim, cfg.n_components, cfg.sigma, cfg.mean_range, seed)
+    return LearnableGMMPrior(cfg.z_dim, cfg.n_components, cfg.sigma_init, cfg.mean_range, cfg.sigma_penalty, seed)

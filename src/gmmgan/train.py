@@ -1,0 +1,452 @@
+"""The GAN training loop: one readable file, from data to checkpoints (in the style of edm / nanoGPT).
+
+    cfg = gmmgan.config.load_config("configs/grid_fitted_gmm.yaml", ["schedule.total_kimg=50"])
+    result = gmmgan.train.train(cfg)          # -> {'run_dir': ..., 'metrics': {...}, ...}
+
+What happens, top to bottom:
+
+1. The whole dataset is loaded onto the device once and batched there (:class:`TensorBatcher`).
+2. The prior is built (:mod:`gmmgan.priors`) and, if it is a fitted one, fitted on the real data;
+   the fitted-GMM prior may warm-start G by regressing it onto the embedding's decoder.
+3. Adversarial training, one D step and one G step per batch. Progress is counted in real images
+   shown to D (kimg). G's weights are averaged into an EMA copy (half-life ``ema_kimg``) that is
+   what gets sampled, plotted and saved for ``gmmgan sample``.
+4. Every ``log_kimg``: a JSONL line (and TensorBoard, if it imports); every ``sample_kimg``: a plot
+   of 2,500 fixed-z samples over the true modes (2-D) or an image grid; every ``snapshot_kimg`` and
+   at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.checkpoint`).
+5. At the end of a 2-D run: modes captured, high-quality fraction and reverse KL on
+   ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted.
+
+Exact resume: everything random comes from three generators (the batcher's, the z generator and
+the global torch RNG used only to initialise the nets), all saved in the checkpoint, so on CPU a
+run stopped and resumed ends with the same weights as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gmmgan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME, load_checkpoint, load_snapshot, save_checkpoint, save_snapshot
+from gmmgan.config import TrainConfig, config_from_dict, config_to_dict, save_config
+from gmmgan.data import TensorData, load_dataset
+from gmmgan.losses import get_gan_loss, gradient_penalty, r1_penalty
+from gmmgan.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
+from gmmgan.priors import Prior, build_prior
+
+__all__ = ["train", "TrainingDivergedError", "load_generator", "make_run_dir", "save_image_grid", "plot_points",
+           "resolve_device", "build_networks"]
+
+CONFIG_NAME, LOG_NAME, METRICS_NAME, FINAL_PLOT_NAME = "config.yaml", "log.jsonl", "metrics.json", "final.png"
+_TOY = ("ring", "grid")
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint on disk is left as it was."""
+
+
+# ----------------------------------------------------------------------------------- setup
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto.")
+    return device
+
+
+def load_training_data(cfg: TrainConfig, device: torch.device) -> TensorData:
+    """The training set of ``cfg.data``, on ``device`` (images in [-1, 1], points as they are)."""
+    d = cfg.data
+    root = None if d.name in _TOY else (d.root or os.environ.get("GMMGAN_DATA", "data"))
+    return load_dataset(d.name, root, "train", d.resolution, n=d.n, seed=cfg.seed, per_class=d.per_class,
+                        device=device)
+
+
+def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) -> tuple[nn.Module, nn.Module]:
+    """G and D for samples of ``data_shape`` (MLP for vectors, DCGAN for square images)."""
+    n = cfg.nets
+    arch = n.arch if n.arch != "auto" else ("mlp" if len(data_shape) == 1 else "dcgan")
+    if arch == "mlp":
+        if len(data_shape) != 1:
+            raise ValueError(f"nets.arch=mlp needs vector data (N, D) but samples have shape {data_shape}; use dcgan.")
+        g = GeneratorConfig("mlp", z_dim=z_dim, out_dim=data_shape[0], width=n.g_width, width_mult=n.g_width_mult,
+                            n_layers=n.g_layers, batch_norm=n.g_batch_norm, spectral_norm=n.g_spectral_norm)
+        d = DiscriminatorConfig("mlp", in_dim=data_shape[0], width=n.d_width, width_mult=n.d_width_mult,
+                                n_layers=n.d_layers, spectral_norm=n.d_spectral_norm, pack=n.pack,
+                                leaky_slope=n.leaky_slope)
+    else:
+        if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
+            raise ValueError(f"nets.arch=dcgan needs square images (N, C, H, H) but samples have shape {data_shape}.")
+        c, r = data_shape[0], data_shape[1]
+        g = GeneratorConfig("dcgan", z_dim=z_dim, channels=c, resolution=r, width=n.g_width,
+                            width_mult=n.g_width_mult, spectral_norm=n.g_spectral_norm)
+        d = DiscriminatorConfig("dcgan", channels=c, resolution=r, width=n.d_width, width_mult=n.d_width_mult,
+                                batch_norm=n.d_batch_norm, spectral_norm=n.d_spectral_norm, pack=n.pack,
+                                leaky_slope=n.leaky_slope)
+    return build_generator(g), build_discriminator(d)
+
+
+def make_run_dir(out: str | Path, desc: str) -> Path:
+    """A new folder ``out/NNNNN-desc`` numbered after the runs already in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = [int(p.name[:5]) for p in out.iterdir() if p.is_dir() and p.name[:5].isdigit()]
+    run_dir = out / f"{max(ids, default=-1) + 1:05d}-{desc}"
+    run_dir.mkdir()
+    return run_dir
+
+
+# ----------------------------------------------------------------------------------- pictures
+def plot_points(path: str | Path, points: torch.Tensor, means=None, title: str = "") -> None:
+    """Scatter plot of 2-D samples (blue) over the true mode centres (red crosses), as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    p = points.detach().float().cpu().numpy()
+    ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.5, color="tab:blue", label="generated")
+    if means is not None:
+        m = torch.as_tensor(means).cpu().numpy()
+        ax.scatter(m[:, 0], m[:, 1], s=40, marker="x", color="tab:red", label="true modes")
+        pad = 0.25 * float(m.max() - m.min()) + 0.1
+        ax.set_xlim(m[:, 0].min() - pad, m[:, 0].max() + pad)
+        ax.set_ylim(m[:, 1].min() - pad, m[:, 1].max() + pad)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None) -> None:
+    """Save images (N, C, H, W) in [-1, 1] (C = 1 or 3) as one PNG grid with 2-pixel gaps."""
+    from PIL import Image
+
+    from gmmgan.data import from_unit_range
+
+    n, c, h, w = images.shape
+    if c not in (1, 3):
+        raise ValueError(f"images need 1 or 3 channels to be saved as PNG, got {c}.")
+    nrow = nrow or math.ceil(math.sqrt(n))
+    ncol = math.ceil(n / nrow)
+    grid = torch.zeros(c, ncol * (h + 2), nrow * (w + 2), dtype=torch.uint8)
+    x = from_unit_range(images.detach().float().cpu())
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[:, r * (h + 2) + 1 : r * (h + 2) + 1 + h, q * (w + 2) + 1 : q * (w + 2) + 1 + w] = x[i]
+    arr = grid[0].numpy() if c == 1 else grid.permute(1, 2, 0).numpy()
+    Image.fromarray(arr).save(path)
+
+
+@torch.no_grad()
+def _generate(G: nn.Module, prior: Prior, n: int, seed: int, device, component=None, batch: int = 2500) -> torch.Tensor:
+    """n samples of G from a fresh generator seeded with ``seed`` (leaves training RNGs untouched)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = [G(prior.sample(min(batch, n - i), gen, component)).float() for i in range(0, n, batch)]
+    return torch.cat(out)
+
+
+def _write_samples(path: Path, G, prior, data: TensorData, seed: int, device, kimg: float, n_points: int) -> None:
+    if "spec" in data.info:
+        plot_points(path, _generate(G, prior, n_points, seed, device), data.info["means"],
+                    f"{data.name}, {kimg:.1f} kimg")
+    else:
+        save_image_grid(path, _generate(G, prior, 64, seed, device), nrow=8)
+
+
+# ----------------------------------------------------------------------------------- training
+def _ema_beta(cfg: TrainConfig) -> float:
+    half_life = cfg.schedule.ema_kimg * 1000
+    return 0.5 ** (cfg.schedule.batch_size / half_life) if half_life > 0 else 0.0
+
+
+def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool, say) -> None:
+    """Regress G(z) onto the prior's target (the embedding's decoder): a head start on the modes."""
+    steps = cfg.prior.warm_start_steps
+    if not steps or prior.warm_start_target(prior.sample(1, zgen)) is None:
+        return
+    opt = torch.optim.Adam(G.parameters(), lr=cfg.prior.warm_start_lr)
+    # Cosine decay to 0: the regression ends precise (errors well below the modes' widths).
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
+    for _ in range(steps):
+        z = prior.sample(cfg.schedule.batch_size, zgen)
+        with torch.no_grad():
+            target = prior.warm_start_target(z)
+            target = target.clamp(-1, 1) if images else target
+        with autocast():
+            loss = F.mse_loss(G(z).float(), target.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    say(f"warm start: {steps} steps regressing G onto the embedding's decoder, final MSE {loss.item():.4g}")
+
+
+def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False, console=None,
+          quiet: bool = False) -> dict:
+    """Train a GAN as ``cfg`` says; returns {'run_dir', 'kimg', 'metrics', 'wall_s'}.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    run_dir : path, optional
+        The run folder; default a new ``cfg.out/NNNNN-<data>-<prior>``. With ``resume=True``, the
+        folder of the run to continue (its ``checkpoint.pt`` must exist).
+    resume : bool, default=False
+    console : rich.console.Console, optional
+        Where the progress bar and summary go (default: a new console on stdout).
+    quiet : bool, default=False
+        No progress bar and no printing.
+
+    Raises
+    ------
+    TrainingDivergedError
+        A loss became NaN/inf; the message names the step and the last good checkpoint.
+    """
+    from rich.console import Console
+
+    console = console or Console(highlight=False)
+    say = (lambda *a: None) if quiet else console.print
+    t_start = time.time()
+    device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
+    use_bf16 = cfg.bf16 and device.type == "cuda"  # bf16 autocast only where it pays off
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    sched, B = cfg.schedule, cfg.schedule.batch_size
+    if B % cfg.nets.pack:
+        raise ValueError(f"schedule.batch_size={B} must be a multiple of nets.pack={cfg.nets.pack}.")
+
+    # Run folder (a resumed run keeps its own).
+    if resume:
+        run_dir = Path(run_dir)
+        ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)
+    else:
+        run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / CONFIG_NAME)
+
+    # Data, prior, nets, optimisers. The global RNG is used only here, to initialise the nets.
+    torch.manual_seed(cfg.seed)
+    data = load_training_data(cfg, device)
+    images = len(data.shape) == 3
+    prior = build_prior(cfg.prior, data.shape, cfg.seed).to(device)
+    G, D = build_networks(cfg, data.shape, prior.z_dim)
+    G, D = G.to(device), D.to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    betas = tuple(cfg.optim.betas)
+    g_groups = [{"params": list(G.parameters())}]
+    if list(prior.parameters()):
+        g_groups.append({"params": list(prior.parameters()), "lr": cfg.optim.prior_lr or cfg.optim.g_lr})
+    opt_g = torch.optim.Adam(g_groups, lr=cfg.optim.g_lr, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.optim.d_lr, betas=betas)
+    batcher = data.batcher(B, generator=torch.Generator().manual_seed(cfg.seed))
+    zgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    gan = get_gan_loss(cfg.loss.kind)
+    cur_nimg = step = 0
+
+    def state() -> dict:
+        return {
+            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "prior": prior.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "batcher": batcher.state_dict(),
+            "z_generator": zgen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "cur_nimg": cur_nimg, "step": step, "config": config_to_dict(cfg),
+        }
+
+    def snapshot() -> None:
+        save_checkpoint(run_dir / CHECKPOINT_NAME, state())
+        meta = {"config": config_to_dict(cfg), "data_shape": list(data.shape), "z_dim": prior.z_dim,
+                "kimg": cur_nimg / 1000, "step": step}
+        save_snapshot(run_dir / SNAPSHOT_NAME, G_ema.state_dict(), prior.state_dict(), meta)
+
+    if resume:
+        for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (prior, "prior")):
+            module.load_state_dict(ckpt[key])
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        batcher.load_state_dict(ckpt["batcher"])
+        zgen.set_state(ckpt["z_generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if device.type == "cuda" and ckpt["cuda_rng"]:
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])
+        say(f"resumed {run_dir} at {cur_nimg / 1000:.3f} kimg (step {step})")
+    else:
+        say(f"run folder: {run_dir}")
+        if prior.needs_fit:
+            t0 = time.time()
+            prior.fit(data.data)
+            say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
+                f"in {time.time() - t0:.1f} s")
+        _warm_start(G, prior, cfg, zgen, autocast, images, say)
+        G_ema.load_state_dict(G.state_dict())
+        snapshot()  # a good checkpoint exists from the start
+    last_good = cur_nimg
+
+    # Logging.
+    log_file = open(run_dir / LOG_NAME, "a", encoding="utf-8")
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # optional
+        tb = SummaryWriter(str(run_dir))
+    except Exception:
+        tb = None
+    (run_dir / "samples").mkdir(exist_ok=True)
+    total = round(sched.total_kimg * 1000)
+    every = lambda kimg: max(1, round(kimg * 1000))  # noqa: E731
+    next_at = lambda cur, kimg: (cur // every(kimg) + 1) * every(kimg)  # noqa: E731
+    next_log, next_snap = next_at(cur_nimg, sched.log_kimg), next_at(cur_nimg, sched.snapshot_kimg)
+    next_sample = next_at(cur_nimg, sched.sample_kimg) if sched.sample_kimg else None
+    ema_beta = _ema_beta(cfg)
+    check_every = 1 if device.type == "cpu" else 20  # .item() syncs the GPU: check NaN less often there
+    bad_step = torch.full((), -1, dtype=torch.long, device=device)
+    sums = torch.zeros(3, device=device)  # loss_d, loss_g, count since the last log line
+    tick_time, tick_nimg = time.time(), cur_nimg
+
+    progress = None
+    if not quiet and cur_nimg < total:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} kimg"),
+                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, transient=False)
+        task = progress.add_task("train", total=total / 1000, completed=cur_nimg / 1000, info="")
+        progress.start()
+
+    def check_finite(loss_d: torch.Tensor, loss_g: torch.Tensor) -> None:
+        s = int(bad_step.item())
+        if s >= 0:
+            raise TrainingDivergedError(
+                f"a loss became NaN or infinite at step {s} (loss_d={loss_d.detach().item():.4g}, loss_g={loss_g.detach().item():.4g}, "
+                f"around {s * B / 1000:.3f} kimg); training stopped. The last good checkpoint is "
+                f"{run_dir / CHECKPOINT_NAME} ({last_good / 1000:.3f} kimg), left unchanged. Try lower learning "
+                "rates (optim.g_lr, optim.d_lr), R1 (loss.r1_gamma=1) or spectral norm (nets.d_spectral_norm=true)."
+            )
+
+    try:
+        while cur_nimg < total:
+            real = batcher.next()
+            z = prior.sample(B, zgen)
+            # D step: real up, fake down (+ R1 on real / gradient penalty).
+            D.requires_grad_(True)
+            r1 = cfg.loss.r1_gamma > 0
+            if r1:
+                real.requires_grad_(True)
+            with autocast():
+                fake = G(z)
+                real_logits = D(real)
+                loss_d = gan.d(real_logits.float(), D(fake.detach()).float())
+                if r1:
+                    loss_d = loss_d + cfg.loss.r1_gamma / 2 * r1_penalty(real_logits, real)
+                if cfg.loss.gp_weight > 0:
+                    loss_d = loss_d + cfg.loss.gp_weight * gradient_penalty(D, real, fake.float(), generator=zgen)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            # G step on the same z, through the updated D (+ the prior's penalty, if any).
+            D.requires_grad_(False)
+            with autocast():
+                loss_g = gan.g(D(fake).float())
+                penalty = prior.penalty(fake)
+                if penalty is not None:
+                    loss_g = loss_g + penalty
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            with torch.no_grad():
+                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                    p_ema.lerp_(p.detach(), 1 - ema_beta)
+                for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                    b_ema.copy_(b)
+                finite = torch.isfinite(loss_d.detach()) & torch.isfinite(loss_g.detach())
+                bad_step = torch.where(~finite & (bad_step < 0), step, bad_step)
+                sums += torch.stack([loss_d.detach().float(), loss_g.detach().float(), torch.ones((), device=device)])
+            cur_nimg += B
+            step += 1
+            done = cur_nimg >= total
+            if step % check_every == 0 or done or cur_nimg >= min(next_log, next_snap):
+                check_finite(loss_d, loss_g)
+
+            if cur_nimg >= next_log or done:
+                ld, lg, cnt = (sums / sums[2].clamp_min(1)).tolist()
+                now = time.time()
+                rate = (cur_nimg - tick_nimg) / max(now - tick_time, 1e-9)
+                entry = {"kimg": round(cur_nimg / 1000, 4), "step": step, "loss_d": ld, "loss_g": lg,
+                         "images_per_s": round(rate, 1), "wall_s": round(now - t_start, 2)}
+                log_file.write(json.dumps(entry) + "\n")
+                log_file.flush()
+                if tb is not None:
+                    for k in ("loss_d", "loss_g", "images_per_s"):
+                        tb.add_scalar(k, entry[k], cur_nimg)
+                if progress is not None:
+                    progress.update(task, info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s")
+                sums.zero_()
+                tick_time, tick_nimg, next_log = now, cur_nimg, next_at(cur_nimg, sched.log_kimg)
+            if next_sample is not None and (cur_nimg >= next_sample or done):
+                _write_samples(run_dir / "samples" / f"samples-{cur_nimg // 1000:06d}kimg.png", G_ema, prior, data,
+                               cfg.seed + 2, device, cur_nimg / 1000, cfg.eval_samples)
+                next_sample = next_at(cur_nimg, sched.sample_kimg)
+            if cur_nimg >= next_snap or done:
+                snapshot()
+                last_good, next_snap = cur_nimg, next_at(cur_nimg, sched.snapshot_kimg)
+            if progress is not None:
+                progress.update(task, completed=cur_nimg / 1000)
+    finally:
+        if progress is not None:
+            progress.stop()
+        log_file.close()
+        if tb is not None:
+            tb.close()
+
+    # Final evaluation of the EMA generator.
+    metrics = None
+    if "spec" in data.info:
+        from gmmgan.metrics.modes2d import mode_coverage
+
+        samples = _generate(G_ema, prior, cfg.eval_samples, cfg.seed + 2, device)
+        cov = mode_coverage(samples, data.info["spec"])
+        metrics = {"kimg": cur_nimg / 1000, "n_samples": cov.n_samples, "modes": cov.modes_captured,
+                   "n_modes": cov.n_modes, "hq": cov.hq_fraction, "kl": cov.reverse_kl, "kl_floor": cov.kl_floor}
+        (run_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        plot_points(run_dir / FINAL_PLOT_NAME, samples, data.info["means"],
+                    f"{data.name} / {cfg.prior.kind}: {cov.modes_captured}/{cov.n_modes} modes, "
+                    f"HQ {100 * cov.hq_fraction:.1f}%, KL {cov.reverse_kl:.4f}")
+        say(f"[bold]{data.name}[/bold] ({cfg.eval_samples} samples of the EMA generator): "
+            f"modes {cov.modes_captured}/{cov.n_modes}, high quality {100 * cov.hq_fraction:.1f}%, "
+            f"reverse KL {cov.reverse_kl:.4f} (perfect-sampler floor {cov.kl_floor:.4f})")
+        say(f"plot: {run_dir / FINAL_PLOT_NAME}")
+    else:
+        save_image_grid(run_dir / FINAL_PLOT_NAME, _generate(G_ema, prior, 64, cfg.seed + 2, device), nrow=8)
+        say(f"samples: {run_dir / FINAL_PLOT_NAME}")
+    wall = time.time() - t_start
+    say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run_dir / SNAPSHOT_NAME}")
+    return {"run_dir": run_dir, "kimg": cur_nimg / 1000, "metrics": metrics, "wall_s": wall, "G": G, "D": D,
+            "G_ema": G_ema, "prior": prior}
+
+
+# ----------------------------------------------------------------------------------- sampling
+def load_generator(run: str | Path, device="cpu") -> tuple[nn.Module, Prior, dict]:
+    """(EMA generator in eval mode, prior, metadata) from a run folder or a ``generator.safetensors``."""
+    g_state, p_state, meta = load_snapshot(run)
+    cfg = config_from_dict(meta["config"])
+    shape = tuple(meta["data_shape"])
+    prior = build_prior(cfg.prior, shape, cfg.seed)
+    prior.load_state_dict(p_state)
+    G, _ = build_networks(cfg, shape, prior.z_dim)
+    G.load_state_dict(g_state)
+    return G.to(device).eval().requires_grad_(False), prior.to(device).requires_grad_(False), meta

@@ -1,0 +1,133 @@
+"""Tests of gmmgan.train and gmmgan.checkpoint on tiny 2-D runs: exact resume, NaN stop, bad checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gmmgan import train as train_mod
+from gmmgan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME, load_checkpoint, load_snapshot, save_checkpoint
+from gmmgan.config import load_config
+from gmmgan.train import TrainingDivergedError, load_generator, train
+
+# A few hundred images of the ring: 8 steps of 50, snapshots every 100 images.
+TINY = [
+    "data.name=ring", "data.n=2000", "prior.n_components=8", "prior.fit_samples=500", "prior.fit_max_iter=20",
+    "prior.warm_start_steps=5", "nets.g_width=16", "nets.d_width=16", "nets.g_layers=2", "nets.d_layers=2",
+    "schedule.batch_size=50", "schedule.total_kimg=0.4", "schedule.snapshot_kimg=0.1", "schedule.log_kimg=0.1",
+    "schedule.sample_kimg=0", "schedule.ema_kimg=0.1", "eval_samples=200", "device=cpu",
+]
+
+
+def tiny(*overrides):
+    return load_config(None, TINY + list(overrides))
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    for key in ("G", "D", "G_ema", "prior"):
+        sa, sb = a[key].state_dict(), b[key].state_dict()
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), f"{key}.{name} differs"
+
+
+@pytest.mark.parametrize("extra", [[], ["prior.kind=learnable_gmm", "loss.r1_gamma=1", "nets.pack=2"]])
+def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, extra):
+    full = train(tiny(*extra), run_dir=tmp_path / "full", quiet=True)
+    part = train(tiny(*extra, "schedule.total_kimg=0.2"), run_dir=tmp_path / "part", quiet=True)
+    assert load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)["cur_nimg"] == 200
+    resumed = train(tiny(*extra), run_dir=tmp_path / "part", resume=True, quiet=True)
+    assert resumed["kimg"] == full["kimg"] == 0.4
+    _assert_same_state(full, resumed)
+    # The snapshot for sampling holds the EMA generator of the last step.
+    g_state, _, meta = load_snapshot(tmp_path / "part")
+    assert meta["kimg"] == 0.4
+    for name, t in full["G_ema"].state_dict().items():
+        assert torch.equal(g_state[name], t)
+    # Logs: the resumed run appended to its log, up to the end.
+    lines = [json.loads(s) for s in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
+    assert [e["kimg"] for e in lines] == [0.1, 0.2, 0.3, 0.4]
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    real_g = train_mod.get_gan_loss("ns").g
+    calls = {"n": 0}
+
+    def g_loss_nan_at_step_5(fake_logits):
+        calls["n"] += 1
+        loss = real_g(fake_logits)
+        return loss * float("nan") if calls["n"] == 6 else loss  # step index 5 (0-based)
+
+    ns = train_mod.get_gan_loss("ns")
+    monkeypatch.setattr(train_mod, "get_gan_loss", lambda name: type(ns)(ns.name, ns.d, g_loss_nan_at_step_5))
+    with pytest.raises(TrainingDivergedError, match=r"NaN or infinite at step 5 .*0\.200 kimg"):
+        train(tiny(), run_dir=run, quiet=True)
+    # The checkpoint on disk is the last good one (after step 4, 200 images), not a NaN state.
+    ckpt = load_checkpoint(run / CHECKPOINT_NAME)
+    assert ckpt["cur_nimg"] == 200
+    assert all(torch.isfinite(t).all() for t in ckpt["G"].values())
+    _, _, meta = load_snapshot(run)
+    assert meta["kimg"] == 0.2
+
+
+def test_absurd_learning_rate_is_reported_not_silently_continued(tmp_path):
+    # An infinite-ish lr drives the weights to inf and the losses to NaN within a few steps.
+    with pytest.raises(TrainingDivergedError, match="NaN or infinite at step"):
+        train(tiny("optim.d_lr=1e30", "optim.g_lr=1e30", "optim.betas=[0.0, 0.0]"), run_dir=tmp_path / "r", quiet=True)
+    assert load_checkpoint(tmp_path / "r" / CHECKPOINT_NAME)["step"] >= 0
+
+
+def test_missing_and_corrupt_checkpoint_are_errors_naming_the_file(tmp_path):
+    missing = tmp_path / "nothing"
+    missing.mkdir()
+    with pytest.raises(FileNotFoundError, match=f"{CHECKPOINT_NAME}' does not exist"):
+        train(tiny(), run_dir=missing, resume=True, quiet=True)
+    assert not (missing / "config.yaml").exists(), "a failed resume must not start writing a fresh run"
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / CHECKPOINT_NAME).write_bytes(b"PK\x03\x04 definitely not a checkpoint")
+    with pytest.raises(ValueError, match=rf"checkpoint '.*corrupt/{CHECKPOINT_NAME}' is corrupt or truncated"):
+        train(tiny(), run_dir=corrupt, resume=True, quiet=True)
+    # A torch file that is not a gmmgan checkpoint.
+    torch.save({"a": torch.zeros(1)}, corrupt / "other.pt")
+    with pytest.raises(ValueError, match="not a gmmgan training checkpoint"):
+        load_checkpoint(corrupt / "other.pt")
+    (corrupt / SNAPSHOT_NAME).write_bytes(b"\x00" * 20)
+    with pytest.raises(ValueError, match="generator snapshot .* is corrupt or truncated"):
+        load_generator(corrupt)
+    with pytest.raises(FileNotFoundError, match="generator snapshot .* does not exist"):
+        load_generator(missing)
+
+
+def test_truncated_checkpoint_is_an_error(tmp_path):
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(path, {"step": 1, "w": torch.arange(1000.0)})
+    assert load_checkpoint(path)["step"] == 1
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError, match="is corrupt or truncated"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(path, {"step": 1})
+
+    def crash(obj, f):
+        open(f, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"step": 2})
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME], "no temporary file left behind"
+
+
+def test_bad_settings_are_value_errors(tmp_path):
+    with pytest.raises(ValueError, match="multiple of nets.pack=3"):
+        train(tiny("nets.pack=3"), run_dir=tmp_path / "a", quiet=True)
+    with pytest.raises(ValueError, match="nets.arch=dcgan needs square images"):
+        train(tiny("nets.arch=dcgan"), run_dir=tmp_path / "b", quiet=True)
