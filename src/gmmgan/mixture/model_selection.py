@@ -15,9 +15,10 @@ default candidates and BIC.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ import torch
 from gmmgan.mixture import _validation
 from gmmgan.mixture._base import ConvergenceWarning, make_generator
 from gmmgan.mixture._covariance import COVARIANCES
-from gmmgan.mixture._data import make_source, summarize
+from gmmgan.mixture._data import default_chunk_size, make_source, summarize
 from gmmgan.mixture.gaussian_mixture import EMPTY_COMPONENT, GaussianMixture, _Shifted, _State
 
 CRITERIA = ("bic", "aic")
@@ -135,8 +136,16 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
     for k in ks:
         model = GaussianMixture(**{**proto, "n_components": k})
         generator = make_generator(est.random_state)  # each K initialised as its own fit would be
+        # k-means runs in the row blocks a single fit with K components would use (bigger ones
+        # for small K than the stack needs), which is both faster and the same arithmetic.
+        src_k, data_k = source, data
+        if est.chunk_size is None:
+            src_k = replace(source, chunk_size=default_chunk_size(k, d, source.device, source.resident.element_size()
+                                                                  if source.resident is not None else 8))
+            data_k = copy.copy(data)
+            data_k.source = src_k
         for init in range(est.n_init):
-            state = model._initial_state(data, source, summary, shift, generator)
+            state = model._initial_state(data_k, src_k, summary, shift, generator)
             slots.append(_Slot(k, init, model, state, bounds=[], reseeded=set()))
     _run_em(slots, data, cov, est, n, summary.var.to(source.device))
 
@@ -197,13 +206,11 @@ class _Stack:
         self.starts = np.concatenate([[0], np.cumsum(ks)]).tolist()
         self.total = self.starts[-1]
         self.seg = torch.repeat_interleave(torch.arange(self.c, device=dev), torch.tensor(ks, device=dev))
-        kmax = max(ks)
-        pad = torch.full((self.c, kmax), self.total, dtype=torch.long)
-        for i, (a, k) in enumerate(zip(self.starts, ks)):
-            pad[i, :k] = torch.arange(a, a + k)
-        self.pad = pad.to(dev)
-        self.kmax = kmax
+        self.kmax = max(ks)
         st = [s.state for s in slots]
+        # (total, C) 0/1 matrix: a product with it sums each candidate's components.
+        self.indicator = torch.zeros(self.total, self.c, dtype=st[0].means.dtype, device=dev)
+        self.indicator[torch.arange(self.total, device=dev), self.seg] = 1.0
         self.means = torch.cat([s.means for s in st])
         self.log_w = torch.cat([s.weights.log() for s in st])
         if cov_name == "tied":  # every candidate has its own shared matrix: expand it per component
@@ -217,10 +224,21 @@ class _Stack:
     def weighted_log_prob(self, x):
         return self.log_prob(x, self.means, self.prec_chol).add_(self.log_w)
 
-    def segment_logsumexp(self, wlp):
-        """(rows, total) -> (rows, C): logsumexp over each candidate's own components."""
-        padded = torch.cat([wlp, wlp.new_full((wlp.shape[0], 1), -math.inf)], 1)
-        return torch.logsumexp(padded[:, self.pad], dim=2)
+    def normalize_(self, wlp):
+        """Per-candidate logsumexp (rows, C) and responsibilities (in place of ``wlp``).
+
+        Each candidate's own maximum is subtracted (a scatter-max), so a candidate far below the
+        others never underflows; sums over its components are one product with the indicator.
+        Differences are clamped before ``exp`` as in GaussianMixture's E-step (exp of subnormal
+        numbers is very slow on x86 CPUs; the responsibilities affected are below 1e-32).
+        """
+        n = wlp.shape[0]
+        top = wlp.new_full((n, self.c), -math.inf).scatter_reduce_(1, self.seg.expand(n, -1), wlp, "amax")
+        floor = -75.0 if wlp.dtype == torch.float32 else -690.0
+        resp = wlp.sub_(top[:, self.seg]).clamp_(min=floor).exp_()
+        total = resp @ self.indicator
+        resp.div_(total[:, self.seg])
+        return top + total.log(), resp
 
 
 def _run_em(slots, data, cov, est, n, data_var) -> None:
@@ -232,16 +250,12 @@ def _run_em(slots, data, cov, est, n, data_var) -> None:
             break
         stack = _Stack(active, cov.name)
         dev = stack.means.device
-        floor = -75.0 if stack.means.dtype == torch.float32 else -690.0
         nk = torch.zeros(stack.total, dtype=f64, device=dev)
         sx = torch.zeros(stack.means.shape, dtype=f64, device=dev)
         total = torch.zeros(stack.c, dtype=f64, device=dev)
         stat, worst_v, worst_x = None, [], []
         for x in data.chunks():
-            wlp = stack.weighted_log_prob(x)
-            lpn = stack.segment_logsumexp(wlp)
-            # Clamped as GaussianMixture's E-step: exp of subnormals is very slow on x86 CPUs.
-            resp = wlp.sub_(lpn[:, stack.seg]).clamp_(min=floor).exp_()
+            lpn, resp = stack.normalize_(stack.weighted_log_prob(x))
             total += lpn.sum(0, dtype=f64)
             nk += resp.sum(0, dtype=f64)
             sx += (resp.mT @ x).to(f64)
@@ -304,5 +318,5 @@ def _log_likelihoods(states, data, cov) -> list[float]:
     stack = _Stack(slots, cov.name)
     total = torch.zeros(stack.c, dtype=torch.float64, device=stack.means.device)
     for x in data.chunks():
-        total += stack.segment_logsumexp(stack.weighted_log_prob(x)).sum(0, dtype=torch.float64)
+        total += stack.normalize_(stack.weighted_log_prob(x))[0].sum(0, dtype=torch.float64)
     return total.tolist()
