@@ -213,16 +213,28 @@ class _Stack:
         self.indicator[torch.arange(self.total, device=dev), self.seg] = 1.0
         self.means = torch.cat([s.means for s in st])
         self.log_w = torch.cat([s.weights.log() for s in st])
+        self.cov = COVARIANCES[cov_name]
         if cov_name == "tied":  # every candidate has its own shared matrix: expand it per component
             d = self.means.shape[1]
             self.prec_chol = torch.cat([s.prec_chol.expand(k, d, d) for s, k in zip(st, ks)])
-            self.log_prob = COVARIANCES["full"].log_prob
+            self._log_prob_cov = COVARIANCES["full"]
         else:
             self.prec_chol = torch.cat([s.prec_chol for s in st])
-            self.log_prob = COVARIANCES[cov_name].log_prob
+            self._log_prob_cov = self.cov
 
     def weighted_log_prob(self, x):
-        return self.log_prob(x, self.means, self.prec_chol).add_(self.log_w)
+        """(log w_k + log N(x | k) of shape (rows, total), the E-step's cache for accumulate)."""
+        log_prob, cache = self._log_prob_cov.e_step_block(x, self.means, self.prec_chol)
+        return log_prob.add_(self.log_w), cache
+
+    def accumulate(self, x, resp, cache):
+        """The covariance statistic of one block, through GaussianMixture's E-step hooks."""
+        if self.cov.name == "tied":  # the shared statistic sum x x^T, computed once for all
+            return self.cov.accumulate(x, resp, self.means)
+        return self.cov.accumulate_em(x, resp, self.means, self.prec_chol, cache)
+
+    def finalize(self, stat):
+        return stat if self.cov.name == "tied" else self.cov.finalize_em(stat, self.prec_chol)
 
     def normalize_(self, wlp):
         """Per-candidate logsumexp (rows, C) and responsibilities (in place of ``wlp``).
@@ -255,17 +267,19 @@ def _run_em(slots, data, cov, est, n, data_var) -> None:
         total = torch.zeros(stack.c, dtype=f64, device=dev)
         stat, worst_v, worst_x = None, [], []
         for x in data.chunks():
-            lpn, resp = stack.normalize_(stack.weighted_log_prob(x))
+            wlp, cache = stack.weighted_log_prob(x)
+            lpn, resp = stack.normalize_(wlp)
             total += lpn.sum(0, dtype=f64)
             nk += resp.sum(0, dtype=f64)
             sx += (resp.mT @ x).to(f64)
-            s = cov.accumulate(x, resp, stack.means).to(f64)
+            s = stack.accumulate(x, resp, cache).to(f64)
             stat = s if stat is None else stat.add_(s)
             # The worst-explained rows of each candidate, where its empty components are re-seeded.
             low = torch.topk(lpn, min(stack.kmax, lpn.shape[0]), dim=0, largest=False)
             worst_v.append(low.values)
             worst_x.append(x[low.indices])  # (kk, C, D)
         worst_v, worst_x = torch.cat(worst_v), torch.cat(worst_x)
+        stat = stack.finalize(stat)
         new_states = _m_step(stack, active, nk, sx, stat, cov, est, n, data_var, worst_v, worst_x, n_iter)
         still = []
         for i, s in enumerate(active):
@@ -318,5 +332,5 @@ def _log_likelihoods(states, data, cov) -> list[float]:
     stack = _Stack(slots, cov.name)
     total = torch.zeros(stack.c, dtype=torch.float64, device=stack.means.device)
     for x in data.chunks():
-        total += stack.normalize_(stack.weighted_log_prob(x))[0].sum(0, dtype=torch.float64)
+        total += stack.normalize_(stack.weighted_log_prob(x)[0])[0].sum(0, dtype=torch.float64)
     return total.tolist()
