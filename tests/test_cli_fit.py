@@ -172,6 +172,8 @@ BAD_INPUTS = [
     ("empty-csv", "x.csv", "# nothing\n\n", ["-k", "1"], ["contains no data rows"]),
     ("nan-npy", "x.npy", _NAN, ["-k", "2"], ["NaN", "row 3"]),
     ("nan-csv", "x.txt", "1 2\n3 nan\n5 6\n", ["-k", "2"], ["NaN", "row 1"]),
+    ("not-npy", "x.npy", "garbage", ["-k", "2"], ["not a .npy array file"]),
+    ("header-only", "x.csv", "a,b\n", ["-k", "1"], ["contains no data rows", "'a,b'"]),
     ("1-d", "x.npy", np.arange(10.0), ["-k", "2"], ["1-D array", "reshape(-1, 1)"]),
     ("3-d", "x.npy", np.ones((2, 3, 4)), ["-k", "2"], ["2-D array", "(2, 3, 4)"]),
     ("strings", "x.npy", np.array([["a", "b"]]), ["-k", "1"], ["must hold numbers"]),
@@ -186,6 +188,8 @@ BAD_INPUTS = [
     ("covariance-type", "ok.npy", np.ones((10, 2)), ["-k", "2", "--covariance-type", "bogus"],
      ["invalid choice: 'bogus'"]),
     ("device", "ok.npy", np.ones((10, 2)), ["-k", "2", "--device", "gpu0"], ["unknown --device"]),
+    ("tol", "ok.npy", np.ones((10, 2)), ["-k", "2", "--tol", "-1"], ["--tol", "greater than 0"]),
+    ("reg-covar", "ok.npy", np.ones((10, 2)), ["-k", "2", "--reg-covar", "x"], ["expected a number"]),
     ("max-iter", "ok.npy", np.ones((10, 2)), ["-k", "2", "--max-iter", "0"], ["must be at least 1"]),
 ]
 

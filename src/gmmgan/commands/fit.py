@@ -77,6 +77,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _float_type(minimum: float, inclusive: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value >= minimum if inclusive else value > minimum) or value != value:
+            raise argparse.ArgumentTypeError(
+                f"must be {'at least' if inclusive else 'greater than'} {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "fit",
@@ -104,10 +118,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "float type, float64 for csv/txt, built-ins and integer data)")
     p.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                    help="EM iterations per initialisation (default: 100)")
-    p.add_argument("--tol", type=float, default=1e-3, metavar="X",
+    p.add_argument("--tol", type=_float_type(0.0, inclusive=False), default=1e-3, metavar="X",
                    help="stop when the lower bound (mean log-likelihood per sample) changes by "
                         "less than this (default: 1e-3)")
-    p.add_argument("--reg-covar", type=float, default=1e-6, metavar="X",
+    p.add_argument("--reg-covar", type=_float_type(0.0, inclusive=False), default=1e-6, metavar="X",
                    help="added to covariance diagonals to keep them positive definite "
                         "(default: 1e-6)")
     p.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
@@ -183,9 +197,12 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         X = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # numpy raises ValueError, OSError or EOFError for unreadable files
-        if "Python objects" in str(e) or "allow_pickle" in str(e):
+        if "Python objects" in str(e):
             raise ValueError(f"'{path}' must hold numbers, but it holds Python objects "
                              "(dtype=object); save a numeric array instead") from None
+        if "pickle" in str(e):  # numpy takes any file without the .npy header for a pickle
+            raise ValueError(f"'{path}' is not a .npy array file (no .npy header); write it with "
+                             "numpy.save") from None
         raise ValueError(f"cannot read '{path}' as a .npy array: {e}") from None
     if not isinstance(X, np.ndarray):
         raise ValueError(f"'{path}' does not hold a single array")
@@ -222,7 +239,8 @@ def _load_text(path: Path) -> tuple[np.ndarray, str]:
     if not _is_numeric_row(first, delimiter):
         skip, note = index + 1, " (header line skipped)"
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8", errors="replace") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data": our error says it
             X = np.loadtxt(f, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64,
                            comments="#")
     except ValueError as e:
@@ -233,7 +251,8 @@ def _load_text(path: Path) -> tuple[np.ndarray, str]:
             f"header line is allowed"
         ) from None
     if X.size == 0:
-        raise ValueError(f"'{path}' contains no data rows")
+        header = f" after the header line {first!r}" if skip else ""
+        raise ValueError(f"'{path}' contains no data rows{header}")
     _check_shape(X, str(path))
     return X, note
 
