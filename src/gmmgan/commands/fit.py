@@ -118,17 +118,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "float type, float64 for csv/txt, built-ins and integer data)")
     p.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                    help="EM iterations per initialisation (default: 100)")
-    p.add_argument("--tol", type=_float_type(0.0, inclusive=False), default=1e-3, metavar="X",
+    positive = _float_type(0.0, inclusive=False)
+    p.add_argument("--tol", type=positive, default=1e-3, metavar="X",
                    help="stop when the lower bound (mean log-likelihood per sample) changes by "
                         "less than this (default: 1e-3)")
-    p.add_argument("--reg-covar", type=_float_type(0.0, inclusive=False), default=1e-6, metavar="X",
+    p.add_argument("--reg-covar", type=positive, default=1e-6, metavar="X",
                    help="added to covariance diagonals to keep them positive definite "
                         "(default: 1e-6)")
     p.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                    help="number of initialisations; the best is kept (default: 1)")
     p.add_argument("--init-params", choices=("k-means++", "kmeans", "random", "random_from_data"),
-                   default="k-means++", help="how the first responsibilities are chosen "
-                                             "(default: k-means++)")
+                   default="k-means++",
+                   help="how EM starts: k-means++ seeding plus a few Lloyd steps, k-means to "
+                        "convergence, random responsibilities, or K random data points as means "
+                        "(default: k-means++)")
     p.add_argument("--seed", type=int, default=0, metavar="N",
                    help="random seed of the initialisation and of built-in data (default: 0)")
     p.add_argument("--chunk-size", type=_positive_int, default=None, metavar="ROWS",
