@@ -32,7 +32,7 @@ def make_gmm_data(
     """Sample ``n_samples + n_test`` rows from a random full-covariance GMM.
 
     Component means are spread so that neighbours overlap a little (EM has work to do for
-    several iterations); covariances are random SPD matrices with condition number <~ 10.
+    many iterations); covariances are 0.5 (A A^T + I) with A a D x D Gaussian matrix / sqrt(D).
     """
     if n_samples < n_components:
         raise ValueError(
@@ -42,8 +42,10 @@ def make_gmm_data(
     rng = np.random.default_rng(seed)
     n_total = n_samples + n_test
     weights = rng.dirichlet(np.full(n_components, 5.0))
-    # Spread ~ 2 standard deviations per axis between centres: overlapping but identifiable.
-    means = rng.normal(scale=2.0, size=(n_components, n_features))
+    # Centres ~5 (unit-ish) standard deviations apart whatever the dimension, so components
+    # overlap a little: EM keeps moving for many iterations, as on real data (well-separated
+    # high-dimensional clusters converge exactly in a few steps, and timing m steps needs m).
+    means = rng.normal(scale=5.0 / np.sqrt(2 * n_features), size=(n_components, n_features))
     labels = rng.choice(n_components, size=n_total, p=weights)
     X = np.empty((n_total, n_features), dtype=np.float64)
     for k in range(n_components):
