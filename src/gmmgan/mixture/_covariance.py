@@ -35,26 +35,36 @@ def _flip(a: torch.Tensor) -> torch.Tensor:
     return a.flip(-1).flip(-2)
 
 
-def cholesky_with_jitter(cov: torch.Tensor, reg_covar: float) -> torch.Tensor:
-    """Lower Cholesky factor of one or a batch of SPD matrices.
+def _not_positive_definite(cov, chol, info) -> torch.Tensor:
+    """True where Cholesky failed or a pivot is at the dtype's rounding level (singular in effect)."""
+    pivots = chol.diagonal(dim1=-2, dim2=-1).square().amin(-1)
+    largest = cov.diagonal(dim1=-2, dim2=-1).amax(-1)
+    return (info != 0) | ~(pivots > 4 * torch.finfo(cov.dtype).eps * largest)
 
-    A matrix that is not numerically positive definite (duplicate points, constant features,
-    rounding in float32) gets a growing multiple of ``reg_covar`` added to its diagonal until
-    it factors, with a warning, instead of failing the whole fit.
+
+def jitter_to_positive_definite(cov: torch.Tensor, reg_covar: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cov, its lower Cholesky factor), with jitter added where ``cov`` does not factor.
+
+    A matrix that is not numerically positive definite in its dtype (duplicate or collinear
+    points, constant features, float32 rounding of an ill-conditioned matrix) gets a growing
+    multiple of ``reg_covar`` added to its diagonal until it factors, with a warning, instead of
+    failing the whole fit.
     """
     chol, info = torch.linalg.cholesky_ex(cov)
-    if not bool((info != 0).any()):
-        return chol
+    bad = _not_positive_definite(cov, chol, info)
+    if not bool(bad.any()):
+        return cov, chol
     batch = cov.reshape(-1, cov.shape[-2], cov.shape[-1]).clone()
     chol = chol.reshape(batch.shape).clone()
-    info = info.reshape(-1)
+    info = bad.reshape(-1)
     eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
     scale = batch.diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(1.0)
     for i in torch.nonzero(info).flatten().tolist():
         jitter = max(reg_covar, 1e-12)
         for _ in range(40):
-            c, bad = torch.linalg.cholesky_ex(batch[i] + jitter * scale[i] * eye)
-            if int(bad) == 0:
+            trial = batch[i] + jitter * scale[i] * eye
+            c, fail = torch.linalg.cholesky_ex(trial)
+            if not bool(_not_positive_definite(trial, c, fail)):
                 break
             jitter *= 10.0
         else:  # pragma: no cover - only for matrices with non-finite entries
@@ -62,15 +72,16 @@ def cholesky_with_jitter(cov: torch.Tensor, reg_covar: float) -> torch.Tensor:
                 "A covariance matrix has non-finite entries; check the data for NaN/inf "
                 "and increase reg_covar."
             )
+        batch[i] += jitter * scale[i] * eye
         chol[i] = c
         warnings.warn(
-            f"Covariance of component {i} was not positive definite; added "
-            f"{jitter * float(scale[i]):.3g} to its diagonal. Increase reg_covar or scale "
-            "the data to avoid this.",
+            f"Covariance of component {i} was not positive definite in {str(cov.dtype)[6:]}; "
+            f"added {jitter * float(scale[i]):.3g} to its diagonal. Increase reg_covar, scale "
+            "the data, or use dtype='float64' to avoid this.",
             RuntimeWarning,
             stacklevel=3,
         )
-    return chol.reshape(cov.shape)
+    return batch.reshape(cov.shape), chol.reshape(cov.shape)
 
 
 def _upper_inverse_of_lower(chol: torch.Tensor) -> torch.Tensor:
@@ -163,7 +174,12 @@ class _Full(_Type):
 
     @staticmethod
     def precision_cholesky(cov, reg_covar):
-        return _upper_inverse_of_lower(cholesky_with_jitter(cov, reg_covar))
+        return _upper_inverse_of_lower(jitter_to_positive_definite(cov, reg_covar)[1])
+
+    @staticmethod
+    def to_dtype(cov, dtype, reg_covar):
+        """``cov`` cast to ``dtype``, still positive definite there (float32 rounding can break it)."""
+        return jitter_to_positive_definite(cov.to(dtype), reg_covar)[0]
 
     @staticmethod
     def from_precisions(prec):
@@ -221,8 +237,9 @@ class _Tied(_Type):
 
     @staticmethod
     def precision_cholesky(cov, reg_covar):
-        return _upper_inverse_of_lower(cholesky_with_jitter(cov, reg_covar))
+        return _upper_inverse_of_lower(jitter_to_positive_definite(cov, reg_covar)[1])
 
+    to_dtype = _Full.to_dtype
     from_precisions = _Full.from_precisions
     precisions = _Full.precisions
     covariances_from_precision_cholesky = _Full.covariances_from_precision_cholesky
@@ -266,6 +283,10 @@ class _Diag(_Type):
     @staticmethod
     def precision_cholesky(cov, reg_covar):
         return cov.clamp_min(torch.finfo(cov.dtype).tiny).rsqrt()
+
+    @staticmethod
+    def to_dtype(cov, dtype, reg_covar):
+        return cov.to(dtype)
 
     @staticmethod
     def from_precisions(prec):

@@ -325,8 +325,13 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
             self._reseeded.extend((n_iter, c) for c in empty)
             nk, means, covs = self._reseed(empty, nk, means, covs, stats.worst_x, data_var)
         weights = nk / nk.sum()
-        prec_chol = cov.precision_cholesky(covs, self.reg_covar)
-        return _State(weights.to(dtype), means.to(dtype), covs.to(dtype), prec_chol.to(dtype))
+        return self._finish_state(weights, means, covs, dtype, cov)
+
+    def _finish_state(self, weights, means, covs, dtype, cov) -> _State:
+        """A _State in the compute dtype whose covariances are positive definite in that dtype."""
+        covs = cov.to_dtype(covs, dtype, self.reg_covar)
+        prec_chol = cov.precision_cholesky(covs.to(torch.float64), self.reg_covar)
+        return _State(weights.to(dtype), means.to(dtype), covs, prec_chol.to(dtype))
 
     def _reseed(self, empty, nk, means, covs, worst_x, data_var):
         warnings.warn(
@@ -393,9 +398,8 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
         nk = stats.nk + 10 * eps
         means = stats.sx / nk.unsqueeze(1)
         covs = cov.covariances(stats.stat, stats.nk, nk, means, stats.sx, stats.anchor, n, self.reg_covar)
-        prec_chol = cov.precision_cholesky(covs, self.reg_covar)
         # As scikit-learn: initial weights are counts over n_samples (not renormalised).
-        return _State((nk / n).to(dtype), means.to(dtype), covs.to(dtype), prec_chol.to(dtype))
+        return self._finish_state(nk / n, means, covs, dtype, cov)
 
     @staticmethod
     def _stats_from_blocks(blocks, anchor, cov) -> _Stats:
