@@ -172,7 +172,7 @@ def _ema_beta(cfg: TrainConfig) -> float:
     return 0.5 ** (cfg.schedule.batch_size / half_life) if half_life > 0 else 0.0
 
 
-def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool, say) -> None:
+def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool, say, spec=None) -> None:
     """Regress G(z) onto the prior's target (the embedding's decoder): a head start on the modes."""
     steps = cfg.prior.warm_start_steps
     if not steps or prior.warm_start_target(prior.sample(1, zgen)) is None:
@@ -192,6 +192,13 @@ def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool,
         opt.step()
         sched.step()
     say(f"warm start: {steps} steps regressing G onto the embedding's decoder, final MSE {loss.item():.4g}")
+    if spec is not None:
+        from gmmgan.metrics.modes2d import mode_coverage
+
+        cov = mode_coverage(_generate(G.eval(), prior, cfg.eval_samples, cfg.seed + 2, zgen.device), spec)
+        G.train()
+        say(f"after the warm start: modes {cov.modes_captured}/{cov.n_modes}, high quality "
+            f"{100 * cov.hq_fraction:.1f}%, reverse KL {cov.reverse_kl:.4f}")
 
 
 def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False, console=None,
@@ -218,7 +225,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     from rich.console import Console
 
     console = console or Console(highlight=False)
-    say = (lambda *a: None) if quiet else console.print
+    say = (lambda *a: None) if quiet else (lambda *a: console.print(*a, soft_wrap=True))
     t_start = time.time()
     device = resolve_device(cfg.device)
     if device.type == "cpu" and cfg.cpu_threads:
@@ -294,7 +301,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             prior.fit(data.data)
             say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
                 f"in {time.time() - t0:.1f} s")
-        _warm_start(G, prior, cfg, zgen, autocast, images, say)
+        _warm_start(G, prior, cfg, zgen, autocast, images, say, data.info.get("spec"))
         G_ema.load_state_dict(G.state_dict())
         snapshot()  # a good checkpoint exists from the start
     last_good = cur_nimg
@@ -398,7 +405,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 sums.zero_()
                 tick_time, tick_nimg, next_log = now, cur_nimg, next_at(cur_nimg, sched.log_kimg)
             if next_sample is not None and (cur_nimg >= next_sample or done):
-                _write_samples(run_dir / "samples" / f"samples-{cur_nimg // 1000:06d}kimg.png", G_ema, prior, data,
+                _write_samples(run_dir / "samples" / f"samples-{cur_nimg / 1000:010.3f}kimg.png", G_ema, prior, data,
                                cfg.seed + 2, device, cur_nimg / 1000, cfg.eval_samples)
                 next_sample = next_at(cur_nimg, sched.sample_kimg)
             if cur_nimg >= next_snap or done:

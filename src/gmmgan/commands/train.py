@@ -26,7 +26,7 @@ run folder (OUT/NNNNN-<data>-<prior>/):
 
 examples:
   gmmgan train                                           # the quickstart
-  gmmgan train prior.kind=gaussian                       # the baseline, same nets and budget
+  gmmgan train --config configs/grid_gaussian.yaml       # the baseline: Gaussian prior
   gmmgan train --config configs/ring_fitted_gmm.yaml seed=3
   gmmgan train --config configs/stacked_mnist_fitted_gmm.yaml data.root=/data device=cuda
   gmmgan train --resume runs/00000-grid-fitted_gmm schedule.total_kimg=800
