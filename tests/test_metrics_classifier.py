@@ -91,7 +91,10 @@ def test_features_shape_and_batching_do_not_change_results(trained):
 def test_training_is_reproducible(tmp_path):
     train, test = _toy_digits(48, 2), _toy_digits(8, 3)
     kw = dict(epochs=1, seed=5, config=TINY, train_data=train, test_data=test, log=None)
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
     _, a = train_classifier("mnist", out_dir=tmp_path / "a", **kw)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is untouched
     _, b = train_classifier("mnist", out_dir=tmp_path / "b", **kw)
     assert a["epoch_losses"] == b["epoch_losses"] and a["sha256"] == b["sha256"]
 
@@ -147,7 +150,10 @@ def test_bad_images(images, match):
         prepare_images(images)
 
 
-def test_bad_arguments(tmp_path):
+def test_bad_arguments(tmp_path, monkeypatch):
+    monkeypatch.delenv("GMMGAN_DATA_ROOT", raising=False)
+    with pytest.raises(ValueError, match="root is required"):
+        train_classifier("mnist", out_dir=tmp_path)
     with pytest.raises(ValueError, match="Unknown dataset"):
         load_classifier("cifar10", tmp_path)
     with pytest.raises(ValueError, match="epochs must be >= 1"):

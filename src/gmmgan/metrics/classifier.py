@@ -197,7 +197,7 @@ def _accuracy(model: FeatureClassifier, images: torch.Tensor, labels: torch.Tens
 
 def train_classifier(
     dataset: str = "mnist",
-    root: str | os.PathLike = "data",
+    root: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
     epochs: int | None = None,
     device: str | torch.device = "cpu",
@@ -213,8 +213,9 @@ def train_classifier(
     Parameters
     ----------
     dataset : {'mnist', 'fashion-mnist'}
-    root : path
-        Folder with the IDX files (see :func:`gmmgan.data.mnist.load_mnist`).
+    root : path, optional
+        Folder with the IDX files (see :func:`gmmgan.data.mnist.load_mnist`); default: the
+        ``GMMGAN_DATA_ROOT`` environment variable.
     out_dir : path, optional
         Where to write ``<dataset>.safetensors`` and ``<dataset>.json``; default
         :func:`default_cache_dir`. ``None`` with ``train_data`` given still saves there, so pass a
@@ -247,6 +248,12 @@ def train_classifier(
     if train_data is None or test_data is None:
         from gmmgan.data.mnist import load_mnist
 
+        root = root if root is not None else os.environ.get("GMMGAN_DATA_ROOT")
+        if root is None:
+            raise ValueError(
+                "root is required: pass the folder holding MNIST/raw or FashionMNIST/raw (torchvision's "
+                "layout), or set GMMGAN_DATA_ROOT."
+            )
         train_data = train_data or load_mnist(root, "train", dataset)
         test_data = test_data or load_mnist(root, "test", dataset)
     x_train, y_train = prepare_images(train_data[0]), torch.as_tensor(train_data[1]).long()
@@ -255,9 +262,32 @@ def train_classifier(
         raise ValueError("train/test labels must have shape (N,), one per image.")
     cfg.mean, cfg.std = float(x_train.mean()), float(x_train.std())
 
-    torch.manual_seed(cfg.seed)  # init and dropout
-    g = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
     device = torch.device(device)
+    # The global RNG drives init and dropout; fork it so the caller's random state is left untouched.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        model, epoch_losses, seconds = _fit(cfg, x_train, y_train, device, dataset, log)
+    acc = _accuracy(model, x_test, y_test)
+    info = {
+        "dataset": dataset,
+        "test_accuracy": acc,
+        "n_train": int(x_train.shape[0]),
+        "n_test": int(x_test.shape[0]),
+        "epoch_losses": epoch_losses,
+        "train_seconds": round(seconds, 1),
+        "device": str(device),
+        "torch": torch.__version__,
+        "config": asdict(cfg),
+    }
+    if log is not None:
+        log(f"[{dataset}] test accuracy {acc:.4%} ({info['train_seconds']}s)")
+    info = save_classifier(model, dataset, out_dir, info)
+    return model, info
+
+
+def _fit(cfg: ClassifierConfig, x_train, y_train, device, dataset: str, log) -> tuple[FeatureClassifier, list, float]:
+    """The training loop: AdamW, one-cycle LR, random shifts; returns (model in eval mode, losses, seconds)."""
+    g = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
     model = FeatureClassifier(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(x_train.shape[0] / cfg.batch_size)
@@ -286,23 +316,7 @@ def train_classifier(
         if log is not None:
             log(f"[{dataset}] epoch {epoch + 1}/{cfg.epochs}  loss {epoch_losses[-1]:.4f}  "
                 f"{time.perf_counter() - t0:.0f}s")
-    model.eval()
-    acc = _accuracy(model, x_test, y_test)
-    info = {
-        "dataset": dataset,
-        "test_accuracy": acc,
-        "n_train": int(x_train.shape[0]),
-        "n_test": int(x_test.shape[0]),
-        "epoch_losses": epoch_losses,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-        "device": str(device),
-        "torch": torch.__version__,
-        "config": asdict(cfg),
-    }
-    if log is not None:
-        log(f"[{dataset}] test accuracy {acc:.4%} ({info['train_seconds']}s)")
-    info = save_classifier(model, dataset, out_dir, info)
-    return model, info
+    return model.eval(), epoch_losses, time.perf_counter() - t0
 
 
 def _sha256(path: Path) -> str:

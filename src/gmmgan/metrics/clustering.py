@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from gmmgan.metrics._common import as_label_tensor
@@ -42,6 +41,8 @@ def _contingency(labels_true, labels_pred) -> np.ndarray:
 
 
 def _hungarian(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.optimize import linear_sum_assignment  # imported on use: scipy.optimize is slow to load
+
     return linear_sum_assignment(c, maximize=True)
 
 

@@ -17,14 +17,17 @@ Two ways in:
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from gmmgan.metrics._common import as_float_tensor
 from gmmgan.metrics.classifier import FeatureClassifier
+
+if TYPE_CHECKING:  # torchmetrics costs ~3 s of CPU to import: only pay for it when a metric is built
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
 
 __all__ = ["ClassifierFeatures", "fid_metric", "kid_metric", "frechet_distance", "kernel_distance"]
 
@@ -70,6 +73,8 @@ def fid_metric(classifier: FeatureClassifier, **kwargs) -> FrechetInceptionDista
     (N, 1, 28, 28) or (N, 28, 28)) and read ``m.compute()``. ``kwargs`` go to torchmetrics
     (e.g. ``reset_real_features=False`` to keep the real statistics across resets).
     """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     kwargs.setdefault("normalize", True)
     return FrechetInceptionDistance(feature=ClassifierFeatures(classifier), **kwargs)
 
@@ -80,6 +85,8 @@ def kid_metric(classifier: FeatureClassifier, **kwargs) -> KernelInceptionDistan
     torchmetrics' defaults apply (100 subsets of 1,000 samples, cubic polynomial kernel); its
     ``compute`` draws subsets from torch's global RNG, so seed it for a reproducible value.
     """
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     kwargs.setdefault("normalize", True)
     with warnings.catch_warnings():  # its memory warning is about Inception's 2048-D features; ours are 128-D
         warnings.filterwarnings("ignore", message=".*save all extracted features.*")
@@ -124,6 +131,8 @@ def frechet_distance(real_features, fake_features) -> float:
     Heusel et al., "GANs trained by a two time-scale update rule converge to a local Nash
     equilibrium", NeurIPS 2017.
     """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     r, f = _check_pair(real_features, fake_features, 2)
     m = FrechetInceptionDistance(feature=_Passthrough(r.shape[1]))
     m.update(r, real=True)
@@ -167,6 +176,8 @@ def kernel_distance(
     ----------
     Binkowski et al., "Demystifying MMD GANs", ICLR 2018.
     """
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     r, f = _check_pair(real_features, fake_features, 2)
     size = min(int(subset_size), r.shape[0], f.shape[0])
     kw = dict(subsets=int(subsets), subset_size=size, degree=int(degree), coef=float(coef))
