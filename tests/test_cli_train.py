@@ -102,7 +102,7 @@ def test_nan_through_cli_exits_1_with_message(tmp_path, capsys):
 
 
 def test_sample_npy_png_and_component(ring_run, tmp_path, capsys):
-    rc, out, err = cli(capsys, "sample", ring_run, "-n", 123, "-o", tmp_path / "s.npy")
+    rc, _, err = cli(capsys, "sample", ring_run, "-n", 123, "-o", tmp_path / "s.npy")
     assert rc == 0, err
     x = np.load(tmp_path / "s.npy")
     assert x.shape == (123, 2) and np.isfinite(x).all()

@@ -8,7 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from gmmgan.embed import IdentityEmbedding, ModuleEmbedding, PCAEmbedding, build_embedding
+from gmmgan.embed import (
+    IdentityEmbedding,
+    ModuleEmbedding,
+    PCAEmbedding,
+    build_embedding,
+)
 
 
 def _low_rank_images(n=200, rank=5, shape=(1, 6, 6), seed=0):

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from gmmgan import train as train_mod
-from gmmgan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME, load_checkpoint, load_snapshot, save_checkpoint
+from gmmgan.checkpoint import (
+    CHECKPOINT_NAME,
+    SNAPSHOT_NAME,
+    load_checkpoint,
+    load_snapshot,
+    save_checkpoint,
+)
 from gmmgan.config import load_config
 from gmmgan.train import TrainingDivergedError, load_generator, train
 
@@ -36,7 +42,7 @@ def _assert_same_state(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("extra", [[], ["prior.kind=learnable_gmm", "loss.r1_gamma=1", "nets.pack=2"]])
 def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, extra):
     full = train(tiny(*extra), run_dir=tmp_path / "full", quiet=True)
-    part = train(tiny(*extra, "schedule.total_kimg=0.2"), run_dir=tmp_path / "part", quiet=True)
+    train(tiny(*extra, "schedule.total_kimg=0.2"), run_dir=tmp_path / "part", quiet=True)
     assert load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)["cur_nimg"] == 200
     resumed = train(tiny(*extra), run_dir=tmp_path / "part", resume=True, quiet=True)
     assert resumed["kimg"] == full["kimg"] == 0.4
@@ -116,7 +122,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     save_checkpoint(path, {"step": 1})
 
     def crash(obj, f):
-        open(f, "wb").write(b"half")
+        with open(f, "wb") as fh:
+            fh.write(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)

@@ -25,8 +25,13 @@ from typing import Any
 import torch
 
 __all__ = [
-    "CHECKPOINT_NAME", "SNAPSHOT_NAME", "atomic_write", "save_checkpoint", "load_checkpoint",
-    "save_snapshot", "load_snapshot",
+    "CHECKPOINT_NAME",
+    "SNAPSHOT_NAME",
+    "atomic_write",
+    "load_checkpoint",
+    "load_snapshot",
+    "save_checkpoint",
+    "save_snapshot",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -75,7 +80,7 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
         )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle, zip and EOF errors all mean: not a readable checkpoint
+    except Exception as e:  # noqa: BLE001 - pickle, zip and EOF errors all mean: not a readable checkpoint
         raise ValueError(
             f"checkpoint '{path}' is corrupt or truncated and cannot be loaded ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); restore it from a copy or start a new run."

@@ -25,9 +25,20 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "TrainConfig", "DataConfig", "PriorConfig", "NetsConfig", "LossConfig", "OptimConfig", "ScheduleConfig",
-    "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "valid_keys", "save_config",
     "PRIOR_KINDS",
+    "DataConfig",
+    "LossConfig",
+    "NetsConfig",
+    "OptimConfig",
+    "PriorConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+    "valid_keys",
 ]
 
 PRIOR_KINDS = ("gaussian", "fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg")
@@ -176,17 +187,20 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam for G and D. prior_lr : learning rate of a learnable prior (None = g_lr)."""
+    """Adam for G and D. prior_lr : learning rate of a learnable prior (None = g_lr). eps : Adam's
+    epsilon; a larger one damps the steps Adam takes on tiny, noisy gradients (a near-chance D)."""
 
     g_lr: float = 2e-5
     d_lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
     prior_lr: float | None = None
+    eps: float = 1e-8
 
     def __post_init__(self):
         _positive("optim.g_lr", self.g_lr)
         _positive("optim.d_lr", self.d_lr)
         _positive("optim.prior_lr", self.prior_lr)
+        _positive("optim.eps", self.eps)
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"optim.betas must both be in [0, 1), got {list(self.betas)}.")
 
@@ -270,9 +284,9 @@ def _coerce(value, t, key: str):
     """``value`` as type ``t`` (from YAML or a command-line string), or a ValueError naming ``key``."""
     origin, args = typing.get_origin(t), typing.get_args(t)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~")):
-            if type(None) in args:
-                return None
+        is_null = value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~"))
+        if is_null and type(None) in args:
+            return None
         errors = []
         for a in (a for a in args if a is not type(None)):
             try:
@@ -331,7 +345,7 @@ def config_from_dict(d: dict | None, cls=TrainConfig, prefix: str = ""):
     """Build ``cls`` from a nested dict (e.g. parsed YAML); missing keys keep their defaults."""
     d = {} if d is None else d
     if not isinstance(d, dict):
-        raise ValueError(f"config section {prefix.rstrip('.') or '(top)'} must be a mapping, got {d!r}.")
+        raise ValueError(f"config section {prefix.rstrip('.') or '(top)'} must be a mapping, got {d!r}.")  # noqa: TRY004
     hints, names = _hints(cls), {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in d.items():

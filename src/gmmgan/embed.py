@@ -19,8 +19,14 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["Embedding", "IdentityEmbedding", "PCAEmbedding", "ModuleEmbedding", "build_embedding",
-           "EMBEDDINGS"]
+__all__ = [
+    "EMBEDDINGS",
+    "Embedding",
+    "IdentityEmbedding",
+    "ModuleEmbedding",
+    "PCAEmbedding",
+    "build_embedding",
+]
 
 EMBEDDINGS = ("auto", "identity", "pca")
 
@@ -59,7 +65,7 @@ class Embedding(ResizableBuffersMixin, nn.Module):
         """Size of an embedding vector."""
         raise NotImplementedError
 
-    def fit(self, x: torch.Tensor) -> "Embedding":
+    def fit(self, x: torch.Tensor) -> Embedding:
         """Learn the embedding from data samples ``x`` of shape (N, *shape); returns self."""
         self._check_input(x)
         return self
@@ -146,7 +152,7 @@ class PCAEmbedding(Embedding):
         return self.components.numel() > 0
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor) -> "PCAEmbedding":
+    def fit(self, x: torch.Tensor) -> PCAEmbedding:
         flat = self._check_input(x).float()
         n, d = flat.shape
         if n < 2 or self.n_components > min(n, d):

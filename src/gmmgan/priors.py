@@ -30,8 +30,14 @@ from gmmgan.embed import Embedding, ResizableBuffersMixin, build_embedding
 from gmmgan.losses import gmm_nll
 
 __all__ = [
-    "Prior", "GaussianPrior", "FittedGMMPrior", "FixedGMMPrior", "LearnableGMMPrior", "GMMRegularizedPrior",
-    "FittedMixture", "build_prior",
+    "FittedGMMPrior",
+    "FittedMixture",
+    "FixedGMMPrior",
+    "GMMRegularizedPrior",
+    "GaussianPrior",
+    "LearnableGMMPrior",
+    "Prior",
+    "build_prior",
 ]
 
 _SAMPLE_CHUNK = 4096  # rows per block when sampling full-covariance components (bounds memory)
@@ -65,7 +71,7 @@ class Prior(ResizableBuffersMixin, nn.Module):
     def n_components(self) -> int:
         return 1
 
-    def fit(self, real: torch.Tensor) -> "Prior":
+    def fit(self, real: torch.Tensor) -> Prior:
         """Fit to real data samples (N, *shape); priors that need no data ignore it."""
         return self
 
@@ -162,7 +168,7 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
         return self.means.numel() > 0
 
     @torch.no_grad()
-    def fit(self, e: torch.Tensor) -> "FittedMixture":
+    def fit(self, e: torch.Tensor) -> FittedMixture:
         """Fit by EM to embeddings ``e`` (N, d)."""
         from gmmgan import GaussianMixture
 
@@ -259,7 +265,7 @@ class FittedGMMPrior(_EmbeddedMixtureMixin, Prior):
                  fit_samples: int = 20_000, max_iter: int = 100, n_init: int = 1, reg_covar: float = 1e-6, seed: int = 0):
         Prior.__init__(self)
         self._init_fitting(embedding, n_components, covariance_type, fit_samples,
-                           dict(max_iter=max_iter, n_init=n_init, reg_covar=reg_covar), seed)
+                           {"max_iter": max_iter, "n_init": n_init, "reg_covar": reg_covar}, seed)
         self.noise_dim = int(noise_dim)
 
     @property
@@ -359,7 +365,7 @@ class GMMRegularizedPrior(_EmbeddedMixtureMixin, Prior):
                  reg_covar: float = 1e-6, seed: int = 0):
         Prior.__init__(self)
         self._init_fitting(embedding, n_components, covariance_type, fit_samples,
-                           dict(max_iter=max_iter, n_init=n_init, reg_covar=reg_covar), seed)
+                           {"max_iter": max_iter, "n_init": n_init, "reg_covar": reg_covar}, seed)
         self._z_dim, self.weight = int(z_dim), float(weight)
 
     @property
@@ -387,8 +393,8 @@ def build_prior(cfg, data_shape: tuple[int, ...], seed: int = 0) -> Prior:
     kind = cfg.kind
     if kind not in ("gaussian", "fitted_gmm", "gmm_reg", "fixed_gmm", "learnable_gmm"):
         raise ValueError(f"unknown prior kind {kind!r}; expected gaussian, fitted_gmm, fixed_gmm, learnable_gmm or gmm_reg.")
-    fit_kw = dict(fit_samples=cfg.fit_samples, max_iter=cfg.fit_max_iter, n_init=cfg.fit_n_init,
-                  reg_covar=cfg.reg_covar, seed=seed)
+    fit_kw = {"fit_samples": cfg.fit_samples, "max_iter": cfg.fit_max_iter, "n_init": cfg.fit_n_init,
+              "reg_covar": cfg.reg_covar, "seed": seed}
     if kind == "gaussian":
         return GaussianPrior(cfg.z_dim)
     if kind in ("fitted_gmm", "gmm_reg"):

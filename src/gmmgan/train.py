@@ -35,15 +35,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gmmgan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME, load_checkpoint, load_snapshot, save_checkpoint, save_snapshot
+from gmmgan.checkpoint import (
+    CHECKPOINT_NAME,
+    SNAPSHOT_NAME,
+    load_checkpoint,
+    load_snapshot,
+    save_checkpoint,
+    save_snapshot,
+)
 from gmmgan.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from gmmgan.data import TensorData, load_dataset
 from gmmgan.losses import get_gan_loss, gradient_penalty, r1_penalty
-from gmmgan.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
+from gmmgan.nets import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+)
 from gmmgan.priors import Prior, build_prior
 
-__all__ = ["train", "TrainingDivergedError", "load_generator", "make_run_dir", "save_image_grid", "plot_points",
-           "resolve_device", "build_networks"]
+__all__ = [
+    "TrainingDivergedError",
+    "build_networks",
+    "load_generator",
+    "make_run_dir",
+    "plot_points",
+    "resolve_device",
+    "save_image_grid",
+    "train",
+]
 
 CONFIG_NAME, LOG_NAME, METRICS_NAME, FINAL_PLOT_NAME = "config.yaml", "log.jsonl", "metrics.json", "final.png"
 _TOY = ("ring", "grid")
@@ -175,8 +195,8 @@ def _ema_beta(cfg: TrainConfig) -> float:
 def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool, say, spec=None) -> None:
     """Regress G(z) onto the prior's target (the embedding's decoder): a head start on the modes."""
     steps = cfg.prior.warm_start_steps
-    if not steps or prior.warm_start_target(prior.sample(1, zgen)) is None:
-        return
+    if not steps or type(prior).warm_start_target is Prior.warm_start_target:
+        return  # this prior has no decoder to regress onto
     opt = torch.optim.Adam(G.parameters(), lr=cfg.prior.warm_start_lr)
     # Cosine decay to 0: the regression ends precise (errors well below the modes' widths).
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
@@ -242,7 +262,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     # Run folder (a resumed run keeps its own).
     if resume:
         run_dir = Path(run_dir)
-        ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)
+        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to their device.
+        ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
     else:
         run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -260,8 +281,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     g_groups = [{"params": list(G.parameters())}]
     if list(prior.parameters()):
         g_groups.append({"params": list(prior.parameters()), "lr": cfg.optim.prior_lr or cfg.optim.g_lr})
-    opt_g = torch.optim.Adam(g_groups, lr=cfg.optim.g_lr, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.optim.d_lr, betas=betas)
+    opt_g = torch.optim.Adam(g_groups, lr=cfg.optim.g_lr, betas=betas, eps=cfg.optim.eps)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.optim.d_lr, betas=betas, eps=cfg.optim.eps)
     batcher = data.batcher(B, generator=torch.Generator().manual_seed(cfg.seed))
     zgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     gan = get_gan_loss(cfg.loss.kind)
@@ -307,16 +328,16 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     last_good = cur_nimg
 
     # Logging.
-    log_file = open(run_dir / LOG_NAME, "a", encoding="utf-8")
+    log_file = open(run_dir / LOG_NAME, "a", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
     try:
         from torch.utils.tensorboard import SummaryWriter  # optional
         tb = SummaryWriter(str(run_dir))
-    except Exception:
+    except Exception:  # noqa: BLE001 - TensorBoard is optional; any import failure means: none
         tb = None
     (run_dir / "samples").mkdir(exist_ok=True)
     total = round(sched.total_kimg * 1000)
-    every = lambda kimg: max(1, round(kimg * 1000))  # noqa: E731
-    next_at = lambda cur, kimg: (cur // every(kimg) + 1) * every(kimg)  # noqa: E731
+    every = lambda kimg: max(1, round(kimg * 1000))
+    next_at = lambda cur, kimg: (cur // every(kimg) + 1) * every(kimg)
     next_log, next_snap = next_at(cur_nimg, sched.log_kimg), next_at(cur_nimg, sched.snapshot_kimg)
     next_sample = next_at(cur_nimg, sched.sample_kimg) if sched.sample_kimg else None
     ema_beta = _ema_beta(cfg)
@@ -327,7 +348,13 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
 
     progress = None
     if not quiet and cur_nimg < total:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} kimg"),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -369,9 +396,9 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             D.requires_grad_(False)
             with autocast():
                 loss_g = gan.g(D(fake).float())
-                penalty = prior.penalty(fake)
-                if penalty is not None:
-                    loss_g = loss_g + penalty
+            penalty = prior.penalty(fake.float())  # outside autocast: GMM log-densities need float32
+            if penalty is not None:
+                loss_g = loss_g + penalty
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -390,7 +417,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 check_finite(loss_d, loss_g)
 
             if cur_nimg >= next_log or done:
-                ld, lg, cnt = (sums / sums[2].clamp_min(1)).tolist()
+                ld, lg, _ = (sums / sums[2].clamp_min(1)).tolist()
                 now = time.time()
                 rate = (cur_nimg - tick_nimg) / max(now - tick_time, 1e-9)
                 entry = {"kimg": round(cur_nimg / 1000, 4), "step": step, "loss_d": ld, "loss_g": lg,

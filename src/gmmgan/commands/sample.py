@@ -60,10 +60,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     import numpy as np
-    import torch
 
     from gmmgan.cli import EXIT_OK, console
-    from gmmgan.train import _generate, load_generator, plot_points, resolve_device, save_image_grid
+    from gmmgan.train import (
+        _generate,
+        load_generator,
+        plot_points,
+        resolve_device,
+        save_image_grid,
+    )
 
     device = resolve_device(args.device)
     G, prior, meta = load_generator(args.run, device)
@@ -96,5 +101,4 @@ def run(args) -> int:
         save_image_grid(out, x)
     what = f"component {k} of the prior" if k is not None else "the prior"
     console.print(f"wrote {n} samples from {what} ({meta['kimg']:.1f} kimg generator) to {out}")
-    del torch
     return EXIT_OK
