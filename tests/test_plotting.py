@@ -28,7 +28,7 @@ def _random_spd(rng, k, d):
 
 
 # ----------------------------------------------------------------------------- full_covariances
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)  # same examples every run
 @given(k=st.integers(1, 6), d=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
 def test_full_covariances_matches_each_type(k, d, seed):
     rng = np.random.default_rng(seed)
