@@ -8,8 +8,10 @@ Methods (all float64, on the CPU, same candidate range per data set):
   sklearn-bic    a loop of sklearn.mixture.GaussianMixture(K).fit over the candidates, lowest BIC
 
 Data with known K: the ring (8) and grid (25) mixtures of gmmgan.data.toy (fitted with 'full'
-covariances), and random mixtures with D in 2..32 and K in 3..50 with axis-aligned covariances
-(variances in [0.5, 2]; fitted with 'diag'), K * D <= --max-kd to bound the run time. The
+covariances), and random mixtures with D in 2..32 and K in 3..50, covariance eigenvalues in
+[0.5, 2]: for D <= 8 randomly rotated and fitted with 'full' covariances, above that axis-aligned
+and fitted with 'diag' ones (too few points per component for full matrices); K * D <= --max-kd
+(diag) or K * D^2 <= 4/3 --max-kd (full) to bound the run time. The
 separation of a mixture is Dasgupta's c: the smallest, over pairs of components, of
 ||mu_i - mu_j|| / sqrt(D * max(lambda_max(Sigma_i), lambda_max(Sigma_j))); random mixtures are
 drawn with c log-uniform in four bins and means scaled so the closest pair has exactly that c.
@@ -43,6 +45,9 @@ import numpy as np
 BINS = [(0.25, 0.5, "touching"), (0.5, 1.0, "close"), (1.0, 2.0, "separated"), (2.0, 4.0, "well-separated")]
 D_CHOICES = [2, 3, 4, 6, 8, 12, 16, 24, 32]
 K_CHOICES = [3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 40, 50]
+# Random mixtures with D <= FULL_MAX_D have rotated covariances and are fitted with 'full' ones;
+# above it (too few points per component to estimate D(D+1)/2 entries) axis-aligned and 'diag'.
+FULL_MAX_D = 8
 METHODS = ["gmmgan-bic", "gmmgan-bgm", "sklearn-bgm", "sklearn-bic"]
 ACTIVE_WEIGHT_FRACTION = 0.1
 
@@ -57,14 +62,25 @@ def c_separation(means: np.ndarray, lam_max: np.ndarray) -> float:
     return float(ratio.min())
 
 
-def random_mixture(rng, d: int, k: int, c: float, n_per: int):
-    """Samples (n, d) of a K-component axis-aligned Gaussian mixture with c-separation exactly c."""
+def random_mixture(rng, d: int, k: int, c: float, n_per: int, rotate: bool = False):
+    """Samples (n, d) of a K-component Gaussian mixture with c-separation exactly c.
+
+    Covariances have eigenvalues uniform in [0.5, 2]; axis-aligned, or with a random rotation
+    per component when ``rotate``.
+    """
     variances = rng.uniform(0.5, 2.0, size=(k, d))
     means = rng.normal(size=(k, d))
     means *= c / c_separation(means, variances.max(1))
     weights = rng.dirichlet(np.full(k, 20.0))
     counts = np.maximum(rng.multinomial(n_per * k, weights), n_per // 4)
-    X = np.concatenate([m + rng.standard_normal((n, d)) * np.sqrt(v) for m, v, n in zip(means, variances, counts)])
+    parts = []
+    for m, v, n in zip(means, variances, counts):
+        z = rng.standard_normal((n, d)) * np.sqrt(v)
+        if rotate:
+            q, r = np.linalg.qr(rng.normal(size=(d, d)))
+            z = z @ (q * np.sign(np.diag(r))).T
+        parts.append(m + z)
+    X = np.concatenate(parts)
     return X[rng.permutation(len(X))], c_separation(means, variances.max(1))
 
 
@@ -115,11 +131,13 @@ def make_cases(n_cases: int, seed: int, max_kd: int, n_per_min: int):
         lo, hi, label = BINS[i % len(BINS)]
         while True:
             d, k = int(rng.choice(D_CHOICES)), int(rng.choice(K_CHOICES))
-            if k * d <= max_kd:
+            # Full covariances cost K D^2 per row: bounded by max_kd * 4/3 (D = 2: K <= 160).
+            if (k * d * d <= max_kd * 4 // 3) if d <= FULL_MAX_D else (k * d <= max_kd):
                 break
         c = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        X, c_real = random_mixture(rng, d, k, c, max(n_per_min, 8 * d))
-        cases.append(dict(name=f"random-{i}", X=X, k=k, d=d, c=c_real, bin=label, cov="diag", repeats=1))
+        full = d <= FULL_MAX_D
+        X, c_real = random_mixture(rng, d, k, c, max(n_per_min, 8 * d), rotate=full)
+        cases.append(dict(name=f"random-{i}", X=X, k=k, d=d, c=c_real, bin=label, cov="full" if full else "diag", repeats=1))
     return cases
 
 
@@ -137,8 +155,12 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     methods = args.methods.split(",")
 
-    import torch
+    import sklearn.cluster  # noqa: F401  (loaded before the limit below, so that it applies to
+    import sklearn.mixture  # noqa: F401  their OpenMP/BLAS pools too: an unlimited pool on a busy
+    import torch  # machine made scikit-learn up to 20x slower in a first version of this script)
     from threadpoolctl import threadpool_limits
+
+    import gmmgan  # noqa: F401
 
     torch.set_num_threads(args.threads)
     limits = threadpool_limits(args.threads)
@@ -157,7 +179,7 @@ def main(argv=None) -> dict:
             runs = [run_method(m, case["X"], ks, case["cov"], args.seed) for _ in range(case["repeats"])]
             row[m] = {"k": runs[0][0], "seconds": statistics.median(s for _, s in runs), "all_seconds": [s for _, s in runs]}
         rows.append(row)
-        print(f"{row['name']:>10} D={row['d']:2d} K={row['k']:2d} c={row['c']:.2f} n={row['n']:6d} | "
+        print(f"{row['name']:>10} {row['cov']:4s} D={row['d']:2d} K={row['k']:2d} c={row['c']:.2f} n={row['n']:6d} | "
               + " | ".join(f"{m} K={row[m]['k']:2d} {row[m]['seconds']:7.2f}s" for m in methods), flush=True)
     limits.unregister() if hasattr(limits, "unregister") else None
     summary = summarize(rows, methods)
@@ -189,6 +211,13 @@ def summarize(rows, methods) -> dict:
                 "median_per_case": statistics.median(ratios),
                 "total_time": sum(r["sklearn-bic"]["seconds"] for r in rows) / sum(r[m]["seconds"] for r in rows),
             }
+            for cov in ("full", "diag"):
+                rs = [r for r in rows if r["cov"] == cov]
+                if rs:
+                    out["speedup_vs_sklearn_bic"][m][f"total_time_{cov}"] = (
+                        sum(r["sklearn-bic"]["seconds"] for r in rs) / sum(r[m]["seconds"] for r in rs))
+                    out["speedup_vs_sklearn_bic"][m][f"median_{cov}"] = statistics.median(
+                        r["sklearn-bic"]["seconds"] / r[m]["seconds"] for r in rs)
     out["total_seconds"] = {m: sum(r[m]["seconds"] for r in rows) for m in methods}
     return out
 
@@ -213,7 +242,9 @@ def print_tables(rows, summary, methods) -> None:
     if "speedup_vs_sklearn_bic" in summary:
         print("\nspeed-up over the scikit-learn BIC sweep: median per case / ratio of total times")
         for m, v in summary["speedup_vs_sklearn_bic"].items():
-            print(f"  {m:12s} {v['median_per_case']:.1f}x / {v['total_time']:.1f}x")
+            by_cov = ", ".join(f"{c}: {v[f'median_{c}']:.1f}x / {v[f'total_time_{c}']:.1f}x"
+                               for c in ("full", "diag") if f"median_{c}" in v)
+            print(f"  {m:12s} all: {v['median_per_case']:.1f}x / {v['total_time']:.1f}x ({by_cov})")
 
 
 if __name__ == "__main__":

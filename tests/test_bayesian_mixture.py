@@ -183,3 +183,20 @@ def test_bad_input():
         BayesianGaussianMixture().fit("/nonexistent/data.npy")
     with pytest.raises(NotFittedError):
         BayesianGaussianMixture().predict(X)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_cuda_matches_cpu(monkeypatch, cov_type):
+    X = _blobs(9)
+    resp = np.random.default_rng(1).dirichlet(np.ones(4), size=len(X))
+    _same_start(monkeypatch, resp)
+    kw = dict(n_components=4, covariance_type=cov_type, max_iter=20, tol=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cpu = BayesianGaussianMixture(**kw).fit(X)
+        gpu = BayesianGaussianMixture(**kw, device="cuda").fit(X)
+    assert isinstance(gpu.means_, np.ndarray)  # numpy in, numpy out, whatever the device
+    _close(gpu.means_, cpu.means_)
+    _close(gpu.covariances_, cpu.covariances_)
+    assert gpu.lower_bound_ == pytest.approx(cpu.lower_bound_, rel=1e-6)

@@ -143,3 +143,13 @@ def test_plot_criterion(tmp_path):
         plot_criterion({})
     with pytest.raises(ValueError, match="criterion_scores_"):
         plot_criterion(GaussianMixture(2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    X = _blobs(8, k=3, d=3, n_per=50)
+    cpu = _quiet(select_n_components, X, candidates=range(1, 6), random_state=0)
+    gpu = _quiet(select_n_components, torch.as_tensor(X, device="cuda"), candidates=range(1, 6), random_state=0)
+    assert gpu.n_components_ == cpu.n_components_ and gpu.means_.device.type == "cuda"
+    for k in cpu.bic_:
+        assert gpu.bic_[k] == pytest.approx(cpu.bic_[k], rel=1e-6)

@@ -120,13 +120,18 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
         )
     n_rows = _count_rows(X)
     ks = check_candidates(candidates, n_rows) if n_rows is not None else None
-    source = make_source(X, device=est.device, dtype=est.dtype, chunk_size=est.chunk_size,
-                         n_components=sum(ks) if ks else MAX_DEFAULT_CANDIDATE)
+    source = make_source(X, device=est.device, dtype=est.dtype, chunk_size=est.chunk_size, n_components=1)
     n, d = source.n_samples, source.n_features
     if n < 2:
         raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got {n}.")
     if ks is None:
         ks = check_candidates(candidates, n)
+    if est.chunk_size is None:
+        # The stack's largest temporaries are (rows, sum K, D) for full/tied and a few (rows, sum K)
+        # for diag/spherical; blocks are sized for those, as GaussianMixture sizes its own.
+        width = d if est.covariance_type in ("full", "tied") else 4
+        itemsize = torch.tensor([], dtype=source.dtype).element_size()
+        source = replace(source, chunk_size=default_chunk_size(sum(ks), width, source.device, itemsize))
     summary = summarize(source)
     shift = summary.mean.to(source.dtype)
     data = _Shifted(source, shift)
@@ -140,8 +145,7 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
         # for small K than the stack needs), which is both faster and the same arithmetic.
         src_k, data_k = source, data
         if est.chunk_size is None:
-            src_k = replace(source, chunk_size=default_chunk_size(k, d, source.device, source.resident.element_size()
-                                                                  if source.resident is not None else 8))
+            src_k = replace(source, chunk_size=default_chunk_size(k, d, source.device, itemsize))
             data_k = copy.copy(data)
             data_k.source = src_k
         for init in range(est.n_init):
@@ -208,9 +212,6 @@ class _Stack:
         self.seg = torch.repeat_interleave(torch.arange(self.c, device=dev), torch.tensor(ks, device=dev))
         self.kmax = max(ks)
         st = [s.state for s in slots]
-        # (total, C) 0/1 matrix: a product with it sums each candidate's components.
-        self.indicator = torch.zeros(self.total, self.c, dtype=st[0].means.dtype, device=dev)
-        self.indicator[torch.arange(self.total, device=dev), self.seg] = 1.0
         self.means = torch.cat([s.means for s in st])
         self.log_w = torch.cat([s.weights.log() for s in st])
         self.cov = COVARIANCES[cov_name]
@@ -240,15 +241,16 @@ class _Stack:
         """Per-candidate logsumexp (rows, C) and responsibilities (in place of ``wlp``).
 
         Each candidate's own maximum is subtracted (a scatter-max), so a candidate far below the
-        others never underflows; sums over its components are one product with the indicator.
+        others never underflows; its components are summed with a scatter-add.
         Differences are clamped before ``exp`` as in GaussianMixture's E-step (exp of subnormal
         numbers is very slow on x86 CPUs; the responsibilities affected are below 1e-32).
         """
         n = wlp.shape[0]
-        top = wlp.new_full((n, self.c), -math.inf).scatter_reduce_(1, self.seg.expand(n, -1), wlp, "amax")
+        index = self.seg.expand(n, -1)
+        top = wlp.new_full((n, self.c), -math.inf).scatter_reduce_(1, index, wlp, "amax")
         floor = -75.0 if wlp.dtype == torch.float32 else -690.0
         resp = wlp.sub_(top[:, self.seg]).clamp_(min=floor).exp_()
-        total = resp @ self.indicator
+        total = wlp.new_zeros((n, self.c)).scatter_add_(1, index, resp)
         resp.div_(total[:, self.seg])
         return top + total.log(), resp
 
