@@ -152,3 +152,20 @@ def test_torch_input_gives_torch_outputs():
     assert isinstance(gm.predict(X.numpy()), np.ndarray)
     Xs, ys = gm.sample(10)
     assert isinstance(Xs, torch.Tensor) and Xs.shape == (10, 3)
+
+
+def test_sparse_and_dense_scatter_agree():
+    """The CPU's sparse scatter (skipping ~0 responsibilities) equals the dense product."""
+    from gmmgan.mixture._covariance import _sparse_scatter
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(5, 300, 4, generator=gen, dtype=torch.float64)
+    resp = torch.zeros(300, 5, dtype=torch.float64)
+    resp[torch.arange(300), torch.randint(5, (300,), generator=gen)] = 1.0
+    resp[:20] = torch.softmax(torch.randn(20, 5, generator=gen, dtype=torch.float64), 1)
+    resp[20:40, 0] = 1e-30  # below the cut: skipped, and far too small to matter
+    dense = torch.bmm((y * resp.mT.unsqueeze(-1)).mT, y)
+    sparse = _sparse_scatter(y, resp)
+    assert sparse is not None
+    torch.testing.assert_close(sparse, dense, rtol=1e-12, atol=1e-25)
+    assert _sparse_scatter(y, torch.full((300, 5), 0.2, dtype=torch.float64)) is None

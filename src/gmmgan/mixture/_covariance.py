@@ -90,6 +90,29 @@ def _upper_inverse_of_lower(chol: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve_triangular(chol, eye, upper=False).mT
 
 
+def _sparse_scatter(y: torch.Tensor, resp: torch.Tensor) -> torch.Tensor | None:
+    """sum_n r_nk y_nk y_nk^T using only the (n, k) pairs with a non-negligible responsibility.
+
+    Once components separate, most responsibilities are ~0 and the dense product spends most of
+    its time multiplying by them. Pairs below 1e-3 eps of the dtype are skipped: even summed over
+    a million rows they change a component's scatter by far less than rounding. Returns None
+    (use the dense product) when more than a third of the pairs count; on a GPU the dense
+    product is always used, since the per-component loop would cost more launches than it saves.
+    """
+    keep = resp > 1e-3 * torch.finfo(resp.dtype).eps
+    counts = keep.sum(0).tolist()
+    if sum(counts) * 3 > keep.numel():
+        return None
+    k, _, d = y.shape
+    out = y.new_zeros(k, d, d)
+    for j, count in enumerate(counts):
+        if count:
+            rows = keep[:, j].nonzero().squeeze(1)
+            yj = y[j].index_select(0, rows)
+            out[j] = (yj * resp.index_select(0, rows)[:, j : j + 1]).mT @ yj
+    return out
+
+
 class _Type:
     """Defaults for the EM hooks: the E-step keeps nothing for the M-step to reuse."""
 
@@ -137,6 +160,10 @@ class _Full(_Type):
         # Scatter in the whitened coordinates the E-step already computed: sum r y y^T, (K, D, D).
         # It is close to n_k I, so float32 sums lose nothing to cancellation; finalize_em maps it
         # back with P^-T (.) P^-1.
+        if cache.device.type == "cpu":
+            sparse = _sparse_scatter(cache, resp)
+            if sparse is not None:
+                return sparse
         ry = cache * resp.mT.unsqueeze(-1)
         return torch.bmm(ry.mT, cache)
 

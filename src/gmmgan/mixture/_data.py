@@ -161,7 +161,7 @@ def default_chunk_size(n_components: int, n_features: int, device: torch.device,
     On the CPU a block that fits in the last-level cache is fastest; on a GPU larger blocks keep
     the device busy.
     """
-    budget = (256 << 20) if device.type == "cuda" else (6 << 20)
+    budget = (1 << 30) if device.type == "cuda" else (8 << 20)
     per_row = max(1, n_components * max(n_features, 1) * itemsize)
     return int(min(max(budget // per_row, 256), 1 << 20))
 
