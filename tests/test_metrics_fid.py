@@ -122,6 +122,15 @@ def test_feature_metrics_identical_sets():
     assert abs(m.fid) < 1e-6 and m.precision == m.recall == m.coverage == 1.0 and m.density == pytest.approx(1.0)
 
 
+def test_feature_metrics_prdc_uses_equal_counts():
+    # two samples of one distribution, equal counts: E[coverage] = 1 - 2^-k (Naeem et al., 2020)
+    real, fake = _gauss(3000, 4, 10), _gauss(800, 4, 11)
+    m = feature_metrics(real, fake, kid_subsets=2, kid_subset_size=100, prdc_samples=10_000)
+    assert m.n_prdc == 800 and (m.n_real, m.n_fake) == (3000, 800)
+    assert abs(m.coverage - (1 - 2**-5)) < 0.03
+    assert feature_metrics(real, fake, kid_subsets=2, kid_subset_size=100, prdc_samples=500).n_prdc == 500
+
+
 @pytest.mark.parametrize(
     "real, fake, match",
     [

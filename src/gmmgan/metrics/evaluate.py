@@ -100,8 +100,9 @@ def feature_metrics(
     nearest_k : int, default=5
         k of PRDC (Naeem et al., 2020).
     prdc_samples : int, default=10,000
-        PRDC uses at most this many rows of each set (a seeded random subset), as Naeem et al.
-        do; FID and KID use all rows.
+        PRDC uses ``min(prdc_samples, n_real, n_fake)`` rows of each set (seeded random subsets):
+        equal counts, 10,000 each at most, as Naeem et al. (for two samples of one distribution,
+        coverage is then about 1 - 2**-k = 0.97). FID and KID use all rows.
     kid_subsets, kid_subset_size : int
         See :func:`gmmgan.metrics.fid.kernel_distance`.
     seed : int, default=0
@@ -114,11 +115,12 @@ def feature_metrics(
     f = as_float_tensor(fake_features, "fake_features", ndim=2)
     fid = frechet_distance(r, f)  # validates widths and sizes
     kid_mean, kid_std = kernel_distance(r, f, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
-    rs, fs = _subset(r, prdc_samples, seed), _subset(f, prdc_samples, seed + 1)
-    p = prdc(rs, fs, nearest_k)
+    # Equal sizes, as Naeem et al.: coverage and recall depend on the ratio of the two counts.
+    n_prdc = min(int(prdc_samples), r.shape[0], f.shape[0])
+    p = prdc(_subset(r, n_prdc, seed), _subset(f, n_prdc, seed + 1), nearest_k)
     return ImageMetrics(
         fid=fid, kid_mean=kid_mean, kid_std=kid_std, precision=p.precision, recall=p.recall,
-        density=p.density, coverage=p.coverage, n_real=r.shape[0], n_fake=f.shape[0], n_prdc=min(p.n_real, p.n_fake),
+        density=p.density, coverage=p.coverage, n_real=r.shape[0], n_fake=f.shape[0], n_prdc=n_prdc,
     )
 
 
