@@ -115,3 +115,8 @@ def test_kl_to_uniform_and_floor():
 def test_bad_inputs(samples, means, sigma, match):
     with pytest.raises(ValueError, match=match):
         mode_coverage(samples, means, sigma)
+
+
+def test_bad_threshold():
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        mode_coverage(torch.zeros(3, 2), RING, threshold=0.0)

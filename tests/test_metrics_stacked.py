@@ -102,3 +102,8 @@ def test_bad_inputs(images, clf, match):
 def test_bad_digits(digits, match):
     with pytest.raises(ValueError, match=match):
         modes_from_digits(digits)
+
+
+def test_bad_batch_size():
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        classify_channels(torch.zeros(2, 3, 28, 28, dtype=torch.uint8), BrightnessDigit(), batch_size=0)
