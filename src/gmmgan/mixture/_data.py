@@ -94,7 +94,10 @@ def _to_tensor(block, device, dtype) -> torch.Tensor:
             f"Expected numeric data, got an array of dtype {arr.dtype}. Convert it with "
             "np.asarray(X, dtype=float) after removing non-numeric columns."
         )
-    tensor = torch.from_numpy(np.ascontiguousarray(arr))
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # memmap slices: torch.from_numpy warns on read-only memory
+        arr = arr.copy()
+    tensor = torch.from_numpy(arr)
     if device.type == "cuda":
         return tensor.to(device=device, dtype=dtype, non_blocking=False)
     return tensor.to(dtype=dtype)

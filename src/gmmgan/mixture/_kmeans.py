@@ -16,11 +16,16 @@ from gmmgan.mixture._data import DataSource
 SEEDING_SAMPLE = 100_000
 
 
-def sq_distances(X: torch.Tensor, centers: torch.Tensor, centers_sq: torch.Tensor | None = None) -> torch.Tensor:
-    """Squared Euclidean distances, shape (n, k), clamped at zero against rounding."""
+def sq_distances(X: torch.Tensor, centers: torch.Tensor, centers_sq=None, x_sq=None) -> torch.Tensor:
+    """Squared Euclidean distances, shape (n, k), clamped at zero against rounding.
+
+    ``x_sq`` (n, 1) and ``centers_sq`` (k,) may be passed in when the caller reuses them.
+    """
     if centers_sq is None:
         centers_sq = centers.square().sum(1)
-    d2 = X.square().sum(1, keepdim=True) - 2 * (X @ centers.T) + centers_sq
+    if x_sq is None:
+        x_sq = X.square().sum(1, keepdim=True)
+    d2 = torch.addmm(centers_sq, X, centers.T, alpha=-2).add_(x_sq)
     return d2.clamp_min_(0.0)
 
 
@@ -61,7 +66,8 @@ def kmeans_plusplus(X: torch.Tensor, k: int, generator: torch.Generator) -> torc
     trials = 2 + int(math.log(k))
     first = int(torch.randint(n, (1,), generator=generator))
     centers = [X[first]]
-    closest = sq_distances(X, X[first : first + 1]).squeeze(1)
+    x_sq = X.square().sum(1, keepdim=True)  # once: it dominates for low-dimensional data
+    closest = sq_distances(X, X[first : first + 1], x_sq=x_sq).squeeze(1)
     for _ in range(1, k):
         potential = closest.sum()
         if float(potential) <= 0:  # fewer distinct points than k: pick any remaining rows
@@ -70,7 +76,7 @@ def kmeans_plusplus(X: torch.Tensor, k: int, generator: torch.Generator) -> torc
             continue
         rand = torch.rand(trials, generator=generator, dtype=torch.float64).to(X.device) * potential.double()
         cand = torch.searchsorted(torch.cumsum(closest.double(), 0), rand).clamp_max_(n - 1)
-        dist = torch.minimum(closest.unsqueeze(0), sq_distances(X, X[cand]).T)
+        dist = torch.minimum(closest.unsqueeze(0), sq_distances(X, X[cand], x_sq=x_sq).T)
         best = int(torch.argmin(dist.sum(1)))
         closest = dist[best]
         centers.append(X[int(cand[best])])
