@@ -108,6 +108,14 @@ def test_missing_and_corrupt_checkpoint_are_errors_naming_the_file(tmp_path):
         load_generator(missing)
 
 
+def test_resume_with_incompatible_nets_is_a_value_error(tmp_path):
+    train(tiny("schedule.total_kimg=0.1"), run_dir=tmp_path / "r", quiet=True)
+    before = (tmp_path / "r" / "config.yaml").read_text()
+    with pytest.raises(ValueError, match=r"checkpoint '.*checkpoint.pt' does not fit this config"):
+        train(tiny("nets.g_width=32"), run_dir=tmp_path / "r", resume=True, quiet=True)
+    assert (tmp_path / "r" / "config.yaml").read_text() == before, "the run's config must stay as it was"
+
+
 def test_truncated_checkpoint_is_an_error(tmp_path):
     path = tmp_path / CHECKPOINT_NAME
     save_checkpoint(path, {"step": 1, "w": torch.arange(1000.0)})

@@ -267,7 +267,6 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     else:
         run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")
         run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / CONFIG_NAME)
 
     # Data, prior, nets, optimisers. The global RNG is used only here, to initialise the nets.
     torch.manual_seed(cfg.seed)
@@ -304,18 +303,26 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         save_snapshot(run_dir / SNAPSHOT_NAME, G_ema.state_dict(), prior.state_dict(), meta)
 
     if resume:
-        for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (prior, "prior")):
-            module.load_state_dict(ckpt[key])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        batcher.load_state_dict(ckpt["batcher"])
+        try:
+            for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (prior, "prior")):
+                module.load_state_dict(ckpt[key])
+            opt_g.load_state_dict(ckpt["opt_g"])
+            opt_d.load_state_dict(ckpt["opt_d"])
+            batcher.load_state_dict(ckpt["batcher"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(
+                f"checkpoint '{run_dir / CHECKPOINT_NAME}' does not fit this config ({str(e).splitlines()[0]}); "
+                "resume with the run's own settings (only schedule.* and similar may change)."
+            ) from None
         zgen.set_state(ckpt["z_generator"])
         torch.set_rng_state(ckpt["torch_rng"])
         if device.type == "cuda" and ckpt["cuda_rng"]:
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
         cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])
+        save_config(cfg, run_dir / CONFIG_NAME)
         say(f"resumed {run_dir} at {cur_nimg / 1000:.3f} kimg (step {step})")
     else:
+        save_config(cfg, run_dir / CONFIG_NAME)
         say(f"run folder: {run_dir}")
         if prior.needs_fit:
             t0 = time.time()

@@ -100,5 +100,5 @@ def run(args) -> int:
     else:
         save_image_grid(out, x)
     what = f"component {k} of the prior" if k is not None else "the prior"
-    console.print(f"wrote {n} samples from {what} ({meta['kimg']:.1f} kimg generator) to {out}")
+    console.print(f"wrote {n} samples from {what} ({meta['kimg']:.1f} kimg generator) to {out}", soft_wrap=True)
     return EXIT_OK
