@@ -5,76 +5,22 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from gmmgan.mixture import _kmeans, _validation
+from gmmgan.mixture import _validation
 from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data import DataSource, make_source, resolve_device, summarize
+from gmmgan.mixture._em import EMPTY_COMPONENT, KMEANSPP_LLOYD_STEPS, _Shifted, _State, _Stats, log_normalize_
+from gmmgan.mixture._initialization import InitializationMixin
 from gmmgan.mixture._io import MixtureIOMixin
 
-# A component whose responsibilities sum to less than this many points has lost its data.
-EMPTY_COMPONENT = 1e-3
-KMEANSPP_LLOYD_STEPS = 10
+__all__ = ["GaussianMixture", "EMPTY_COMPONENT", "KMEANSPP_LLOYD_STEPS", "log_normalize_"]
 
-
-def log_normalize_(wlp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logsumexp over components, responsibilities), computed in place in ``wlp`` (n, K).
-
-    Differences below -75 (float32) / -690 (float64) are clamped before ``exp``: their
-    responsibilities are still below 1e-32 of the largest, but never subnormal numbers, which
-    make ``exp`` on x86 CPUs some 30x slower and would otherwise dominate EM on separated data.
-    """
-    top = wlp.amax(1, keepdim=True)
-    floor = -75.0 if wlp.dtype == torch.float32 else -690.0
-    resp = wlp.sub_(top).clamp_(min=floor).exp_()
-    total = resp.sum(1, keepdim=True)
-    return (top + total.log()).squeeze(1), resp.div_(total)
-
-
-@dataclass
-class _State:
-    """Mixture parameters in the shifted coordinates EM works in (x - shift)."""
-
-    weights: torch.Tensor
-    means: torch.Tensor
-    covariances: torch.Tensor | None
-    prec_chol: torch.Tensor
-
-
-@dataclass
-class _Stats:
-    """Sufficient statistics of one pass, summed over blocks in float64."""
-
-    nk: torch.Tensor
-    sx: torch.Tensor
-    stat: torch.Tensor
-    anchor: torch.Tensor
-    worst_x: torch.Tensor | None = None
-
-
-class _Shifted:
-    """A DataSource seen in shifted coordinates: resident data is shifted once, streams per block."""
-
-    def __init__(self, source: DataSource, shift: torch.Tensor):
-        self.source, self.shift = source, shift
-        self.n_samples = source.n_samples
-        self._resident = source.resident - shift if source.resident is not None else None
-
-    def chunks(self):
-        if self._resident is not None:
-            step = self.source.chunk_size
-            for start in range(0, self.n_samples, step):
-                yield self._resident[start : start + step]
-        else:
-            for block in self.source.chunks():
-                yield block - self.shift
-
-
-class GaussianMixture(MixtureIOMixin, ParamsMixin):
+class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
     """Gaussian mixture model fitted by EM, with scikit-learn's API, in PyTorch.
 
     The density is p(x) = sum_k weights_[k] N(x | means_[k], covariances_[k]). Parameters,
@@ -352,66 +298,6 @@ class GaussianMixture(MixtureIOMixin, ParamsMixin):
             elif self.covariance_type == "spherical":
                 covs[comp] = var.mean()
         return nk, means, covs
-
-    # ------------------------------------------------------------ initialisation
-    def _initial_state(self, data: _Shifted, source: DataSource, summary, shift, generator) -> _State:
-        k, d = self.n_components, source.n_features
-        dtype, dev = source.dtype, source.device
-        cov = COVARIANCES[self.covariance_type]
-        user = (self.weights_init, self.means_init, self.precisions_init)
-        state = None
-        if any(v is None for v in user):
-            state = self._state_from_init_params(data, source, shift, generator, cov)
-        weights = state.weights if self.weights_init is None else _validation.check_weights(self.weights_init, k, dtype, dev)
-        means = state.means if self.means_init is None else _validation.check_means(self.means_init, k, d, dtype, dev) - shift
-        if self.precisions_init is None:
-            covs, prec_chol = state.covariances, state.prec_chol
-        else:
-            prec = _validation.check_precisions(self.precisions_init, self.covariance_type, k, d, torch.float64, dev)
-            prec_chol = cov.from_precisions(prec)
-            covs = cov.covariances_from_precision_cholesky(prec_chol).to(dtype)
-            prec_chol = prec_chol.to(dtype)
-        return _State(weights, means, covs, prec_chol)
-
-    def _state_from_init_params(self, data: _Shifted, source: DataSource, shift, generator, cov) -> _State:
-        k, n = self.n_components, source.n_samples
-        dtype, dev = source.dtype, source.device
-        if self.init_params in ("k-means++", "kmeans"):
-            seeds = _kmeans.sample_rows(source, _kmeans.SEEDING_SAMPLE, generator, shift)
-            centers = _kmeans.kmeans_plusplus(seeds, k, generator)
-            steps = KMEANSPP_LLOYD_STEPS if self.init_params == "k-means++" else 300
-            centers = _kmeans.lloyd(source, centers, shift, max_iter=steps, tol=1e-4)
-            eye = torch.eye(k, dtype=dtype, device=dev)
-            blocks = ((x, eye[_kmeans.nearest(x, centers)]) for x in data.chunks())
-            anchor = centers
-        elif self.init_params == "random":
-            def random_blocks():
-                for x in data.chunks():
-                    r = torch.rand(x.shape[0], k, generator=generator, dtype=torch.float64).to(device=dev, dtype=dtype)
-                    yield x, r / r.sum(1, keepdim=True)
-            blocks, anchor = random_blocks(), torch.zeros(k, source.n_features, dtype=dtype, device=dev)
-        else:  # random_from_data: K distinct data points, each the only member of its component
-            points = _kmeans.gather_rows(source, torch.randperm(n, generator=generator)[:k], shift)
-            blocks, anchor = [(points, torch.eye(k, dtype=dtype, device=dev))], points
-        stats = self._stats_from_blocks(blocks, anchor, cov)
-        eps = torch.finfo(dtype).eps
-        nk = stats.nk + 10 * eps
-        means = stats.sx / nk.unsqueeze(1)
-        covs = cov.covariances(stats.stat, stats.nk, nk, means, stats.sx, stats.anchor, n, self.reg_covar)
-        # As scikit-learn: initial weights are counts over n_samples (not renormalised).
-        return self._finish_state(nk / n, means, covs, dtype, cov)
-
-    @staticmethod
-    def _stats_from_blocks(blocks, anchor, cov) -> _Stats:
-        f64 = torch.float64
-        nk = sx = stat = None
-        for x, resp in blocks:
-            parts = (resp.sum(0, dtype=f64), (resp.mT @ x).to(f64), cov.accumulate(x, resp, anchor).to(f64))
-            if nk is None:
-                nk, sx, stat = parts
-            else:
-                nk, sx, stat = nk + parts[0], sx + parts[1], stat + parts[2]
-        return _Stats(nk, sx, stat, anchor.to(f64))
 
     # ----------------------------------------------------------- fitted params
     def _current_state(self, device, dtype, shift) -> _State:

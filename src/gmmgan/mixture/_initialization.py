@@ -1,0 +1,74 @@
+"""Initial mixture parameters: k-means++ / k-means / random / random_from_data, or the user's."""
+
+from __future__ import annotations
+
+import torch
+
+from gmmgan.mixture import _kmeans, _validation
+from gmmgan.mixture._covariance import COVARIANCES
+from gmmgan.mixture._data import DataSource
+from gmmgan.mixture._em import KMEANSPP_LLOYD_STEPS, _Shifted, _State, _Stats
+
+
+class InitializationMixin:
+    """How GaussianMixture builds its starting point (scikit-learn's semantics)."""
+
+    def _initial_state(self, data: _Shifted, source: DataSource, summary, shift, generator) -> _State:
+        k, d = self.n_components, source.n_features
+        dtype, dev = source.dtype, source.device
+        cov = COVARIANCES[self.covariance_type]
+        user = (self.weights_init, self.means_init, self.precisions_init)
+        state = None
+        if any(v is None for v in user):
+            state = self._state_from_init_params(data, source, shift, generator, cov)
+        weights = state.weights if self.weights_init is None else _validation.check_weights(self.weights_init, k, dtype, dev)
+        means = state.means if self.means_init is None else _validation.check_means(self.means_init, k, d, dtype, dev) - shift
+        if self.precisions_init is None:
+            covs, prec_chol = state.covariances, state.prec_chol
+        else:
+            prec = _validation.check_precisions(self.precisions_init, self.covariance_type, k, d, torch.float64, dev)
+            prec_chol = cov.from_precisions(prec)
+            covs = cov.covariances_from_precision_cholesky(prec_chol).to(dtype)
+            prec_chol = prec_chol.to(dtype)
+        return _State(weights, means, covs, prec_chol)
+
+    def _state_from_init_params(self, data: _Shifted, source: DataSource, shift, generator, cov) -> _State:
+        k, n = self.n_components, source.n_samples
+        dtype, dev = source.dtype, source.device
+        if self.init_params in ("k-means++", "kmeans"):
+            seeds = _kmeans.sample_rows(source, _kmeans.SEEDING_SAMPLE, generator, shift)
+            centers = _kmeans.kmeans_plusplus(seeds, k, generator)
+            steps = KMEANSPP_LLOYD_STEPS if self.init_params == "k-means++" else 300
+            centers = _kmeans.lloyd(source, centers, shift, max_iter=steps, tol=1e-4)
+            eye = torch.eye(k, dtype=dtype, device=dev)
+            blocks = ((x, eye[_kmeans.nearest(x, centers)]) for x in data.chunks())
+            anchor = centers
+        elif self.init_params == "random":
+            def random_blocks():
+                for x in data.chunks():
+                    r = torch.rand(x.shape[0], k, generator=generator, dtype=torch.float64).to(device=dev, dtype=dtype)
+                    yield x, r / r.sum(1, keepdim=True)
+            blocks, anchor = random_blocks(), torch.zeros(k, source.n_features, dtype=dtype, device=dev)
+        else:  # random_from_data: K distinct data points, each the only member of its component
+            points = _kmeans.gather_rows(source, torch.randperm(n, generator=generator)[:k], shift)
+            blocks, anchor = [(points, torch.eye(k, dtype=dtype, device=dev))], points
+        stats = self._stats_from_blocks(blocks, anchor, cov)
+        eps = torch.finfo(dtype).eps
+        nk = stats.nk + 10 * eps
+        means = stats.sx / nk.unsqueeze(1)
+        covs = cov.covariances(stats.stat, stats.nk, nk, means, stats.sx, stats.anchor, n, self.reg_covar)
+        # As scikit-learn: initial weights are counts over n_samples (not renormalised).
+        return self._finish_state(nk / n, means, covs, dtype, cov)
+
+    @staticmethod
+    def _stats_from_blocks(blocks, anchor, cov) -> _Stats:
+        f64 = torch.float64
+        nk = sx = stat = None
+        for x, resp in blocks:
+            parts = (resp.sum(0, dtype=f64), (resp.mT @ x).to(f64), cov.accumulate(x, resp, anchor).to(f64))
+            if nk is None:
+                nk, sx, stat = parts
+            else:
+                nk, sx, stat = nk + parts[0], sx + parts[1], stat + parts[2]
+        return _Stats(nk, sx, stat, anchor.to(f64))
+
