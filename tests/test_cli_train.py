@@ -57,6 +57,11 @@ def test_train_prints_metrics_and_plot(tmp_path, capsys):
     assert rc == 0, err
     out = " ".join(out.split())
     assert "modes" in out and "high quality" in out and "reverse KL" in out and "final.png" in out
+    (run,) = tmp_path.iterdir()
+    rc, _, err = cli(capsys, "sample", run, "--component", 0, "-o", tmp_path / "c.npy")
+    assert rc == 2 and "has no mixture components" in err and "GMM prior" in err
+    rc, _, err = cli(capsys, "sample", run, "--component", 1, "-o", tmp_path / "c.npy")
+    assert rc == 2 and "--component needs a GMM prior" in err and "prior.kind=gaussian" in err
 
 
 def test_unknown_key_lists_valid_keys(tmp_path, capsys):
