@@ -158,18 +158,25 @@ class DataSource:
         return tensor.to(self.output_device)
 
 
-def default_chunk_size(n_components: int, n_features: int, device: torch.device, itemsize: int) -> int:
-    """Rows per E-step block so that the largest temporary, (rows, K, D), stays small.
+def default_chunk_size(
+    n_components: int, n_features: int, device: torch.device, itemsize: int, covariance_type: str = "full"
+) -> int:
+    """Rows per E-step block so that the largest temporaries stay small.
 
-    On the CPU a block that fits in the last-level cache is fastest; on a GPU larger blocks keep
-    the device busy.
+    Those are (rows, K, D) for full covariances and (rows, K) plus (rows, D) otherwise. On the
+    CPU a block that fits in the last-level cache is fastest; on a GPU larger blocks keep the
+    device busy with fewer launches.
     """
     budget = (1 << 30) if device.type == "cuda" else (8 << 20)
-    per_row = max(1, n_components * max(n_features, 1) * itemsize)
+    d = max(n_features, 1)
+    width = n_components * d if covariance_type == "full" else 2 * (n_components + d)
+    per_row = max(1, width * itemsize)
     return int(min(max(budget // per_row, 256), 1 << 20))
 
 
-def make_source(X, *, device, dtype, chunk_size, n_components, n_features=None, name="X") -> DataSource:
+def make_source(
+    X, *, device, dtype, chunk_size, n_components, n_features=None, name="X", covariance_type="full"
+) -> DataSource:
     """Wrap ``X`` (array, tensor, path to .npy, memmap or re-iterable of chunks) as a DataSource.
 
     ``n_features`` (when given) is the number of features the model was fitted with; a mismatch
@@ -200,15 +207,15 @@ def make_source(X, *, device, dtype, chunk_size, n_components, n_features=None, 
         data = _to_tensor(X, dev, dt)
         _check_n_features(data.shape[1], n_features, name)
         _check_block(data, 0, name)
-        size = chunk_size or default_chunk_size(n_components, data.shape[1], dev, data.element_size())
+        size = chunk_size or default_chunk_size(n_components, data.shape[1], dev, data.element_size(), covariance_type)
         return DataSource(data.shape[0], data.shape[1], dev, dt, int(size), kind, out_dev, resident=data)
     if isinstance(X, np.memmap) or (hasattr(X, "shape") and hasattr(X, "__getitem__")):
         _check_2d_shape(tuple(X.shape), name)
         dt = resolve_dtype(dtype, X)
         _check_n_features(X.shape[1], n_features, name)
-        size = chunk_size or default_chunk_size(n_components, X.shape[1], dev, torch.tensor([], dtype=dt).element_size())
+        size = chunk_size or default_chunk_size(n_components, X.shape[1], dev, torch.tensor([], dtype=dt).element_size(), covariance_type)
         return DataSource(X.shape[0], X.shape[1], dev, dt, int(size), "numpy", torch.device("cpu"), _host=X)
-    return _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name)
+    return _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, covariance_type)
 
 
 def _looks_like_chunk(item) -> bool:
@@ -223,7 +230,7 @@ def _check_n_features(got: int, expected, name: str) -> None:
         )
 
 
-def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name) -> DataSource:
+def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, covariance_type) -> DataSource:
     if not isinstance(X, Iterable):
         raise ValueError(
             f"Cannot read data from an object of type {type(X).__name__}; pass a numpy array, a "
@@ -250,7 +257,7 @@ def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name) 
     if d is None or n == 0:
         raise ValueError(f"{name} is an empty iterable: it yielded no rows.")
     _check_n_features(d, n_features, name)
-    size = chunk_size or default_chunk_size(n_components, d, dev, torch.tensor([], dtype=dt).element_size())
+    size = chunk_size or default_chunk_size(n_components, d, dev, torch.tensor([], dtype=dt).element_size(), covariance_type)
     return DataSource(n, d, dev, dt, int(size), kind, dev if kind == "torch" else torch.device("cpu"), _host=X)
 
 

@@ -106,6 +106,6 @@ def check_precisions(value, covariance_type, k, d, dtype, device) -> torch.Tenso
     mats = p.reshape(-1, d, d)
     if not bool(torch.allclose(mats, mats.mT, atol=1e-8 * float(mats.abs().max()) + 1e-12)):
         raise ValueError(f"'{covariance_type} precision' should be symmetric, positive-definite.")
-    if bool((torch.linalg.eigvalsh(mats.double()) <= 0).any()):
+    if bool((torch.linalg.eigvalsh(mats.double().cpu()) <= 0).any()):  # tiny; slow on a GPU
         raise ValueError(f"'{covariance_type} precision' should be symmetric, positive-definite.")
     return p

@@ -159,7 +159,8 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
             return fit_auto(self, X, want_labels=want_labels)
         _validation.check_parameters(self)
         source = make_source(
-            X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=self.n_components
+            X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=self.n_components,
+            covariance_type=self.covariance_type,
         )
         n, d, k = source.n_samples, source.n_features, self.n_components
         if n < 2:
@@ -341,7 +342,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
             device = self.means_.device
         source = make_source(
             X, device=device, dtype=means.dtype, chunk_size=self.chunk_size,
-            n_components=means.shape[0], n_features=means.shape[1],
+            n_components=means.shape[0], n_features=means.shape[1], covariance_type=self.covariance_type,
         )
         state, shift = self._model(source.device, source.dtype)
         cov = COVARIANCES[self.covariance_type]
