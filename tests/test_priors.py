@@ -149,3 +149,18 @@ def test_factory_z_dims():
     assert build_prior(PriorConfig(kind="fitted_gmm"), (2,)).z_dim == 2
     for kind in ("gaussian", "fixed_gmm", "learnable_gmm", "gmm_reg"):
         assert build_prior(PriorConfig(kind=kind, z_dim=7), (2,)).z_dim == 7
+
+
+def test_fitted_prior_with_automatic_k(points):
+    prior = FittedGMMPrior(IdentityEmbedding((2,)), "auto", seed=0)
+    with pytest.raises(ValueError, match="only known after fit"):
+        _ = prior.n_components
+    prior.fit(points)
+    assert prior.n_components == 3  # three well separated clusters
+    assert prior.sample(4, _gen(), component=2).shape == (4, 2)
+    rebuilt = build_prior(PriorConfig(kind="fitted_gmm", n_components="auto"), (2,))
+    rebuilt.load_state_dict(prior.state_dict())
+    assert rebuilt.n_components == 3
+    assert torch.equal(rebuilt.sample(5, _gen(1)), prior.sample(5, _gen(1)))
+    with pytest.raises(ValueError, match="positive int or 'auto'"):
+        FittedGMMPrior(IdentityEmbedding((2,)), "many")

@@ -52,10 +52,19 @@ def test_overrides_are_typed_and_coerced():
     ("loss.kind=lsgan", "loss.kind must be one of"),
     ("device=tpu", "device must be auto, cpu, cuda or cuda:N"),
     ("schedule.total_kimg=inf", "schedule.total_kimg must be finite"),
+    ("prior.n_components=many", "prior.n_components must be an integer or 'auto', got 'many'"),
+    ("prior.n_components=0", "prior.n_components must be > 0"),
 ])
 def test_bad_overrides(override, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         load_config(None, [override])
+
+
+def test_automatic_k_only_for_fitted_mixtures():
+    assert load_config(None, ["prior.n_components=auto"]).prior.n_components == "auto"
+    assert load_config(None, ["prior.kind=gmm_reg", "prior.n_components=auto"]).prior.n_components == "auto"
+    with pytest.raises(ValueError, match="'auto' needs a fitted mixture .* not prior.kind=learnable_gmm"):
+        load_config(None, ["prior.kind=learnable_gmm", "prior.n_components=auto"])
 
 
 def test_unknown_key_message_lists_every_valid_key():

@@ -86,7 +86,8 @@ class PriorConfig:
         (static GM-GAN), learnable_gmm (DeLiGAN), gmm_reg (Gaussian z + GMM-likelihood regulariser).
     z_dim : latent size of gaussian, fixed_gmm, learnable_gmm and gmm_reg (fitted_gmm uses
         embed_dim + noise_dim, or the data dimension with the identity embedding).
-    n_components : mixture components K.
+    n_components : mixture components K; fitted_gmm and gmm_reg also take 'auto' (K chosen by BIC
+        by :class:`gmmgan.GaussianMixture`).
     covariance_type : of the fitted GMM (fitted_gmm, gmm_reg).
     embed : auto (identity for 2-D points, PCA for images), identity or pca.
     embed_dim : PCA dimension.
@@ -106,7 +107,7 @@ class PriorConfig:
 
     kind: str = "fitted_gmm"
     z_dim: int = 2
-    n_components: int = 25
+    n_components: int | str = 25
     covariance_type: str = "full"
     embed: str = "auto"
     embed_dim: int = 32
@@ -128,7 +129,15 @@ class PriorConfig:
         _choice("prior.kind", self.kind, PRIOR_KINDS)
         _choice("prior.covariance_type", self.covariance_type, _COVARIANCE_TYPES)
         _choice("prior.embed", self.embed, ("auto", "identity", "pca"))
-        for name in ("z_dim", "n_components", "embed_dim", "fit_samples", "fit_max_iter", "fit_n_init"):
+        if self.n_components == "auto":
+            if self.kind not in ("fitted_gmm", "gmm_reg"):
+                raise ValueError(f"prior.n_components='auto' needs a fitted mixture (fitted_gmm or gmm_reg), "
+                                 f"not prior.kind={self.kind}; give a number of components.")
+        elif isinstance(self.n_components, str):
+            raise ValueError(f"prior.n_components must be an integer or 'auto', got {self.n_components!r}.")
+        else:
+            _positive("prior.n_components", self.n_components)
+        for name in ("z_dim", "embed_dim", "fit_samples", "fit_max_iter", "fit_n_init"):
             _positive(f"prior.{name}", getattr(self, name))
         for name in ("sigma", "mean_range", "sigma_init", "warm_start_lr"):
             _positive(f"prior.{name}", getattr(self, name))

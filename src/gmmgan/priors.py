@@ -152,12 +152,17 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
 
     Buffers: ``weights`` (K,), ``means`` (K, d), ``scale_tril`` (K, d, d) (Cholesky factors of the
     covariances, any covariance type expanded to full). :meth:`log_prob` is differentiable.
+    ``n_components='auto'`` lets :class:`gmmgan.GaussianMixture` choose K by BIC; K is then known
+    after :meth:`fit` (or from a loaded state dict).
     """
 
-    def __init__(self, n_components: int, covariance_type: str = "full", *, max_iter: int = 100, n_init: int = 1,
-                 reg_covar: float = 1e-6, seed: int = 0):
+    def __init__(self, n_components: int | str, covariance_type: str = "full", *, max_iter: int = 100,
+                 n_init: int = 1, reg_covar: float = 1e-6, seed: int = 0):
         super().__init__()
-        self.n_components, self.covariance_type = int(n_components), covariance_type
+        if n_components != "auto" and (isinstance(n_components, bool) or not isinstance(n_components, int)
+                                        or n_components < 1):
+            raise ValueError(f"n_components must be a positive int or 'auto', got {n_components!r}.")
+        self._k, self.covariance_type = n_components, covariance_type
         self.max_iter, self.n_init, self.reg_covar, self.seed = max_iter, n_init, reg_covar, seed
         for name in ("weights", "means", "scale_tril"):
             self.register_buffer(name, torch.empty(0))
@@ -167,19 +172,28 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
     def fitted(self) -> bool:
         return self.means.numel() > 0
 
+    @property
+    def n_components(self) -> int:
+        """K: the fitted number of components (the requested one before fitting, unless 'auto')."""
+        if self.fitted:
+            return self.means.shape[0]
+        if self._k == "auto":
+            raise ValueError("n_components='auto' is only known after fit(); fit the prior on real data first.")
+        return self._k
+
     @torch.no_grad()
     def fit(self, e: torch.Tensor) -> FittedMixture:
         """Fit by EM to embeddings ``e`` (N, d)."""
         from gmmgan import GaussianMixture
 
-        if e.shape[0] < self.n_components:
+        if self._k != "auto" and e.shape[0] < self._k:
             raise ValueError(
-                f"cannot fit {self.n_components} mixture components to {e.shape[0]} samples; "
+                f"cannot fit {self._k} mixture components to {e.shape[0]} samples; "
                 "use fewer components (prior.n_components) or more data (prior.fit_samples)."
             )
         # float32: several times faster than float64 on CPU and ample for a latent prior.
         x = e.float()
-        gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type, max_iter=self.max_iter,
+        gm = GaussianMixture(self._k, covariance_type=self.covariance_type, max_iter=self.max_iter,
                              n_init=self.n_init, reg_covar=self.reg_covar, random_state=self.seed).fit(x)
         k, d = gm.means_.shape
         cov = _full_covariances(torch.as_tensor(gm.covariances_).double(), self.covariance_type, k, d)

@@ -12,7 +12,8 @@ What happens, top to bottom:
    shown to D (kimg). G's weights are averaged into an EMA copy (half-life ``ema_kimg``) that is
    what gets sampled, plotted and saved for ``gmmgan sample``.
 4. Every ``log_kimg``: a JSONL line (and TensorBoard, if it imports); every ``sample_kimg``: a plot
-   of 2,500 fixed-z samples over the true modes (2-D) or an image grid; every ``snapshot_kimg`` and
+   of 2,500 fixed-z samples over the true modes (2-D) or an image grid (a row per component for
+   mixture priors of up to 16 components); every ``snapshot_kimg`` and
    at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.checkpoint`).
 5. At the end of a 2-D run: modes captured, high-quality fraction and reverse KL on
    ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted.
@@ -52,7 +53,7 @@ from gmmgan.nets import (
     build_discriminator,
     build_generator,
 )
-from gmmgan.priors import Prior, build_prior
+from gmmgan.priors import GMMRegularizedPrior, Prior, build_prior
 
 __all__ = [
     "TrainingDivergedError",
@@ -178,12 +179,22 @@ def _generate(G: nn.Module, prior: Prior, n: int, seed: int, device, component=N
     return torch.cat(out)
 
 
+def _image_grid(path: Path, G, prior: Prior, seed: int, device) -> None:
+    """64 fixed-z images; with a mixture prior of 2..16 components, one row of 8 per component."""
+    k = prior.n_components
+    if 2 <= k <= 16 and not isinstance(prior, GMMRegularizedPrior):
+        x = torch.cat([_generate(G, prior, 8, seed + c, device, component=c) for c in range(k)])
+    else:
+        x = _generate(G, prior, 64, seed, device)
+    save_image_grid(path, x, nrow=8)
+
+
 def _write_samples(path: Path, G, prior, data: TensorData, seed: int, device, kimg: float, n_points: int) -> None:
     if "spec" in data.info:
         plot_points(path, _generate(G, prior, n_points, seed, device), data.info["means"],
                     f"{data.name}, {kimg:.1f} kimg")
     else:
-        save_image_grid(path, _generate(G, prior, 64, seed, device), nrow=8)
+        _image_grid(path, G, prior, seed, device)
 
 
 # ----------------------------------------------------------------------------------- training
@@ -472,7 +483,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             f"reverse KL {cov.reverse_kl:.4f} (perfect-sampler floor {cov.kl_floor:.4f})")
         say(f"plot: {run_dir / FINAL_PLOT_NAME}")
     else:
-        save_image_grid(run_dir / FINAL_PLOT_NAME, _generate(G_ema, prior, 64, cfg.seed + 2, device), nrow=8)
+        _image_grid(run_dir / FINAL_PLOT_NAME, G_ema, prior, cfg.seed + 2, device)
         say(f"samples: {run_dir / FINAL_PLOT_NAME}")
     wall = time.time() - t_start
     say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run_dir / SNAPSHOT_NAME}")
