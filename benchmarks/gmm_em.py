@@ -503,6 +503,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         return _main(args)
     from threadpoolctl import threadpool_limits
 
+    # threadpool_limits only reaches libraries already loaded: load scipy's and scikit-learn's
+    # OpenBLAS / OpenMP first, so that every pool the benchmark uses is limited.
+    import scipy.linalg  # noqa: F401
+    import sklearn.mixture  # noqa: F401
+
     before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

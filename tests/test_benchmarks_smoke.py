@@ -51,6 +51,7 @@ def test_main_runs_and_logliks_agree(tmp_path):
     saved = json.loads(out.read_text())
     assert len(saved["rows"]) == len(rows) and "machine" in saved and "threadpools" in saved["machine"]
     assert saved["machine"]["torch_num_threads"] == 1  # --threads 1, restored afterwards
+    assert all(p["num_threads"] == 1 for p in saved["machine"]["threadpools"]), saved["machine"]
     import torch
 
     assert torch.get_num_threads() == threads_before
