@@ -30,6 +30,9 @@ from gmmgan.mixture._data import default_chunk_size, make_source, summarize
 from gmmgan.mixture.gaussian_mixture import EMPTY_COMPONENT, GaussianMixture, _Shifted, _State
 
 CRITERIA = ("bic", "aic")
+# Up to this many features, full covariances use quadratic features in float64 (see _Stack).
+QUADRATIC_MAX_D = 16
+_LOG_2PI = math.log(2 * math.pi)
 # Default candidates are 1..min(MAX_DEFAULT_CANDIDATE, n_samples).
 MAX_DEFAULT_CANDIDATE = 20
 
@@ -222,9 +225,36 @@ class _Stack:
         else:
             self.prec_chol = torch.cat([s.prec_chol for s in st])
             self._log_prob_cov = self.cov
+        d = self.means.shape[1]
+        # Full matrices in float64 and few features: quadratic features instead of whitening.
+        self.quadratic = cov_name in ("full", "tied") and self.means.dtype == torch.float64 and d <= QUADRATIC_MAX_D
+        self.anchor = torch.zeros_like(self.means) if self.quadratic else self.means
+        if self.quadratic:
+            self._setup_quadratic(d)
+
+    def _setup_quadratic(self, d):
+        """(x - mu)^T L (x - mu) = q(x) . W_q + x . W_l + c, q(x) the products x_i x_j (i <= j).
+
+        With thousands of stacked components, whitening materialises (rows, sum K, D) arrays;
+        here the only per-component arrays are (rows, sum K), and both the E-step and the
+        scatter are single matrix products. Cancellation is harmless in float64 (data are
+        centred), which is why this path is used for float64 only.
+        """
+        p = self.prec_chol
+        lam = p @ p.mT  # precision matrices, (K, D, D)
+        self.iu = torch.triu_indices(d, d, device=p.device)
+        scale = torch.where(self.iu[0] == self.iu[1], 1.0, 2.0).to(p.dtype)
+        self.w_q = (lam[:, self.iu[0], self.iu[1]] * scale).T.contiguous()  # (F, K)
+        lam_mu = torch.einsum("kde,ke->kd", lam, self.means)
+        self.w_l = (-2.0 * lam_mu).T.contiguous()  # (D, K)
+        self.const = (lam_mu * self.means).sum(1) - 2.0 * COVARIANCES["full"].log_det(p) + d * _LOG_2PI
 
     def weighted_log_prob(self, x):
         """(log w_k + log N(x | k) of shape (rows, total), the E-step's cache for accumulate)."""
+        if self.quadratic:
+            q = x[:, self.iu[0]] * x[:, self.iu[1]]
+            sq = torch.addmm(self.const, q, self.w_q).addmm_(x, self.w_l)
+            return sq.mul_(-0.5).add_(self.log_w), q
         log_prob, cache = self._log_prob_cov.e_step_block(x, self.means, self.prec_chol)
         return log_prob.add_(self.log_w), cache
 
@@ -232,10 +262,25 @@ class _Stack:
         """The covariance statistic of one block, through GaussianMixture's E-step hooks."""
         if self.cov.name == "tied":  # the shared statistic sum x x^T, computed once for all
             return self.cov.accumulate(x, resp, self.means)
+        if self.quadratic:  # sum r x x^T around the origin, its upper triangle as (K, F)
+            return resp.mT @ cache
+        if self.cov.name == "full":
+            # sum r y y^T in the whitened coordinates of the E-step, as accumulate_em, but always
+            # the dense batched product: its sparse CPU variant loops over components in Python,
+            # which for thousands of stacked components costs far more than it saves.
+            return torch.bmm((cache * resp.mT.unsqueeze(-1)).mT, cache)
         return self.cov.accumulate_em(x, resp, self.means, self.prec_chol, cache)
 
     def finalize(self, stat):
-        return stat if self.cov.name == "tied" else self.cov.finalize_em(stat, self.prec_chol)
+        if self.cov.name == "tied":
+            return stat
+        if self.quadratic:
+            k, d = self.means.shape
+            full = stat.new_zeros(k, d, d)
+            full[:, self.iu[0], self.iu[1]] = stat
+            full[:, self.iu[1], self.iu[0]] = stat
+            return full
+        return self.cov.finalize_em(stat, self.prec_chol)
 
     def normalize_(self, wlp):
         """Per-candidate logsumexp (rows, C) and responsibilities (in place of ``wlp``).
@@ -302,7 +347,7 @@ def _m_step(stack, active, nk_raw, sx, stat, cov, est, n, data_var, worst_v, wor
     eps = torch.finfo(dtype).eps
     nk = nk_raw + 10 * eps
     means = sx / nk.unsqueeze(1)
-    anchor = stack.means.to(torch.float64)
+    anchor = stack.anchor.to(torch.float64)
     if cov.name == "tied":
         covs = [cov.covariances(stat, nk_raw[a:a + k], nk[a:a + k], means[a:a + k], sx[a:a + k], anchor[a:a + k], n, est.reg_covar)
                 for a, k in zip(stack.starts, stack.ks)]
