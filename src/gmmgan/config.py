@@ -197,7 +197,7 @@ class LossConfig:
 @dataclass
 class OptimConfig:
     """Adam for G and D. prior_lr : learning rate of a learnable prior (None = g_lr). eps : Adam's
-    epsilon. The quickstart's 1e-3 (instead of the usual 1e-8) damps the full-size steps Adam takes
+    epsilon. The quickstart's 1e-2 (instead of the usual 1e-8) damps the full-size steps Adam takes
     on the tiny, noisy gradients of a D at chance, which otherwise blur a warm-started G; image
     configs use 1e-8."""
 
@@ -205,7 +205,7 @@ class OptimConfig:
     d_lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
     prior_lr: float | None = None
-    eps: float = 1e-3
+    eps: float = 1e-2
 
     def __post_init__(self):
         _positive("optim.g_lr", self.g_lr)
