@@ -153,3 +153,32 @@ def test_cuda_matches_cpu():
     assert gpu.n_components_ == cpu.n_components_ and gpu.means_.device.type == "cuda"
     for k in cpu.bic_:
         assert gpu.bic_[k] == pytest.approx(cpu.bic_[k], rel=1e-6)
+
+
+def test_float32_agrees_with_float64():
+    # float32 takes the whitened E-step, float64 the quadratic-feature one: both must agree.
+    X = _blobs(9, k=3, d=3, n_per=60)
+    f64 = _quiet(select_n_components, X, candidates=range(1, 6), random_state=0)
+    f32 = _quiet(select_n_components, X.astype(np.float32), candidates=range(1, 6), random_state=0)
+    assert f32.means_.dtype == np.float32 and f32.n_components_ == f64.n_components_ == 3
+    for k in f64.bic_:
+        assert f32.bic_[k] == pytest.approx(f64.bic_[k], rel=1e-4)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_empty_components_reseeded_as_in_single_fits(monkeypatch, cov_type):
+    # A component with fewer than 4 points counts as empty here, so that re-seeding happens on
+    # tiny data; the batched fit must re-seed exactly as single fits do.
+    import gmmgan.mixture.gaussian_mixture as gm_module
+    import gmmgan.mixture.model_selection as ms_module
+
+    monkeypatch.setattr(gm_module, "EMPTY_COMPONENT", 4.0)
+    monkeypatch.setattr(ms_module, "EMPTY_COMPONENT", 4.0)
+    X = _blobs(0, k=2, d=2, n_per=20, sep=8.0)
+    ks = [2, 6, 9]
+    with pytest.warns(RuntimeWarning, match="re-seeded"):
+        sel = select_n_components(X, candidates=ks, covariance_type=cov_type, random_state=1)
+    for k in ks:
+        single = _quiet(GaussianMixture(k, covariance_type=cov_type, random_state=1).fit, X)
+        assert sel.bic_[k] == pytest.approx(single.bic(X), rel=1e-8)
+    assert single.reseeded_  # the largest candidate did re-seed
