@@ -25,7 +25,8 @@ from gmmgan.mixture import _kmeans, _validation
 from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
 from gmmgan.mixture._covariance import COVARIANCES, log_det_precision
 from gmmgan.mixture._data import make_source, resolve_device, summarize
-from gmmgan.mixture.gaussian_mixture import KMEANSPP_LLOYD_STEPS, GaussianMixture, _Shifted, _Stats
+from gmmgan.mixture._em import KMEANSPP_LLOYD_STEPS, _Shifted, _Stats
+from gmmgan.mixture.gaussian_mixture import GaussianMixture
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 # A component is active when its weight is above this fraction of a uniform weight, 1/n_components.

@@ -27,7 +27,8 @@ from gmmgan.mixture import _validation
 from gmmgan.mixture._base import ConvergenceWarning, make_generator
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data import default_chunk_size, make_source, summarize
-from gmmgan.mixture.gaussian_mixture import EMPTY_COMPONENT, GaussianMixture, _Shifted, _State
+from gmmgan.mixture._em import EMPTY_COMPONENT, _Shifted, _State
+from gmmgan.mixture.gaussian_mixture import GaussianMixture
 
 CRITERIA = ("bic", "aic")
 # Up to this many features, full covariances use quadratic features in float64 (see _Stack).
