@@ -137,7 +137,7 @@ def make_cases(n_cases: int, seed: int, max_kd: int, n_per_min: int):
         c = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         full = d <= FULL_MAX_D
         X, c_real = random_mixture(rng, d, k, c, max(n_per_min, 8 * d), rotate=full)
-        cases.append(dict(name=f"random-{i}", X=X, k=k, d=d, c=c_real, bin=label, cov="full" if full else "diag", repeats=1))
+        cases.append({"name": f"random-{i}", "X": X, "k": k, "d": d, "c": c_real, "bin": label, "cov": "full" if full else "diag", "repeats": 1})
     return cases
 
 
@@ -155,19 +155,23 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     methods = args.methods.split(",")
 
-    import sklearn.cluster  # noqa: F401  (loaded before the limit below, so that it applies to
-    import sklearn.mixture  # noqa: F401  their OpenMP/BLAS pools too: an unlimited pool on a busy
-    import torch  # machine made scikit-learn up to 20x slower in a first version of this script)
+    # Everything is imported before the thread limit below, so that it applies to every OpenMP and
+    # BLAS pool: an unlimited pool on a busy machine made scikit-learn up to 20x slower in a first
+    # version of this script.
+    import importlib
+
+    import torch
     from threadpoolctl import threadpool_limits
 
-    import gmmgan  # noqa: F401
+    for name in ("sklearn.cluster", "sklearn.mixture", "gmmgan"):
+        importlib.import_module(name)
 
     torch.set_num_threads(args.threads)
     limits = threadpool_limits(args.threads)
     cases = []
     for name, k in (("ring", 8), ("grid", 25)):
         X, c = toy_case(name, args.toy_n, args.seed)
-        cases.append(dict(name=name, X=X, k=k, d=2, c=c, bin="well-separated", cov="full", repeats=args.repeats))
+        cases.append({"name": name, "X": X, "k": k, "d": 2, "c": c, "bin": "well-separated", "cov": "full", "repeats": args.repeats})
     cases += make_cases(args.cases, args.seed, args.max_kd, args.n_per)
 
     rows, start = [], time.perf_counter()

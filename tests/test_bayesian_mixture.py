@@ -78,8 +78,8 @@ def test_matches_sklearn_from_same_resp(monkeypatch, cov_type, prior_type):
     resp = rng.uniform(size=(len(X), 5))
     resp /= resp.sum(1, keepdims=True)
     _same_start(monkeypatch, resp)
-    kw = dict(n_components=5, covariance_type=cov_type, weight_concentration_prior_type=prior_type,
-              max_iter=40, tol=1e-6, chunk_size=47)
+    kw = {"n_components": 5, "covariance_type": cov_type, "weight_concentration_prior_type": prior_type,
+              "max_iter": 40, "tol": 1e-6, "chunk_size": 47}
     ours, ref = _fit_both(X, **kw)
     _assert_same(ours, ref)
     _close(ours.predict_proba(X), ref.predict_proba(X))
@@ -96,9 +96,9 @@ def test_matches_sklearn_with_given_priors(monkeypatch, cov_type):
     _same_start(monkeypatch, resp)
     cov_prior = {"full": np.array([[2.0, 0.3], [0.3, 1.0]]), "tied": np.array([[2.0, 0.3], [0.3, 1.0]]),
                  "diag": np.array([0.5, 2.0]), "spherical": 0.7}[cov_type]
-    kw = dict(n_components=4, covariance_type=cov_type, weight_concentration_prior=0.05, mean_precision_prior=0.3,
-              mean_prior=np.full(d, 45.0), degrees_of_freedom_prior=d + 1.5, covariance_prior=cov_prior,
-              max_iter=30, tol=1e-6)
+    kw = {"n_components": 4, "covariance_type": cov_type, "weight_concentration_prior": 0.05, "mean_precision_prior": 0.3,
+              "mean_prior": np.full(d, 45.0), "degrees_of_freedom_prior": d + 1.5, "covariance_prior": cov_prior,
+              "max_iter": 30, "tol": 1e-6}
     ours, ref = _fit_both(X, **kw)
     _assert_same(ours, ref)
 
@@ -159,20 +159,20 @@ def test_warm_start_continues():
 def test_bad_input():
     X = _blobs(0, d=2)
     cases = [
-        (dict(weight_concentration_prior_type="pitman_yor"), "weight_concentration_prior_type"),
-        (dict(weight_concentration_prior=0.0), "weight_concentration_prior must be"),
-        (dict(mean_precision_prior=-1.0), "mean_precision_prior must be"),
-        (dict(degrees_of_freedom_prior=0.5), "greater than 1"),
-        (dict(mean_prior=np.zeros(3)), "shape"),
-        (dict(covariance_prior=np.eye(3)), "shape"),
-        (dict(covariance_prior=np.array([[1.0, 2.0], [2.0, 1.0]])), "positive-definite"),
-        (dict(covariance_type="diag", covariance_prior=np.array([1.0, -1.0])), "positive"),
-        (dict(covariance_type="spherical", covariance_prior=-2.0), "positive float"),
-        (dict(n_components="auto"), "positive int"),
-        (dict(n_components=1000), "n_samples >= n_components"),
-        (dict(covariance_type="banana"), "covariance_type"),
-        (dict(init_params="magic"), "init_params"),
-        (dict(tol=-1.0), "tol"),
+        ({"weight_concentration_prior_type": "pitman_yor"}, "weight_concentration_prior_type"),
+        ({"weight_concentration_prior": 0.0}, "weight_concentration_prior must be"),
+        ({"mean_precision_prior": -1.0}, "mean_precision_prior must be"),
+        ({"degrees_of_freedom_prior": 0.5}, "greater than 1"),
+        ({"mean_prior": np.zeros(3)}, "shape"),
+        ({"covariance_prior": np.eye(3)}, "shape"),
+        ({"covariance_prior": np.array([[1.0, 2.0], [2.0, 1.0]])}, "positive-definite"),
+        ({"covariance_type": "diag", "covariance_prior": np.array([1.0, -1.0])}, "positive"),
+        ({"covariance_type": "spherical", "covariance_prior": -2.0}, "positive float"),
+        ({"n_components": "auto"}, "positive int"),
+        ({"n_components": 1000}, "n_samples >= n_components"),
+        ({"covariance_type": "banana"}, "covariance_type"),
+        ({"init_params": "magic"}, "init_params"),
+        ({"tol": -1.0}, "tol"),
     ]
     for kw, match in cases:
         with pytest.raises(ValueError, match=match):
@@ -191,7 +191,7 @@ def test_cuda_matches_cpu(monkeypatch, cov_type):
     X = _blobs(9)
     resp = np.random.default_rng(1).dirichlet(np.ones(4), size=len(X))
     _same_start(monkeypatch, resp)
-    kw = dict(n_components=4, covariance_type=cov_type, max_iter=20, tol=1e-8)
+    kw = {"n_components": 4, "covariance_type": cov_type, "max_iter": 20, "tol": 1e-8}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cpu = BayesianGaussianMixture(**kw).fit(X)
