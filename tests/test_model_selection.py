@@ -81,6 +81,15 @@ def test_auto_on_estimator_and_aic():
     assert by_aic.n_components_ == min(by_aic.aic_, key=by_aic.aic_.get)
 
 
+def test_auto_model_saves_and_loads(tmp_path):
+    X = _blobs(3, k=3, d=2, n_per=40)
+    gm = _quiet(GaussianMixture(n_components="auto", random_state=0).fit, X)
+    gm.save(tmp_path / "auto.safetensors")
+    back = GaussianMixture.load(tmp_path / "auto.safetensors")
+    assert back.means_.shape == (gm.n_components_, 2)
+    np.testing.assert_allclose(back.score_samples(X), gm.score_samples(X), rtol=1e-12)
+
+
 def test_torch_input_gives_torch_output():
     X = torch.as_tensor(_blobs(5, k=2, d=2))
     model = _quiet(select_n_components, X, candidates=[1, 2, 3], random_state=0)
