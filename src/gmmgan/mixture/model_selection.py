@@ -95,7 +95,8 @@ def select_n_components(X, candidates=None, criterion="bic", **params) -> Gaussi
     **params
         Any other GaussianMixture parameter (covariance_type, tol, max_iter, n_init, init_params,
         random_state, device, dtype, chunk_size, ...). Each candidate is initialised exactly as
-        ``GaussianMixture(K, **params)`` would be.
+        ``GaussianMixture(K, **params)`` would be. ``warm_start`` and ``callback`` are not used
+        (every selection starts afresh and reports no per-iteration progress).
 
     Returns
     -------
