@@ -170,7 +170,7 @@ class BayesianGaussianMixture(ParamsMixin):
             if value is not None and not (_validation._is_real(value) and value > 0 and np.isfinite(value)):
                 raise ValueError(f"{name} must be None or a positive float, got {value!r}.")
 
-    def _priors(self, source, summary, shift, dtype_dev) -> _Priors:
+    def _priors(self, source, summary, shift) -> _Priors:
         """The prior parameters (scikit-learn's defaults from the data), validated."""
         d, n = source.n_features, source.n_samples
         f64, dev = torch.float64, source.device
@@ -250,7 +250,7 @@ class BayesianGaussianMixture(ParamsMixin):
         summary = summarize(source)
         shift = summary.mean.to(source.dtype)
         data = _Shifted(source, shift)
-        self._prior = priors = self._priors(source, summary, shift, None)
+        priors = self._priors(source, summary, shift)
         cov = COVARIANCES[self.covariance_type]
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         generator = make_generator(self.random_state)
