@@ -200,3 +200,17 @@ def test_cuda_matches_cpu(monkeypatch, cov_type):
     _close(gpu.means_, cpu.means_)
     _close(gpu.covariances_, cpu.covariances_)
     assert gpu.lower_bound_ == pytest.approx(cpu.lower_bound_, rel=1e-6)
+
+
+def test_streamed_chunks_match_in_memory(monkeypatch):
+    X = _blobs(13)
+    resp = np.random.default_rng(2).dirichlet(np.ones(4), size=len(X))
+    _same_start(monkeypatch, resp)
+    kw = {"n_components": 4, "covariance_type": "full", "max_iter": 20, "tol": 1e-8}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = BayesianGaussianMixture(**kw).fit(X)
+        streamed = BayesianGaussianMixture(**kw).fit([X[i : i + 50] for i in range(0, len(X), 50)])
+    _close(streamed.means_, whole.means_, 1e-9)
+    _close(streamed.covariances_, whole.covariances_, 1e-9)
+    assert streamed.n_iter_ == whole.n_iter_
