@@ -90,6 +90,11 @@ def _upper_inverse_of_lower(chol: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve_triangular(chol, eye, upper=False).mT
 
 
+# Whether the CPU may skip ~0 responsibilities in the full-covariance scatter (a switch for
+# benchmarks/em_kernels-style comparisons; results agree either way, see _sparse_scatter).
+SPARSE_SCATTER = True
+
+
 def _sparse_scatter(y: torch.Tensor, resp: torch.Tensor) -> torch.Tensor | None:
     """sum_n r_nk y_nk y_nk^T using only the (n, k) pairs with a non-negligible responsibility.
 
@@ -160,7 +165,7 @@ class _Full(_Type):
         # Scatter in the whitened coordinates the E-step already computed: sum r y y^T, (K, D, D).
         # It is close to n_k I, so float32 sums lose nothing to cancellation; finalize_em maps it
         # back with P^-T (.) P^-1.
-        if cache.device.type == "cpu":
+        if SPARSE_SCATTER and cache.device.type == "cpu":
             sparse = _sparse_scatter(cache, resp)
             if sparse is not None:
                 return sparse
