@@ -1,5 +1,6 @@
 """Automatic K: batched BIC/AIC selection equals single fits, finds the true K, rejects bad input."""
 
+import re
 import warnings
 
 import numpy as np
@@ -192,3 +193,18 @@ def test_empty_components_reseeded_as_in_single_fits(monkeypatch, cov_type):
         single = _quiet(GaussianMixture(k, covariance_type=cov_type, random_state=1).fit, X)
         assert sel.bic_[k] == pytest.approx(single.bic(X), rel=1e-8)
     assert single.reseeded_  # the largest candidate did re-seed
+
+
+def test_cli_fit_k_auto(tmp_path, capsys):
+    from gmmgan.cli import main
+
+    X = _blobs(12, k=3, d=2, n_per=40)
+    np.save(tmp_path / "blobs.npy", X)
+    model = tmp_path / "auto.safetensors"
+    rc = main(["fit", str(tmp_path / "blobs.npy"), "-k", "auto", "-o", str(model), "--no-plot", "--seed", "0"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "K chosen by BIC: 3" in out and "<- chosen" in out
+    for k in range(1, 21):  # the default candidates, each with its BIC
+        assert re.search(rf"^\s*{k}\s+[\d,.-]+\s+[\d,.-]+", out, re.MULTILINE), f"row K={k} missing:\n{out}"
+    assert GaussianMixture.load(model).means_.shape == (3, 2)

@@ -8,6 +8,7 @@ comment). Built-in data: ``ring`` and ``grid`` from DESIGN.md section 5 (see ``g
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import warnings
 from pathlib import Path
@@ -49,13 +50,10 @@ examples:
 """
 
 
-def _n_components(text: str) -> int:
-    """argparse type of -k: a positive integer ('auto' is reserved for automatic selection)."""
+def _n_components(text: str) -> int | str:
+    """argparse type of -k: a positive integer, or 'auto' (K chosen by BIC, see model_selection)."""
     if text.strip().lower() == "auto":
-        raise argparse.ArgumentTypeError(
-            "'auto' (automatic choice of K) is not available yet; give the number of components, "
-            "e.g. -k 8"
-        )
+        return "auto"
     try:
         k = int(text)
     except ValueError:
@@ -106,8 +104,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="a .npy/.csv/.txt file, or a built-in mixture: ring, grid "
                         f"(default: {DEFAULT_DATA})")
     p.add_argument("-k", "--n-components", type=_n_components, default=None, metavar="K",
-                   help="number of mixture components (required for data files; "
-                        "default for built-ins: ring 8, grid 25)")
+                   help="number of mixture components, or 'auto' to choose it by BIC over "
+                        "1..min(20, n) (required for data files; default for built-ins: ring 8, "
+                        "grid 25)")
     p.add_argument("--covariance-type", choices=("full", "diag", "spherical", "tied"),
                    default="full", help="shape of each component's covariance (default: full)")
     p.add_argument("--device", default="auto", metavar="DEVICE",
@@ -336,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     _check_writable(output, args.force, "model")
     n, d = X.shape
-    if k > n:
+    if k != "auto" and k > n:
         raise ValueError(f"-k {k} is more than the {n} data points; use at most one component "
                          "per point (far fewer in practice)")
     plot_path = None
@@ -350,14 +349,23 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"[yellow]note:[/] --n-samples applies to built-in data only; all {n} rows of "
                   f"the file are used")
 
-    out.print(f"Fitting a {k}-component GMM ({args.covariance_type} covariances) to "
+    what = f"a {k}-component GMM"
+    if k == "auto":
+        from gmmgan.mixture.model_selection import default_candidates
+
+        ks = default_candidates(n)
+        what = f"GMMs with K = {ks[0]}..{ks[-1]} together (K chosen by BIC)"
+    out.print(f"Fitting {what} ({args.covariance_type} covariances) to "
               f"{description}: {n:,} × {d} on {device}", soft_wrap=True)
     progress = _EMProgress(out, n_init=args.n_init, max_iter=args.max_iter)
+    if k == "auto":
+        progress = contextlib.nullcontext()  # the batched fit reports no per-iteration progress
     gm = GaussianMixture(
         n_components=k, covariance_type=args.covariance_type, tol=args.tol,
         reg_covar=args.reg_covar, max_iter=args.max_iter, n_init=args.n_init,
         init_params=args.init_params, random_state=args.seed, device=device, dtype=dtype,
-        chunk_size=args.chunk_size, callback=None if args.quiet else progress.callback,
+        chunk_size=args.chunk_size,
+        callback=None if args.quiet or k == "auto" else progress.callback,
     )
     t_fit = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught, progress:
@@ -374,6 +382,8 @@ def run(args: argparse.Namespace) -> int:
     gm.save(output)
     if plot_path is not None:
         _plot(gm, X, plot_path, args.covariance_type, description, args.seed)
+    if k == "auto":
+        _print_criterion_table(out, gm)
     _print_summary(out, gm, X, fit_seconds=fit_seconds,
                   total_seconds=time.perf_counter() - t_start, output=output, plot=plot_path)
     return 0
@@ -516,3 +526,19 @@ def _print_summary(console, gm, X, *, fit_seconds: float, total_seconds: float,
                   "gmmgan.GaussianMixture.load)", soft_wrap=True)
     if plot is not None:
         console.print(f"plot saved to {escape(str(plot))}", soft_wrap=True)
+
+
+def _print_criterion_table(console, gm) -> None:
+    """BIC and AIC of every candidate K of an n_components='auto' fit, the chosen one marked."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, title=f"K chosen by {gm.criterion_.upper()}: {gm.n_components_}",
+                  title_justify="left")
+    for name in ("K", "BIC", "AIC", f"{gm.criterion_.upper()} - chosen"):
+        table.add_column(name, justify="right")
+    best = gm.criterion_scores_[gm.n_components_]
+    for k in sorted(gm.criterion_scores_):
+        mark = "[bold green]<- chosen[/]" if k == gm.n_components_ else f"+{gm.criterion_scores_[k] - best:,.1f}"
+        table.add_row(str(k), f"{gm.bic_[k]:,.1f}", f"{gm.aic_[k]:,.1f}", mark)
+    console.print(table)
