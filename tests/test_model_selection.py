@@ -91,6 +91,13 @@ def test_auto_model_saves_and_loads(tmp_path):
     np.testing.assert_allclose(back.score_samples(X), gm.score_samples(X), rtol=1e-12)
 
 
+def test_warns_when_the_largest_candidate_wins():
+    X = _blobs(10, k=4, d=2)
+    with pytest.warns(UserWarning, match="largest candidate"):
+        model = select_n_components(X, candidates=[1, 2, 3], random_state=0)
+    assert model.n_components_ == 3
+
+
 def test_torch_input_gives_torch_output():
     X = torch.as_tensor(_blobs(5, k=2, d=2))
     model = _quiet(select_n_components, X, candidates=[1, 2, 3], random_state=0)

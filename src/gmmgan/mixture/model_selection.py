@@ -172,6 +172,14 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
     scores = bic if criterion == "bic" else aic
     k_best = min(ks, key=lambda k: (scores[k], k))
     win = best[k_best]
+    if k_best == ks[-1] and len(ks) > 1:
+        warnings.warn(
+            f"The chosen number of components, {k_best}, is the largest candidate: the data may "
+            f"support more. Try larger candidates, e.g. select_n_components(X, "
+            f"candidates=range(1, {2 * k_best + 1})).",
+            UserWarning,
+            stacklevel=3,
+        )
     not_converged = [s.k for s in chosen if not s.converged]
     if not_converged and est.max_iter > 0:
         warnings.warn(
