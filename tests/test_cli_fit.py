@@ -183,7 +183,6 @@ BAD_INPUTS = [
     ("k-negative", "ok.npy", np.ones((10, 2)), ["-k", "-3"], ["K must be at least 1"]),
     ("k-too-large", "ok.npy", np.ones((10, 2)), ["-k", "11"], ["-k 11 is more than the 10"]),
     ("k-not-integer", "ok.npy", np.ones((10, 2)), ["-k", "2.5"], ["whole number", "'2.5'"]),
-    ("k-auto", "ok.npy", np.ones((10, 2)), ["-k", "auto"], ["'auto'", "not available yet"]),
     ("k-missing", "ok.npy", np.ones((10, 2)), [], ["-k/--n-components is required"]),
     ("covariance-type", "ok.npy", np.ones((10, 2)), ["-k", "2", "--covariance-type", "bogus"],
      ["invalid choice: 'bogus'"]),
