@@ -10,6 +10,35 @@ from gmmgan.mixture._data import DataSource
 from gmmgan.mixture._em import KMEANSPP_LLOYD_STEPS, _Shifted, _State, _Stats
 
 
+def initial_responsibilities(init_params: str, k: int, data: _Shifted, source: DataSource, shift, generator):
+    """(iterable of (shifted block, responsibilities (rows, K)), anchor (K, D)) for ``init_params``.
+
+    'k-means++': k-means++ seeding on at most SEEDING_SAMPLE rows, then a few Lloyd steps over all
+    rows; 'kmeans': Lloyd to convergence; both give one-hot responsibilities of the nearest
+    center. 'random': uniform random responsibilities. 'random_from_data': K distinct data points,
+    each the only member of its component (scikit-learn's semantics for all four).
+    """
+    n, dtype, dev = source.n_samples, source.dtype, source.device
+    if init_params in ("k-means++", "kmeans"):
+        seeds = _kmeans.sample_rows(source, _kmeans.SEEDING_SAMPLE, generator, shift)
+        centers = _kmeans.kmeans_plusplus(seeds, k, generator)
+        steps = KMEANSPP_LLOYD_STEPS if init_params == "k-means++" else 300
+        centers = _kmeans.lloyd(source, centers, shift, max_iter=steps, tol=1e-4)
+        eye = torch.eye(k, dtype=dtype, device=dev)
+        blocks = ((x, eye[_kmeans.nearest(x, centers)]) for x in data.chunks())
+        anchor = centers
+    elif init_params == "random":
+        def random_blocks():
+            for x in data.chunks():
+                r = torch.rand(x.shape[0], k, generator=generator, dtype=torch.float64).to(device=dev, dtype=dtype)
+                yield x, r / r.sum(1, keepdim=True)
+        blocks, anchor = random_blocks(), torch.zeros(k, source.n_features, dtype=dtype, device=dev)
+    else:  # random_from_data: K distinct data points, each the only member of its component
+        points = _kmeans.gather_rows(source, torch.randperm(n, generator=generator)[:k], shift)
+        blocks, anchor = [(points, torch.eye(k, dtype=dtype, device=dev))], points
+    return blocks, anchor
+
+
 class InitializationMixin:
     """How GaussianMixture builds its starting point (scikit-learn's semantics)."""
 
@@ -34,24 +63,8 @@ class InitializationMixin:
 
     def _state_from_init_params(self, data: _Shifted, source: DataSource, shift, generator, cov) -> _State:
         k, n = self.n_components, source.n_samples
-        dtype, dev = source.dtype, source.device
-        if self.init_params in ("k-means++", "kmeans"):
-            seeds = _kmeans.sample_rows(source, _kmeans.SEEDING_SAMPLE, generator, shift)
-            centers = _kmeans.kmeans_plusplus(seeds, k, generator)
-            steps = KMEANSPP_LLOYD_STEPS if self.init_params == "k-means++" else 300
-            centers = _kmeans.lloyd(source, centers, shift, max_iter=steps, tol=1e-4)
-            eye = torch.eye(k, dtype=dtype, device=dev)
-            blocks = ((x, eye[_kmeans.nearest(x, centers)]) for x in data.chunks())
-            anchor = centers
-        elif self.init_params == "random":
-            def random_blocks():
-                for x in data.chunks():
-                    r = torch.rand(x.shape[0], k, generator=generator, dtype=torch.float64).to(device=dev, dtype=dtype)
-                    yield x, r / r.sum(1, keepdim=True)
-            blocks, anchor = random_blocks(), torch.zeros(k, source.n_features, dtype=dtype, device=dev)
-        else:  # random_from_data: K distinct data points, each the only member of its component
-            points = _kmeans.gather_rows(source, torch.randperm(n, generator=generator)[:k], shift)
-            blocks, anchor = [(points, torch.eye(k, dtype=dtype, device=dev))], points
+        dtype = source.dtype
+        blocks, anchor = initial_responsibilities(self.init_params, k, data, source, shift, generator)
         stats = self._stats_from_blocks(blocks, anchor, cov)
         eps = torch.finfo(dtype).eps
         nk = stats.nk + 10 * eps

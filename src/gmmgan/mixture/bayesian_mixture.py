@@ -21,11 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gmmgan.mixture import _kmeans, _validation
+from gmmgan.mixture import _validation
 from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
 from gmmgan.mixture._covariance import COVARIANCES, log_det_precision
+from gmmgan.mixture._initialization import initial_responsibilities
 from gmmgan.mixture._data import make_source, resolve_device, summarize
-from gmmgan.mixture._em import KMEANSPP_LLOYD_STEPS, _Shifted, _Stats
+from gmmgan.mixture._em import _Shifted, _Stats
 from gmmgan.mixture.gaussian_mixture import GaussianMixture
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
@@ -304,25 +305,7 @@ class BayesianGaussianMixture(ParamsMixin):
         The one place initial responsibilities come from, so a test can start gmmgan and
         scikit-learn from identical ones by replacing this method.
         """
-        k, n, dtype, dev = self.n_components, source.n_samples, source.dtype, source.device
-        if self.init_params in ("kmeans", "k-means++"):
-            seeds = _kmeans.sample_rows(source, _kmeans.SEEDING_SAMPLE, generator, shift)
-            centers = _kmeans.kmeans_plusplus(seeds, k, generator)
-            steps = 300 if self.init_params == "kmeans" else KMEANSPP_LLOYD_STEPS
-            centers = _kmeans.lloyd(source, centers, shift, max_iter=steps, tol=1e-4)
-            eye = torch.eye(k, dtype=dtype, device=dev)
-            blocks = ((x, eye[_kmeans.nearest(x, centers)]) for x in data.chunks())
-            anchor = centers
-        elif self.init_params == "random":
-            def random_blocks():
-                for x in data.chunks():
-                    r = torch.rand(x.shape[0], k, generator=generator, dtype=torch.float64).to(device=dev, dtype=dtype)
-                    yield x, r / r.sum(1, keepdim=True)
-            blocks, anchor = random_blocks(), torch.zeros(k, source.n_features, dtype=dtype, device=dev)
-        else:
-            points = _kmeans.gather_rows(source, torch.randperm(n, generator=generator)[:k], shift)
-            blocks, anchor = [(points, torch.eye(k, dtype=dtype, device=dev))], points
-        return blocks, anchor
+        return initial_responsibilities(self.init_params, self.n_components, data, source, shift, generator)
 
     def _e_step(self, data, state: _VState, cov, dtype) -> tuple[_Stats, float]:
         """Responsibilities block by block; returns the statistics and sum(r log r)."""
