@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 # Subcommand modules under gmmgan.commands, in the order `gmmgan --help` lists them.
-_COMMANDS: tuple[str, ...] = ("fit", "train", "sample")
+_COMMANDS: tuple[str, ...] = ("fit", "train", "sample", "eval")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
