@@ -1,32 +1,27 @@
 """gmmgan eval on a tiny 2-D run: metrics printed and written; bad targets are clear errors."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from gmmgan.cli import main
 
-TINY = [
-    "data.name=ring", "data.n=2000", "prior.n_components=8", "prior.fit_samples=500", "prior.fit_max_iter=20",
-    "prior.warm_start_steps=20", "nets.g_width=16", "nets.d_width=16", "nets.g_layers=2", "nets.d_layers=2",
-    "schedule.batch_size=50", "schedule.total_kimg=0.1", "schedule.snapshot_kimg=0.1", "schedule.log_kimg=0.1",
-    "schedule.sample_kimg=0.1", "schedule.ema_kimg=0.1", "eval_samples=300", "device=cpu", "-q",
-]
+
+@pytest.fixture
+def run_copy(ring_run, tmp_path):
+    """The shared tiny ring run, copied: eval writes into the run folder."""
+    return Path(shutil.copytree(ring_run, tmp_path / ring_run.name))
 
 
-@pytest.fixture(scope="module")
-def ring_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    assert main(["train", "--out", str(out), *TINY]) == 0
-    (run,) = out.iterdir()
-    return run
-
-
-def test_eval_2d_run_writes_metrics_over_seeds(ring_run, capsys):
-    assert main(["eval", str(ring_run), "--seeds", "0,1,2", "-n", "500"]) == 0
+def test_eval_2d_run_writes_metrics_over_seeds(run_copy, capsys):
+    training_metrics = (run_copy / "metrics.json").read_text()
+    assert main(["eval", str(run_copy), "--seeds", "0,1,2", "-n", "500"]) == 0
     out = capsys.readouterr().out
     assert "modes_captured" in out and "reverse_kl" in out
-    report = json.loads((ring_run / "metrics.json").read_text())
+    assert (run_copy / "metrics.json").read_text() == training_metrics  # training's file is kept
+    report = json.loads((run_copy / "eval.json").read_text())
     assert report["data"] == "ring" and report["seeds"] == [0, 1, 2]
     per_seed = report["modes_captured"]["per_seed"]
     assert len(per_seed) == 3 and all(0 <= m <= 8 for m in per_seed)

@@ -12,28 +12,16 @@ import torch
 from gmmgan.cli import main
 from gmmgan.train import load_generator
 
+from conftest import TINY_RING as TINY
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DATA_ROOT = Path("/work/shared/data")
-TINY = [
-    "data.name=ring", "data.n=2000", "prior.n_components=8", "prior.fit_samples=500", "prior.fit_max_iter=20",
-    "prior.warm_start_steps=20", "nets.g_width=16", "nets.d_width=16", "nets.g_layers=2", "nets.d_layers=2",
-    "schedule.batch_size=50", "schedule.total_kimg=0.3", "schedule.snapshot_kimg=0.1", "schedule.log_kimg=0.1",
-    "schedule.sample_kimg=0.15", "schedule.ema_kimg=0.1", "eval_samples=300", "device=cpu",
-]
 
 
 def cli(capsys, *argv):
     rc = main([str(a) for a in argv])
     out = capsys.readouterr()
     return rc, out.out, out.err
-
-
-@pytest.fixture(scope="module")
-def ring_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    assert main(["train", "--out", str(out), *TINY]) == 0
-    (run,) = out.iterdir()
-    return run
 
 
 def test_train_writes_a_complete_run_folder(ring_run):

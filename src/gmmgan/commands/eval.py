@@ -18,7 +18,8 @@ what is measured, by the run's data set:
   mnist, fashion-mnist (and their -limited subsets)
                     FID, KID, precision, recall, density, coverage on -n samples (default 10,000)
                     against the train set, beside the real-test vs real-train reference
-Results go to RUN/metrics.json (or -o FILE) and are printed.
+Results go to RUN/eval.json (or -o FILE) and are printed; the metrics.json that training
+wrote at its end is left as it is.
 
 examples:
   gmmgan eval train-classifier --dataset mnist --data-root ../shared/data
@@ -53,8 +54,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder with MNIST/ and FashionMNIST/ (default: $GMMGAN_DATA_ROOT, else the run's data.root)")
-    p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature-classifier cache (default: $GMMGAN_CACHE/classifiers)")
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="metrics JSON (default: RUN/metrics.json)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="feature-classifier cache (default: $GMMGAN_CACHE/classifiers)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="metrics JSON (default: RUN/eval.json)")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist",
                    help="train-classifier only: which classifier (default: mnist)")
     p.add_argument("--epochs", type=int, default=None, help="train-classifier only: epochs (default: the library's)")
@@ -128,9 +130,9 @@ def run(args) -> int:
     else:
         raise ValueError(f"gmmgan eval does not know how to evaluate data set {name!r} yet.")
     run_dir = Path(args.target) if Path(args.target).is_dir() else Path(args.target).parent
-    out = Path(args.output) if args.output else run_dir / "metrics.json"
+    out = Path(args.output) if args.output else run_dir / "eval.json"
     if out.is_dir():
-        out = out / "metrics.json"
+        out = out / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {out}")
