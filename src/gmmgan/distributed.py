@@ -1,0 +1,173 @@
+"""All rank handling of gmmgan in one place: torchrun/DDP setup, shards, reductions (PyTorch's engine).
+
+Every other module calls these functions and stays the same in one process and in many: with no
+process group they are no-ops (rank 0 of a world of 1), so the single-process path *is* the
+distributed path with ``world_size() == 1``.
+
+    torchrun --nproc_per_node 4 -m gmmgan train --config configs/stacked_mnist_fitted_gmm.yaml
+
+torchrun sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``;
+:func:`init_from_env` reads them, picks NCCL for CUDA and gloo for the CPU, and binds each rank to
+its GPU. Collectives time out (``GMMGAN_DIST_TIMEOUT`` seconds, default 600): a rank that dies makes
+the others fail with an error instead of hanging forever (torchrun then stops the whole job).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "all_gather_cat",
+    "all_reduce_sum_",
+    "barrier",
+    "broadcast_",
+    "env_world_size",
+    "init_from_env",
+    "is_distributed",
+    "is_main",
+    "local_rank",
+    "rank",
+    "rank_zero_first",
+    "shard_range",
+    "shutdown",
+    "world_size",
+]
+
+DEFAULT_TIMEOUT_S = 600
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE as torchrun set it (1 when not launched by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main() -> bool:
+    """Rank 0: the one process that logs, plots and writes checkpoints."""
+    return rank() == 0
+
+
+def _timeout() -> datetime.timedelta:
+    raw = os.environ.get("GMMGAN_DIST_TIMEOUT", str(DEFAULT_TIMEOUT_S))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"GMMGAN_DIST_TIMEOUT={raw!r} is not a number of seconds.") from None
+    if seconds <= 0:
+        raise ValueError(f"GMMGAN_DIST_TIMEOUT must be > 0 seconds, got {raw!r}.")
+    return datetime.timedelta(seconds=seconds)
+
+
+def init_from_env(device: str | torch.device = "auto") -> torch.device:
+    """Join the process group torchrun described in the environment; return this rank's device.
+
+    Without torchrun (``WORLD_SIZE`` unset or 1) nothing is initialised and ``device`` is resolved
+    as usual ('auto' -> cuda if available). Under torchrun, a CUDA device means ``cuda:LOCAL_RANK``
+    and the NCCL backend; the CPU means gloo.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if env_world_size() <= 1 or is_distributed():
+        if is_distributed() and device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", local_rank())
+        return device
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed; run one process.")
+    if device.type == "cuda":
+        if local_rank() >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK={local_rank()} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
+                "start at most that many processes per node (torchrun --nproc_per_node)."
+            )
+        device = torch.device("cuda", local_rank())
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend=backend, timeout=_timeout())
+    return device
+
+
+def shutdown() -> None:
+    """Leave the process group (if any); safe to call twice."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+@contextmanager
+def rank_zero_first():
+    """Rank 0 runs the block first (e.g. creating a folder or a cache), the others after it."""
+    if not is_main():
+        barrier()
+    try:
+        yield
+    finally:
+        if is_main():
+            barrier()
+
+
+def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all ranks, in place; returns it (unchanged in one process)."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Overwrite ``tensor`` on every rank with rank ``src``'s copy, in place; returns it."""
+    if is_distributed():
+        dist.broadcast(tensor, src=src)
+    return tensor
+
+
+def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's ``tensor`` along dim 0, in rank order (rows may differ per rank)."""
+    if not is_distributed():
+        return tensor
+    n = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(n) for _ in range(world_size())]
+    dist.all_gather(sizes, n)
+    sizes = [int(s) for s in sizes]
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+
+
+def shard_range(n: int, rank_: int | None = None, world: int | None = None) -> range:
+    """The contiguous rows ``[start, stop)`` of ``n`` that rank ``rank_`` owns (sizes differ by <= 1)."""
+    rank_ = rank() if rank_ is None else rank_
+    world = world_size() if world is None else world
+    if not 0 <= rank_ < world:
+        raise ValueError(f"rank {rank_} is outside a world of {world} processes.")
+    base, extra = divmod(n, world)
+    start = rank_ * base + min(rank_, extra)
+    return range(start, start + base + (rank_ < extra))
