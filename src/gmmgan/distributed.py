@@ -23,7 +23,9 @@ import torch.distributed as dist
 
 __all__ = [
     "all_gather_cat",
+    "all_reduce_mean_grads_",
     "all_reduce_sum_",
+    "average_buffers_",
     "barrier",
     "broadcast_",
     "env_world_size",
@@ -138,6 +140,40 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def all_reduce_mean_grads_(params) -> None:
+    """Average the gradients of ``params`` over ranks with one all-reduce (data-parallel training).
+
+    Parameters without a gradient are skipped (the same ones on every rank, since every rank runs
+    the same step). A no-op in one process.
+    """
+    if not is_distributed():
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size()
+    torch._foreach_copy_(grads, [f.view_as(g) for f, g in zip(flat.split([g.numel() for g in grads]), grads)])
+
+
+def average_buffers_(module) -> None:
+    """Average the floating-point buffers (BatchNorm running statistics) of ``module`` over ranks.
+
+    Each rank normalises its own shard of the batch, so running statistics drift apart; averaging
+    them before a checkpoint makes every rank save, and sample with, the same network.
+    """
+    if not is_distributed():
+        return
+    bufs = [b for b in module.buffers() if b.is_floating_point()]
+    if bufs:
+        flat = torch.cat([b.reshape(-1).float() for b in bufs])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= world_size()
+        for f, b in zip(flat.split([b.numel() for b in bufs]), bufs):
+            b.copy_(f.view_as(b))
 
 
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
