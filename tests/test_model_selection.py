@@ -32,13 +32,47 @@ def _quiet(fn, *a, **kw):
         return fn(*a, **kw)
 
 
+def _select_and_refit(monkeypatch, X, ks, **params):
+    """select_n_components, and for every candidate a plain GaussianMixture fit started from the
+    initial parameters the selection gave that candidate (captured from its stacked k-means)."""
+    import gmmgan.mixture.model_selection as ms_module
+    from gmmgan.mixture._covariance import COVARIANCES
+
+    captured = []
+    real = ms_module.kmeans_initial_states
+
+    def spy(est, ks_, data, *args):
+        states = real(est, ks_, data, *args)
+        captured.append((states, data.shift))
+        return states
+
+    monkeypatch.setattr(ms_module, "kmeans_initial_states", spy)
+    sel = select_n_components(X, candidates=ks, **params)
+    assert len(captured) == 1
+    states, shift = captured[0]
+    cov = COVARIANCES[params.get("covariance_type", "full")]
+    singles = {}
+    for k, st in zip(ks, states):
+        init = {
+            "weights_init": (st.weights / st.weights.sum()).numpy(),
+            "means_init": (st.means + shift).numpy(),
+            "precisions_init": cov.precisions(st.prec_chol).numpy(),
+        }
+        other = {key: v for key, v in params.items() if key != "random_state"}
+        singles[k] = _quiet(GaussianMixture(k, **other, **init).fit, X)
+    return sel, singles
+
+
 @pytest.mark.parametrize("cov_type", COV_TYPES)
-def test_batched_equals_sequential_fits(cov_type):
+def test_batched_equals_single_fits_from_the_same_start(monkeypatch, cov_type):
+    # Every candidate of the stacked EM is an ordinary EM fit: started from the parameters the
+    # batched k-means gave it, a single GaussianMixture reaches the same BIC, iterations and
+    # parameters.
     X = _blobs(1, k=3, d=3, n_per=60)
     ks = [1, 2, 3, 4, 5]
-    sel = _quiet(select_n_components, X, candidates=ks, covariance_type=cov_type, random_state=3, tol=1e-4)
+    sel, singles = _quiet(_select_and_refit, monkeypatch, X, ks, covariance_type=cov_type, random_state=3, tol=1e-4)
     for k in ks:
-        single = _quiet(GaussianMixture(k, covariance_type=cov_type, random_state=3, tol=1e-4).fit, X)
+        single = singles[k]
         assert sel.bic_[k] == pytest.approx(single.bic(X), rel=1e-9)
         assert sel.aic_[k] == pytest.approx(single.aic(X), rel=1e-9)
         if k == sel.n_components_:
@@ -195,11 +229,10 @@ def test_empty_components_reseeded_as_in_single_fits(monkeypatch, cov_type):
     X = _blobs(0, k=2, d=2, n_per=20, sep=8.0)
     ks = [2, 6, 9]
     with pytest.warns(RuntimeWarning, match="re-seeded"):
-        sel = select_n_components(X, candidates=ks, covariance_type=cov_type, random_state=1)
+        sel, singles = _select_and_refit(monkeypatch, X, ks, covariance_type=cov_type, random_state=1)
     for k in ks:
-        single = _quiet(GaussianMixture(k, covariance_type=cov_type, random_state=1).fit, X)
-        assert sel.bic_[k] == pytest.approx(single.bic(X), rel=1e-8)
-    assert single.reseeded_  # the largest candidate did re-seed
+        assert sel.bic_[k] == pytest.approx(singles[k].bic(X), rel=1e-8)
+    assert singles[9].reseeded_  # the largest candidate did re-seed
 
 
 def test_cli_fit_k_auto(tmp_path, capsys):

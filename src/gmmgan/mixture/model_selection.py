@@ -15,7 +15,6 @@ default candidates and BIC.
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -28,6 +27,7 @@ from gmmgan.mixture._base import ConvergenceWarning, make_generator
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data import default_chunk_size, make_source, summarize
 from gmmgan.mixture._em import EMPTY_COMPONENT, _Shifted, _State
+from gmmgan.mixture._stacked_init import kmeans_initial_states
 from gmmgan.mixture.gaussian_mixture import GaussianMixture
 
 CRITERIA = ("bic", "aic")
@@ -142,20 +142,7 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
     data = _Shifted(source, shift)
     cov = COVARIANCES[est.covariance_type]
 
-    slots = []
-    for k in ks:
-        model = GaussianMixture(**{**proto, "n_components": k})
-        generator = make_generator(est.random_state)  # each K initialised as its own fit would be
-        # k-means runs in the row blocks a single fit with K components would use (bigger ones
-        # for small K than the stack needs), which is both faster and the same arithmetic.
-        src_k, data_k = source, data
-        if est.chunk_size is None:
-            src_k = replace(source, chunk_size=default_chunk_size(k, d, source.device, itemsize))
-            data_k = copy.copy(data)
-            data_k.source = src_k
-        for init in range(est.n_init):
-            state = model._initial_state(data_k, src_k, summary, shift, generator)
-            slots.append(_Slot(k, init, model, state, bounds=[], reseeded=set()))
+    slots = _initial_slots(est, proto, ks, data, source, summary, shift, cov)
     _run_em(slots, data, cov, est, n, summary.var.to(source.device))
 
     best = {}
@@ -200,6 +187,28 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
     est.criterion_scores_ = dict(scores)
     est.bic_, est.aic_ = bic, aic
     return est.predict(X) if want_labels else None
+
+
+def _initial_slots(est, proto, ks, data, source, summary, shift, cov) -> list[_Slot]:
+    """One _Slot per (candidate K, initialisation), each with its initial parameters.
+
+    k-means++ and k-means starting points are computed for all candidates together
+    (:mod:`gmmgan.mixture._stacked_init`); 'random' and 'random_from_data' ones candidate by
+    candidate, each exactly as ``GaussianMixture(K, **params)`` would draw them.
+    """
+    models = {k: GaussianMixture(**{**proto, "n_components": k}) for k in ks}
+    if est.init_params in ("k-means++", "kmeans"):
+        generator = make_generator(est.random_state)
+        per_init = [kmeans_initial_states(est, ks, data, source, shift, generator, cov) for _ in range(est.n_init)]
+        return [_Slot(k, i, models[k], per_init[i][j], bounds=[], reseeded=set())
+                for j, k in enumerate(ks) for i in range(est.n_init)]
+    slots = []
+    for k in ks:
+        generator = make_generator(est.random_state)  # each K initialised as its own fit would be
+        for init in range(est.n_init):
+            state = models[k]._initial_state(data, source, summary, shift, generator)
+            slots.append(_Slot(k, init, models[k], state, bounds=[], reseeded=set()))
+    return slots
 
 
 def _n_parameters(covariance_type: str, k: int, d: int) -> int:

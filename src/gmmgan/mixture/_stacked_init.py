@@ -1,0 +1,86 @@
+"""k-means starting points for many candidate K at once (the initialisation of model selection).
+
+Initialising K = 1..40 one candidate after another costs 40 k-means++ seedings and 40 runs of
+Lloyd steps, each a loop of small kernels; on small data that is as slow as the EM itself. Here:
+
+- one greedy k-means++ seeding with the largest K; candidate K starts from its first K centers
+  (greedy k-means++ adds one center at a time, so every prefix is itself a k-means++ seeding);
+- Lloyd steps for all candidates together (:func:`gmmgan.mixture._kmeans.lloyd_batched`), each
+  candidate stopping on its own criterion;
+- the first M-step from the candidates' hard assignments, in one pass over the data.
+
+The EM that follows starts from these parameters, so each candidate's fit is an ordinary EM fit
+of ``GaussianMixture(K, weights_init=..., means_init=..., precisions_init=...)`` (tests check this).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gmmgan.mixture import _kmeans
+from gmmgan.mixture._em import KMEANSPP_LLOYD_STEPS, _Shifted, _State
+
+# Lloyd steps of init_params='kmeans' (run to convergence, as scikit-learn's).
+KMEANS_MAX_STEPS = 300
+KMEANS_TOL = 1e-4
+
+
+def kmeans_initial_states(est, ks: list[int], data: _Shifted, source, shift, generator, cov) -> list[_State]:
+    """The initial _State of every candidate in ``ks`` (init_params 'k-means++' or 'kmeans')."""
+    d, n = source.n_features, source.n_samples
+    dtype, dev, f64 = source.dtype, source.device, torch.float64
+    seeds = _kmeans.sample_rows(source, _kmeans.SEEDING_SAMPLE, generator, shift)
+    pp = _kmeans.kmeans_plusplus(seeds, max(ks), generator)
+    centers = torch.cat([pp[:k] for k in ks])
+    steps = KMEANSPP_LLOYD_STEPS if est.init_params == "k-means++" else KMEANS_MAX_STEPS
+    centers = _kmeans.lloyd_batched(source, centers, ks, shift, max_iter=steps, tol=KMEANS_TOL)
+
+    # Hard assignments to the nearest center of each candidate, summed per component in float64
+    # (GaussianMixture's one-hot initial responsibilities; its statistics, accumulated here with
+    # index_add instead of a product with a one-hot matrix).
+    c, kmax, total = len(ks), max(ks), sum(ks)
+    index = _kmeans.padded_index(ks, dev).reshape(-1)
+    real = index < total
+    cpad = torch.cat([centers, centers.new_zeros(1, d)])[index]
+    csq = torch.where(real, cpad.square().sum(1), torch.inf)
+    offsets = torch.arange(c, device=dev) * kmax
+    anchor = cpad.to(f64)
+    nk = torch.zeros(c * kmax, dtype=f64, device=dev)
+    sx = torch.zeros(c * kmax, d, dtype=f64, device=dev)
+    stat = torch.zeros((d, d) if cov.name == "tied" else (c * kmax, d * d if cov.name == "full" else d), dtype=f64, device=dev)
+    for x in data.chunks():
+        lab = _kmeans.assign_batched(x, cpad, csq, c)[1]
+        glab = (lab + offsets).reshape(-1)
+        xr = x.to(f64).repeat_interleave(c, dim=0)  # row i for each of the c candidates
+        nk += torch.bincount(glab, minlength=c * kmax).to(f64)
+        sx.index_add_(0, glab, xr)
+        if cov.name == "full":  # sum (x - a)(x - a)^T around the center, as accumulate does
+            z = xr - anchor[glab]
+            stat.index_add_(0, glab, (z.unsqueeze(2) * z.unsqueeze(1)).reshape(-1, d * d))
+        elif cov.name == "tied":
+            stat += x.to(f64).mT @ x.to(f64)
+        else:
+            stat.index_add_(0, glab, xr.square())
+    nk, sx, anchor = nk[real], sx[real], anchor[real]  # padded layout -> stacked (sum ks) order
+    if cov.name != "tied":
+        stat = stat[real].view(total, d, d) if cov.name == "full" else stat[real]
+
+    eps = torch.finfo(dtype).eps
+    nk_e = nk + 10 * eps
+    means = sx / nk_e.unsqueeze(1)
+    starts = [sum(ks[:i]) for i in range(c)]
+    if cov.name == "tied":
+        covs = torch.stack([
+            cov.covariances(stat, nk[a:a + k], nk_e[a:a + k], means[a:a + k], sx[a:a + k], anchor[a:a + k], n, est.reg_covar)
+            for a, k in zip(starts, ks)
+        ])
+    else:
+        covs = cov.covariances(stat, nk, nk_e, means, sx, anchor, n, est.reg_covar)
+    # As GaussianMixture._finish_state, for all candidates in one batch; initial weights are
+    # counts over n_samples (not renormalised), as scikit-learn's.
+    covs = cov.to_dtype(covs, dtype, est.reg_covar)
+    prec = cov.precision_cholesky(covs.to(f64), est.reg_covar).to(dtype)
+    weights, means = (nk_e / n).to(dtype), means.to(dtype)
+    if cov.name == "tied":
+        return [_State(weights[a:a + k], means[a:a + k], covs[i], prec[i]) for i, (a, k) in enumerate(zip(starts, ks))]
+    return [_State(weights[a:a + k], means[a:a + k], covs[a:a + k], prec[a:a + k]) for a, k in zip(starts, ks)]
