@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gmmgan import distributed
 from gmmgan.checkpoint import (
     CHECKPOINT_NAME,
     SNAPSHOT_NAME,
@@ -46,14 +47,18 @@ from gmmgan.checkpoint import (
 )
 from gmmgan.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from gmmgan.data import TensorData, load_dataset
-from gmmgan.losses import get_gan_loss, gradient_penalty, r1_penalty
+from gmmgan.images import generate, image_grid, plot_points, save_image_grid, write_samples
+from gmmgan.losses import get_gan_loss
 from gmmgan.nets import (
     DiscriminatorConfig,
     GeneratorConfig,
     build_discriminator,
     build_generator,
 )
-from gmmgan.priors import GMMRegularizedPrior, Prior, build_prior
+from gmmgan.priors import Prior, build_prior
+from gmmgan.train_step import TrainStep, adam, match_optimizer_state
+
+_generate = generate  # the old private name, still imported by commands
 
 __all__ = [
     "TrainingDivergedError",
@@ -127,76 +132,6 @@ def make_run_dir(out: str | Path, desc: str) -> Path:
     return run_dir
 
 
-# ----------------------------------------------------------------------------------- pictures
-def plot_points(path: str | Path, points: torch.Tensor, means=None, title: str = "") -> None:
-    """Scatter plot of 2-D samples (blue) over the true mode centres (red crosses), as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    p = points.detach().float().cpu().numpy()
-    ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.5, color="tab:blue", label="generated")
-    if means is not None:
-        m = torch.as_tensor(means).cpu().numpy()
-        ax.scatter(m[:, 0], m[:, 1], s=40, marker="x", color="tab:red", label="true modes")
-        pad = 0.25 * float(m.max() - m.min()) + 0.1
-        ax.set_xlim(m[:, 0].min() - pad, m[:, 0].max() + pad)
-        ax.set_ylim(m[:, 1].min() - pad, m[:, 1].max() + pad)
-    ax.set_aspect("equal")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-
-
-def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None) -> None:
-    """Save images (N, C, H, W) in [-1, 1] (C = 1 or 3) as one PNG grid with 2-pixel gaps."""
-    from PIL import Image
-
-    from gmmgan.data import from_unit_range
-
-    n, c, h, w = images.shape
-    if c not in (1, 3):
-        raise ValueError(f"images need 1 or 3 channels to be saved as PNG, got {c}.")
-    nrow = nrow or math.ceil(math.sqrt(n))
-    ncol = math.ceil(n / nrow)
-    grid = torch.zeros(c, ncol * (h + 2), nrow * (w + 2), dtype=torch.uint8)
-    x = from_unit_range(images.detach().float().cpu())
-    for i in range(n):
-        r, q = divmod(i, nrow)
-        grid[:, r * (h + 2) + 1 : r * (h + 2) + 1 + h, q * (w + 2) + 1 : q * (w + 2) + 1 + w] = x[i]
-    arr = grid[0].numpy() if c == 1 else grid.permute(1, 2, 0).numpy()
-    Image.fromarray(arr).save(path)
-
-
-@torch.no_grad()
-def _generate(G: nn.Module, prior: Prior, n: int, seed: int, device, component=None, batch: int = 2500) -> torch.Tensor:
-    """n samples of G from a fresh generator seeded with ``seed`` (leaves training RNGs untouched)."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = [G(prior.sample(min(batch, n - i), gen, component)).float() for i in range(0, n, batch)]
-    return torch.cat(out)
-
-
-def _image_grid(path: Path, G, prior: Prior, seed: int, device) -> None:
-    """64 fixed-z images; with a mixture prior of 2..16 components, one row of 8 per component."""
-    k = prior.n_components
-    if 2 <= k <= 16 and not isinstance(prior, GMMRegularizedPrior):
-        x = torch.cat([_generate(G, prior, 8, seed + c, device, component=c) for c in range(k)])
-    else:
-        x = _generate(G, prior, 64, seed, device)
-    save_image_grid(path, x, nrow=8)
-
-
-def _write_samples(path: Path, G, prior, data: TensorData, seed: int, device, kimg: float, n_points: int) -> None:
-    if "spec" in data.info:
-        plot_points(path, _generate(G, prior, n_points, seed, device), data.info["means"],
-                    f"{data.name}, {kimg:.1f} kimg")
-    else:
-        _image_grid(path, G, prior, seed, device)
-
-
 # ----------------------------------------------------------------------------------- training
 def _ema_beta(cfg: TrainConfig) -> float:
     half_life = cfg.schedule.ema_kimg * 1000
@@ -226,7 +161,7 @@ def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool,
     if spec is not None:
         from gmmgan.metrics.modes2d import mode_coverage
 
-        cov = mode_coverage(_generate(G.eval(), prior, cfg.eval_samples, cfg.seed + 2, zgen.device), spec)
+        cov = mode_coverage(generate(G.eval(), prior, cfg.eval_samples, cfg.seed + 2, zgen.device), spec)
         G.train()
         say(f"after the warm start: modes {cov.modes_captured}/{cov.n_modes}, high quality "
             f"{100 * cov.hq_fraction:.1f}%, reverse KL {cov.reverse_kl:.4f}")
@@ -234,7 +169,11 @@ def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool,
 
 def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False, console=None,
           quiet: bool = False) -> dict:
-    """Train a GAN as ``cfg`` says; returns {'run_dir', 'kimg', 'metrics', 'wall_s'}.
+    """Train a GAN as ``cfg`` says; returns {'run_dir', 'kimg', 'metrics', 'wall_s', ...}.
+
+    Under ``torchrun`` every rank calls this with the same arguments: each trains on its slice of
+    every global batch (``schedule.batch_size`` images in all), gradients are averaged over ranks,
+    and only rank 0 writes the run folder (:mod:`gmmgan.distributed`).
 
     Parameters
     ----------
@@ -255,29 +194,34 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     """
     from rich.console import Console
 
-    console = console or Console(highlight=False)
-    say = (lambda *a: None) if quiet else (lambda *a: console.print(*a, soft_wrap=True))
     t_start = time.time()
-    device = resolve_device(cfg.device)
+    device = distributed.init_from_env(resolve_device(cfg.device))
+    world, main = distributed.world_size(), distributed.is_main()
+    console = console or Console(highlight=False)
+    say = (lambda *a: console.print(*a, soft_wrap=True)) if main and not quiet else (lambda *a: None)
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
     use_bf16 = cfg.bf16 and device.type == "cuda"  # bf16 autocast only where it pays off
 
-    def autocast():
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    def autocast():  # no weight cache: it would be stale inside a replayed CUDA graph
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=False)
 
     sched, B = cfg.schedule, cfg.schedule.batch_size
-    if B % cfg.nets.pack:
-        raise ValueError(f"schedule.batch_size={B} must be a multiple of nets.pack={cfg.nets.pack}.")
+    if B % (cfg.nets.pack * world):
+        raise ValueError(f"schedule.batch_size={B} must be a multiple of nets.pack ({cfg.nets.pack}) times the "
+                         f"number of processes ({world}).")
+    rows = distributed.shard_range(B)  # this rank's rows of every global batch
 
-    # Run folder (a resumed run keeps its own).
+    # Run folder (a resumed run keeps its own); rank 0 names it, the others are told.
     if resume:
         run_dir = Path(run_dir)
         # On the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to their device.
         ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
     else:
-        run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")
+            run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = Path(distributed.broadcast_object(str(run_dir) if main else None))
 
     # Data, prior, nets, optimisers. The global RNG is used only here, to initialise the nets.
     torch.manual_seed(cfg.seed)
@@ -287,15 +231,18 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     G, D = build_networks(cfg, data.shape, prior.z_dim)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    betas = tuple(cfg.optim.betas)
+    # A CUDA graph replays fixed kernels: latents that carry gradients (learnable prior) rule it out.
+    graph = cfg.cuda_graphs and device.type == "cuda" and not list(prior.parameters())
+    adam_kw = {"betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps}
     g_groups = [{"params": list(G.parameters())}]
     if list(prior.parameters()):
         g_groups.append({"params": list(prior.parameters()), "lr": cfg.optim.prior_lr or cfg.optim.g_lr})
-    opt_g = torch.optim.Adam(g_groups, lr=cfg.optim.g_lr, betas=betas, eps=cfg.optim.eps)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.optim.d_lr, betas=betas, eps=cfg.optim.eps)
+    opt_g = adam(g_groups, device, graph, lr=cfg.optim.g_lr, **adam_kw)
+    opt_d = adam(D.parameters(), device, graph, lr=cfg.optim.d_lr, **adam_kw)
+    # Every rank draws the same global batch and z, then keeps its rows: the stream of batches does
+    # not depend on the number of processes, and a run resumes at any world size.
     batcher = data.batcher(B, generator=torch.Generator().manual_seed(cfg.seed))
     zgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    gan = get_gan_loss(cfg.loss.kind)
     cur_nimg = step = 0
 
     def state() -> dict:
@@ -308,17 +255,20 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         }
 
     def snapshot() -> None:
-        save_checkpoint(run_dir / CHECKPOINT_NAME, state())
-        meta = {"config": config_to_dict(cfg), "data_shape": list(data.shape), "z_dim": prior.z_dim,
-                "kimg": cur_nimg / 1000, "step": step}
-        save_snapshot(run_dir / SNAPSHOT_NAME, G_ema.state_dict(), prior.state_dict(), meta)
+        for module in (G, D, G_ema):  # a collective: every rank gets here at the same step
+            distributed.average_buffers_(module)
+        if main:
+            save_checkpoint(run_dir / CHECKPOINT_NAME, state())
+            meta = {"config": config_to_dict(cfg), "data_shape": list(data.shape), "z_dim": prior.z_dim,
+                    "kimg": cur_nimg / 1000, "step": step}
+            save_snapshot(run_dir / SNAPSHOT_NAME, G_ema.state_dict(), prior.state_dict(), meta)
 
     if resume:
         try:
             for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (prior, "prior")):
                 module.load_state_dict(ckpt[key])
-            opt_g.load_state_dict(ckpt["opt_g"])
-            opt_d.load_state_dict(ckpt["opt_d"])
+            opt_g.load_state_dict(match_optimizer_state(ckpt["opt_g"], opt_g))
+            opt_d.load_state_dict(match_optimizer_state(ckpt["opt_d"], opt_d))
             batcher.load_state_dict(ckpt["batcher"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise ValueError(
@@ -327,168 +277,148 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             ) from None
         zgen.set_state(ckpt["z_generator"])
         torch.set_rng_state(ckpt["torch_rng"])
-        if device.type == "cuda" and ckpt["cuda_rng"]:
-            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        if device.type == "cuda" and len(ckpt["cuda_rng"]) > distributed.local_rank():
+            torch.cuda.set_rng_state(ckpt["cuda_rng"][distributed.local_rank()], device)
         cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])
-        save_config(cfg, run_dir / CONFIG_NAME)
+        if main:
+            save_config(cfg, run_dir / CONFIG_NAME)
         say(f"resumed {run_dir} at {cur_nimg / 1000:.3f} kimg (step {step})")
     else:
-        save_config(cfg, run_dir / CONFIG_NAME)
-        say(f"run folder: {run_dir}")
+        if main:
+            save_config(cfg, run_dir / CONFIG_NAME)
+        say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
         if prior.needs_fit:
             t0 = time.time()
             prior.fit(data.data)
             say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
                 f"in {time.time() - t0:.1f} s")
         _warm_start(G, prior, cfg, zgen, autocast, images, say, data.info.get("spec"))
+        for module in (prior, G, D):  # the same start on every rank, whatever the GPUs did
+            distributed.broadcast_module_(module)
         G_ema.load_state_dict(G.state_dict())
         snapshot()  # a good checkpoint exists from the start
     last_good = cur_nimg
+    step_fn = TrainStep(G, D, G_ema, prior, opt_g, opt_d, get_gan_loss(cfg.loss.kind), r1_gamma=cfg.loss.r1_gamma,
+                        gp_weight=cfg.loss.gp_weight, ema_beta=_ema_beta(cfg), autocast=autocast, device=device,
+                        graph=graph, first_step=step)
 
-    # Logging.
-    log_file = open(run_dir / LOG_NAME, "a", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # optional
-        tb = SummaryWriter(str(run_dir))
-    except Exception:  # noqa: BLE001 - TensorBoard is optional; any import failure means: none
-        tb = None
-    (run_dir / "samples").mkdir(exist_ok=True)
+    # Logging (rank 0).
+    log_file = open(run_dir / LOG_NAME, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
+    tb = _tensorboard(run_dir) if main else None
+    if main:
+        (run_dir / "samples").mkdir(exist_ok=True)
     total = round(sched.total_kimg * 1000)
     every = lambda kimg: max(1, round(kimg * 1000))
     next_at = lambda cur, kimg: (cur // every(kimg) + 1) * every(kimg)
     next_log, next_snap = next_at(cur_nimg, sched.log_kimg), next_at(cur_nimg, sched.snapshot_kimg)
     next_sample = next_at(cur_nimg, sched.sample_kimg) if sched.sample_kimg else None
-    ema_beta = _ema_beta(cfg)
-    check_every = 1 if device.type == "cpu" else 20  # .item() syncs the GPU: check NaN less often there
-    bad_step = torch.full((), -1, dtype=torch.long, device=device)
-    sums = torch.zeros(3, device=device)  # loss_d, loss_g, count since the last log line
+    check_every = 1 if device.type == "cpu" else 50  # .item() syncs the GPU: check NaN less often there
     tick_time, tick_nimg = time.time(), cur_nimg
+    progress = _progress_bar(console, cur_nimg, total) if main and not quiet and cur_nimg < total else None
 
-    progress = None
-    if not quiet and cur_nimg < total:
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} kimg"),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console, transient=False)
-        task = progress.add_task("train", total=total / 1000, completed=cur_nimg / 1000, info="")
-        progress.start()
-
-    def check_finite(loss_d: torch.Tensor, loss_g: torch.Tensor) -> None:
-        s = int(bad_step.item())
+    def check_finite() -> None:
+        s = int(step_fn.bad_step.item())
         if s >= 0:
             raise TrainingDivergedError(
-                f"a loss became NaN or infinite at step {s} (loss_d={loss_d.detach().item():.4g}, loss_g={loss_g.detach().item():.4g}, "
-                f"around {s * B / 1000:.3f} kimg); training stopped. The last good checkpoint is "
-                f"{run_dir / CHECKPOINT_NAME} ({last_good / 1000:.3f} kimg), left unchanged. Try lower learning "
-                "rates (optim.g_lr, optim.d_lr), R1 (loss.r1_gamma=1) or spectral norm (nets.d_spectral_norm=true)."
+                f"a loss became NaN or infinite at step {s} (around {s * B / 1000:.3f} kimg); training stopped. "
+                f"The last good checkpoint is {run_dir / CHECKPOINT_NAME} ({last_good / 1000:.3f} kimg), left "
+                "unchanged. Try lower learning rates (optim.g_lr, optim.d_lr), R1 (loss.r1_gamma=1) or spectral "
+                "norm (nets.d_spectral_norm=true)."
             )
 
     try:
         while cur_nimg < total:
-            real = batcher.next()
-            z = prior.sample(B, zgen)
-            # D step: real up, fake down (+ R1 on real / gradient penalty).
-            D.requires_grad_(True)
-            r1 = cfg.loss.r1_gamma > 0
-            if r1:
-                real.requires_grad_(True)
-            with autocast():
-                fake = G(z)
-                real_logits = D(real)
-                loss_d = gan.d(real_logits.float(), D(fake.detach()).float())
-                if r1:
-                    loss_d = loss_d + cfg.loss.r1_gamma / 2 * r1_penalty(real_logits, real)
-                if cfg.loss.gp_weight > 0:
-                    loss_d = loss_d + cfg.loss.gp_weight * gradient_penalty(D, real, fake.float(), generator=zgen)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            # G step on the same z, through the updated D (+ the prior's penalty, if any).
-            D.requires_grad_(False)
-            with autocast():
-                loss_g = gan.g(D(fake).float())
-            penalty = prior.penalty(fake.float())  # outside autocast: GMM log-densities need float32
-            if penalty is not None:
-                loss_g = loss_g + penalty
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            with torch.no_grad():
-                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                    p_ema.lerp_(p.detach(), 1 - ema_beta)
-                for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                    b_ema.copy_(b)
-                finite = torch.isfinite(loss_d.detach()) & torch.isfinite(loss_g.detach())
-                bad_step = torch.where(~finite & (bad_step < 0), step, bad_step)
-                sums += torch.stack([loss_d.detach().float(), loss_g.detach().float(), torch.ones((), device=device)])
+            real = batcher.next()[rows.start : rows.stop]
+            z = prior.sample(B, zgen)[rows.start : rows.stop]
+            gp_eps = torch.rand(B, generator=zgen, device=device)[rows.start : rows.stop] if cfg.loss.gp_weight > 0 else None
+            step_fn(real, z, gp_eps)
             cur_nimg += B
             step += 1
             done = cur_nimg >= total
             if step % check_every == 0 or done or cur_nimg >= min(next_log, next_snap):
-                check_finite(loss_d, loss_g)
+                check_finite()
 
             if cur_nimg >= next_log or done:
-                ld, lg, _ = (sums / sums[2].clamp_min(1)).tolist()
+                ld, lg = step_fn.pop_means()
                 now = time.time()
                 rate = (cur_nimg - tick_nimg) / max(now - tick_time, 1e-9)
                 entry = {"kimg": round(cur_nimg / 1000, 4), "step": step, "loss_d": ld, "loss_g": lg,
                          "images_per_s": round(rate, 1), "wall_s": round(now - t_start, 2)}
-                log_file.write(json.dumps(entry) + "\n")
-                log_file.flush()
+                if main:
+                    log_file.write(json.dumps(entry) + "\n")
+                    log_file.flush()
                 if tb is not None:
                     for k in ("loss_d", "loss_g", "images_per_s"):
                         tb.add_scalar(k, entry[k], cur_nimg)
                 if progress is not None:
-                    progress.update(task, info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s")
-                sums.zero_()
+                    progress.update(progress.task_ids[0], info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s")
                 tick_time, tick_nimg, next_log = now, cur_nimg, next_at(cur_nimg, sched.log_kimg)
             if next_sample is not None and (cur_nimg >= next_sample or done):
-                _write_samples(run_dir / "samples" / f"samples-{cur_nimg / 1000:010.3f}kimg.png", G_ema, prior, data,
-                               cfg.seed + 2, device, cur_nimg / 1000, cfg.eval_samples)
+                if main:
+                    write_samples(run_dir / "samples" / f"samples-{cur_nimg / 1000:010.3f}kimg.png", G_ema, prior,
+                                  data, cfg.seed + 2, device, cur_nimg / 1000, cfg.eval_samples)
                 next_sample = next_at(cur_nimg, sched.sample_kimg)
             if cur_nimg >= next_snap or done:
                 snapshot()
                 last_good, next_snap = cur_nimg, next_at(cur_nimg, sched.snapshot_kimg)
             if progress is not None and (step % 16 == 0 or done):  # rich costs ~0.1 ms a call: not every step
-                progress.update(task, completed=cur_nimg / 1000)
+                progress.update(progress.task_ids[0], completed=cur_nimg / 1000)
     finally:
         if progress is not None:
             progress.stop()
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
         if tb is not None:
             tb.close()
 
-    # Final evaluation of the EMA generator.
-    metrics = None
-    if "spec" in data.info:
-        from gmmgan.metrics.modes2d import mode_coverage
-
-        samples = _generate(G_ema, prior, cfg.eval_samples, cfg.seed + 2, device)
-        cov = mode_coverage(samples, data.info["spec"])
-        metrics = {"kimg": cur_nimg / 1000, "n_samples": cov.n_samples, "modes": cov.modes_captured,
-                   "n_modes": cov.n_modes, "hq": cov.hq_fraction, "kl": cov.reverse_kl, "kl_floor": cov.kl_floor}
-        (run_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        plot_points(run_dir / FINAL_PLOT_NAME, samples, data.info["means"],
-                    f"{data.name} / {cfg.prior.kind}: {cov.modes_captured}/{cov.n_modes} modes, "
-                    f"HQ {100 * cov.hq_fraction:.1f}%, KL {cov.reverse_kl:.4f}")
-        say(f"[bold]{data.name}[/bold] ({cfg.eval_samples} samples of the EMA generator): "
-            f"modes {cov.modes_captured}/{cov.n_modes}, high quality {100 * cov.hq_fraction:.1f}%, "
-            f"reverse KL {cov.reverse_kl:.4f} (perfect-sampler floor {cov.kl_floor:.4f})")
-        say(f"plot: {run_dir / FINAL_PLOT_NAME}")
-    else:
-        _image_grid(run_dir / FINAL_PLOT_NAME, G_ema, prior, cfg.seed + 2, device)
-        say(f"samples: {run_dir / FINAL_PLOT_NAME}")
+    metrics = _final_evaluation(cfg, run_dir, G_ema, prior, data, device, cur_nimg / 1000, say) if main else None
+    distributed.barrier()
     wall = time.time() - t_start
     say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run_dir / SNAPSHOT_NAME}")
     return {"run_dir": run_dir, "kimg": cur_nimg / 1000, "metrics": metrics, "wall_s": wall, "G": G, "D": D,
-            "G_ema": G_ema, "prior": prior}
+            "G_ema": G_ema, "prior": prior, "cuda_graph": step_fn.graphed}
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # optional
+        return SummaryWriter(str(run_dir))
+    except Exception:  # noqa: BLE001 - TensorBoard is optional; any import failure means: none
+        return None
+
+
+def _progress_bar(console, cur_nimg: int, total: int):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} kimg"),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=console, transient=False)
+    progress.add_task("train", total=total / 1000, completed=cur_nimg / 1000, info="")
+    progress.start()
+    return progress
+
+
+def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, device, kimg: float, say) -> dict | None:
+    """2-D runs: modes, HQ and reverse KL of the EMA generator (metrics.json + plot); images: a grid."""
+    if "spec" not in data.info:
+        image_grid(run_dir / FINAL_PLOT_NAME, G_ema, prior, cfg.seed + 2, device)
+        say(f"samples: {run_dir / FINAL_PLOT_NAME}")
+        return None
+    from gmmgan.metrics.modes2d import mode_coverage
+
+    samples = generate(G_ema, prior, cfg.eval_samples, cfg.seed + 2, device)
+    cov = mode_coverage(samples, data.info["spec"])
+    metrics = {"kimg": kimg, "n_samples": cov.n_samples, "modes": cov.modes_captured, "n_modes": cov.n_modes,
+               "hq": cov.hq_fraction, "kl": cov.reverse_kl, "kl_floor": cov.kl_floor}
+    (run_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    plot_points(run_dir / FINAL_PLOT_NAME, samples, data.info["means"],
+                f"{data.name} / {cfg.prior.kind}: {cov.modes_captured}/{cov.n_modes} modes, "
+                f"HQ {100 * cov.hq_fraction:.1f}%, KL {cov.reverse_kl:.4f}")
+    say(f"[bold]{data.name}[/bold] ({cfg.eval_samples} samples of the EMA generator): "
+        f"modes {cov.modes_captured}/{cov.n_modes}, high quality {100 * cov.hq_fraction:.1f}%, "
+        f"reverse KL {cov.reverse_kl:.4f} (perfect-sampler floor {cov.kl_floor:.4f})")
+    say(f"plot: {run_dir / FINAL_PLOT_NAME}")
+    return metrics
 
 
 # ----------------------------------------------------------------------------------- sampling

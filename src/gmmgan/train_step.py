@@ -1,0 +1,205 @@
+"""One GAN training step (D step, G step, EMA update), eager or replayed as a CUDA graph.
+
+Why a CUDA graph: the reference nets are small (DCGAN on 28x28 at batch 64, MLPs on 2-D points), so
+on a GPU a step is bound by kernel launches, not arithmetic: a plain PyTorch loop spends most of its
+time in Python and the CUDA driver. Capturing the whole step once (forward, backward, all-reduce of
+the gradients, fused Adam, EMA) and replaying it costs one launch per step.
+
+What stays outside the graph is everything random or data-dependent in size: the real batch, the
+latent vectors and the gradient-penalty weights are drawn by the caller from its own generators and
+copied into static input buffers, so the random streams (and exact resume) are the same in every
+mode. On the CPU, or when a graph cannot be used (a learnable prior, whose latent vectors carry
+gradients; ``cuda_graphs=false``), the same step function runs eagerly.
+
+Data-parallel training (:mod:`gmmgan.distributed`): after each backward the gradients are averaged
+over ranks with one all-reduce per network, inside the graph. This is what
+``DistributedDataParallel`` does, written out because a GAN step does not fit DDP's assumptions
+(D runs twice before its backward, R1 differentiates through D's input gradient, only one of the
+two networks has gradients in each half, and the whole step is captured as one graph).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from gmmgan import distributed
+from gmmgan.losses import gradient_penalty, r1_penalty
+
+__all__ = ["TrainStep", "adam", "match_optimizer_state"]
+
+WARMUP_STEPS = 3  # eager steps on a side stream before capture: lets Adam and cuDNN allocate and pick
+
+
+def adam(params, device: torch.device, graph: bool, **kw) -> torch.optim.Adam:
+    """Adam as the step needs it: fused on CUDA, capturable when the step is a CUDA graph."""
+    if device.type == "cuda":
+        return torch.optim.Adam(params, fused=True, capturable=graph, **kw)
+    return torch.optim.Adam(params, **kw)
+
+
+def match_optimizer_state(saved: dict, opt: torch.optim.Optimizer) -> dict:
+    """A saved optimizer state dict with this optimizer's execution flags (fused, capturable, foreach).
+
+    A checkpoint written by a CUDA-graph run on a GPU must resume on the CPU (and vice versa); the
+    flags describe how the update runs here, not the optimisation state, so they are taken from
+    ``opt`` before loading.
+    """
+    flags = ("fused", "capturable", "foreach", "differentiable")
+    groups = []
+    for mine, theirs in zip(opt.param_groups, saved["param_groups"]):
+        groups.append({**theirs, **{k: mine[k] for k in flags if k in mine}})
+    groups.extend(saved["param_groups"][len(groups):])
+    return {"state": saved["state"], "param_groups": groups}
+
+
+class TrainStep:
+    """Callable ``step(real, z, gp_eps=None)``: one D step and one G step on this rank's batch.
+
+    Parameters
+    ----------
+    G, D, G_ema : nn.Module
+    prior : gmmgan.priors.Prior
+        Its ``penalty(fake)`` is added to the G loss.
+    opt_g, opt_d : torch.optim.Optimizer
+        Build them with :func:`adam` (capturable on CUDA when ``graph`` is True).
+    gan : gmmgan.losses.GANLoss
+    r1_gamma, gp_weight : float
+    ema_beta : float
+        G_ema <- beta * G_ema + (1 - beta) * G after every step.
+    autocast : callable
+        Returns the autocast context of the nets (bf16 on CUDA or disabled).
+    graph : bool
+        Capture the step as a CUDA graph after ``WARMUP_STEPS`` eager steps (CUDA only).
+
+    Attributes
+    ----------
+    sums : Tensor of shape (3,)
+        Running sums of loss_d, loss_g and the step count since :meth:`pop_means`.
+    bad_step : Tensor ()
+        The first step whose losses were not finite, or -1.
+    graphed : bool
+        Whether steps are currently replayed from a CUDA graph.
+    """
+
+    def __init__(self, G: nn.Module, D: nn.Module, G_ema: nn.Module, prior, opt_g, opt_d, gan, *,
+                 r1_gamma: float, gp_weight: float, ema_beta: float, autocast: Callable, device: torch.device,
+                 graph: bool, first_step: int = 0):
+        self.G, self.D, self.G_ema, self.prior = G, D, G_ema, prior
+        self.opt_g, self.opt_d, self.gan = opt_g, opt_d, gan
+        self.r1_gamma, self.gp_weight, self.ema_beta = float(r1_gamma), float(gp_weight), float(ema_beta)
+        self.autocast, self.device = autocast, device
+        self.use_graph = bool(graph) and device.type == "cuda"
+        self.graphed = False
+        self.sums = torch.zeros(3, device=device)
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self._step_t = torch.full((), first_step, dtype=torch.long, device=device)
+        self._graph = None
+        self._static: tuple[torch.Tensor, ...] | None = None
+        self._eager_steps = 0
+        self._ema_pairs = (list(G_ema.parameters()), list(G.parameters()))
+        self._ema_buffers = [(b_ema, b) for b_ema, b in zip(G_ema.buffers(), G.buffers()) if b.is_floating_point()]
+        self._int_buffers = [(b_ema, b) for b_ema, b in zip(G_ema.buffers(), G.buffers()) if not b.is_floating_point()]
+
+    # ------------------------------------------------------------------ the step itself
+    def _step(self, real: torch.Tensor, z: torch.Tensor, gp_eps: torch.Tensor | None) -> None:
+        G, D, gan = self.G, self.D, self.gan
+        # D step: real up, fake down (+ R1 on real / gradient penalty).
+        D.requires_grad_(True)
+        r1 = self.r1_gamma > 0
+        if r1:
+            real = real.detach().requires_grad_(True)
+        with self.autocast():
+            fake = G(z)
+            real_logits = D(real)
+            loss_d = gan.d(real_logits.float(), D(fake.detach()).float())
+            if r1:
+                loss_d = loss_d + self.r1_gamma / 2 * r1_penalty(real_logits, real)
+            if self.gp_weight > 0:
+                loss_d = loss_d + self.gp_weight * gradient_penalty(D, real, fake.float(), eps=gp_eps)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        distributed.all_reduce_mean_grads_(D.parameters())
+        self.opt_d.step()
+        # G step on the same z, through the updated D (+ the prior's penalty, if any).
+        D.requires_grad_(False)
+        with self.autocast():
+            loss_g = gan.g(D(fake).float())
+        penalty = self.prior.penalty(fake.float())  # outside autocast: GMM log-densities need float32
+        if penalty is not None:
+            loss_g = loss_g + penalty
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        distributed.all_reduce_mean_grads_([p for group in self.opt_g.param_groups for p in group["params"]])
+        self.opt_g.step()
+        with torch.no_grad():
+            ema, params = self._ema_pairs
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - self.ema_beta)
+            for b_ema, b in self._ema_buffers + self._int_buffers:
+                b_ema.copy_(b)
+            losses = torch.stack([loss_d.detach().float(), loss_g.detach().float()])
+            losses = distributed.all_reduce_sum_(losses) / distributed.world_size()
+            finite = torch.isfinite(losses).all()
+            self.bad_step.copy_(torch.where(~finite & (self.bad_step < 0), self._step_t, self.bad_step))
+            self.sums += torch.cat([losses, torch.ones(1, device=losses.device)])
+            self._step_t += 1
+
+    # ------------------------------------------------------------------ driving it
+    def __call__(self, real: torch.Tensor, z: torch.Tensor, gp_eps: torch.Tensor | None = None) -> None:
+        if not self.use_graph or (z.requires_grad and torch.is_grad_enabled()):
+            # Latents with gradients (learnable prior) must flow into the prior's parameters: eager.
+            self._step(real, z, gp_eps)
+            return
+        if self._static is None:
+            self._static = tuple(t.detach().clone() for t in (real, z, gp_eps) if t is not None)
+        for buf, t in zip(self._static, (real, z, gp_eps)):
+            buf.copy_(t)
+        if self._graph is not None:
+            self._graph.replay()
+            return
+        real_s, z_s, eps_s = (*self._static, None)[:3]
+        if self._eager_steps < WARMUP_STEPS:
+            # Warm-up on a side stream, as CUDA graph capture requires.
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self._step(real_s, z_s, eps_s)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self._eager_steps += 1
+            return
+        self._capture(real_s, z_s, eps_s)
+        self._graph.replay()
+
+    def _capture(self, real_s, z_s, eps_s) -> None:
+        graph = torch.cuda.CUDAGraph()
+        state = self._snapshot_tensors()
+        try:
+            with torch.cuda.graph(graph):
+                self._step(real_s, z_s, eps_s)
+        except Exception as e:  # noqa: BLE001 - any capture failure means: carry on eagerly, say why
+            self._restore_tensors(state)
+            self.use_graph = False
+            warnings.warn(f"could not capture the training step as a CUDA graph ({type(e).__name__}: {e}); "
+                          "training continues eagerly (slower). Set cuda_graphs=false to silence this.",
+                          RuntimeWarning, stacklevel=3)
+            self._step(real_s, z_s, eps_s)
+            return
+        self._graph, self.graphed = graph, True
+
+    def _snapshot_tensors(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # Capture runs nothing, but a failed capture may leave tensors half-written: keep copies.
+        return [(t, t.detach().clone()) for t in (self.sums, self.bad_step, self._step_t)]
+
+    @staticmethod
+    def _restore_tensors(state) -> None:
+        for t, saved in state:
+            t.copy_(saved)
+
+    def pop_means(self) -> tuple[float, float]:
+        """Mean loss_d and loss_g since the last call (one device sync)."""
+        ld, lg, n = self.sums.tolist()
+        self.sums.zero_()
+        return ld / max(n, 1), lg / max(n, 1)
