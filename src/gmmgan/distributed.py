@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -28,10 +29,13 @@ __all__ = [
     "average_buffers_",
     "barrier",
     "broadcast_",
+    "broadcast_module_",
+    "broadcast_object",
     "env_world_size",
     "init_from_env",
     "is_distributed",
     "is_main",
+    "local_only",
     "local_rank",
     "rank",
     "rank_zero_first",
@@ -48,9 +52,30 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+_LOCAL = threading.local()
+
+
 def is_distributed() -> bool:
-    """True inside an initialised process group of more than one rank."""
+    """True inside an initialised process group of more than one rank (False in :func:`local_only`)."""
+    if getattr(_LOCAL, "depth", 0) > 0:
+        return False
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@contextmanager
+def local_only():
+    """Inside this block this thread acts alone: :func:`is_distributed` is False, reductions are no-ops.
+
+    For work every rank does on its own full copy of the data, e.g. fitting a GMM prior on the
+    same embeddings on every rank under DDP: ``GaussianMixture.fit`` would otherwise treat each
+    rank's rows as a shard of one larger data set. ``rank()`` and ``world_size()`` still tell the
+    truth, so rank-0-only logging keeps working.
+    """
+    _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _LOCAL.depth -= 1
 
 
 def rank() -> int:
@@ -183,6 +208,22 @@ def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     return tensor
 
 
+def broadcast_module_(module) -> None:
+    """Give every rank rank 0's parameters and buffers of ``module`` (in place)."""
+    if is_distributed():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank (small picklable values, e.g. a run folder's name)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate every rank's ``tensor`` along dim 0, in rank order (rows may differ per rank)."""
     if not is_distributed():
@@ -196,6 +237,41 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded)
     return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+
+
+def comm_device() -> torch.device:
+    """Where tensors must live for this process group's collectives: the GPU for NCCL, else the CPU."""
+    if is_distributed() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_sums(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Sums over all ranks of several tensors (one dtype) in one collective; new tensors, same devices.
+
+    One flat buffer instead of one call per tensor: the per-call latency, not the bytes, is the
+    cost of reducing EM statistics. Returns the inputs themselves in one process.
+    """
+    if not is_distributed():
+        return tensors
+    if len({t.dtype for t in tensors}) != 1:
+        raise ValueError(f"all_reduce_sums needs tensors of one dtype, got {[t.dtype for t in tensors]}.")
+    flat = torch.cat([t.reshape(-1) for t in tensors]).to(comm_device())
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start : start + t.numel()].view(t.shape).to(t.device))
+        start += t.numel()
+    return tuple(out)
+
+
+def broadcast_generator_(generator: torch.Generator, src: int = 0) -> torch.Generator:
+    """Give every rank rank ``src``'s random state (e.g. a seed drawn from the OS), in place."""
+    if is_distributed():
+        state = generator.get_state().to(comm_device())
+        dist.broadcast(state, src=src)
+        generator.set_state(state.cpu())
+    return generator
 
 
 def shard_range(n: int, rank_: int | None = None, world: int | None = None) -> range:

@@ -289,7 +289,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
         if prior.needs_fit:
             t0 = time.time()
-            prior.fit(data.data)
+            with distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
+                prior.fit(data.data)
             say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
                 f"in {time.time() - t0:.1f} s")
         _warm_start(G, prior, cfg, zgen, autocast, images, say, data.info.get("spec"))
