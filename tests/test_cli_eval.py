@@ -1,12 +1,52 @@
-"""gmmgan eval on a tiny 2-D run: metrics printed and written; bad targets are clear errors."""
+"""gmmgan eval end to end: 2-D, Stacked-MNIST and image runs (tiny runs, tiny classifiers), bad input.
+
+The image tests train their own tiny feature classifiers (a few seconds, on a slice of the real
+data) into a temporary cache, so they never depend on ~/.cache; they skip when the MNIST /
+Fashion-MNIST IDX files are absent (set GMMGAN_DATA to the folder holding MNIST/raw).
+"""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from gmmgan.cli import main
+from gmmgan.config import load_config
+from gmmgan.data.mnist import load_mnist
+from gmmgan.metrics import ClassifierConfig, train_classifier
+from gmmgan.train import train
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DATA_ROOT = Path(os.environ.get("GMMGAN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+HAVE_MNIST = (DATA_ROOT / "MNIST" / "raw").is_dir()
+HAVE_FASHION = (DATA_ROOT / "FashionMNIST" / "raw").is_dir()
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST IDX files not in {DATA_ROOT}/MNIST/raw (set GMMGAN_DATA)")
+needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason=f"Fashion-MNIST IDX files not in {DATA_ROOT} (set GMMGAN_DATA)")
+
+# A tiny DCGAN run on 28x28 images: a few hundred images shown, under two seconds on a CPU.
+TINY_IMAGES = [
+    "nets.g_width=4", "nets.d_width=4", "schedule.batch_size=8", "schedule.total_kimg=0.016",
+    "schedule.snapshot_kimg=0.008", "schedule.sample_kimg=0", "schedule.log_kimg=0.008", "prior.fit_samples=300",
+    "prior.embed_dim=4", "prior.warm_start_steps=2", "device=cpu", "cpu_threads=1",
+]
+
+
+def cli(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny nets gain nothing from threads; on a busy 2-core runner their spin-waits cost seconds.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture
@@ -15,29 +55,215 @@ def run_copy(ring_run, tmp_path):
     return Path(shutil.copytree(ring_run, tmp_path / ring_run.name))
 
 
-def test_eval_2d_run_writes_metrics_over_seeds(run_copy, capsys):
+def _tiny_run(out: Path, data: str, *overrides: str) -> Path:
+    cfg = load_config(None, [f"data.name={data}", f"data.root={DATA_ROOT}", *TINY_IMAGES, *overrides])
+    return Path(train(cfg, run_dir=out / data, quiet=True)["run_dir"])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A classifier cache with tiny mnist (and fashion-mnist) classifiers trained on 2,000 real images."""
+    folder = tmp_path_factory.mktemp("classifiers")
+    tiny = ClassifierConfig(width=4, feature_dim=16, batch_size=64, lr=1e-2)
+    for dataset, present in (("mnist", HAVE_MNIST), ("fashion-mnist", HAVE_FASHION)):
+        if present:
+            x, y = load_mnist(DATA_ROOT, "train", dataset)
+            xt, yt = load_mnist(DATA_ROOT, "test", dataset)
+            train_classifier(dataset, out_dir=folder, epochs=1, config=tiny, train_data=(x[:2000], y[:2000]),
+                             test_data=(xt[:500], yt[:500]), log=None)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny image runs, trained once for the module (each in about a second)."""
+    out = tmp_path_factory.mktemp("image_runs")
+    made = {}
+    if HAVE_MNIST:
+        made["mnist-limited"] = _tiny_run(out, "mnist-limited", "data.per_class=4", "prior.n_components=3",
+                                          "prior.noise_dim=2")
+        made["mnist"] = _tiny_run(out, "mnist", "prior.kind=fixed_gmm", "prior.n_components=2", "prior.z_dim=6")
+        made["stacked-mnist"] = _tiny_run(out, "stacked-mnist", "data.n=64", "prior.kind=gaussian", "prior.z_dim=8")
+    if HAVE_FASHION:
+        made["fashion-mnist"] = _tiny_run(out, "fashion-mnist", "prior.kind=gaussian", "prior.z_dim=8")
+    return made
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / run.name))
+
+
+# ------------------------------------------------------------------------------------ 2-D runs
+def test_eval_2d_run_writes_metrics_over_seeds_and_curves(run_copy, capsys):
     training_metrics = (run_copy / "metrics.json").read_text()
-    assert main(["eval", str(run_copy), "--seeds", "0,1,2", "-n", "500"]) == 0
-    out = capsys.readouterr().out
+    rc, out, err = cli(capsys, "eval", run_copy, "--seeds", "0,1,2", "-n", "500")
+    assert rc == 0, err
     assert "modes_captured" in out and "reverse_kl" in out
     assert (run_copy / "metrics.json").read_text() == training_metrics  # training's file is kept
     report = json.loads((run_copy / "eval.json").read_text())
-    assert report["data"] == "ring" and report["seeds"] == [0, 1, 2]
+    assert report["data"] == "ring" and report["seeds"] == [0, 1, 2] and report["n_samples"] == 500
     per_seed = report["modes_captured"]["per_seed"]
     assert len(per_seed) == 3 and all(0 <= m <= 8 for m in per_seed)
+    assert report["modes_captured"]["mean"] == pytest.approx(sum(per_seed) / 3)
     assert 0.0 <= report["hq_fraction"]["mean"] <= 1.0
     assert report["reverse_kl"]["se"] >= 0.0
+    assert report["kl_floor"] == pytest.approx(7 / 1000)  # (K - 1) / (2 N)
+    assert (run_copy / "eval_curves.png").read_bytes()[:8] == PNG_MAGIC
 
 
-def test_eval_same_seed_is_deterministic(ring_run, tmp_path):
+def test_eval_same_seed_is_deterministic_and_one_seed_has_no_se(ring_run, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    assert main(["eval", str(ring_run), "-n", "300", "-o", str(a)]) == 0
-    assert main(["eval", str(ring_run), "-n", "300", "-o", str(b)]) == 0
-    assert json.loads(a.read_text())["reverse_kl"] == json.loads(b.read_text())["reverse_kl"]
+    assert main(["eval", str(ring_run), "-n", "300", "-o", str(a), "--no-plots"]) == 0
+    assert main(["eval", str(ring_run), "-n", "300", "-o", str(b), "--no-plots"]) == 0
+    ra = json.loads(a.read_text())
+    assert ra["reverse_kl"] == json.loads(b.read_text())["reverse_kl"]
+    assert ra["reverse_kl"]["se"] is None  # one seed: no standard error (and no NaN in the JSON)
+    assert not list(tmp_path.glob("*.png"))  # --no-plots
 
 
-def test_eval_missing_run_and_bad_seeds(tmp_path, capsys):
-    assert main(["eval", str(tmp_path / "nope")]) == 2
-    assert "nope" in capsys.readouterr().err
-    assert main(["eval", str(tmp_path), "--seeds", "a,b"]) == 2
-    assert "comma-separated integers" in capsys.readouterr().err
+def test_eval_output_folder_and_curves_named_after_the_json(ring_run, tmp_path):
+    assert main(["eval", str(ring_run), "-n", "200", "-o", str(tmp_path)]) == 0
+    assert (tmp_path / "eval.json").is_file() and (tmp_path / "eval_curves.png").is_file()
+    assert main(["eval", str(ring_run / "generator.safetensors"), "-n", "200", "-o", str(tmp_path / "r.json")]) == 0
+    assert (tmp_path / "r_curves.png").read_bytes()[:8] == PNG_MAGIC  # a snapshot file finds its run's log
+
+
+# ------------------------------------------------------------------------------------ image runs
+@needs_mnist
+def test_eval_mnist_limited_fid_kid_prdc_and_clustering(runs, cache, tmp_path, capsys):
+    run = _copy(runs["mnist-limited"], tmp_path)
+    rc, out, err = cli(capsys, "eval", run, "-n", 200, "--seeds", "0,1", "--cache-dir", cache)
+    assert rc == 0, err
+    assert "real-vs-real" in out and "clustering accuracy" in out
+    r = json.loads((run / "eval.json").read_text())
+    assert r["data"] == "mnist-limited" and r["metrics"] == ["fid", "kid", "prdc", "clustering"]
+    assert r["feature_network"]["dataset"] == "mnist" and len(r["feature_network"]["sha256"]) == 64
+    assert r["n_real_train"] == 60_000 and r["n_reference"] == 200 and r["n_prdc"] == 200
+    model, ref = r["model"], r["reference"]
+    assert set(model) == set(ref) == {"fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"}
+    assert all(len(model[f]["per_seed"]) == 2 and model[f]["se"] is not None for f in model)
+    for f in ("precision", "recall", "coverage"):
+        assert 0.0 <= ref[f] <= 1.0 and all(0.0 <= v <= 1.0 for v in model[f]["per_seed"])
+    # Real test images are far closer to the train set than a 16-image generator's output.
+    assert ref["fid"] < model["fid"]["mean"] and ref["coverage"] > model["coverage"]["mean"]
+    c = r["clustering"]
+    assert c["n_per_component"] == 67  # ceil(200 / 3)
+    assert all(0.0 < a <= 1.0 for a in c["accuracy"]["per_seed"]) and 0.0 <= c["nmi"]["mean"] <= 1.0
+    assert (run / "eval_curves.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@needs_mnist
+def test_eval_mnist_metric_subset(runs, cache, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    rc, _, err = cli(capsys, "eval", runs["mnist"], "-n", 150, "--metrics", "fid,clustering", "--cache-dir", cache,
+                     "-o", out, "--no-plots")
+    assert rc == 0, err
+    r = json.loads(out.read_text())
+    assert set(r["model"]) == set(r["reference"]) == {"fid"}
+    assert r["clustering"]["n_per_component"] == 75  # fixed_gmm with 2 components
+    assert r["reference"]["fid"] < r["model"]["fid"]["mean"]
+
+
+@needs_fashion
+def test_eval_fashion_mnist_uses_the_fashion_classifier(runs, cache, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    rc, stdout, err = cli(capsys, "eval", runs["fashion-mnist"], "-n", 120, "--cache-dir", cache, "-o", out)
+    assert rc == 0, err
+    r = json.loads(out.read_text())
+    assert r["feature_network"]["dataset"] == "fashion-mnist"
+    assert r["metrics"] == ["fid", "kid", "prdc"] and "clustering" not in r  # a Gaussian prior has no components
+    assert "no clustering" in stdout
+    assert r["reference"]["fid"] < r["model"]["fid"]["mean"]
+    # Asking for clustering explicitly is an error that says why.
+    rc, _, err = cli(capsys, "eval", runs["fashion-mnist"], "--metrics", "clustering", "--cache-dir", cache)
+    assert rc == 2 and "no components" in err
+
+
+@needs_mnist
+def test_eval_stacked_mnist_modes_and_kl(runs, cache, tmp_path, capsys):
+    out = tmp_path / "s.json"
+    rc, stdout, err = cli(capsys, "eval", runs["stacked-mnist"], "-n", 500, "--seeds", "3,4", "--cache-dir", cache,
+                          "-o", out)
+    assert rc == 0, err
+    r = json.loads(out.read_text())
+    assert r["data"] == "stacked-mnist" and r["feature_network"]["dataset"] == "mnist"
+    assert all(1 <= m <= 500 for m in r["modes"]["per_seed"])  # at most one mode per sample
+    assert 0.0 <= r["reverse_kl"]["mean"] <= 6.91  # log(1000): all samples in one mode
+    assert r["kl_floor"] == pytest.approx(999 / 1000)
+    assert "of 1,000 modes" in stdout
+
+
+# ------------------------------------------------------------------------------------ bad input
+def test_eval_missing_run_bad_seeds_and_bad_n(tmp_path, capsys):
+    rc, _, err = cli(capsys, "eval", tmp_path / "nope")
+    assert rc == 2 and "nope" in err and "does not exist" in err
+    rc, _, err = cli(capsys, "eval", tmp_path, "--seeds", "a,b")
+    assert rc == 2 and "comma-separated integers" in err
+    rc, _, err = cli(capsys, "eval", tmp_path, "--seeds", "1,1")
+    assert rc == 2 and "repeat" in err
+    for bad in ("0", "-5", "x"):
+        rc, _, err = cli(capsys, "eval", tmp_path, "-n", bad)
+        assert rc == 2 and "-n" in err
+
+
+def test_eval_run_without_snapshot(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    rc, _, err = cli(capsys, "eval", tmp_path / "run")
+    assert rc == 2 and "generator.safetensors" in err and "gmmgan train" in err
+
+
+def test_eval_unknown_and_inapplicable_metrics(ring_run, tmp_path, capsys):
+    rc, _, err = cli(capsys, "eval", ring_run, "--metrics", "fid,bogus")
+    assert rc == 2 and "unknown metric 'bogus'" in err and "clustering" in err  # lists the valid names
+    rc, _, err = cli(capsys, "eval", ring_run, "--metrics", "fid", "-o", tmp_path / "e.json")
+    assert rc == 2 and "does not apply to a ring run" in err and "modes" in err
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_eval_bad_training_log_is_an_error_before_evaluating(run_copy, capsys):
+    lines = (run_copy / "log.jsonl").read_text().splitlines()
+    (run_copy / "log.jsonl").write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
+    rc, _, err = cli(capsys, "eval", run_copy, "-n", 100)
+    assert rc == 2 and "line 2" in err and "log.jsonl" in err
+    assert not (run_copy / "eval.json").exists()
+    rc, _, err = cli(capsys, "eval", run_copy, "-n", 100, "--no-plots")  # the log is not needed then
+    assert rc == 0, err
+
+
+def test_eval_unavailable_device(ring_run, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    rc, _, err = cli(capsys, "eval", ring_run, "--device", "cuda")
+    assert rc == 2 and "CUDA is not available" in err
+
+
+@needs_mnist
+def test_eval_missing_classifier_says_how_to_train_it(runs, tmp_path, capsys):
+    empty = tmp_path / "empty_cache"
+    rc, _, err = cli(capsys, "eval", runs["mnist-limited"], "-n", 50, "--cache-dir", empty, "-o", tmp_path / "e.json")
+    assert rc == 2 and "No mnist classifier" in err
+    assert "gmmgan eval train-classifier --dataset mnist" in err and f"--cache-dir {empty}" in err
+    rc, _, err = cli(capsys, "eval", runs["stacked-mnist"], "-n", 50, "--cache-dir", empty)
+    assert rc == 2 and "train-classifier" in err
+
+
+@needs_mnist
+def test_eval_images_bad_n_and_missing_data(runs, cache, tmp_path, capsys):
+    rc, _, err = cli(capsys, "eval", runs["mnist-limited"], "-n", 5, "--cache-dir", cache, "-o", tmp_path / "e.json")
+    assert rc == 2 and "too few" in err
+    rc, _, err = cli(capsys, "eval", runs["mnist-limited"], "-n", 50, "--cache-dir", cache,
+                     "--data-root", tmp_path / "no_data", "-o", tmp_path / "e.json")
+    assert rc == 2 and "train-images-idx3-ubyte" in err and "no_data" in err
+
+
+def test_train_classifier_bad_input(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GMMGAN_DATA", raising=False)
+    monkeypatch.delenv("GMMGAN_DATA_ROOT", raising=False)
+    rc, _, err = cli(capsys, "eval", "train-classifier", "--cache-dir", tmp_path)
+    assert rc == 2 and "--data-root" in err
+    rc, _, err = cli(capsys, "eval", "train-classifier", "--epochs", 0, "--data-root", tmp_path)
+    assert rc == 2 and "--epochs" in err
+    rc, _, err = cli(capsys, "eval", "train-classifier", "--data-root", tmp_path / "none", "--cache-dir", tmp_path)
+    assert rc == 2 and "not found" in err
+    rc, _, err = cli(capsys, "eval", "train-classifier", "--dataset", "cifar10")
+    assert rc == 2 and "invalid choice" in err

@@ -18,6 +18,7 @@ from gmmgan.metrics.classifier import (
     train_classifier,
 )
 
+
 @pytest.fixture(autouse=True)
 def one_thread():
     # Tiny convs gain nothing from threads, and on a busy 2-core runner the threads' spin-waits
@@ -90,7 +91,7 @@ def test_features_shape_and_batching_do_not_change_results(trained):
 
 def test_training_is_reproducible(tmp_path):
     train, test = _toy_digits(48, 2), _toy_digits(8, 3)
-    kw = dict(epochs=1, seed=5, config=TINY, train_data=train, test_data=test, log=None)
+    kw = {"epochs": 1, "seed": 5, "config": TINY, "train_data": train, "test_data": test, "log": None}
     torch.manual_seed(11)
     state = torch.get_rng_state()
     _, a = train_classifier("mnist", out_dir=tmp_path / "a", **kw)
@@ -152,6 +153,7 @@ def test_bad_images(images, match):
 
 def test_bad_arguments(tmp_path, monkeypatch):
     monkeypatch.delenv("GMMGAN_DATA_ROOT", raising=False)
+    monkeypatch.delenv("GMMGAN_DATA", raising=False)
     with pytest.raises(ValueError, match="root is required"):
         train_classifier("mnist", out_dir=tmp_path)
     with pytest.raises(ValueError, match="Unknown dataset"):

@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.patches import Ellipse
 
-from gmmgan.plotting import full_covariances, plot_gmm_2d
+from gmmgan.plotting import (
+    full_covariances,
+    plot_gmm_2d,
+    plot_training_curves,
+    read_training_log,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -163,15 +168,98 @@ def test_plot_subsamples_large_data(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(means=np.zeros((2, 3)), covariances=np.ones((2, 3))), "2-D mixtures only"),
-        (dict(weights=np.ones(3)), r"weights must have shape \(2,\)"),
-        (dict(X=np.zeros((10, 3))), r"X must have shape \(n_samples, 2\)"),
-        (dict(max_points=0), "max_points must be >= 1"),
+        ({"means": np.zeros((2, 3)), "covariances": np.ones((2, 3))}, "2-D mixtures only"),
+        ({"weights": np.ones(3)}, r"weights must have shape \(2,\)"),
+        ({"X": np.zeros((10, 3))}, r"X must have shape \(n_samples, 2\)"),
+        ({"max_points": 0}, "max_points must be >= 1"),
     ],
 )
 def test_plot_bad_input(kwargs, match):
-    args = dict(X=np.zeros((10, 2)), weights=np.array([0.5, 0.5]), means=np.zeros((2, 2)),
-                covariances=np.ones(2), path=None)
+    args = {"X": np.zeros((10, 2)), "weights": np.array([0.5, 0.5]), "means": np.zeros((2, 2)),
+                "covariances": np.ones(2), "path": None}
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         plot_gmm_2d(**args)
+
+
+# ------------------------------------------------------------------------------ training curves
+def _write_log(path, rows, tail=""):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
+    return path
+
+
+def _log_rows(kimgs, offset=0.0):
+    return [{"kimg": k, "step": int(k * 100), "loss_d": 1.0 + offset + k, "loss_g": 2.0 - k,
+             "images_per_s": 500.0 + k, "wall_s": 3.0 * k} for k in kimgs]
+
+
+def test_read_training_log_sorts_keeps_resumed_lines_and_skips_a_cut_last_line(tmp_path):
+    # A run logged 0.1..0.3, was killed, resumed from its 0.2 snapshot and logged 0.3, 0.4 again.
+    rows = _log_rows([0.1, 0.2, 0.3]) + _log_rows([0.3, 0.4], offset=10.0)
+    log = read_training_log(_write_log(tmp_path / "log.jsonl", rows, tail='{"kimg": 0.5, "lo'))
+    np.testing.assert_allclose(log["kimg"], [0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(log["loss_d"], [1.1, 1.2, 11.3, 11.4])  # the resumed run's 0.3 wins
+    assert {"step", "loss_g", "images_per_s", "wall_s"} <= set(log)
+
+
+def test_read_training_log_non_numeric_and_missing_columns(tmp_path):
+    rows = [{"kimg": 0.1, "note": "a", "loss_d": 1.0}, {"kimg": 0.2, "note": "b"}]
+    log = read_training_log(_write_log(tmp_path / "log.jsonl", rows))
+    assert "note" not in log  # text columns are not curves
+    np.testing.assert_array_equal(np.isnan(log["loss_d"]), [False, True])
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ('{"kimg": 0.1}\n{oops\n{"kimg": 0.2}\n', "line 2: not valid JSON"),
+        ('{"kimg": 0.1}\n[1, 2]\n', "line 2: expected a JSON object with a numeric 'kimg'"),
+        ('{"step": 3}\n', "line 1: expected .* numeric 'kimg'"),
+        ("\n", "no entries yet"),
+    ],
+)
+def test_read_training_log_bad_input(tmp_path, text, match):
+    (tmp_path / "log.jsonl").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        read_training_log(tmp_path / "log.jsonl")
+
+
+def test_read_training_log_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_training_log(tmp_path / "log.jsonl")
+
+
+def test_plot_training_curves_panels_and_png(tmp_path):
+    (tmp_path / "run").mkdir()
+    path = _write_log(tmp_path / "run" / "log.jsonl", _log_rows([0.1, 0.2, 0.3]))
+    fig = plot_training_curves(path, tmp_path / "out" / "curves.png")
+    width, height = _png_size(tmp_path / "out" / "curves.png")
+    assert width > 300 and height > 300
+    assert len(fig.axes) == 2  # losses together; images/s; step and wall_s are not curves
+    losses, speed = fig.axes
+    assert [line.get_label() for line in losses.lines] == ["loss_d", "loss_g"]
+    np.testing.assert_allclose(losses.lines[1].get_xdata(), [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(losses.lines[1].get_ydata(), [1.9, 1.8, 1.7])
+    np.testing.assert_allclose(speed.lines[0].get_ydata(), [500.1, 500.2, 500.3])
+    assert fig._suptitle.get_text() == "run"
+
+
+def test_plot_training_curves_other_columns_get_their_own_panel():
+    fig = plot_training_curves({"kimg": [1, 2], "loss_d": [0.5, 0.4], "fid": [30.0, 20.0]}, None)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "fid"]
+    assert [line.get_label() for line in fig.axes[0].lines] == ["loss_d"]
+
+
+@pytest.mark.parametrize(
+    "log, match",
+    [
+        ({"loss_d": [1.0]}, "needs a 'kimg' column"),
+        ({"kimg": [1.0, 2.0], "loss_d": [1.0]}, "'loss_d' has 1 values but 'kimg' has 2"),
+        ({"kimg": [1.0], "step": [3]}, "nothing to plot"),
+    ],
+)
+def test_plot_training_curves_bad_input(log, match):
+    with pytest.raises(ValueError, match=match):
+        plot_training_curves(log, None)

@@ -5,30 +5,45 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
 _EPILOG = """\
-what is measured, by the run's data set:
-  ring, grid        modes captured, high-quality %, reverse KL on -n samples (default 2,500) per
-                    seed, mean +- standard error over --seeds (DESIGN section 5)
-  stacked-mnist     modes (of 1,000) and KL on -n samples (default 26,000), each channel classified
-                    by the MNIST feature classifier
+what is measured, by the run's data set (--metrics picks a subset):
+  ring, grid        modes: modes captured, high-quality %, reverse KL on -n samples (default
+                    2,500) per seed, mean +- standard error over --seeds (DESIGN section 5)
+  stacked-mnist     modes: modes (of 1,000) and KL on -n samples (default 26,000) per seed, each
+                    channel classified by the MNIST feature classifier
   mnist, fashion-mnist (and their -limited subsets)
-                    FID, KID, precision, recall, density, coverage on -n samples (default 10,000)
-                    against the train set, beside the real-test vs real-train reference
+                    fid, kid, prdc: FID, KID, precision/recall/density/coverage of -n samples
+                    (default 10,000) per seed against the full train split, beside the same
+                    metrics of as many real test images (the real-vs-real reference);
+                    clustering: accuracy (Hungarian) and NMI of the classifier's labels against
+                    the mixture component each image came from (mixture priors, K >= 2)
 Results go to RUN/eval.json (or -o FILE) and are printed; the metrics.json that training
-wrote at its end is left as it is.
+wrote at its end is left as it is. The curves of RUN/log.jsonl (losses, images/s against kimg)
+are plotted next to it as <name>_curves.png (--no-plots: not).
+Image metrics need the feature classifier, trained once per data set (train-classifier).
 
 examples:
   gmmgan eval train-classifier --dataset mnist --data-root ../shared/data
   gmmgan eval runs/00000-grid-fitted_gmm --seeds 0,1,2,3,4,5,6,7,8,9
   gmmgan eval runs/00003-stacked_mnist-fitted_gmm --device cuda
+  gmmgan eval runs/00004-mnist-fitted_gmm --metrics fid,clustering --data-root ../shared/data
 """
 
-_IMAGE_SETS = {"mnist": "mnist", "mnist-limited": "mnist", "fashion-mnist": "fashion-mnist",
-               "fashion-mnist-limited": "fashion-mnist"}
+# data set of a run -> (kind of evaluation, feature classifier)
+_DATASETS = {
+    "ring": ("2d", None), "grid": ("2d", None), "stacked-mnist": ("stacked", "mnist"),
+    "mnist": ("images", "mnist"), "mnist-limited": ("images", "mnist"),
+    "fashion-mnist": ("images", "fashion-mnist"), "fashion-mnist-limited": ("images", "fashion-mnist"),
+}
+_METRICS = {"2d": ("modes",), "stacked": ("modes",), "images": ("fid", "kid", "prdc", "clustering")}
+_ALL_METRICS = tuple(dict.fromkeys(m for names in _METRICS.values() for m in names))
+_DEFAULT_N = {"2d": 2500, "stacked": 26_000, "images": 10_000}
+_NEAREST_K = 5  # PRDC's k (DESIGN section 6)
 
 
 def _seeds(text: str) -> list[int]:
@@ -38,7 +53,28 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not seeds:
         raise argparse.ArgumentTypeError("give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds repeat in {text!r}; repeated seeds give identical samples")
     return seeds
+
+
+def _metric_names(text: str) -> list[str]:
+    names = [s.strip().lower() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in _ALL_METRICS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown metric {', '.join(map(repr, unknown)) or repr(text)}; choose from {', '.join(_ALL_METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -49,91 +85,238 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("target", metavar="TARGET", help="a run folder, or 'train-classifier'")
-    p.add_argument("-n", "--n-samples", type=int, default=None, metavar="N", help="samples per seed (default: by data set)")
+    p.add_argument("-n", "--n-samples", type=_positive_int, default=None, metavar="N",
+                   help="samples per seed (default: 2,500 for ring/grid, 26,000 for stacked-mnist, 10,000 for images)")
     p.add_argument("--seeds", type=_seeds, default=[0], metavar="S,S,...", help="sampling seeds (default: 0)")
+    p.add_argument("--metrics", type=_metric_names, default=None, metavar="NAME,...",
+                   help=f"what to compute, from {', '.join(_ALL_METRICS)} (default: all that apply to the run)")
     p.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder with MNIST/ and FashionMNIST/ (default: $GMMGAN_DATA_ROOT, else the run's data.root)")
+                   help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else "
+                   "$GMMGAN_DATA, else $GMMGAN_DATA_ROOT, else ./data)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="feature-classifier cache (default: $GMMGAN_CACHE/classifiers)")
+                   help="feature-classifier cache (default: $GMMGAN_CACHE/classifiers, else ~/.cache/gmmgan/classifiers)")
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="metrics JSON (default: RUN/eval.json)")
+    p.add_argument("--no-plots", dest="plots", action="store_false",
+                   help="do not plot the training curves of RUN/log.jsonl")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist",
                    help="train-classifier only: which classifier (default: mnist)")
-    p.add_argument("--epochs", type=int, default=None, help="train-classifier only: epochs (default: the library's)")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="train-classifier only: epochs (default: the library's)")
     return p
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
+def _generate(G, prior, n, seed, device, component=None):
+    """n samples of G from a generator seeded with ``seed`` (training's sampler)."""
+    try:
+        from gmmgan.images import generate
+    except ImportError:  # before sampling moved out of train.py
+        from gmmgan.train import _generate as generate
+    return generate(G, prior, n, seed, device, component=component)
+
+
+def _mean_se(values: list[float]) -> dict:
+    """{'mean', 'se' (None for one value: JSON has no NaN), 'per_seed'}."""
     m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, float("nan")
-    var = sum((v - m) ** 2 for v in values) / (len(values) - 1)
-    return m, math.sqrt(var / len(values))
+    se = None
+    if len(values) > 1:
+        se = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
+    return {"mean": m, "se": se, "per_seed": list(values)}
+
+
+def _fmt(stat: dict) -> str:
+    return f"{stat['mean']:.4f}" + ("" if stat["se"] is None else f" +- {stat['se']:.4f}")
+
+
+def _data_root(args, meta: dict) -> str:
+    """Where the IDX files are: as training looked for them, unless --data-root says otherwise."""
+    return (args.data_root or meta["config"]["data"].get("root") or os.environ.get("GMMGAN_DATA")
+            or os.environ.get("GMMGAN_DATA_ROOT") or "data")
+
+
+def _check_28px(shape: tuple[int, ...], channels: int, name: str) -> None:
+    if tuple(shape) != (channels, 28, 28):
+        raise ValueError(
+            f"the {name} metrics classify {channels}x28x28 images with the 28-pixel feature classifier, but "
+            f"this run generates {'x'.join(map(str, shape))} images (data.resolution); evaluate a 28-pixel run.")
+
+
+def _classifier(dataset: str, args, device):
+    from gmmgan.metrics import load_classifier
+
+    try:
+        return load_classifier(dataset, args.cache_dir, device=device)
+    except FileNotFoundError as e:
+        if not args.cache_dir:
+            raise
+        raise FileNotFoundError(f"{e} (add --cache-dir {args.cache_dir} to train-classifier to train it there)") from None
+
+
+def _eval_2d(name, G, prior, n, args, device, say) -> dict:
+    from gmmgan.data.toy import GRID, RING
+    from gmmgan.metrics import mode_coverage
+
+    rows = [mode_coverage(_generate(G, prior, n, s, device).cpu(), RING if name == "ring" else GRID) for s in args.seeds]
+    out = {}
+    for field in ("modes_captured", "hq_fraction", "reverse_kl"):
+        out[field] = _mean_se([float(getattr(r, field)) for r in rows])
+        say(f"{field:15s} {_fmt(out[field])}")
+    out["n_modes"] = rows[0].n_modes
+    out["kl_floor"] = float(rows[0].kl_floor)
+    say(f"(n={n} per seed, {len(rows)} seed(s); perfect-sampler KL floor {rows[0].kl_floor:.4f})")
+    return out
+
+
+def _eval_stacked(G, prior, shape, n, args, device, say) -> dict:
+    from gmmgan.metrics import stacked_mnist_modes
+
+    _check_28px(shape, 3, "Stacked-MNIST")
+    clf = _classifier("mnist", args, device)
+    rows = [stacked_mnist_modes((_generate(G, prior, n, s, device).clamp(-1, 1) + 1) / 2, clf) for s in args.seeds]
+    out = {}
+    for field in ("modes", "reverse_kl"):
+        out[field] = _mean_se([float(getattr(r, field)) for r in rows])
+        say(f"{field:11s} {_fmt(out[field])}")
+    out["kl_floor"] = float(rows[0].kl_floor)
+    out["feature_network"] = {k: clf.info.get(k) for k in ("dataset", "test_accuracy", "sha256")}
+    say(f"(n={n} per seed, {len(rows)} seed(s), of 1,000 modes; perfect-sampler KL floor {rows[0].kl_floor:.4f}; "
+        f"MNIST classifier test accuracy {clf.info.get('test_accuracy', float('nan')):.4f})")
+    return out
+
+
+def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device, say) -> dict:
+    import torch
+
+    from gmmgan.data.mnist import load_mnist
+    from gmmgan.metrics import component_clustering, feature_metrics
+    from gmmgan.priors import GMMRegularizedPrior
+
+    _check_28px(shape, 1, "image")
+    k = prior.n_components
+    clusterable = k >= 2 and not isinstance(prior, GMMRegularizedPrior)  # gmm_reg samples z ~ N(0, I)
+    if "clustering" in metrics and not clusterable:
+        if args.metrics is not None:
+            raise ValueError(
+                f"clustering scores the mixture component of each image, but this run's prior "
+                f"({meta['config']['prior']['kind']}, {k} component(s)) has no components to generate from; "
+                "use fitted_gmm, fixed_gmm or learnable_gmm with 2 or more components.")
+        metrics = [m for m in metrics if m != "clustering"]
+        say(f"(no clustering: the {meta['config']['prior']['kind']} prior has no mixture components to generate from)")
+    distribution = [m for m in metrics if m != "clustering"]
+    if distribution and n <= _NEAREST_K:
+        raise ValueError(f"-n {n} is too few for FID/KID/PRDC: give more than {_NEAREST_K} samples per seed.")
+    clf = _classifier(dataset, args, device)
+    out: dict = {"metrics": metrics, "feature_network": {f: clf.info.get(f) for f in ("dataset", "test_accuracy", "sha256")}}
+
+    def fake(seed, component=None, count=n):
+        return (_generate(G, prior, count, seed, device, component=component).clamp(-1, 1) + 1) / 2
+
+    if distribution:
+        root = _data_root(args, meta)
+        train, _ = load_mnist(root, "train", dataset)
+        test, _ = load_mnist(root, "test", dataset)
+        real_f = clf.features(train).cpu()
+        # The reference is as many real test images as generated ones: FID/KID depend on the count.
+        n_ref = min(n, test.shape[0])
+        pick = torch.randperm(test.shape[0], generator=torch.Generator().manual_seed(0))[:n_ref]
+        ref = feature_metrics(real_f, clf.features(test[pick]).cpu(), nearest_k=_NEAREST_K)
+        rows = [feature_metrics(real_f, clf.features(fake(s)).cpu(), nearest_k=_NEAREST_K, seed=s) for s in args.seeds]
+        fields = [f for m, fs in (("fid", ("fid",)), ("kid", ("kid_mean", "kid_std")),
+                                  ("prdc", ("precision", "recall", "density", "coverage"))) if m in metrics for f in fs]
+        out["model"] = {f: _mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
+        out["reference"] = {f: float(getattr(ref, f)) for f in fields}
+        out["n_real_train"], out["n_reference"], out["n_prdc"] = int(train.shape[0]), n_ref, rows[0].n_prdc
+        say(f"{'metric':<10} {'model':>22} {'real-vs-real':>13}")
+        for f in fields:
+            say(f"{f:<10} {_fmt(out['model'][f]):>22} {out['reference'][f]:13.4f}")
+        note = "" if n_ref == n else f" (the test split has only {n_ref}: FID/KID of model and reference not comparable)"
+        say(f"n: {n} generated per seed ({len(rows)} seed(s)), {n_ref} real test images{note}, against "
+            f"{train.shape[0]} real train images ({dataset} train split)")
+    if "clustering" in metrics:
+        per = math.ceil(n / k)
+        scores = []
+        for s in args.seeds:
+            images = torch.cat([fake(s + 1000 * c, component=c, count=per) for c in range(k)])
+            comps = torch.arange(k).repeat_interleave(per)
+            scores.append(component_clustering(images, comps, clf))
+        out["clustering"] = {f: _mean_se([float(getattr(r, f)) for r in scores]) for f in ("accuracy", "nmi")}
+        out["clustering"]["n_per_component"] = per
+        say(f"clustering accuracy {_fmt(out['clustering']['accuracy'])}, NMI {_fmt(out['clustering']['nmi'])} "
+            f"({k} components x {per} images per seed)")
+    say(f"features: {dataset} classifier, test accuracy {clf.info.get('test_accuracy', float('nan')):.4f}")
+    return out
+
+
+def _train_classifier(args, say) -> int:
+    from gmmgan.metrics import train_classifier
+
+    root = args.data_root or os.environ.get("GMMGAN_DATA") or os.environ.get("GMMGAN_DATA_ROOT")
+    if root is None:
+        raise ValueError("train-classifier needs the data: pass --data-root DIR (the folder holding MNIST/raw "
+                         "and FashionMNIST/raw) or set GMMGAN_DATA.")
+    _, info = train_classifier(args.dataset, root=root, out_dir=args.cache_dir, epochs=args.epochs,
+                               device=args.device, seed=args.seeds[0], log=say)
+    say(f"trained the {args.dataset} classifier: test accuracy {info['test_accuracy']:.4%}, "
+        f"{info['train_seconds']} s")
+    return 0
 
 
 def run(args) -> int:
     from gmmgan.cli import EXIT_OK, console
 
-    if args.target == "train-classifier":
-        from gmmgan.metrics import train_classifier
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True, markup=False)
 
-        result = train_classifier(args.dataset, root=args.data_root, out_dir=args.cache_dir,
-                                  epochs=args.epochs, device=args.device, seed=args.seeds[0])
-        console.print(f"trained the {args.dataset} classifier: {result}", soft_wrap=True)
-        return EXIT_OK
+    if args.target == "train-classifier":
+        return _train_classifier(args, say)
 
     from gmmgan.config import config_from_dict
-    from gmmgan.train import _generate, load_generator, resolve_device
+    from gmmgan.plotting import read_training_log
+    from gmmgan.train import LOG_NAME, load_generator, resolve_device
 
     device = resolve_device(args.device)
-    G, prior, meta = load_generator(args.target, device)
-    name = config_from_dict(meta["config"]).data.name
-    report: dict = {"run": str(args.target), "data": name, "kimg": meta["kimg"], "seeds": args.seeds}
-    if name in ("ring", "grid"):
-        from gmmgan.data.toy import GRID, RING
-        from gmmgan.metrics import mode_coverage
-
-        spec = RING if name == "ring" else GRID
-        n = args.n_samples or 2500
-        rows = [mode_coverage(_generate(G, prior, n, s, device).cpu(), spec) for s in args.seeds]
-        for field in ("modes_captured", "hq_fraction", "reverse_kl"):
-            m, se = _mean_se([float(getattr(r, field)) for r in rows])
-            report[field] = {"mean": m, "se": se, "per_seed": [float(getattr(r, field)) for r in rows]}
-            console.print(f"{field:15s} {m:.4f} +- {se:.4f}  (n={n}, {len(rows)} seed(s))")
-        report["kl_floor"] = float(rows[0].kl_floor)
-    elif name == "stacked-mnist":
-        from gmmgan.metrics import load_classifier, stacked_mnist_modes
-
-        clf = load_classifier("mnist", args.cache_dir, device=device)
-        n = args.n_samples or 26_000
-        modes = [stacked_mnist_modes((_generate(G, prior, n, s, device) + 1) / 2, clf) for s in args.seeds]
-        for field in ("modes", "reverse_kl"):
-            m, se = _mean_se([float(getattr(r, field)) for r in modes])
-            report[field] = {"mean": m, "se": se}
-            console.print(f"{field:11s} {m:.4f} +- {se:.4f}  (n={n}, {len(modes)} seed(s))")
-    elif name in _IMAGE_SETS:
-        import os
-
-        from gmmgan.data.mnist import load_mnist
-        from gmmgan.metrics import image_metrics, load_classifier
-
-        dataset = _IMAGE_SETS[name]
-        root = args.data_root or os.environ.get("GMMGAN_DATA_ROOT") or meta["config"]["data"].get("root") or "data"
-        clf = load_classifier(dataset, args.cache_dir, device=device)
-        train, _ = load_mnist(root, "train", dataset)
-        test, _ = load_mnist(root, "test", dataset)
-        n = args.n_samples or 10_000
-        fake = (_generate(G, prior, n, args.seeds[0], device).clamp(-1, 1) + 1) / 2
-        result = image_metrics(fake.cpu(), train.unsqueeze(1), clf, reference_images=test.unsqueeze(1))
-        console.print(result.format(), soft_wrap=True)
-        report["metrics"] = json.loads(json.dumps(result, default=lambda o: getattr(o, "__dict__", str(o))))
-    else:
-        raise ValueError(f"gmmgan eval does not know how to evaluate data set {name!r} yet.")
-    run_dir = Path(args.target) if Path(args.target).is_dir() else Path(args.target).parent
+    target = Path(args.target)
+    if not target.exists():
+        raise FileNotFoundError(f"run '{target}' does not exist; give a run folder written by 'gmmgan train'.")
+    run_dir = target if target.is_dir() else target.parent
     out = Path(args.output) if args.output else run_dir / "eval.json"
     if out.is_dir():
         out = out / "eval.json"
+    log = None
+    if args.plots and (run_dir / LOG_NAME).is_file():
+        log = read_training_log(run_dir / LOG_NAME)  # read first: a bad log fails before the long part
+
+    G, prior, meta = load_generator(target, device)
+    name = config_from_dict(meta["config"]).data.name
+    if name not in _DATASETS:
+        raise ValueError(f"gmmgan eval has no metrics for data set {name!r} yet; it evaluates "
+                         f"{', '.join(_DATASETS)}.")
+    kind, dataset = _DATASETS[name]
+    metrics = args.metrics or list(_METRICS[kind])
+    wrong = [m for m in metrics if m not in _METRICS[kind]]
+    if wrong:
+        raise ValueError(f"metric {', '.join(wrong)} does not apply to a {name} run; choose from "
+                         f"{', '.join(_METRICS[kind])}.")
+    n = args.n_samples or _DEFAULT_N[kind]
+    shape = tuple(meta["data_shape"])
+    report: dict = {"run": str(target), "data": name, "kimg": meta["kimg"], "seeds": args.seeds, "n_samples": n}
+    say(f"{target}: {name}, {meta['config']['prior']['kind']} prior, {meta['kimg']:.3f} kimg")
+    if kind == "2d":
+        report.update(_eval_2d(name, G, prior, n, args, device, say))
+    elif kind == "stacked":
+        report.update(_eval_stacked(G, prior, shape, n, args, device, say))
+    else:
+        report.update(_eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device, say))
+
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {out}")
+    say(f"wrote {out}")
+    if log is not None:
+        from gmmgan.plotting import plot_training_curves
+
+        png = out.with_name(f"{out.stem}_curves.png")
+        plot_training_curves(log, png, title=f"{run_dir.name}: training curves")
+        say(f"wrote {png}")
+    elif args.plots:
+        say(f"no {LOG_NAME} in {run_dir}: no training curves to plot")
     return EXIT_OK

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
-__all__ = ["as_float_tensor", "as_label_tensor", "kl_to_uniform", "kl_floor"]
+__all__ = ["as_float_tensor", "as_label_tensor", "kl_floor", "kl_to_uniform"]
 
 
 def as_float_tensor(x, name: str, ndim: int | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -19,9 +19,9 @@ from gmmgan.metrics._common import as_label_tensor
 __all__ = [
     "ClusteringScores",
     "clustering_accuracy",
-    "normalized_mutual_info",
     "clustering_scores",
     "component_clustering",
+    "normalized_mutual_info",
 ]
 
 
@@ -41,7 +41,8 @@ def _contingency(labels_true, labels_pred) -> np.ndarray:
 
 
 def _hungarian(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.optimize import linear_sum_assignment  # imported on use: scipy.optimize is slow to load
+    # Imported on use: scipy.optimize is slow to load.
+    from scipy.optimize import linear_sum_assignment
 
     return linear_sum_assignment(c, maximize=True)
 

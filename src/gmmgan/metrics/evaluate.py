@@ -165,7 +165,7 @@ def image_metrics(
     >>> print(image_metrics(fake, train, clf, reference_images=test).format())    # doctest: +SKIP
     """
     if not isinstance(classifier, FeatureClassifier):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueErrors as bad input
             f"classifier must be a gmmgan FeatureClassifier (from load_classifier), got {type(classifier).__name__}."
         )
     real_f = classifier.features(real_images, batch_size).cpu()

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # torchmetrics costs ~3 s of CPU to import: only pay for it w
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-__all__ = ["ClassifierFeatures", "fid_metric", "kid_metric", "frechet_distance", "kernel_distance"]
+__all__ = ["ClassifierFeatures", "fid_metric", "frechet_distance", "kernel_distance", "kid_metric"]
 
 
 class ClassifierFeatures(nn.Module):
@@ -45,7 +45,7 @@ class ClassifierFeatures(nn.Module):
     def __init__(self, classifier: FeatureClassifier):
         super().__init__()
         if not isinstance(classifier, FeatureClassifier):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 - the CLI reports ValueErrors as bad input
                 f"classifier must be a gmmgan FeatureClassifier (from load_classifier), got {type(classifier).__name__}."
             )
         self.classifier = classifier
@@ -180,7 +180,7 @@ def kernel_distance(
 
     r, f = _check_pair(real_features, fake_features, 2)
     size = min(int(subset_size), r.shape[0], f.shape[0])
-    kw = dict(subsets=int(subsets), subset_size=size, degree=int(degree), coef=float(coef))
+    kw = {"subsets": int(subsets), "subset_size": size, "degree": int(degree), "coef": float(coef)}
     if gamma is not None:
         kw["gamma"] = float(gamma)
     with warnings.catch_warnings():  # "will save all extracted features": we hand it exactly those

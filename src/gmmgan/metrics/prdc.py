@@ -15,7 +15,7 @@ import torch
 
 from gmmgan.metrics._common import as_float_tensor
 
-__all__ = ["PRDC", "prdc", "knn_radii"]
+__all__ = ["PRDC", "knn_radii", "prdc"]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from torch import nn
 from gmmgan.metrics._common import kl_floor, kl_to_uniform
 from gmmgan.metrics.classifier import prepare_images
 
-__all__ = ["StackedModes", "stacked_mnist_modes", "classify_channels", "modes_from_digits"]
+__all__ = ["StackedModes", "classify_channels", "modes_from_digits", "stacked_mnist_modes"]
 
 N_MODES = 1000
 PROTOCOL_SAMPLES = 26_000
@@ -78,7 +78,9 @@ def classify_channels(images, classifier: nn.Module, batch_size: int = 1024) -> 
     if x.shape[0] == 0:
         raise ValueError("images is empty; the protocol evaluates 26,000 samples.")
     if not isinstance(classifier, nn.Module):
-        raise ValueError(f"classifier must be a torch.nn.Module mapping images to logits, got {type(classifier).__name__}.")
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueErrors as bad input
+            f"classifier must be a torch.nn.Module mapping images to logits, got {type(classifier).__name__}."
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     params = list(classifier.parameters()) + list(classifier.buffers())
