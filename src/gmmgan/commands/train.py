@@ -30,6 +30,10 @@ examples:
   gmmgan train --config configs/ring_fitted_gmm.yaml seed=3
   gmmgan train --config configs/stacked_mnist_fitted_gmm.yaml data.root=/data device=cuda
   gmmgan train --resume runs/00000-grid-fitted_gmm schedule.total_kimg=800
+
+several GPUs (one process per GPU; schedule.batch_size is the global batch, split over them):
+  torchrun --nproc_per_node 4 -m gmmgan train --config configs/stacked_mnist_fitted_gmm.yaml
+  A run resumes at any number of processes; only rank 0 prints and writes the run folder.
 """
 
 
@@ -55,6 +59,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from gmmgan.cli import EXIT_FAILURE, EXIT_OK, console, print_error
+    from gmmgan import distributed
     from gmmgan.config import load_config
     from gmmgan.train import CONFIG_NAME, TrainingDivergedError, train
 
@@ -77,6 +82,9 @@ def run(args) -> int:
     try:
         train(cfg, run_dir=run_dir, resume=args.resume is not None, console=console, quiet=args.quiet)
     except TrainingDivergedError as e:
-        print_error(str(e))
+        if distributed.is_main():  # every rank stops; one says why
+            print_error(str(e))
         return EXIT_FAILURE
+    finally:
+        distributed.shutdown()  # under torchrun: leave the process group cleanly
     return EXIT_OK
