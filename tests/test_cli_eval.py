@@ -136,16 +136,20 @@ def test_eval_mnist_limited_fid_kid_prdc_and_clustering(runs, cache, tmp_path, c
     assert rc == 0, err
     assert "real-vs-real" in out and "clustering accuracy" in out
     r = json.loads((run / "eval.json").read_text())
-    assert r["data"] == "mnist-limited" and r["metrics"] == ["fid", "kid", "prdc", "clustering"]
-    assert r["feature_network"]["dataset"] == "mnist" and len(r["feature_network"]["sha256"]) == 64
-    assert r["n_real_train"] == 60_000 and r["n_reference"] == 200 and r["n_prdc"] == 200
-    model, ref = r["model"], r["reference"]
-    assert set(model) == set(ref) == {"fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"}
-    assert all(len(model[f]["per_seed"]) == 2 and model[f]["se"] is not None for f in model)
+    assert r["data"] == "mnist-limited" and r["metric_names"] == ["fid", "kid", "prdc", "clustering"]
+    m = r["metrics"]
+    assert m["feature_network"]["dataset"] == "mnist" and len(m["feature_network"]["sha256"]) == 64
+    model, ref, per_seed = m["model"], m["reference"], m["model_per_seed"]
+    fields = {"fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"}
+    assert set(model) == set(ref) == fields | {"n_real", "n_fake", "n_prdc"}
+    assert set(per_seed) == set(m["model_se"]) == fields
+    assert model["n_real"] == ref["n_real"] == 60_000 and model["n_fake"] == ref["n_fake"] == 200
+    for f in fields:
+        assert len(per_seed[f]) == 2 and model[f] == pytest.approx(sum(per_seed[f]) / 2) and m["model_se"][f] >= 0
     for f in ("precision", "recall", "coverage"):
-        assert 0.0 <= ref[f] <= 1.0 and all(0.0 <= v <= 1.0 for v in model[f]["per_seed"])
+        assert 0.0 <= ref[f] <= 1.0 and all(0.0 <= v <= 1.0 for v in per_seed[f])
     # Real test images are far closer to the train set than a 16-image generator's output.
-    assert ref["fid"] < model["fid"]["mean"] and ref["coverage"] > model["coverage"]["mean"]
+    assert ref["fid"] < model["fid"] and ref["coverage"] > model["coverage"]
     c = r["clustering"]
     assert c["n_per_component"] == 67  # ceil(200 / 3)
     assert all(0.0 < a <= 1.0 for a in c["accuracy"]["per_seed"]) and 0.0 <= c["nmi"]["mean"] <= 1.0
@@ -159,9 +163,9 @@ def test_eval_mnist_metric_subset(runs, cache, tmp_path, capsys):
                      "-o", out, "--no-plots")
     assert rc == 0, err
     r = json.loads(out.read_text())
-    assert set(r["model"]) == set(r["reference"]) == {"fid"}
+    assert set(r["metrics"]["model_se"]) == {"fid"} and "precision" not in r["metrics"]["reference"]
     assert r["clustering"]["n_per_component"] == 75  # fixed_gmm with 2 components
-    assert r["reference"]["fid"] < r["model"]["fid"]["mean"]
+    assert r["metrics"]["reference"]["fid"] < r["metrics"]["model"]["fid"]
 
 
 @needs_fashion
@@ -170,10 +174,10 @@ def test_eval_fashion_mnist_uses_the_fashion_classifier(runs, cache, tmp_path, c
     rc, stdout, err = cli(capsys, "eval", runs["fashion-mnist"], "-n", 120, "--cache-dir", cache, "-o", out)
     assert rc == 0, err
     r = json.loads(out.read_text())
-    assert r["feature_network"]["dataset"] == "fashion-mnist"
-    assert r["metrics"] == ["fid", "kid", "prdc"] and "clustering" not in r  # a Gaussian prior has no components
+    assert r["metrics"]["feature_network"]["dataset"] == "fashion-mnist"
+    assert r["metric_names"] == ["fid", "kid", "prdc"] and "clustering" not in r  # a Gaussian prior: no components
     assert "no clustering" in stdout
-    assert r["reference"]["fid"] < r["model"]["fid"]["mean"]
+    assert r["metrics"]["reference"]["fid"] < r["metrics"]["model"]["fid"]
     # Asking for clustering explicitly is an error that says why.
     rc, _, err = cli(capsys, "eval", runs["fashion-mnist"], "--metrics", "clustering", "--cache-dir", cache)
     assert rc == 2 and "no components" in err

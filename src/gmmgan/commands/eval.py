@@ -206,7 +206,7 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
     if distribution and n <= _NEAREST_K:
         raise ValueError(f"-n {n} is too few for FID/KID/PRDC: give more than {_NEAREST_K} samples per seed.")
     clf = _classifier(dataset, args, device)
-    out: dict = {"metrics": metrics, "feature_network": {f: clf.info.get(f) for f in ("dataset", "test_accuracy", "sha256")}}
+    out: dict = {"metric_names": metrics}
 
     def fake(seed, component=None, count=n):
         return (_generate(G, prior, count, seed, device, component=component).clamp(-1, 1) + 1) / 2
@@ -223,12 +223,19 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
         rows = [feature_metrics(real_f, clf.features(fake(s)).cpu(), nearest_k=_NEAREST_K, seed=s) for s in args.seeds]
         fields = [f for m, fs in (("fid", ("fid",)), ("kid", ("kid_mean", "kid_std")),
                                   ("prdc", ("precision", "recall", "density", "coverage"))) if m in metrics for f in fs]
-        out["model"] = {f: _mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
-        out["reference"] = {f: float(getattr(ref, f)) for f in fields}
-        out["n_real_train"], out["n_reference"], out["n_prdc"] = int(train.shape[0]), n_ref, rows[0].n_prdc
+        stats = {f: _mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
+        counts = ("n_real", "n_fake", "n_prdc")
+        # metrics.model / metrics.reference: one number per metric (the model's: mean over seeds),
+        # with ImageMetrics' names; the spread over seeds is in model_se and model_per_seed.
+        out["metrics"] = {
+            "model": {**{f: stats[f]["mean"] for f in fields}, **{c: getattr(rows[0], c) for c in counts}},
+            "model_se": {f: stats[f]["se"] for f in fields},
+            "model_per_seed": {f: stats[f]["per_seed"] for f in fields},
+            "reference": {**{f: float(getattr(ref, f)) for f in fields}, **{c: getattr(ref, c) for c in counts}},
+        }
         say(f"{'metric':<10} {'model':>22} {'real-vs-real':>13}")
         for f in fields:
-            say(f"{f:<10} {_fmt(out['model'][f]):>22} {out['reference'][f]:13.4f}")
+            say(f"{f:<10} {_fmt(stats[f]):>22} {out['metrics']['reference'][f]:13.4f}")
         note = "" if n_ref == n else f" (the test split has only {n_ref}: FID/KID of model and reference not comparable)"
         say(f"n: {n} generated per seed ({len(rows)} seed(s)), {n_ref} real test images{note}, against "
             f"{train.shape[0]} real train images ({dataset} train split)")
@@ -243,6 +250,7 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
         out["clustering"]["n_per_component"] = per
         say(f"clustering accuracy {_fmt(out['clustering']['accuracy'])}, NMI {_fmt(out['clustering']['nmi'])} "
             f"({k} components x {per} images per seed)")
+    out.setdefault("metrics", {})["feature_network"] = {f: clf.info.get(f) for f in ("dataset", "test_accuracy", "sha256")}
     say(f"features: {dataset} classifier, test accuracy {clf.info.get('test_accuracy', float('nan')):.4f}")
     return out
 
