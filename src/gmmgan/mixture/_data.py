@@ -3,18 +3,29 @@
 A fit reads its data through a :class:`DataSource`, which hands out row blocks already on the
 compute device and in the compute dtype. Data that is in memory (a numpy array or a torch tensor)
 is converted once and sliced; a memory-mapped ``.npy`` file or a re-iterable of chunks is read
-block by block on every pass, so memory does not grow with the number of rows.
+block by block on every pass, so memory does not grow with the number of rows. Host data bound
+for a GPU that it does not fit on is streamed too: each block is staged in pinned memory and
+copied on a side stream one block ahead, so the copy of block i+1 overlaps the compute on block i.
+
+Across processes (torch.distributed) each rank's DataSource holds its own shard and carries a
+:class:`Shard` (where its rows sit in the global data); :func:`summarize` then reduces over ranks.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from gmmgan import distributed as gdist
+
+# In-memory host data (numpy / CPU tensor) is copied to the GPU once when it takes at most this
+# fraction of the device's free memory; larger data is streamed from host memory block by block.
+DEVICE_MEMORY_FRACTION = 0.5
 
 _FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -103,6 +114,18 @@ def _to_tensor(block, device, dtype) -> torch.Tensor:
     return tensor.to(dtype=dtype)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Where one rank's rows sit in the global data: rows ``[offset, offset + n_samples)`` of ``n_total``.
+
+    The global data set is the concatenation of the ranks' shards in rank order (as
+    :func:`gmmgan.distributed.shard_range` cuts it).
+    """
+
+    offset: int
+    n_total: int
+
+
 @dataclass
 class DataSource:
     """Rows of a data set, handed out in blocks on the compute device and dtype.
@@ -118,6 +141,8 @@ class DataSource:
         The kind of array results computed from this data are returned as.
     resident : Tensor of shape (n_samples, n_features) or None
         The whole data set on the device when it is held in memory.
+    shard : Shard or None
+        Set when this is one rank's part of data spread over processes (see :func:`shard_source`).
     """
 
     n_samples: int
@@ -129,14 +154,21 @@ class DataSource:
     output_device: torch.device
     resident: torch.Tensor | None = None
     _host: object = None  # an array-like read by slices (memmap), or a re-iterable of chunks
+    shard: Shard | None = None
+
+    @property
+    def n_global(self) -> int:
+        """Rows over all ranks (``n_samples`` in one process)."""
+        return self.shard.n_total if self.shard is not None else self.n_samples
 
     def chunks(self) -> Iterator[torch.Tensor]:
         if self.resident is not None:
             for start in range(0, self.n_samples, self.chunk_size):
                 yield self.resident[start : start + self.chunk_size]
         elif hasattr(self._host, "shape"):
-            for start in range(0, self.n_samples, self.chunk_size):
-                yield _to_tensor(self._host[start : start + self.chunk_size], self.device, self.dtype)
+            host = self._host
+            starts = range(0, self.n_samples, self.chunk_size)
+            yield from device_blocks((host[s : s + self.chunk_size] for s in starts), self.device, self.dtype)
         else:
             for chunk in self._host:
                 block = _to_tensor(chunk, self.device, self.dtype)
@@ -156,6 +188,100 @@ class DataSource:
         if self.output_kind == "numpy":
             return tensor.detach().cpu().numpy()
         return tensor.to(self.output_device)
+
+
+def device_blocks(host_blocks: Iterable, device: torch.device, dtype: torch.dtype) -> Iterator[torch.Tensor]:
+    """Host blocks (numpy arrays / tensors) as tensors on ``device`` in ``dtype``, in order.
+
+    On CUDA a block is staged in pinned memory (unless it is pinned already), copied with
+    ``non_blocking`` on a side stream, and the next block's copy is issued before this block is
+    handed out, so transfers overlap the caller's kernels. Elsewhere each block is converted in turn.
+    """
+    if device.type != "cuda":
+        for block in host_blocks:
+            yield _to_tensor(block, device, dtype)
+        return
+    copier = _CudaCopier(device, dtype)
+    for block, ready in prefetch(copier.issue, host_blocks):
+        torch.cuda.current_stream(device).wait_event(ready)
+        block.record_stream(torch.cuda.current_stream(device))  # freed only after the compute on it
+        yield block
+
+
+def prefetch(issue, items: Iterable) -> Iterator:
+    """``issue(item)`` for every item, one item ahead: item i+1 is issued before result i is yielded."""
+    it = iter(items)
+    try:
+        pending = issue(next(it))
+    except StopIteration:
+        return
+    for item in it:
+        ahead = issue(item)
+        yield pending
+        pending = ahead
+    yield pending
+
+
+class _CudaCopier:
+    """Host block -> (device tensor, event): pinned staging buffers used in turn, a side stream."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype):
+        self.device, self.dtype = device, dtype
+        self.stream = torch.cuda.Stream(device)
+        self.buffers: list[torch.Tensor | None] = [None, None]
+        self.done: list[torch.cuda.Event | None] = [None, None]  # when each buffer's last copy ended
+        self.turn = 0
+
+    def _staged(self, block) -> torch.Tensor:
+        if is_tensor(block) and block.device.type == "cpu" and block.is_pinned():
+            return block  # user data already pinned: DMA straight from it, no staging copy
+        host = block.detach() if is_tensor(block) else torch.from_numpy(_numeric(np.asarray(block)))
+        if host.dtype not in (torch.float32, torch.float64):
+            host = host.to(self.dtype)
+        i = self.turn = 1 - self.turn
+        buf = self.buffers[i]
+        if buf is None or buf.dtype != host.dtype or buf.shape[1:] != host.shape[1:] or buf.shape[0] < host.shape[0]:
+            buf = self.buffers[i] = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
+        if self.done[i] is not None:
+            self.done[i].synchronize()  # the copy that last read this buffer has finished
+        return buf[: host.shape[0]].copy_(host)
+
+    def issue(self, block) -> tuple[torch.Tensor, torch.cuda.Event]:
+        if is_tensor(block) and block.device.type == "cuda":
+            ready = torch.cuda.Event()
+            ready.record(torch.cuda.current_stream(self.device))
+            return block.detach().to(device=self.device, dtype=self.dtype), ready
+        staged = self._staged(block)
+        with torch.cuda.stream(self.stream):
+            out = staged.to(self.device, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(self.stream)
+            out = out.to(self.dtype)  # converted on the GPU: half the bytes cross PCIe for float32 data
+            ready = torch.cuda.Event()
+            ready.record(self.stream)
+        if staged is not block:
+            self.done[self.turn] = copied
+        return out, ready
+
+
+def _numeric(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Expected numeric data, got an array of dtype {arr.dtype}. Convert it with "
+            "np.asarray(X, dtype=float) after removing non-numeric columns."
+        )
+    arr = np.ascontiguousarray(arr)
+    return arr.copy() if not arr.flags.writeable else arr
+
+
+def _fits_on_device(X, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether host data ``X`` should be copied to ``device`` once instead of streamed."""
+    if device.type != "cuda" or (is_tensor(X) and X.device.type == "cuda"):
+        return True
+    itemsize = torch.tensor([], dtype=dtype).element_size()
+    nbytes = int(np.prod(X.shape)) * itemsize
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_MEMORY_FRACTION * free
 
 
 def default_chunk_size(
@@ -204,6 +330,10 @@ def make_source(
         if not is_tensor(X):
             X = np.asarray(X)
         _check_2d_shape(tuple(X.shape), name)
+        if not _fits_on_device(X, dev, dt):  # larger than the GPU: stream it from host memory
+            _check_n_features(X.shape[1], n_features, name)
+            size = chunk_size or default_chunk_size(n_components, X.shape[1], dev, torch.tensor([], dtype=dt).element_size(), covariance_type)
+            return DataSource(X.shape[0], X.shape[1], dev, dt, int(size), kind, out_dev, _host=X)
         data = _to_tensor(X, dev, dt)
         _check_n_features(data.shape[1], n_features, name)
         _check_block(data, 0, name)
@@ -263,16 +393,42 @@ def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, 
 
 @dataclass
 class Summary:
-    """First-pass facts about the data: validated, with per-feature mean and variance (float64)."""
+    """First-pass facts about the data: validated, with per-feature mean and variance (float64).
+
+    ``n_samples`` counts the rows over all ranks when the source is a shard.
+    """
 
     mean: torch.Tensor
     var: torch.Tensor
+    n_samples: int = 0
+
+
+def shard_source(source: DataSource, name: str = "X") -> DataSource:
+    """``source`` marked as this rank's shard of data spread over the process group.
+
+    Every rank must call it (one collective: each rank's row and feature counts). Without a
+    process group it returns ``source`` unchanged. All ranks must agree on the number of
+    features and hold at least one row each.
+    """
+    if not gdist.is_distributed():
+        return source
+    dev = gdist.comm_device()
+    counts = gdist.all_gather_cat(torch.tensor([[source.n_samples, source.n_features]], device=dev)).cpu()
+    if len(set(counts[:, 1].tolist())) != 1:
+        raise ValueError(
+            f"The ranks' shards of {name} have different numbers of features {counts[:, 1].tolist()} "
+            "(rank order); every rank must pass rows of the same data set."
+        )
+    offset = int(counts[: gdist.rank(), 0].sum())
+    return replace(source, shard=Shard(offset=offset, n_total=int(counts[:, 0].sum())))
 
 
 def summarize(source: DataSource, name: str = "X") -> Summary:
     """One pass over the data: check every block is finite and compute feature means/variances.
 
-    Streamed data is only validated here, so every fit starts with this pass.
+    Streamed data is only validated here, so every fit starts with this pass. For a shard the
+    per-rank (rows, mean, variance) are gathered and combined in rank order (Chan et al.'s
+    pairwise formula), so every rank gets the same global values.
     """
     total = torch.zeros(source.n_features, dtype=torch.float64, device=source.device)
     total_sq = torch.zeros_like(total)
@@ -290,4 +446,14 @@ def summarize(source: DataSource, name: str = "X") -> Summary:
         offset += block.shape[0]
     mean = total / offset
     var = (total_sq / offset - mean.square()).clamp_min(0.0)
-    return Summary(mean=mean + shift, var=var)
+    mean = mean + shift
+    if source.shard is None:
+        return Summary(mean=mean, var=var, n_samples=offset)
+    dev = gdist.comm_device()
+    part = torch.cat([mean.new_tensor([offset]), mean, var]).to(dev).unsqueeze(0)
+    parts = gdist.all_gather_cat(part).to(source.device)
+    n_r, mean_r, var_r = parts[:, 0], parts[:, 1 : 1 + source.n_features], parts[:, 1 + source.n_features :]
+    n = n_r.sum()
+    g_mean = (n_r.unsqueeze(1) * mean_r).sum(0) / n
+    g_var = (n_r.unsqueeze(1) * (var_r + (mean_r - g_mean).square())).sum(0) / n
+    return Summary(mean=g_mean, var=g_var, n_samples=source.shard.n_total)

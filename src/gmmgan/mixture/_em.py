@@ -46,7 +46,8 @@ class _Stats:
     sx: torch.Tensor
     stat: torch.Tensor
     anchor: torch.Tensor
-    worst_x: torch.Tensor | None = None
+    worst_x: torch.Tensor | None = None  # this rank's worst-explained rows, worst first
+    worst_v: torch.Tensor | None = None  # and their log-likelihoods
 
 
 class _Shifted:
@@ -55,6 +56,7 @@ class _Shifted:
     def __init__(self, source: DataSource, shift: torch.Tensor):
         self.source, self.shift = source, shift
         self.n_samples = source.n_samples
+        self.n_global = source.n_global  # over all ranks when the source is a shard
         self._resident = source.resident - shift if source.resident is not None else None
 
     def chunks(self):

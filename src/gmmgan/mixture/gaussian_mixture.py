@@ -10,10 +10,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from gmmgan import distributed as gdist
 from gmmgan.mixture import _validation
 from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
 from gmmgan.mixture._covariance import COVARIANCES
-from gmmgan.mixture._data import DataSource, make_source, resolve_device, summarize
+from gmmgan.mixture._data import DataSource, make_source, resolve_device, shard_source, summarize
 from gmmgan.mixture._em import EMPTY_COMPONENT, KMEANSPP_LLOYD_STEPS, _Shifted, _State, _Stats, log_normalize_
 from gmmgan.mixture._initialization import InitializationMixin
 from gmmgan.mixture._io import MixtureIOMixin
@@ -87,6 +88,15 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
 
     Fitted arrays are numpy arrays if ``fit`` got numpy data (or a file), torch tensors on the
     compute device if it got tensors.
+
+    Across processes: inside an initialised ``torch.distributed`` process group (torchrun, or
+    :func:`gmmgan.distributed.init_from_env`), ``fit`` takes each rank's own shard of the data
+    (e.g. ``X[gmmgan.distributed.shard_range(len(X))]`` of a memory-mapped .npy; the global data
+    is the ranks' shards concatenated in rank order) and all-reduces the sufficient statistics,
+    so every rank ends with the same model, equal to one process's fit on all rows up to float
+    rounding (same initialisation, same EM steps). ``score``, ``bic`` and ``aic`` are then global
+    too; ``predict``, ``predict_proba`` and ``score_samples`` stay per rank. To fit each rank on
+    its own data instead, call ``fit`` inside :func:`gmmgan.distributed.local_only`.
     """
 
     def __init__(
@@ -143,6 +153,11 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         Returns
         -------
         self
+
+        Notes
+        -----
+        Under a ``torch.distributed`` process group every rank must call ``fit`` with its own
+        shard (at least one row each) and the same parameters; see the class docstring.
         """
         self._fit(X, want_labels=False)
         return self
@@ -156,13 +171,22 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
             # K chosen by BIC over candidates fitted together (gmmgan.mixture.model_selection).
             from gmmgan.mixture.model_selection import fit_auto
 
+            if gdist.is_distributed():
+                warnings.warn(
+                    "n_components='auto' is not fitted across processes: each rank selects K on "
+                    "its own rows. Pass the full data on every rank (inside "
+                    "gmmgan.distributed.local_only()) or choose n_components.",
+                    UserWarning,
+                    stacklevel=3,
+                )
             return fit_auto(self, X, want_labels=want_labels)
         _validation.check_parameters(self)
         source = make_source(
             X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=self.n_components,
             covariance_type=self.covariance_type,
         )
-        n, d, k = source.n_samples, source.n_features, self.n_components
+        source = shard_source(source)  # one rank's rows of data spread over processes (else as is)
+        n, d, k = source.n_global, source.n_features, self.n_components
         if n < 2:
             raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got {n}.")
         if n < k:
@@ -180,6 +204,8 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
             shift = (current.weights @ current.means).to(dtype)
         data = _Shifted(source, shift)
         generator = make_generator(self.random_state)
+        if source.shard is not None:  # the same draws on every rank, even for random_state=None
+            gdist.broadcast_generator_(generator)
         cov = COVARIANCES[self.covariance_type]
 
         best, max_lower_bound, best_bounds, self.converged_ = None, -math.inf, [], False
@@ -251,10 +277,13 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
             low = torch.topk(lpn, min(k, lpn.shape[0]), largest=False)
             worst_v.append(low.values)
             worst_x.append(x[low.indices])
-        order = torch.argsort(torch.cat(worst_v))[:k]
+        worst_v = torch.cat(worst_v)
+        order = torch.argsort(worst_v)[:k]
+        if data.source.shard is not None:  # one collective for all statistics of this rank's shard
+            nk, sx, stat, total = gdist.all_reduce_sums(nk, sx, stat, total)
         stat = cov.finalize_em(stat, state.prec_chol)
-        stats = _Stats(nk, sx, stat, state.means.to(f64), torch.cat(worst_x)[order])
-        return stats, float(total) / data.n_samples
+        stats = _Stats(nk, sx, stat, state.means.to(f64), torch.cat(worst_x)[order], worst_v[order])
+        return stats, float(total) / data.n_global
 
     def _m_step(self, stats: _Stats, state: _State, cov, n_samples: int, data_var: torch.Tensor, n_iter: int) -> _State:
         """Parameters from the statistics, in float64, then cast to the compute dtype."""
@@ -270,7 +299,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         empty = [c for c in torch.nonzero(nk_raw < EMPTY_COMPONENT).flatten().tolist() if c not in done]
         if empty:
             self._reseeded.extend((n_iter, c) for c in empty)
-            nk, means, covs = self._reseed(empty, nk, means, covs, stats.worst_x, data_var)
+            nk, means, covs = self._reseed(empty, nk, means, covs, _global_worst(stats, len(nk)), data_var)
         weights = nk / nk.sum()
         return self._finish_state(weights, means, covs, dtype, cov)
 
@@ -362,9 +391,16 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         return source.to_output(out)
 
     def score(self, X, y=None) -> float:
-        """Mean log-likelihood per sample of ``X``."""
+        """Mean log-likelihood per sample of ``X``.
+
+        Under a ``torch.distributed`` process group each rank passes its shard and gets the mean
+        over all ranks' rows (every rank must call it).
+        """
         _, out = self._collect(X, lambda w: log_normalize_(w)[0])
-        return float(out.double().mean())
+        if not gdist.is_distributed():
+            return float(out.double().mean())
+        total, count = gdist.all_reduce_sums(out.double().sum().reshape(1), out.new_tensor([out.numel()], dtype=torch.float64))
+        return float(total) / float(count)
 
     def predict(self, X):
         """Most probable component of every row, shape (n_samples,)."""
@@ -396,12 +432,12 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         return int(cov + k * d + k - 1)
 
     def bic(self, X) -> float:
-        """Bayesian information criterion on ``X`` (lower is better)."""
+        """Bayesian information criterion on ``X`` (lower is better; over all ranks' shards, as ``score``)."""
         n = _n_rows(X)
         return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
 
     def aic(self, X) -> float:
-        """Akaike information criterion on ``X`` (lower is better)."""
+        """Akaike information criterion on ``X`` (lower is better; over all ranks' shards, as ``score``)."""
         return -2 * self.score(X) * _n_rows(X) + 2 * self._n_parameters()
 
     def sample(self, n_samples=1, component=None):
@@ -452,9 +488,28 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         return X.cpu().numpy(), labels.cpu().numpy()
 
 
+def _global_worst(stats, k: int) -> torch.Tensor:
+    """The ``k`` worst-explained rows over all ranks, worst first (this rank's in one process).
+
+    Called only when a component is empty, a decision all ranks take alike from reduced
+    counts, so the gather (k rows per rank) costs nothing in the usual iteration.
+    """
+    if not gdist.is_distributed() or stats.worst_v is None:
+        return stats.worst_x
+    dev = gdist.comm_device()
+    values = gdist.all_gather_cat(stats.worst_v.to(dev))
+    rows = gdist.all_gather_cat(stats.worst_x.to(dev))
+    return rows[torch.argsort(values)[:k]].to(stats.worst_x.device)
+
+
 def _n_rows(X) -> int:
+    """Rows of ``X``, summed over ranks under a process group (as :meth:`GaussianMixture.score`)."""
     if hasattr(X, "shape") and not isinstance(X, (str,)):
-        return int(X.shape[0])
-    if isinstance(X, (str,)) or hasattr(X, "__fspath__"):
-        return int(np.load(X, mmap_mode="r").shape[0])
-    return sum(int(np.shape(c)[0]) for c in X)
+        n = int(X.shape[0])
+    elif isinstance(X, (str,)) or hasattr(X, "__fspath__"):
+        n = int(np.load(X, mmap_mode="r").shape[0])
+    else:
+        n = sum(int(np.shape(c)[0]) for c in X)
+    if gdist.is_distributed():
+        n = int(gdist.all_reduce_sums(torch.tensor([n], dtype=torch.float64))[0])
+    return n

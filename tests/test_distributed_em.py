@@ -1,0 +1,265 @@
+"""GaussianMixture.fit across processes: 2 CPU ranks (gloo) fitting their shards equal one process.
+
+Each test starts its ranks once (spawn) and runs all its cases in them: starting a process that
+imports torch costs seconds, the fits themselves milliseconds.
+"""
+
+import multiprocessing
+import os
+import socket
+import time
+import traceback
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from gmmgan import GaussianMixture
+from gmmgan import distributed as gdist
+from gmmgan.mixture import _data
+
+WORLD = 2
+# (covariance_type, init_params, dtype): each sharded fit is compared with one process's fit.
+CASES = [
+    ("full", "k-means++", "float64"),
+    ("diag", "k-means++", "float64"),
+    ("tied", "kmeans", "float64"),
+    ("spherical", "random", "float64"),
+    ("full", "random_from_data", "float64"),
+    ("full", "k-means++", "float32"),
+]
+PARAMS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+
+def _data_set(n=601, seed=0):
+    """Four anisotropic blobs in 3-D plus an outlier (odd n: the shards differ in size)."""
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0, 0, 0], [6, 0, 1], [0, 6, -1], [5, 5, 5]], dtype=float)
+    X = np.concatenate([c + rng.normal(size=(150, 3)) * [1.0, 0.5, 2.0] for c in centers])
+    return np.concatenate([X, [[30.0, -30.0, 30.0]]])[:n]
+
+
+def _estimator(cov, init, dtype, **kw):
+    # float32 lower bounds differ by rounding between summation orders: a tol far above it.
+    tol = 1e-6 if dtype == "float64" else 1e-3
+    return GaussianMixture(4, covariance_type=cov, init_params=init, dtype=dtype, random_state=3,
+                           max_iter=200, tol=tol, chunk_size=64, **kw)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _join_group(rank, port, timeout="60"):
+    _START.wait(timeout=120)  # both ranks have imported torch: the rendezvous itself is quick
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), GMMGAN_DIST_TIMEOUT=timeout)
+    torch.set_num_threads(1)
+    return gdist.init_from_env("cpu")
+
+
+def _fit_worker(rank, port, path, queue):
+    """Fit every case on this rank's shard (in memory and memory-mapped) and report the parameters."""
+    try:
+        _join_group(rank, port)
+        X = np.load(path, mmap_mode="r")
+        rows = gdist.shard_range(len(X))
+        out = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning etc. are the same as in one process
+            for case in CASES:
+                gm = _estimator(*case).fit(np.array(X[rows.start : rows.stop]))
+                out[case] = {p: np.asarray(getattr(gm, p)) for p in PARAMS} | {
+                    "n_iter_": gm.n_iter_, "lower_bound_": gm.lower_bound_, "score": gm.score(np.array(X[rows.start : rows.stop])),
+                }
+            # A memmap shard is streamed block by block; a torch tensor shard gives tensors back.
+            gm = _estimator("full", "k-means++", "float64").fit(X[rows.start : rows.stop])
+            assert isinstance(X[rows.start : rows.stop], np.memmap)
+            out["memmap"] = {p: np.asarray(getattr(gm, p)) for p in PARAMS} | {"n_iter_": gm.n_iter_}
+            gm = _estimator("diag", "k-means++", "float64").fit(torch.from_numpy(np.array(X[rows.start : rows.stop])))
+            out["tensor"] = {p: getattr(gm, p).numpy() for p in PARAMS} | {"n_iter_": gm.n_iter_}
+            # Inside local_only each rank fits its own rows alone.
+            with gdist.local_only():
+                gm = _estimator("diag", "k-means++", "float64").fit(np.array(X[rows.start : rows.stop]))
+            out["local"] = {"means_": gm.means_}
+        queue.put((rank, "ok", out))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which fails the test
+        queue.put((rank, "error", traceback.format_exc()))
+    finally:
+        gdist.shutdown()
+
+
+_START = None  # a multiprocessing.Barrier shared by the ranks, set by _rank_main
+_RELEASED = None  # a multiprocessing.Event: set by rank 0 once it has failed (failure test)
+
+
+def _rank_main(target, barrier, released, *args):
+    global _START, _RELEASED
+    _START, _RELEASED = barrier, released
+    target(*args)
+
+
+def _run(target, args, timeout=120):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    barrier = ctx.Barrier(WORLD)
+    port = _free_port()
+    released = ctx.Event()
+    procs = [ctx.Process(target=_rank_main, args=(target, barrier, released, r, port, *args, queue))
+             for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    results = {}
+    try:
+        for _ in procs:
+            rank, status, payload = queue.get(timeout=timeout)
+            results[rank] = (status, payload)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    return results
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    X = _data_set()
+    path = tmp_path_factory.mktemp("dist") / "X.npy"
+    np.save(path, X)
+    results = _run(_fit_worker, (str(path),))
+    for rank, (status, payload) in results.items():
+        assert status == "ok", f"rank {rank} failed:\n{payload}"
+    return X, {rank: payload for rank, (_, payload) in results.items()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
+def test_sharded_fit_equals_one_process(sharded, case):
+    X, results = sharded
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = _estimator(*case).fit(X)
+    rtol, atol = (1e-7, 1e-9) if case[2] == "float64" else (2e-4, 2e-4)
+    for rank in range(WORLD):
+        got = results[rank][case]
+        assert got["n_iter_"] == ref.n_iter_
+        assert got["lower_bound_"] == pytest.approx(ref.lower_bound_, rel=rtol, abs=atol)
+        assert got["score"] == pytest.approx(ref.score(X), rel=rtol, abs=atol)
+        for p in PARAMS:
+            np.testing.assert_allclose(got[p], getattr(ref, p), rtol=rtol, atol=atol, err_msg=f"{case} {p} rank {rank}")
+    # Every rank ends with the same model, bit for bit: all decisions follow from reduced values.
+    for p in PARAMS:
+        np.testing.assert_array_equal(results[0][case][p], results[1][case][p])
+
+
+@pytest.mark.parametrize("kind,cov", [("memmap", "full"), ("tensor", "diag")])
+def test_memmap_and_tensor_shards_equal_one_process(sharded, kind, cov):
+    X, results = sharded
+    ref = _estimator(cov, "k-means++", "float64").fit(X)
+    for rank in range(WORLD):
+        assert results[rank][kind]["n_iter_"] == ref.n_iter_
+        for p in PARAMS:
+            np.testing.assert_allclose(results[rank][kind][p], getattr(ref, p), rtol=1e-7, atol=1e-9)
+
+
+def test_local_only_fits_each_rank_alone(sharded):
+    X, results = sharded
+    for rank in range(WORLD):
+        rows = gdist.shard_range(len(X), rank, WORLD)
+        ref = _estimator("diag", "k-means++", "float64").fit(X[rows.start : rows.stop])
+        np.testing.assert_allclose(results[rank]["local"]["means_"], ref.means_, rtol=1e-10)
+
+
+def _failure_worker(rank, port, queue):
+    """Two failures in one process group: ranks that disagree on D, then one rank raising alone."""
+    out = {}
+    try:
+        _join_group(rank, port, timeout="3")
+        X = _data_set()
+        try:  # every rank sees the mismatch in the first collective and raises the same error
+            GaussianMixture(2, random_state=0).fit(X[:, : 3 - rank])
+            out["mismatch"] = "fitted"
+        except ValueError as exc:
+            out["mismatch"] = str(exc)
+        if rank == 1:
+            X = X.copy()
+            X[-2, 0] = np.nan  # in rank 1's shard: it raises before any collective
+        t0 = time.perf_counter()
+        try:
+            GaussianMixture(2, random_state=0).fit(X[gdist.shard_range(len(X)).start :])
+            out["raise"] = "fitted"
+        except Exception as exc:  # noqa: BLE001 - the timeout's type differs between torch versions
+            out["raise"] = f"{type(exc).__name__}: {exc}"
+        out["waited_s"] = time.perf_counter() - t0
+        # Rank 1 stays alive (it caught its error) until rank 0 has given up, so rank 0 can only
+        # have failed through the collective's timeout, not through rank 1's exit.
+        if rank == 0:
+            _RELEASED.set()
+        else:
+            out["released"] = _RELEASED.wait(timeout=60)
+        queue.put((rank, "ok", out))
+    except BaseException:  # noqa: BLE001
+        queue.put((rank, "error", traceback.format_exc()))
+    finally:
+        gdist.shutdown()
+
+
+@pytest.fixture(scope="module")
+def failures():
+    results = _run(_failure_worker, (), timeout=90)
+    for rank, (status, payload) in results.items():
+        assert status == "ok", f"rank {rank} failed:\n{payload}"
+    return {rank: payload for rank, (_, payload) in results.items()}
+
+
+def test_shard_source_rejects_ranks_that_disagree_on_features(failures):
+    for rank in range(WORLD):
+        assert "different numbers of features [3, 2]" in failures[rank]["mismatch"]
+
+
+def test_a_failing_rank_makes_the_others_fail_instead_of_hanging(failures):
+    assert failures[1]["raise"].startswith("ValueError") and "NaN" in failures[1]["raise"]
+    # Rank 0 waits in the first collective for a rank that never comes (alive, but past its
+    # error): GMMGAN_DIST_TIMEOUT=3 s must make it raise; a hang would end at the queue timeout.
+    assert failures[1]["released"]
+    assert failures[0]["raise"] != "fitted"
+    assert "NaN" not in failures[0]["raise"]
+
+
+# ---------------------------------------------------------------- one process, no process group
+def test_without_a_process_group_nothing_is_sharded():
+    X = _data_set()
+    source = _data.make_source(X, device="cpu", dtype=None, chunk_size=64, n_components=4)
+    assert _data.shard_source(source) is source and source.n_global == len(X)
+    assert gdist.all_reduce_sums(torch.ones(2))[0].tolist() == [1.0, 1.0]
+
+
+def test_prefetch_issues_one_item_ahead_and_keeps_order():
+    log = []
+
+    def issue(i):
+        log.append(("issue", i))
+        return i * 10
+
+    for out in _data.prefetch(issue, range(4)):
+        log.append(("yield", out // 10))
+    assert log == [("issue", 0), ("issue", 1), ("yield", 0), ("issue", 2), ("yield", 1),
+                   ("issue", 3), ("yield", 2), ("yield", 3)]
+    assert list(_data.prefetch(issue, [])) == []
+
+
+@pytest.mark.parametrize("host", ["numpy", "memmap", "tensor"])
+def test_streamed_blocks_are_the_rows_in_order(tmp_path, host):
+    X = _data_set().astype(np.float32)
+    if host == "memmap":
+        np.save(tmp_path / "X.npy", X)
+        data = np.load(tmp_path / "X.npy", mmap_mode="r")
+    else:
+        data = torch.from_numpy(X) if host == "tensor" else X
+    blocks = list(_data.device_blocks((data[s : s + 100] for s in range(0, len(X), 100)), torch.device("cpu"), torch.float64))
+    assert [b.shape[0] for b in blocks] == [100] * 6 + [1]
+    assert all(b.dtype == torch.float64 for b in blocks)
+    np.testing.assert_array_equal(torch.cat(blocks).numpy(), X.astype(np.float64))
