@@ -52,11 +52,11 @@ def _select_and_refit(monkeypatch, X, ks, **params):
     states, shift = captured[0]
     cov = COVARIANCES[params.get("covariance_type", "full")]
     singles = {}
-    for k, st in zip(ks, states):
+    for k, start in zip(ks, states):
         init = {
-            "weights_init": (st.weights / st.weights.sum()).numpy(),
-            "means_init": (st.means + shift).numpy(),
-            "precisions_init": cov.precisions(st.prec_chol).numpy(),
+            "weights_init": (start.weights / start.weights.sum()).numpy(),
+            "means_init": (start.means + shift).numpy(),
+            "precisions_init": cov.precisions(start.prec_chol).numpy(),
         }
         other = {key: v for key, v in params.items() if key != "random_state"}
         singles[k] = _quiet(GaussianMixture(k, **other, **init).fit, X)
@@ -221,10 +221,10 @@ def test_empty_components_reseeded_as_in_single_fits(monkeypatch, cov_type):
     # A component with fewer than 4 points counts as empty here, so that re-seeding happens on
     # tiny data; the batched fit must re-seed exactly as single fits do.
     import gmmgan.mixture._em as em_module
+    import gmmgan.mixture._stacked_em as stacked_module
     import gmmgan.mixture.gaussian_mixture as gm_module
-    import gmmgan.mixture.model_selection as ms_module
 
-    for module in (em_module, gm_module, ms_module):
+    for module in (em_module, gm_module, stacked_module):
         monkeypatch.setattr(module, "EMPTY_COMPONENT", 4.0, raising=False)
     X = _blobs(0, k=2, d=2, n_per=20, sep=8.0)
     ks = [2, 6, 9]
