@@ -14,6 +14,7 @@ Across processes (torch.distributed) each rank's DataSource holds its own shard 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -195,17 +196,24 @@ def device_blocks(host_blocks: Iterable, device: torch.device, dtype: torch.dtyp
 
     On CUDA a block is staged in pinned memory (unless it is pinned already), copied with
     ``non_blocking`` on a side stream, and the next block's copy is issued before this block is
-    handed out, so transfers overlap the caller's kernels. Elsewhere each block is converted in turn.
+    handed out, so transfers overlap the caller's kernels. At most two handed-out blocks may still
+    be in the caller's queued work when a new copy is issued: the host waits for older ones, so
+    device memory for blocks stays bounded however far ahead of the GPU the host could run.
+    Elsewhere each block is converted in turn.
     """
     if device.type != "cuda":
         for block in host_blocks:
             yield _to_tensor(block, device, dtype)
         return
     copier = _CudaCopier(device, dtype)
+    compute = torch.cuda.current_stream(device)
     for block, ready in prefetch(copier.issue, host_blocks):
-        torch.cuda.current_stream(device).wait_event(ready)
-        block.record_stream(torch.cuda.current_stream(device))  # freed only after the compute on it
+        compute.wait_event(ready)
+        block.record_stream(compute)  # its memory is reused only after the caller's kernels on it
         yield block
+        used = torch.cuda.Event()
+        used.record(compute)  # after the caller queued its work on this block
+        copier.used.append(used)
 
 
 def prefetch(issue, items: Iterable) -> Iterator:
@@ -223,30 +231,50 @@ def prefetch(issue, items: Iterable) -> Iterator:
 
 
 class _CudaCopier:
-    """Host block -> (device tensor, event): pinned staging buffers used in turn, a side stream."""
+    """Host block -> (device tensor, ready event): pinned staging buffers used in turn, a side stream."""
+
+    IN_FLIGHT = 2  # handed-out blocks whose compute may still be queued when a copy is issued
 
     def __init__(self, device: torch.device, dtype: torch.dtype):
         self.device, self.dtype = device, dtype
         self.stream = torch.cuda.Stream(device)
         self.buffers: list[torch.Tensor | None] = [None, None]
-        self.done: list[torch.cuda.Event | None] = [None, None]  # when each buffer's last copy ended
+        self.copied: list[torch.cuda.Event | None] = [None, None]  # when each buffer's last copy ended
         self.turn = 0
+        self.used: deque[torch.cuda.Event] = deque()  # compute on handed-out blocks, oldest first
 
     def _staged(self, block) -> torch.Tensor:
-        if is_tensor(block) and block.device.type == "cpu" and block.is_pinned():
-            return block  # user data already pinned: DMA straight from it, no staging copy
-        host = block.detach() if is_tensor(block) else torch.from_numpy(_numeric(np.asarray(block)))
-        if host.dtype not in (torch.float32, torch.float64):
-            host = host.to(self.dtype)
+        """The block in pinned host memory: itself if it is a pinned tensor, else a staging buffer."""
+        if is_tensor(block):
+            if block.device.type == "cpu" and block.is_pinned():
+                return block  # DMA straight from the caller's pinned memory
+            src, src_dtype = block.detach(), block.dtype
+        else:
+            src = np.asarray(block)
+            if src.dtype.kind not in "biuf":
+                raise ValueError(
+                    f"Expected numeric data, got an array of dtype {src.dtype}. Convert it with "
+                    "np.asarray(X, dtype=float) after removing non-numeric columns."
+                )
+            src_dtype = torch.from_numpy(np.empty(0, dtype=src.dtype)).dtype
+        # Float data cross PCIe in their own dtype (converted on the GPU); other types as ``dtype``.
+        stage_dtype = src_dtype if src_dtype in (torch.float32, torch.float64) else self.dtype
         i = self.turn = 1 - self.turn
         buf = self.buffers[i]
-        if buf is None or buf.dtype != host.dtype or buf.shape[1:] != host.shape[1:] or buf.shape[0] < host.shape[0]:
-            buf = self.buffers[i] = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
-        if self.done[i] is not None:
-            self.done[i].synchronize()  # the copy that last read this buffer has finished
-        return buf[: host.shape[0]].copy_(host)
+        if buf is None or buf.dtype != stage_dtype or buf.shape[1:] != src.shape[1:] or buf.shape[0] < src.shape[0]:
+            buf = self.buffers[i] = torch.empty(tuple(src.shape), dtype=stage_dtype, pin_memory=True)
+        if self.copied[i] is not None:
+            self.copied[i].synchronize()  # the copy that last read this buffer has finished
+        out = buf[: src.shape[0]]
+        if is_tensor(src):
+            out.copy_(src)
+        else:  # straight from the (memory-mapped) array into pinned memory: one host copy
+            np.copyto(out.numpy(), src, casting="unsafe")
+        return out
 
     def issue(self, block) -> tuple[torch.Tensor, torch.cuda.Event]:
+        while len(self.used) >= self.IN_FLIGHT:
+            self.used.popleft().synchronize()
         if is_tensor(block) and block.device.type == "cuda":
             ready = torch.cuda.Event()
             ready.record(torch.cuda.current_stream(self.device))
@@ -256,22 +284,12 @@ class _CudaCopier:
             out = staged.to(self.device, non_blocking=True)
             copied = torch.cuda.Event()
             copied.record(self.stream)
-            out = out.to(self.dtype)  # converted on the GPU: half the bytes cross PCIe for float32 data
+            out = out.to(self.dtype)  # on the GPU: float32 data cross PCIe as float32
             ready = torch.cuda.Event()
             ready.record(self.stream)
         if staged is not block:
-            self.done[self.turn] = copied
+            self.copied[self.turn] = copied
         return out, ready
-
-
-def _numeric(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(
-            f"Expected numeric data, got an array of dtype {arr.dtype}. Convert it with "
-            "np.asarray(X, dtype=float) after removing non-numeric columns."
-        )
-    arr = np.ascontiguousarray(arr)
-    return arr.copy() if not arr.flags.writeable else arr
 
 
 def _fits_on_device(X, device: torch.device, dtype: torch.dtype) -> bool:
