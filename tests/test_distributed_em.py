@@ -4,6 +4,7 @@ Each test starts its ranks once (spawn) and runs all its cases in them: starting
 imports torch costs seconds, the fits themselves milliseconds.
 """
 
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -263,3 +264,80 @@ def test_streamed_blocks_are_the_rows_in_order(tmp_path, host):
     assert [b.shape[0] for b in blocks] == [100] * 6 + [1]
     assert all(b.dtype == torch.float64 for b in blocks)
     np.testing.assert_array_equal(torch.cat(blocks).numpy(), X.astype(np.float64))
+
+
+class _FakeEvent:
+    def __init__(self):
+        self.recorded = self.done = False
+
+    def record(self, stream):
+        self.recorded = True
+
+    def synchronize(self):
+        assert self.recorded, "waited on an event that was never recorded"
+        self.done = True
+
+
+class _FakeStream:
+    def __init__(self):
+        self.waited = []
+
+    def wait_event(self, event):
+        self.waited.append(event)
+
+
+class _CpuCopier(_data._CudaCopier):
+    """The CUDA copier's logic with its CUDA calls replaced; checks its invariants on every copy."""
+
+    def __init__(self, dtype, pinned=False):
+        self.pinned, self.allocs, self.copies = pinned, 0, 0
+        super().__init__(torch.device("cpu"), dtype)
+
+    def new_stream(self):
+        return _FakeStream()
+
+    def current_stream(self):
+        return _FakeStream()
+
+    def on_side_stream(self):
+        return contextlib.nullcontext()
+
+    def event(self):
+        return _FakeEvent()
+
+    def is_pinned(self, t):
+        return self.pinned
+
+    def pinned_empty(self, shape, dtype):
+        self.allocs += 1
+        return torch.empty(shape, dtype=dtype)
+
+    def to_device(self, staged):
+        # Before a copy starts, the compute on all but IN_FLIGHT - 1 handed-out blocks has ended,
+        # and the staging buffer being read was not overwritten before its last copy ended.
+        assert len(self.used) < self.IN_FLIGHT and all(not e.done for e in self.used)
+        previous = self.copied[self.turn]
+        assert self.pinned or previous is None or previous.done
+        self.copies += 1
+        return staged.clone()  # a real device copy: the staging buffer may be reused afterwards
+
+    def record_stream(self, block):
+        pass
+
+
+@pytest.mark.parametrize("source,dtype,pinned", [
+    ("float32", torch.float32, False), ("float32", torch.float64, False), ("int64", torch.float32, False),
+    ("tensor", torch.float64, False), ("tensor", torch.float64, True),
+])
+def test_cuda_copier_logic_on_the_cpu(source, dtype, pinned):
+    X = np.arange(7 * 3 * 50).reshape(-1, 3) % 97
+    host = torch.from_numpy(X.astype(np.float32)) if source == "tensor" else X.astype(source)
+    copier = _CpuCopier(dtype, pinned)
+    seen = []
+    for block in _data.device_blocks((host[s : s + 50] for s in range(0, len(X), 50)), torch.device("cpu"), dtype, copier):
+        seen.append(block.clone())
+        assert copier.compute.waited[-1].recorded  # the compute stream waits for this block's copy
+    assert all(b.dtype == dtype for b in seen)
+    np.testing.assert_array_equal(torch.cat(seen).numpy(), X.astype(np.float64))
+    assert copier.copies == 7
+    assert copier.allocs == (0 if pinned else 2)  # two staging buffers, reused in turn

@@ -191,7 +191,7 @@ class DataSource:
         return tensor.to(self.output_device)
 
 
-def device_blocks(host_blocks: Iterable, device: torch.device, dtype: torch.dtype) -> Iterator[torch.Tensor]:
+def device_blocks(host_blocks: Iterable, device: torch.device, dtype: torch.dtype, copier=None) -> Iterator[torch.Tensor]:
     """Host blocks (numpy arrays / tensors) as tensors on ``device`` in ``dtype``, in order.
 
     On CUDA a block is staged in pinned memory (unless it is pinned already), copied with
@@ -199,20 +199,20 @@ def device_blocks(host_blocks: Iterable, device: torch.device, dtype: torch.dtyp
     handed out, so transfers overlap the caller's kernels. At most two handed-out blocks may still
     be in the caller's queued work when a new copy is issued: the host waits for older ones, so
     device memory for blocks stays bounded however far ahead of the GPU the host could run.
-    Elsewhere each block is converted in turn.
+    Elsewhere each block is converted in turn. (``copier``: a test's stand-in for the CUDA one.)
     """
-    if device.type != "cuda":
-        for block in host_blocks:
-            yield _to_tensor(block, device, dtype)
-        return
-    copier = _CudaCopier(device, dtype)
-    compute = torch.cuda.current_stream(device)
+    if copier is None:
+        if device.type != "cuda":
+            for block in host_blocks:
+                yield _to_tensor(block, device, dtype)
+            return
+        copier = _CudaCopier(device, dtype)
     for block, ready in prefetch(copier.issue, host_blocks):
-        compute.wait_event(ready)
-        block.record_stream(compute)  # its memory is reused only after the caller's kernels on it
+        copier.compute.wait_event(ready)
+        copier.record_stream(block)  # its memory is reused only after the caller's kernels on it
         yield block
-        used = torch.cuda.Event()
-        used.record(compute)  # after the caller queued its work on this block
+        used = copier.event()
+        used.record(copier.compute)  # after the caller queued its work on this block
         copier.used.append(used)
 
 
@@ -231,22 +231,26 @@ def prefetch(issue, items: Iterable) -> Iterator:
 
 
 class _CudaCopier:
-    """Host block -> (device tensor, ready event): pinned staging buffers used in turn, a side stream."""
+    """Host block -> (device tensor, ready event): pinned staging buffers used in turn, a side stream.
+
+    The CUDA calls are the small methods at the end, so a test can replace them and run the
+    staging, turn-taking and waiting logic on the CPU.
+    """
 
     IN_FLIGHT = 2  # handed-out blocks whose compute may still be queued when a copy is issued
 
     def __init__(self, device: torch.device, dtype: torch.dtype):
         self.device, self.dtype = device, dtype
-        self.stream = torch.cuda.Stream(device)
+        self.stream, self.compute = self.new_stream(), self.current_stream()
         self.buffers: list[torch.Tensor | None] = [None, None]
-        self.copied: list[torch.cuda.Event | None] = [None, None]  # when each buffer's last copy ended
+        self.copied: list = [None, None]  # events: when each buffer's last copy ended
         self.turn = 0
-        self.used: deque[torch.cuda.Event] = deque()  # compute on handed-out blocks, oldest first
+        self.used: deque = deque()  # events: the compute on handed-out blocks, oldest first
 
     def _staged(self, block) -> torch.Tensor:
         """The block in pinned host memory: itself if it is a pinned tensor, else a staging buffer."""
         if is_tensor(block):
-            if block.device.type == "cpu" and block.is_pinned():
+            if block.device.type == "cpu" and self.is_pinned(block):
                 return block  # DMA straight from the caller's pinned memory
             src, src_dtype = block.detach(), block.dtype
         else:
@@ -262,7 +266,7 @@ class _CudaCopier:
         i = self.turn = 1 - self.turn
         buf = self.buffers[i]
         if buf is None or buf.dtype != stage_dtype or buf.shape[1:] != src.shape[1:] or buf.shape[0] < src.shape[0]:
-            buf = self.buffers[i] = torch.empty(tuple(src.shape), dtype=stage_dtype, pin_memory=True)
+            buf = self.buffers[i] = self.pinned_empty(tuple(src.shape), stage_dtype)
         if self.copied[i] is not None:
             self.copied[i].synchronize()  # the copy that last read this buffer has finished
         out = buf[: src.shape[0]]
@@ -272,24 +276,48 @@ class _CudaCopier:
             np.copyto(out.numpy(), src, casting="unsafe")
         return out
 
-    def issue(self, block) -> tuple[torch.Tensor, torch.cuda.Event]:
+    def issue(self, block) -> tuple[torch.Tensor, object]:
         while len(self.used) >= self.IN_FLIGHT:
             self.used.popleft().synchronize()
-        if is_tensor(block) and block.device.type == "cuda":
-            ready = torch.cuda.Event()
-            ready.record(torch.cuda.current_stream(self.device))
-            return block.detach().to(device=self.device, dtype=self.dtype), ready
         staged = self._staged(block)
-        with torch.cuda.stream(self.stream):
-            out = staged.to(self.device, non_blocking=True)
-            copied = torch.cuda.Event()
+        with self.on_side_stream():
+            out = self.to_device(staged)
+            copied = self.event()
             copied.record(self.stream)
             out = out.to(self.dtype)  # on the GPU: float32 data cross PCIe as float32
-            ready = torch.cuda.Event()
+            ready = self.event()
             ready.record(self.stream)
         if staged is not block:
             self.copied[self.turn] = copied
         return out, ready
+
+    # The CUDA calls.
+    def new_stream(self):
+        return torch.cuda.Stream(self.device)
+
+    def current_stream(self):
+        return torch.cuda.current_stream(self.device)
+
+    def on_side_stream(self):
+        return torch.cuda.stream(self.stream)
+
+    @staticmethod
+    def event():
+        return torch.cuda.Event()
+
+    @staticmethod
+    def is_pinned(t: torch.Tensor) -> bool:
+        return t.is_pinned()
+
+    @staticmethod
+    def pinned_empty(shape, dtype) -> torch.Tensor:
+        return torch.empty(shape, dtype=dtype, pin_memory=True)
+
+    def to_device(self, staged: torch.Tensor) -> torch.Tensor:
+        return staged.to(self.device, non_blocking=True)
+
+    def record_stream(self, block: torch.Tensor) -> None:
+        block.record_stream(self.compute)
 
 
 def _fits_on_device(X, device: torch.device, dtype: torch.dtype) -> bool:
