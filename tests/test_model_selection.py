@@ -248,3 +248,43 @@ def test_cli_fit_k_auto(tmp_path, capsys):
     for k in range(1, 21):  # the default candidates, each with its BIC
         assert re.search(rf"^\s*{k}\s+[\d,.-]+\s+[\d,.-]+", out, re.MULTILINE), f"row K={k} missing:\n{out}"
     assert GaussianMixture.load(model).means_.shape == (3, 2)
+
+
+def test_lloyd_batched_matches_lloyd_per_problem():
+    # The stacked Lloyd steps of model selection's initialisation: every problem ends exactly
+    # where lloyd alone ends, including the move of an empty cluster to the farthest points.
+    from gmmgan.mixture import _kmeans
+    from gmmgan.mixture._data import make_source
+
+    X = torch.as_tensor(_blobs(3, k=4, d=3, n_per=40))
+    source = make_source(X, device="cpu", dtype=torch.float64, chunk_size=50, n_components=1)
+    shift = torch.zeros(3, dtype=torch.float64)
+    ks = [1, 3, 5, 8]
+    g = torch.Generator().manual_seed(0)
+    starts = [X[torch.randperm(len(X), generator=g)[:k]].clone() for k in ks]
+    starts[2][4] = 1e3  # a center no point is nearest to: its cluster empties
+    for steps in (1, 3, 50):
+        batched = _kmeans.lloyd_batched(source, torch.cat(starts), ks, shift, max_iter=steps, tol=1e-4)
+        for k, a, c0 in zip(ks, np.cumsum([0] + ks[:-1]), starts):
+            single = _kmeans.lloyd(source, c0, shift, max_iter=steps, tol=1e-4)
+            torch.testing.assert_close(batched[a : a + k], single, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(batched[4:9], starts[2])
+
+
+def test_normalize_is_exact_when_candidates_differ_by_hundreds_of_nats():
+    # Responsibilities and per-candidate logsumexp of the stacked E-step against torch's, for a
+    # row where one candidate is 1000 nats below another (the float64 fast path must fall back).
+    from gmmgan.mixture._stacked_em import _Stack
+
+    ks = [1, 2, 3]
+    for dtype in (torch.float64, torch.float32):
+        stack = _Stack(ks, torch.full((6,), 0.5, dtype=dtype), torch.zeros(6, 2, dtype=dtype),
+                       torch.ones(6, 2, dtype=dtype), "diag")
+        g = torch.Generator().manual_seed(1)
+        wlp = torch.randn(4, 6, generator=g, dtype=torch.float64).to(dtype) * 3
+        wlp[1, 1:3] -= 1000.0  # candidate 2 explains row 1 far worse than candidates 1 and 3
+        wlp[2, 0] += 700.0
+        lpn, resp = stack.normalize_(wlp.clone(), lambda w=wlp: w.clone())
+        for c, (a, k) in enumerate(zip([0, 1, 3], ks)):
+            torch.testing.assert_close(lpn[:, c], torch.logsumexp(wlp[:, a : a + k], 1))
+            torch.testing.assert_close(resp[:, a : a + k], torch.softmax(wlp[:, a : a + k], 1))

@@ -153,15 +153,19 @@ def padded_index(ks: list[int], device) -> torch.Tensor:
     return torch.where(col < ks_t.unsqueeze(1), starts.unsqueeze(1) + col, total)
 
 
-def assign_batched(x: torch.Tensor, centers_pad: torch.Tensor, csq_pad: torch.Tensor, c: int):
-    """(squared distance to, index within its problem of) the nearest center, each (rows, C).
+def assign_batched(x: torch.Tensor, centers_pad: torch.Tensor, csq_pad: torch.Tensor, c: int, distances=False):
+    """Index within its problem of the nearest center, (rows, C); with ``distances``, also the
+    squared distance to it, as a pair (distances, labels).
 
     ``centers_pad`` (C * kmax, D) is the padded grid of :func:`padded_index`; padding rows have
-    ``csq_pad`` = inf, so they are never nearest.
+    ``csq_pad`` = inf, so they are never nearest. The argmin leaves out ||x||^2 (the same for
+    every center): one pass less over the (rows, C * kmax) array.
     """
-    d2 = torch.addmm(csq_pad, x, centers_pad.T, alpha=-2).add_(x.square().sum(1, keepdim=True))
-    mind, lab = d2.view(x.shape[0], c, -1).min(2)
-    return mind.clamp_min_(0.0), lab
+    score = torch.addmm(csq_pad, x, centers_pad.T, alpha=-2).view(x.shape[0], c, -1)
+    if not distances:
+        return score.argmin(2)
+    mind, lab = score.min(2)
+    return mind.add_(x.square().sum(1, keepdim=True)).clamp_min_(0.0), lab
 
 
 def lloyd_batched(
@@ -198,17 +202,12 @@ def lloyd_batched(
         sums = torch.zeros(c * kmax, d, dtype=torch.float64, device=dev)
         counts = torch.zeros(c * kmax, dtype=torch.float64, device=dev)
         offsets = torch.arange(c, device=dev) * kmax
-        far_d, far_x = [], []
         sq_sum = torch.zeros(d, dtype=torch.float64, device=dev)
         for block in source.chunks():
             x = block - shift
-            mind, lab = assign_batched(x, cpad, csq, c)
-            glab = (lab + offsets).reshape(-1)
+            glab = (assign_batched(x, cpad, csq, c) + offsets).reshape(-1)
             sums.index_add_(0, glab, x.to(torch.float64).repeat_interleave(c, dim=0))
             counts += torch.bincount(glab, minlength=c * kmax).to(torch.float64)
-            top = torch.topk(mind, min(kmax, mind.shape[0]), dim=0)  # farthest rows per problem
-            far_d.append(top.values)
-            far_x.append(x[top.indices])  # (kk, c, D)
             if var_scale is None:
                 sq_sum += x.to(torch.float64).square().sum(0)
         if var_scale is None:
@@ -216,16 +215,24 @@ def lloyd_batched(
         new = (sums / counts.clamp_min(1).unsqueeze(1)).to(dtype)
         empty = (counts == 0) & real
         if bool(empty.any()):  # rare: as lloyd, empty clusters move to the farthest points
-            far_d, far_x = torch.cat(far_d), torch.cat(far_x)
+            far_d, far_x = _farthest(source, shift, cpad, csq, c, kmax)
             for j in torch.nonzero(empty.view(c, kmax).any(1)).flatten().tolist():
                 rows = torch.nonzero(empty.view(c, kmax)[j]).flatten() + j * kmax
                 order = torch.argsort(far_d[:, j], descending=True)[: len(rows)]
                 new[rows] = far_x[order, j]
-        old = cpad
-        moved = torch.zeros(c, dtype=torch.float64, device=dev).index_add_(
-            0, torch.arange(c, device=dev).repeat_interleave(kmax),
-            torch.where(real.unsqueeze(1), new - old, 0.0).to(torch.float64).square().sum(1),
-        )
+        moved = (new - cpad).to(torch.float64).square().sum(1).view(c, kmax).sum(1)  # padding: 0 - 0
         centers[index[real]] = new[real]
         active = active[moved > tol * var_scale]
     return centers
+
+
+def _farthest(source, shift, cpad, csq, c, kmax):
+    """(distances, rows): each problem's kmax rows farthest from their nearest center."""
+    far_d, far_x = [], []
+    for block in source.chunks():
+        x = block - shift
+        mind = assign_batched(x, cpad, csq, c, distances=True)[0]
+        top = torch.topk(mind, min(kmax, mind.shape[0]), dim=0)
+        far_d.append(top.values)
+        far_x.append(x[top.indices])  # (kk, c, D)
+    return torch.cat(far_d), torch.cat(far_x)

@@ -25,6 +25,8 @@ QUADRATIC_MAX_D = 16
 # Resident data's per-block features ([1, x, x_i x_j]) are computed once per fit up to this size.
 FEATURE_CACHE_BYTES = 64 << 20
 _LOG_2PI = math.log(2 * math.pi)
+# float64 E-step: a shared shift per row is exact enough while every candidate's sum is above this.
+ROW_SHIFT_SAFE = math.exp(-640.0)
 
 
 @dataclass
@@ -64,36 +66,45 @@ class _Stack:
         else:
             self.prec_chol = prec_chol
             self._log_prob_cov = self.cov
-        # Full matrices in float64 and few features: quadratic features instead of whitening.
-        self.quadratic = cov_name in ("full", "tied") and means.dtype == torch.float64 and d <= QUADRATIC_MAX_D
-        self.anchor = torch.zeros_like(means) if self.quadratic else means
-        if self.quadratic:
-            self._setup_quadratic(d)
+        self.kind = feature_kind(cov_name, means.dtype, d)
+        self.anchor = torch.zeros_like(means) if self.kind == "quadratic" else means
+        if self.kind is not None:
+            self.w_aug = self._feature_weights(d)
 
-    def _setup_quadratic(self, d):
-        """(x - mu)^T L (x - mu) = q(x) . W_q + x . W_l + c, q(x) the products x_i x_j (i <= j).
+    def _feature_weights(self, d):
+        """W with log w_k + log N(x | k) = features(x) . W[:, k], shape (1 + D + F, K).
 
-        With thousands of stacked components, whitening materialises (rows, sum K, D) arrays;
-        here the only per-component arrays are (rows, sum K), and both the E-step and the
-        scatter are single matrix products. Cancellation is harmless in float64 (data are
-        centred), which is why this path is used for float64 only.
+        Full (quadratic): (x - mu)^T L (x - mu) = q(x) . W_q + x . W_l + c, q(x) the products
+        x_i x_j (i <= j). With thousands of stacked components, whitening materialises
+        (rows, sum K, D) arrays; here the E-step is one matrix product into (rows, sum K) and
+        the scatter another. Cancellation is harmless in float64 (data are centred), which is
+        why that path is used for float64 only. Diagonal and spherical: the same expansion as
+        GaussianMixture's log_prob (sum_d p_d x_d^2 - 2 p_d mu_d x_d + p_d mu_d^2), folded into
+        one product instead of two products and five passes over (rows, sum K).
         """
         p = self.prec_chol
-        lam = p @ p.mT  # precision matrices, (K, D, D)
-        iu = triu(d, p.device)
-        scale = torch.where(iu[0] == iu[1], 1.0, 2.0).to(p.dtype)
-        lam_mu = torch.einsum("kde,ke->kd", lam, self.means)
-        # One weight matrix for the features [1, x, q(x)] of features(): rows (1 + D + F, K).
-        self.w_aug = torch.cat([
-            (lam_mu * self.means).sum(1, keepdim=True).T - 2.0 * COVARIANCES["full"].log_det(p) + d * _LOG_2PI,
-            (-2.0 * lam_mu).T,
-            (lam[:, iu[0], iu[1]] * scale).T,
-        ]).mul_(-0.5)
-        self.w_aug[0].add_(self.log_w)
+        if self.kind == "quadratic":
+            lam = p @ p.mT  # precision matrices, (K, D, D)
+            iu = triu(d, p.device)
+            scale = torch.where(iu[0] == iu[1], 1.0, 2.0).to(p.dtype)
+            lam_mu = torch.einsum("kde,ke->kd", lam, self.means)
+            const = (lam_mu * self.means).sum(1) - 2.0 * COVARIANCES["full"].log_det(p)
+            lin, quad = -2.0 * lam_mu, lam[:, iu[0], iu[1]] * scale
+        else:
+            prec = p.square()
+            if self.kind == "spherical":
+                const = prec * self.means.square().sum(1) - 2.0 * d * p.log()
+                prec = prec.unsqueeze(1).expand(-1, d)
+            else:
+                const = (self.means.square() * prec).sum(1) - 2.0 * p.log().sum(1)
+            lin, quad = -2.0 * prec * self.means, prec
+        w = torch.cat([(const + d * _LOG_2PI).unsqueeze(0), lin.T, quad.T]).mul_(-0.5)
+        w[0].add_(self.log_w)
+        return w
 
     def weighted_log_prob(self, x, feats):
         """log w_k + log N(x | k), shape (rows, total), and the cache :meth:`accumulate` uses."""
-        if self.quadratic:
+        if self.kind is not None:
             return feats @ self.w_aug, None
         log_prob, cache = self._log_prob_cov.e_step_block(x, self.means, self.prec_chol)
         return log_prob.add_(self.log_w), cache
@@ -101,12 +112,12 @@ class _Stack:
     def statistics(self, x, feats, resp, cache):
         """(sum r, sum r x, covariance statistic) of one block, all in float64."""
         f64, d = torch.float64, x.shape[1]
-        moments = (resp.mT @ feats).to(f64)  # columns: sum r, sum r x, (quadratic) sum r q(x)
+        moments = (resp.mT @ feats).to(f64)  # columns: sum r, sum r x, then sum r q(x) or r x^2
         nk, sx = moments[:, 0], moments[:, 1 : 1 + d]
         if self.cov.name == "tied":  # the shared statistic sum x x^T, computed once for all
             stat = self.cov.accumulate(x, resp, self.means)
-        elif self.quadratic:  # sum r x x^T around the origin, its upper triangle as (K, F)
-            stat = moments[:, 1 + d :]
+        elif self.kind is not None:  # quadratic: sum r x x^T around 0, upper triangle (K, F)
+            stat = moments[:, 1 + d :]  # diag / spherical: sum r x^2, (K, D)
         elif self.cov.name == "full":
             # sum r y y^T in the whitened coordinates of the E-step, as accumulate_em, but always
             # the dense batched product: its sparse CPU variant loops over components in Python,
@@ -119,7 +130,7 @@ class _Stack:
     def finalize(self, stat):
         if self.cov.name == "tied":
             return stat
-        if self.quadratic:
+        if self.kind == "quadratic":
             k, d = self.means.shape
             iu = triu(d, stat.device)
             full = stat.new_zeros(k, d, d)
@@ -128,17 +139,30 @@ class _Stack:
             return full
         return self.cov.finalize_em(stat, self.prec_chol)
 
-    def normalize_(self, wlp):
+    def normalize_(self, wlp, recompute=None):
         """Per-candidate logsumexp (rows, C) and responsibilities (in place of ``wlp``).
 
-        Each candidate's own maximum is subtracted, so a candidate far below the others never
-        underflows. The per-candidate maximum and sum are segment reductions over contiguous
-        column ranges and the broadcast back to columns an ``index_select``: on the CPU these
-        cost a third of scatter_reduce / scatter_add and advanced indexing over the same array.
-        Differences are clamped before ``exp`` as in GaussianMixture's E-step (exp of subnormal
-        numbers is very slow on x86 CPUs; the responsibilities affected are below 1e-32).
+        Each candidate's responsibilities are its exp(wlp - shift) over their sum. In float64
+        the shift is the row's maximum over all candidates (one plain reduction) when that is
+        safe: exp keeps 690 nats of range, so a candidate whose sum stays above exp(-640) has
+        every component within 43 nats of its own best exact, and the rest (responsibilities
+        below 1e-18) at most that far off. Rows where some candidate falls below that (it
+        explains the row far worse than another candidate) are redone with each candidate's
+        own maximum, which float32's 75 nats of range always needs; ``recompute`` gives
+        ``wlp`` again (it is overwritten). Segment reductions over the contiguous column
+        ranges and an ``index_select`` back to columns cost a third of scatter_reduce /
+        scatter_add and advanced indexing on the CPU. Differences are clamped before ``exp``
+        as in GaussianMixture's E-step (exp of subnormal numbers is very slow on x86 CPUs).
         """
         lengths = self.lengths.expand(wlp.shape[0], -1)
+        if wlp.dtype == torch.float64 and recompute is not None:
+            top = wlp.amax(1, keepdim=True)
+            resp = wlp.sub_(top).clamp_(min=-690.0).exp_()
+            total = torch.segment_reduce(resp, "sum", lengths=lengths, axis=1)
+            if bool(total.amin() > ROW_SHIFT_SAFE):
+                resp.div_(torch.index_select(total, 1, self.seg))
+                return total.log_().add_(top), resp
+            wlp = recompute()
         top = torch.segment_reduce(wlp, "max", lengths=lengths, axis=1)
         floor = -75.0 if wlp.dtype == torch.float32 else -690.0
         resp = wlp.sub_(torch.index_select(top, 1, self.seg)).clamp_(min=floor).exp_()
@@ -151,30 +175,42 @@ def triu(d, device):
     return torch.triu_indices(d, d, device=device)
 
 
-def features(x, quadratic):
-    """[1, x] or, for the quadratic E-step, [1, x, x_i x_j (i <= j)], shape (rows, 1 + D (+ F))."""
+def feature_kind(cov_name, dtype, d):
+    """Which features() the E-step uses: 'quadratic', 'diag', 'spherical', or None (whitening)."""
+    if cov_name in ("full", "tied"):
+        return "quadratic" if dtype == torch.float64 and d <= QUADRATIC_MAX_D else None
+    return cov_name
+
+
+def features(x, kind):
+    """[1, x], then x_i x_j (i <= j) for 'quadratic', x^2 for 'diag' / 'spherical'.
+
+    Shape (rows, 1 + D + F): the left operand of the E-step's and the M-step's products.
+    """
     parts = [x.new_ones(x.shape[0], 1), x]
-    if quadratic:
+    if kind == "quadratic":
         iu = triu(x.shape[1], x.device)
         parts.append(x[:, iu[0]] * x[:, iu[1]])
+    elif kind is not None:
+        parts.append(x.square())
     return torch.cat(parts, 1)
 
 
 class _Blocks:
     """The data blocks with their features; resident data's features are computed only once."""
 
-    def __init__(self, data, quadratic):
-        self.data, self.quadratic, self.cached = data, quadratic, None
+    def __init__(self, data, kind):
+        self.data, self.kind, self.cached = data, kind, None
         d = data.source.n_features
-        width = 1 + d + (d * (d + 1) // 2 if quadratic else 0)
+        width = 1 + d + (d * (d + 1) // 2 if kind == "quadratic" else d if kind else 0)
         size = data.n_samples * width * torch.tensor([], dtype=data.source.dtype).element_size()
         if data._resident is not None and size <= FEATURE_CACHE_BYTES:
-            self.cached = [(x, features(x, quadratic)) for x in data.chunks()]
+            self.cached = [(x, features(x, kind)) for x in data.chunks()]
 
     def __iter__(self):
         if self.cached is not None:
             return iter(self.cached)
-        return ((x, features(x, self.quadratic)) for x in self.data.chunks())
+        return ((x, features(x, self.kind)) for x in self.data.chunks())
 
 
 def stack_states(states, cov_name):
@@ -197,7 +233,7 @@ def run_em(slots, data, cov, est, n, data_var) -> None:
         ks = [s.k for s in active]
         stack = _Stack(ks, weights, means, prec, cov.name)
         if blocks is None:
-            blocks = _Blocks(data, stack.quadratic)
+            blocks = _Blocks(data, stack.kind)
         dev = means.device
         nk_raw = torch.zeros(stack.total, dtype=f64, device=dev)
         sx = torch.zeros(stack.total, d, dtype=f64, device=dev)
@@ -205,7 +241,7 @@ def run_em(slots, data, cov, est, n, data_var) -> None:
         stat = None
         for x, feats in blocks:
             wlp, cache = stack.weighted_log_prob(x, feats)
-            lpn, resp = stack.normalize_(wlp)
+            lpn, resp = stack.normalize_(wlp, lambda: stack.weighted_log_prob(x, feats)[0])  # noqa: B023
             total += lpn.sum(0, dtype=f64)
             nk_b, sx_b, s = stack.statistics(x, feats, resp, cache)
             nk_raw += nk_b
@@ -284,7 +320,7 @@ def _worst_rows(stack, blocks):
     """
     worst_v, worst_x = [], []
     for x, feats in blocks:
-        lpn = stack.normalize_(stack.weighted_log_prob(x, feats)[0])[0]
+        lpn = stack.normalize_(stack.weighted_log_prob(x, feats)[0], lambda: stack.weighted_log_prob(x, feats)[0])[0]  # noqa: B023
         low = torch.topk(lpn, min(stack.kmax, lpn.shape[0]), dim=0, largest=False)
         worst_v.append(low.values)
         worst_x.append(x[low.indices])  # (kk, C, D)
@@ -296,6 +332,7 @@ def log_likelihoods(states, data, cov) -> list[float]:
     weights, means, _, prec = stack_states(states, cov.name)
     stack = _Stack([int(s.means.shape[0]) for s in states], weights, means, prec, cov.name)
     total = torch.zeros(stack.c, dtype=torch.float64, device=means.device)
-    for x, feats in _Blocks(data, stack.quadratic):
-        total += stack.normalize_(stack.weighted_log_prob(x, feats)[0])[0].sum(0, dtype=torch.float64)
+    for x, feats in _Blocks(data, stack.kind):
+        redo = lambda: stack.weighted_log_prob(x, feats)[0]  # noqa: B023
+        total += stack.normalize_(redo(), redo)[0].sum(0, dtype=torch.float64)
     return total.tolist()

@@ -49,7 +49,7 @@ def kmeans_initial_states(est, ks: list[int], data: _Shifted, source, shift, gen
     sx = torch.zeros(c * kmax, d, dtype=f64, device=dev)
     stat = torch.zeros((d, d) if cov.name == "tied" else (c * kmax, d * d if cov.name == "full" else d), dtype=f64, device=dev)
     for x in data.chunks():
-        lab = _kmeans.assign_batched(x, cpad, csq, c)[1]
+        lab = _kmeans.assign_batched(x, cpad, csq, c)
         glab = (lab + offsets).reshape(-1)
         xr = x.to(f64).repeat_interleave(c, dim=0)  # row i for each of the c candidates
         nk += torch.bincount(glab, minlength=c * kmax).to(f64)
