@@ -1,0 +1,240 @@
+"""Shared pieces of the results scripts (DESIGN.md section 7): jobs, the subprocess runner, JSON.
+
+A *job* is one training run (one config, one seed) followed by its evaluation, each step a
+``python -m gmmgan ...`` command in its own process, so the recorded commands are exactly what a
+user would type. Jobs run on *slots*: CPU slots (one thread each) for the 2-D table, GPU slots
+(``CUDA_VISIBLE_DEVICES`` per process) for the image tables. Every finished job writes one JSON
+file, ``OUT/json/<table>/<job>.json``, as soon as it ends, so a run cut short keeps what it
+finished and a second invocation skips the jobs already done (``--force`` redoes them).
+``benchmarks/results_report.py OUT`` renders all of them as markdown tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+RESULT_VERSION = 1
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-9' -> [0..9]; '0,3,5' -> [0, 3, 5]; '2' -> [2]."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        if m:
+            a, b = int(m.group(1)), int(m.group(2))
+            if b < a:
+                raise ValueError(f"seed range {part!r} runs backwards; write it as {b}-{a}.")
+            seeds += range(a, b + 1)
+        elif part.isdigit():
+            seeds.append(int(part))
+        else:
+            raise ValueError(f"--seeds takes non-negative integers and ranges such as 0-9 or 0,2,5; got {part!r}.")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must name at least one seed, each once; got {text!r}.")
+    return seeds
+
+
+def protocol_kimg(config_path: Path) -> float:
+    """schedule.total_kimg of a config file as written (the protocol's budget)."""
+    import yaml
+
+    d = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    return float((d.get("schedule") or {}).get("total_kimg", 100.0))
+
+
+def machine_summary(gpu_ids: list[int] | None = None) -> dict:
+    """CPU model and count, torch version, and the GPU names (without initialising CUDA here)."""
+    import platform
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _common import _lscpu_model  # the benchmarks' one place for the CPU model
+
+    info = {"cpu_model": _lscpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "hostname": platform.node()}
+    if gpu_ids:
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader"],
+                                 check=False, capture_output=True, text=True, timeout=30).stdout
+            info["gpus"] = [line.strip() for line in out.splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError):
+            info["gpus"] = ["nvidia-smi not available"]
+        info["gpu_ids_used"] = gpu_ids
+    return info
+
+
+def display_command(argv: list[str]) -> str:
+    """A command as a user would type it: ``python -m gmmgan`` -> ``gmmgan``, paths relative to the repo."""
+    if argv[:3] == [sys.executable, "-m", "gmmgan"]:
+        argv = ["gmmgan", *argv[3:]]
+    elif argv and argv[0] == sys.executable:
+        argv = ["python", *argv[1:]]
+    root = str(ROOT) + os.sep
+    return shlex.join(a.replace(root, "") for a in argv)
+
+
+def invocation() -> str:
+    """The command line of this script, as typed from the repository root."""
+    script = os.path.relpath(sys.argv[0], ROOT) if os.path.isabs(sys.argv[0]) else sys.argv[0]
+    return "PYTHONPATH=src python " + shlex.join([script, *sys.argv[1:]])
+
+
+@dataclass
+class Job:
+    """One training run and its evaluation.
+
+    name : unique within the table, e.g. 'ring_fitted_gmm-s3'.
+    train_argv : the ``gmmgan train`` argument list (after ``gmmgan``), without ``--out``.
+    evals : for the finished run folder, the evaluation commands (full argv lists), in order.
+    collect : reads the metrics of the finished run folder into a flat dict.
+    info : fields copied into the result JSON (config, seed, overrides, budget, ...).
+    """
+
+    table: str
+    name: str
+    train_argv: list[str]
+    evals: Callable[[Path], list[list[str]]]
+    collect: Callable[[Path], dict]
+    info: dict = field(default_factory=dict)
+
+
+def result_path(out: Path, job: Job) -> Path:
+    return out / "json" / job.table / f"{job.name}.json"
+
+
+def _tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def _run_step(argv: list[str], env: dict, log: Path, timeout: float | None) -> tuple[str, float]:
+    """Run one command, output to ``log``; ('ok' | 'failed' | 'timeout', seconds)."""
+    t0 = time.time()
+    with open(log, "w", encoding="utf-8") as f:
+        f.write("$ " + display_command(argv) + "\n")
+        f.flush()
+        try:
+            rc = subprocess.run(argv, check=False, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:  # the child is killed by subprocess.run
+            return "timeout", time.time() - t0
+    return ("ok" if rc == 0 else "failed"), time.time() - t0
+
+
+def run_job(job: Job, out: Path, env: dict, slot: str, timeout: float | None) -> dict:
+    """Train, evaluate, collect; write and return the result JSON (whatever the outcome)."""
+    work = out / "runs" / job.table / job.name
+    if work.exists():
+        shutil.rmtree(work)  # a previous, unfinished attempt of this very job
+    work.mkdir(parents=True)
+    train = [sys.executable, "-m", "gmmgan", "train", *job.train_argv, "--out", str(work), "-q"]
+    result = {"version": RESULT_VERSION, "table": job.table, "job": job.name, **job.info, "slot": slot,
+              "started": utc_now(), "commands": [display_command(train)], "wall_s": {}}
+    status, result["wall_s"]["train"] = _run_step(train, env, work / "train.log", timeout)
+    log = work / "train.log"
+    run_dirs = [p for p in work.iterdir() if p.is_dir()]
+    if status == "ok" and len(run_dirs) == 1:
+        run_dir = run_dirs[0]
+        result["run_dir"] = os.path.relpath(run_dir, out)
+        for i, argv in enumerate(job.evals(run_dir)):
+            result["commands"].append(display_command(argv))
+            log = work / f"eval{i}.log"
+            status, result["wall_s"][f"eval{i}"] = _run_step(argv, env, log, timeout)
+            if status != "ok":
+                break
+        if status == "ok":
+            try:
+                result["metrics"] = job.collect(run_dir)
+            except (OSError, KeyError, ValueError) as e:
+                status, result["error"] = "failed", f"collecting the metrics: {e!r}"
+    elif status == "ok":
+        status = "failed"
+        result["error"] = f"expected one run folder under {work}, found {len(run_dirs)}"
+    if status != "ok" and "error" not in result:
+        result["error"] = f"{status}; last lines of {log.name}:\n{_tail(log)}"
+    result["status"] = status
+    result["wall_s"]["total"] = sum(result["wall_s"].values())
+    result["finished"] = utc_now()
+    path = result_path(out, job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def run_all(jobs: list[Job], out: Path, slots: list[tuple[str, dict]], *, timeout: float | None = None,
+            force: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+    """Run ``jobs`` on ``slots`` ((name, environment) pairs), at most one job per slot at a time.
+
+    Jobs whose result JSON already says 'ok' are skipped unless ``force``. Returns the results of
+    the jobs run now, in the order they finished.
+    """
+    todo = []
+    for job in jobs:
+        p = result_path(out, job)
+        if not force and p.is_file() and json.loads(p.read_text()).get("status") == "ok":
+            log(f"skip {job.table}/{job.name}: done already ({p}; --force redoes it)")
+        else:
+            todo.append(job)
+    free: queue.Queue = queue.Queue()
+    for s in slots:
+        free.put(s)
+    done: list[dict] = []
+
+    def one(job: Job) -> dict:
+        name, env = free.get()
+        try:
+            log(f"start {job.table}/{job.name} on {name}")
+            r = run_job(job, out, env, name, timeout)
+            log(f"{r['status']:7s} {job.table}/{job.name} in {r['wall_s']['total']:.0f} s: {r.get('metrics', r.get('error', ''))}"
+                if r["status"] == "ok" else f"{r['status']} {job.table}/{job.name}: {r['error']}")
+            done.append(r)
+            return r
+        finally:
+            free.put((name, env))
+
+    with ThreadPoolExecutor(max_workers=max(1, len(slots))) as pool:
+        list(pool.map(one, todo))
+    return done
+
+
+def base_env(threads: int) -> dict:
+    """The environment of every job: gmmgan importable from src/, ``threads`` CPU threads."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[k] = str(threads)
+    return env
+
+
+def write_invocation(out: Path, table: str, record: dict) -> None:
+    """Append this script invocation (command, machine, dates, wall time) to OUT/json/<table>/_invocations.json."""
+    path = out / "json" / table / "_invocations.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prev = json.loads(path.read_text()) if path.is_file() else []
+    path.write_text(json.dumps([*prev, record], indent=2) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,128 @@
+"""Results table (1) of DESIGN.md section 7: ring and grid, five priors, many seeds, on CPU.
+
+For every data set in ``--data`` and prior in ``--priors``, trains ``configs/<data>_<prior>.yaml``
+once per seed (``seed=S``; the seed drives data, nets, z and batches), each run in its own
+process pinned to one CPU thread (``cpu_threads=1``, OMP/MKL threads 1), ``--jobs`` at a time.
+Each run's metrics are the ones ``gmmgan train`` computes at its end: modes captured, high-quality
+fraction and reverse KL of 2,500 samples of the EMA generator (DESIGN.md section 5). One JSON per
+run goes to ``OUT/json/<data>/``; render the table with ``benchmarks/results_report.py OUT``.
+
+Examples (repository root)::
+
+    # the full table: 2 x 5 configs x 10 seeds = 100 runs of 2,000 kimg
+    PYTHONPATH=src python benchmarks/results_2d.py --out results --jobs 60
+    # a quick check of the pipeline: 2 kimg, few warm-start steps, 2 seeds, one config
+    PYTHONPATH=src python benchmarks/results_2d.py --out /tmp/r --data ring --priors gaussian \\
+        --seeds 0,1 --jobs 2 --kimg 2 --set data.n=5000
+
+A second invocation with the same ``--out`` skips the runs already done (``--force`` redoes them),
+so a long table can be run in pieces (e.g. ``--data ring`` then ``--data grid``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _results as R
+
+DATASETS = ("ring", "grid")
+PRIORS = ("fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg", "gaussian")
+
+
+def _csv(choices):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(choices)}, got {text!r}")
+        return items
+    return parse
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return R.parse_seeds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="results", help="results folder (default: ./results)")
+    p.add_argument("--data", type=_csv(DATASETS), default=list(DATASETS), help="ring,grid (default: both)")
+    p.add_argument("--priors", type=_csv(PRIORS), default=list(PRIORS), help=f"default: {','.join(PRIORS)}")
+    p.add_argument("--seeds", type=_seeds, default=list(range(10)), help="e.g. 0-9 (default) or 0,1")
+    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 2),
+                   help="runs at a time, one CPU thread each (default: CPU count - 2)")
+    p.add_argument("--kimg", type=float, default=None,
+                   help="override schedule.total_kimg of every run (the table then reports this budget)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra gmmgan config override for every run (repeatable), e.g. data.n=5000")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per run before it is killed (default: none)")
+    p.add_argument("--force", action="store_true", help="redo runs whose result JSON exists")
+    p.add_argument("--configs-dir", default=str(R.CONFIGS), help="where <data>_<prior>.yaml live (default: configs/)")
+    return p
+
+
+def _collect(run_dir: Path) -> dict:
+    m = R.read_json(run_dir / "metrics.json")
+    return {k: m[k] for k in ("modes", "n_modes", "hq", "kl", "kl_floor", "n_samples", "kimg")}
+
+
+def make_jobs(args) -> list[R.Job]:
+    jobs = []
+    for data in args.data:
+        for prior in args.priors:
+            cfg = Path(args.configs_dir) / f"{data}_{prior}.yaml"
+            if not cfg.is_file():
+                raise FileNotFoundError(f"config '{cfg}' does not exist; give --configs-dir or fewer --priors.")
+            extra = ([f"schedule.total_kimg={args.kimg:g}"] if args.kimg is not None else []) + args.overrides
+            for seed in args.seeds:
+                overrides = [f"seed={seed}", "device=cpu", "cpu_threads=1", *extra]
+                info = {"data": data, "prior": prior, "config": os.path.relpath(cfg, R.ROOT), "seed": seed,
+                        "overrides": extra, "protocol_kimg": R.protocol_kimg(cfg),
+                        "budget_kimg": args.kimg if args.kimg is not None else R.protocol_kimg(cfg),
+                        "device": "cpu, 1 thread"}
+                jobs.append(R.Job(table=data, name=f"{data}_{prior}-s{seed}",
+                                  train_argv=["--config", str(cfg), *overrides],
+                                  evals=lambda run_dir: [], collect=_collect, info=info))
+    return jobs
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        raise SystemExit("--jobs must be >= 1")
+    if args.kimg is not None and args.kimg <= 0:
+        raise SystemExit("--kimg must be > 0")
+    out = Path(args.out).resolve()
+    jobs = make_jobs(args)
+    slots = [(f"cpu{i}", {**R.base_env(1), "CUDA_VISIBLE_DEVICES": ""}) for i in range(min(args.jobs, len(jobs)))]
+    started, t0 = R.utc_now(), time.time()
+    print(f"{len(jobs)} runs ({len(args.data)} data sets x {len(args.priors)} priors x {len(args.seeds)} seeds), "
+          f"{len(slots)} at a time, one CPU thread each; results in {out}", flush=True)
+    results = R.run_all(jobs, out, slots, timeout=args.timeout, force=args.force,
+                        log=lambda s: print(s, flush=True))
+    machine = R.machine_summary()
+    for data in args.data:
+        mine = [r for r in results if r["table"] == data]
+        R.write_invocation(out, data, {
+            "command": R.invocation(), "started": started, "finished": R.utc_now(),
+            "wall_s": round(time.time() - t0, 1), "jobs": args.jobs, "runs": len(mine),
+            "failed": sum(r["status"] != "ok" for r in mine), "machine": machine})
+    failed = [r for r in results if r["status"] != "ok"]
+    print(f"done in {time.time() - t0:.0f} s: {len(results) - len(failed)} ok, {len(failed)} failed"
+          f"{' (' + ', '.join(r['job'] for r in failed) + ')' if failed else ''}. "
+          f"Table: python benchmarks/results_report.py {out}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
