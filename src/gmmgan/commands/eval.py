@@ -30,8 +30,8 @@ Image metrics need the feature classifier, trained once per data set (train-clas
 examples:
   gmmgan eval train-classifier --dataset mnist --data-root ../shared/data
   gmmgan eval runs/00000-grid-fitted_gmm --seeds 0,1,2,3,4,5,6,7,8,9
-  gmmgan eval runs/00003-stacked_mnist-fitted_gmm --device cuda
-  gmmgan eval runs/00004-mnist-fitted_gmm --metrics fid,clustering --data-root ../shared/data
+  gmmgan eval runs/00003-stacked-mnist-fitted_gmm --device cuda
+  gmmgan eval runs/00004-mnist-limited-fitted_gmm --metrics fid,clustering --data-root ../shared/data
 """
 
 # data set of a run -> (kind of evaluation, feature classifier)
