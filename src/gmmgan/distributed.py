@@ -25,6 +25,7 @@ import torch.distributed as dist
 __all__ = [
     "all_gather_cat",
     "all_reduce_mean_grads_",
+    "all_reduce_min_",
     "all_reduce_sum_",
     "average_buffers_",
     "barrier",
@@ -164,6 +165,13 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over all ranks, in place; returns it (unchanged in one process)."""
     if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_min_(tensor: torch.Tensor) -> torch.Tensor:
+    """Element-wise minimum of ``tensor`` over all ranks, in place; returns it."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
     return tensor
 
 

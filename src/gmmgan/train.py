@@ -318,7 +318,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     progress = _progress_bar(console, cur_nimg, total) if main and not quiet and cur_nimg < total else None
 
     def check_finite() -> None:
-        s = int(step_fn.bad_step.item())
+        s = step_fn.first_bad_step()
         if s >= 0:
             raise TrainingDivergedError(
                 f"a loss became NaN or infinite at step {s} (around {s * B / 1000:.3f} kimg); training stopped. "

@@ -78,9 +78,9 @@ class TrainStep:
     Attributes
     ----------
     sums : Tensor of shape (3,)
-        Running sums of loss_d, loss_g and the step count since :meth:`pop_means`.
+        This rank's running sums of loss_d, loss_g and the step count since :meth:`pop_means`.
     bad_step : Tensor ()
-        The first step whose losses were not finite, or -1.
+        The first step whose losses were not finite on this rank, or -1 (see :meth:`first_bad_step`).
     graphed : bool
         Whether steps are currently replayed from a CUDA graph.
     """
@@ -140,8 +140,8 @@ class TrainStep:
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - self.ema_beta)
             for b_ema, b in self._ema_buffers + self._int_buffers:
                 b_ema.copy_(b)
+            # This rank's losses; ranks agree at the (rarer) log and NaN checks, not every step.
             losses = torch.stack([loss_d.detach().float(), loss_g.detach().float()])
-            losses = distributed.all_reduce_sum_(losses) / distributed.world_size()
             finite = torch.isfinite(losses).all()
             self.bad_step.copy_(torch.where(~finite & (self.bad_step < 0), self._step_t, self.bad_step))
             self.sums += torch.cat([losses, torch.ones(1, device=losses.device)])
@@ -199,7 +199,13 @@ class TrainStep:
             t.copy_(saved)
 
     def pop_means(self) -> tuple[float, float]:
-        """Mean loss_d and loss_g since the last call (one device sync)."""
-        ld, lg, n = self.sums.tolist()
+        """Mean loss_d and loss_g over ranks and steps since the last call (a collective: call on all ranks)."""
+        ld, lg, n = distributed.all_reduce_sum_(self.sums.clone()).tolist()
         self.sums.zero_()
         return ld / max(n, 1), lg / max(n, 1)
+
+    def first_bad_step(self) -> int:
+        """The first step at which any rank saw a non-finite loss, or -1 (a collective: call on all ranks)."""
+        none = torch.iinfo(torch.long).max  # -1 means "none": the smallest non-negative step wins
+        bad = distributed.all_reduce_min_(torch.where(self.bad_step < 0, none, self.bad_step))
+        return -1 if int(bad) == none else int(bad)

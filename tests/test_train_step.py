@@ -1,0 +1,62 @@
+"""The training step module: optimizer flags across devices, loss bookkeeping, NaN detection."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from gmmgan.losses import get_gan_loss
+from gmmgan.priors import GaussianPrior
+from gmmgan.train_step import TrainStep, adam, match_optimizer_state
+
+
+def _step(lr=1e-3):
+    torch.manual_seed(0)
+    G, D = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1), nn.Flatten(0))
+    G_ema = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).requires_grad_(False)
+    G_ema.load_state_dict(G.state_dict())
+    cpu = torch.device("cpu")
+    opt_g, opt_d = adam(G.parameters(), cpu, False, lr=lr), adam(D.parameters(), cpu, False, lr=lr)
+    return TrainStep(G, D, G_ema, GaussianPrior(4), opt_g, opt_d, get_gan_loss("ns"), r1_gamma=0.1, gp_weight=0.0,
+                     ema_beta=0.5, autocast=contextlib.nullcontext, device=cpu, graph=True)
+
+
+def test_step_on_cpu_trains_and_keeps_loss_means():
+    step = _step()
+    assert not step.use_graph  # CUDA graphs are CUDA only
+    before = [p.clone() for p in step.G.parameters()]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        step(torch.randn(16, 2, generator=g), torch.randn(16, 4, generator=g))
+    assert all(not torch.equal(a, b) for a, b in zip(before, step.G.parameters()))
+    # EMA moved halfway-ish towards G, not onto it.
+    assert all(not torch.equal(a, b) for a, b in zip(step.G_ema.parameters(), step.G.parameters()))
+    ld, lg = step.pop_means()
+    assert 0 < ld < 5 and 0 < lg < 5
+    assert step.sums.tolist() == [0.0, 0.0, 0.0]
+    assert step.first_bad_step() == -1
+
+
+def test_non_finite_loss_is_reported_with_its_step():
+    step = _step()
+    g = torch.Generator().manual_seed(1)
+    step(torch.randn(16, 2, generator=g), torch.randn(16, 4, generator=g))
+    step(torch.full((16, 2), float("nan")), torch.randn(16, 4, generator=g))
+    step(torch.randn(16, 2, generator=g), torch.randn(16, 4, generator=g))
+    assert step.first_bad_step() == 1
+
+
+def test_optimizer_state_from_a_cuda_graph_run_loads_on_cpu():
+    p = nn.Parameter(torch.ones(3))
+    opt = adam([p], torch.device("cpu"), False, lr=0.1)
+    p.grad = torch.ones(3)
+    opt.step()
+    saved = opt.state_dict()
+    saved["param_groups"][0].update(capturable=True, fused=True)  # as a fused, capturable CUDA Adam writes it
+    fresh = adam([p], torch.device("cpu"), False, lr=0.1)
+    fresh.load_state_dict(match_optimizer_state(saved, fresh))
+    assert not fresh.param_groups[0]["capturable"] and not fresh.param_groups[0]["fused"]
+    fresh.step()
+    assert torch.isfinite(p).all()
