@@ -44,8 +44,15 @@ def _data_set(n=601, seed=0):
 def _estimator(cov, init, dtype, **kw):
     # float32 lower bounds differ by rounding between summation orders: a tol far above it.
     tol = 1e-6 if dtype == "float64" else 1e-3
-    return GaussianMixture(4, covariance_type=cov, init_params=init, dtype=dtype, random_state=3,
+    return GaussianMixture(kw.pop("n_components", 4), covariance_type=cov, init_params=init, dtype=dtype, random_state=3,
                            max_iter=200, tol=tol, chunk_size=64, **kw)
+
+
+def _reseed_cases(X):
+    far = np.array([[0, 0, 0], [6, 0, 1], [0, 6, -1], [1000, 1000, 1000.0]])
+    # Integer points whose mean is exact: distances tie exactly alike in one process and in many.
+    duplicates = np.repeat(np.array([[0, 0.0], [4, 0], [0, 4], [4, 4]]), 75, axis=0)
+    return [("far_mean", X, {"means_init": far}), ("duplicates", duplicates, {"n_components": 5})]
 
 
 def _free_port() -> int:
@@ -62,35 +69,46 @@ def _join_group(rank, port, timeout="60"):
     return gdist.init_from_env("cpu")
 
 
-def _fit_worker(rank, port, path, queue):
-    """Fit every case on this rank's shard (in memory and memory-mapped) and report the parameters."""
+def _worker(rank, port, path, queue):
+    """One process group for all: the fits first, then the failures (which break the group)."""
     try:
-        _join_group(rank, port)
-        X = np.load(path, mmap_mode="r")
-        rows = gdist.shard_range(len(X))
-        out = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ConvergenceWarning etc. are the same as in one process
-            for case in CASES:
-                gm = _estimator(*case).fit(np.array(X[rows.start : rows.stop]))
-                out[case] = {p: np.asarray(getattr(gm, p)) for p in PARAMS} | {
-                    "n_iter_": gm.n_iter_, "lower_bound_": gm.lower_bound_, "score": gm.score(np.array(X[rows.start : rows.stop])),
-                }
-            # A memmap shard is streamed block by block; a torch tensor shard gives tensors back.
-            gm = _estimator("full", "k-means++", "float64").fit(X[rows.start : rows.stop])
-            assert isinstance(X[rows.start : rows.stop], np.memmap)
-            out["memmap"] = {p: np.asarray(getattr(gm, p)) for p in PARAMS} | {"n_iter_": gm.n_iter_}
-            gm = _estimator("diag", "k-means++", "float64").fit(torch.from_numpy(np.array(X[rows.start : rows.stop])))
-            out["tensor"] = {p: getattr(gm, p).numpy() for p in PARAMS} | {"n_iter_": gm.n_iter_}
-            # Inside local_only each rank fits its own rows alone.
-            with gdist.local_only():
-                gm = _estimator("diag", "k-means++", "float64").fit(np.array(X[rows.start : rows.stop]))
-            out["local"] = {"means_": gm.means_}
-        queue.put((rank, "ok", out))
+        _join_group(rank, port, timeout="5")
+        queue.put((rank, "ok", {"fits": _fits(path), "failures": _failures(rank)}))
     except BaseException:  # noqa: BLE001 - reported to the parent, which fails the test
         queue.put((rank, "error", traceback.format_exc()))
     finally:
         gdist.shutdown()
+
+
+def _fits(path):
+    """Fit every case on this rank's shard (in memory and memory-mapped); the parameters."""
+    X = np.load(path, mmap_mode="r")
+    rows = gdist.shard_range(len(X))
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning etc. are the same as in one process
+        for case in CASES:
+            gm = _estimator(*case).fit(np.array(X[rows.start : rows.stop]))
+            out[case] = {p: np.asarray(getattr(gm, p)) for p in PARAMS} | {
+                "n_iter_": gm.n_iter_, "lower_bound_": gm.lower_bound_, "score": gm.score(np.array(X[rows.start : rows.stop])),
+            }
+        # Components that lose their points are re-seeded at the worst-explained rows of all ranks
+        # (gathered); four distinct points for five components also empty a k-means cluster.
+        for name, data, kw in _reseed_cases(np.array(X)):
+            own = gdist.shard_range(len(data))
+            gm = _estimator("full", "k-means++", "float64", **kw).fit(data[own.start : own.stop])
+            out[name] = {p: np.asarray(getattr(gm, p)) for p in PARAMS} | {"n_iter_": gm.n_iter_, "reseeded_": gm.reseeded_}
+        # A memmap shard is streamed block by block; a torch tensor shard gives tensors back.
+        gm = _estimator("full", "k-means++", "float64").fit(X[rows.start : rows.stop])
+        assert isinstance(X[rows.start : rows.stop], np.memmap)
+        out["memmap"] = {p: np.asarray(getattr(gm, p)) for p in PARAMS} | {"n_iter_": gm.n_iter_}
+        gm = _estimator("diag", "k-means++", "float64").fit(torch.from_numpy(np.array(X[rows.start : rows.stop])))
+        out["tensor"] = {p: getattr(gm, p).numpy() for p in PARAMS} | {"n_iter_": gm.n_iter_}
+        # Inside local_only each rank fits its own rows alone.
+        with gdist.local_only():
+            gm = _estimator("diag", "k-means++", "float64").fit(np.array(X[rows.start : rows.stop]))
+        out["local"] = {"means_": gm.means_}
+    return out
 
 
 _START = None  # a multiprocessing.Barrier shared by the ranks, set by _rank_main
@@ -127,14 +145,21 @@ def _run(target, args, timeout=120):
 
 
 @pytest.fixture(scope="module")
-def sharded(tmp_path_factory):
+def ranks(tmp_path_factory):
+    """(X, {rank: its report}) from one run of WORLD processes (starting them is the slow part)."""
     X = _data_set()
     path = tmp_path_factory.mktemp("dist") / "X.npy"
     np.save(path, X)
-    results = _run(_fit_worker, (str(path),))
+    results = _run(_worker, (str(path),))
     for rank, (status, payload) in results.items():
         assert status == "ok", f"rank {rank} failed:\n{payload}"
     return X, {rank: payload for rank, (_, payload) in results.items()}
+
+
+@pytest.fixture(scope="module")
+def sharded(ranks):
+    X, results = ranks
+    return X, {rank: payload["fits"] for rank, payload in results.items()}
 
 
 @pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
@@ -166,6 +191,25 @@ def test_memmap_and_tensor_shards_equal_one_process(sharded, kind, cov):
             np.testing.assert_allclose(results[rank][kind][p], getattr(ref, p), rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.parametrize("name", ["far_mean", "duplicates"])
+def test_reseeding_picks_the_same_rows_as_one_process(sharded, name):
+    X, results = sharded
+    ((_, data, kw),) = [c for c in _reseed_cases(X) if c[0] == name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = _estimator("full", "k-means++", "float64", **kw).fit(data)
+    assert ref.reseeded_  # the case does exercise re-seeding
+    for rank in range(WORLD):
+        got = results[rank][name]
+        assert got["reseeded_"] == ref.reseeded_ and got["n_iter_"] == ref.n_iter_
+        # A component left with weight ~1e-17 has a mean made of rounding noise: compare the others.
+        live = ref.weights_ > 1e-6
+        assert live.sum() >= 4
+        np.testing.assert_allclose(got["weights_"], ref.weights_, rtol=1e-7, atol=1e-9)
+        for p in PARAMS[1:]:
+            np.testing.assert_allclose(got[p][live], getattr(ref, p)[live], rtol=1e-7, atol=1e-9, err_msg=f"{name} {p}")
+
+
 def test_local_only_fits_each_rank_alone(sharded):
     X, results = sharded
     for rank in range(WORLD):
@@ -174,46 +218,37 @@ def test_local_only_fits_each_rank_alone(sharded):
         np.testing.assert_allclose(results[rank]["local"]["means_"], ref.means_, rtol=1e-10)
 
 
-def _failure_worker(rank, port, queue):
-    """Two failures in one process group: ranks that disagree on D, then one rank raising alone."""
+def _failures(rank):
+    """Two failures: ranks that disagree on D, then one rank raising alone (the group is then broken)."""
     out = {}
+    X = _data_set()
+    try:  # every rank sees the mismatch in the first collective and raises the same error
+        GaussianMixture(2, random_state=0).fit(X[:, : 3 - rank])
+        out["mismatch"] = "fitted"
+    except ValueError as exc:
+        out["mismatch"] = str(exc)
+    if rank == 1:
+        X = X.copy()
+        X[-2, 0] = np.nan  # in rank 1's shard: it raises before any collective
+    t0 = time.perf_counter()
     try:
-        _join_group(rank, port, timeout="3")
-        X = _data_set()
-        try:  # every rank sees the mismatch in the first collective and raises the same error
-            GaussianMixture(2, random_state=0).fit(X[:, : 3 - rank])
-            out["mismatch"] = "fitted"
-        except ValueError as exc:
-            out["mismatch"] = str(exc)
-        if rank == 1:
-            X = X.copy()
-            X[-2, 0] = np.nan  # in rank 1's shard: it raises before any collective
-        t0 = time.perf_counter()
-        try:
-            GaussianMixture(2, random_state=0).fit(X[gdist.shard_range(len(X)).start :])
-            out["raise"] = "fitted"
-        except Exception as exc:  # noqa: BLE001 - the timeout's type differs between torch versions
-            out["raise"] = f"{type(exc).__name__}: {exc}"
-        out["waited_s"] = time.perf_counter() - t0
-        # Rank 1 stays alive (it caught its error) until rank 0 has given up, so rank 0 can only
-        # have failed through the collective's timeout, not through rank 1's exit.
-        if rank == 0:
-            _RELEASED.set()
-        else:
-            out["released"] = _RELEASED.wait(timeout=60)
-        queue.put((rank, "ok", out))
-    except BaseException:  # noqa: BLE001
-        queue.put((rank, "error", traceback.format_exc()))
-    finally:
-        gdist.shutdown()
+        GaussianMixture(2, random_state=0).fit(X[gdist.shard_range(len(X)).start :])
+        out["raise"] = "fitted"
+    except Exception as exc:  # noqa: BLE001 - the timeout's type differs between torch versions
+        out["raise"] = f"{type(exc).__name__}: {exc}"
+    out["waited_s"] = time.perf_counter() - t0
+    # Rank 1 stays alive (it caught its error) until rank 0 has given up, so rank 0 can only
+    # have failed through the collective's timeout, not through rank 1's exit.
+    if rank == 0:
+        _RELEASED.set()
+    else:
+        out["released"] = _RELEASED.wait(timeout=60)
+    return out
 
 
 @pytest.fixture(scope="module")
-def failures():
-    results = _run(_failure_worker, (), timeout=90)
-    for rank, (status, payload) in results.items():
-        assert status == "ok", f"rank {rank} failed:\n{payload}"
-    return {rank: payload for rank, (_, payload) in results.items()}
+def failures(ranks):
+    return {rank: payload["failures"] for rank, payload in ranks[1].items()}
 
 
 def test_shard_source_rejects_ranks_that_disagree_on_features(failures):
@@ -224,7 +259,7 @@ def test_shard_source_rejects_ranks_that_disagree_on_features(failures):
 def test_a_failing_rank_makes_the_others_fail_instead_of_hanging(failures):
     assert failures[1]["raise"].startswith("ValueError") and "NaN" in failures[1]["raise"]
     # Rank 0 waits in the first collective for a rank that never comes (alive, but past its
-    # error): GMMGAN_DIST_TIMEOUT=3 s must make it raise; a hang would end at the queue timeout.
+    # error): GMMGAN_DIST_TIMEOUT=5 s must make it raise; a hang would end at the queue timeout.
     assert failures[1]["released"]
     assert failures[0]["raise"] != "fitted"
     assert "NaN" not in failures[0]["raise"]
