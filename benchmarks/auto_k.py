@@ -1,6 +1,7 @@
 """How often does each automatic-K method return the true number of components, and how fast?
 
-Methods (all float64, on the CPU, same candidate range per data set):
+Methods (all float64, same candidate range per data set; scikit-learn on the CPU, gmmgan on
+--device, default the CPU):
 
   gmmgan-bic     gmmgan.select_n_components: every candidate K fitted in one stacked EM, lowest BIC
   gmmgan-bgm     gmmgan.BayesianGaussianMixture (Dirichlet process), K = its active components
@@ -28,6 +29,11 @@ median over cases and the ratio of total times.
 
     python benchmarks/auto_k.py                      # the documented run (about 6-8 minutes)
     python benchmarks/auto_k.py --cases 4 --repeats 1 --json out.json   # quick look
+    PYTHONPATH=src python benchmarks/auto_k.py --device cuda --json auto_k_cuda.json  # GPU row
+
+With --device cuda the gmmgan methods fit on the GPU (data copied from numpy inside the timed
+call, the device synchronised before the clock stops, one untimed warm-up fit first so that
+CUDA start-up is not counted); scikit-learn's methods stay on the CPU.
 """
 
 from __future__ import annotations
@@ -99,15 +105,24 @@ def candidates_for(k_true: int) -> list[int]:
     return list(range(1, math.ceil(1.5 * k_true) + 3))
 
 
-def run_method(method: str, X: np.ndarray, ks: list[int], cov_type: str, seed: int) -> tuple[int, float]:
-    """(chosen K, seconds) of one method on one data set."""
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def run_method(method: str, X: np.ndarray, ks: list[int], cov_type: str, seed: int, device: str = "cpu") -> tuple[int, float]:
+    """(chosen K, seconds) of one method on one data set; ``device`` applies to gmmgan's methods."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        _sync(device)
         t0 = time.perf_counter()
         if method == "gmmgan-bic":
             from gmmgan import select_n_components
 
-            k = select_n_components(X, candidates=ks, covariance_type=cov_type, random_state=seed).n_components_
+            k = select_n_components(X, candidates=ks, covariance_type=cov_type, random_state=seed,
+                                    device=device).n_components_
         elif method == "sklearn-bic":
             from sklearn.mixture import GaussianMixture
 
@@ -118,9 +133,11 @@ def run_method(method: str, X: np.ndarray, ks: list[int], cov_type: str, seed: i
                 from gmmgan import BayesianGaussianMixture
             else:
                 from sklearn.mixture import BayesianGaussianMixture
+            extra = {"device": device} if method == "gmmgan-bgm" else {}
             m = BayesianGaussianMixture(n_components=max(ks), covariance_type=cov_type, max_iter=300,
-                                        random_state=seed).fit(X)
+                                        random_state=seed, **extra).fit(X)
             k = int((np.asarray(m.weights_) > ACTIVE_WEIGHT_FRACTION / max(ks)).sum())
+        _sync(device)
         return int(k), time.perf_counter() - t0
 
 
@@ -152,6 +169,7 @@ def main(argv=None) -> dict:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
+    p.add_argument("--device", default="cpu", help="where gmmgan's methods fit: cpu, cuda, cuda:1, ...")
     args = p.parse_args(argv)
     methods = args.methods.split(",")
 
@@ -174,13 +192,17 @@ def main(argv=None) -> dict:
         cases.append({"name": name, "X": X, "k": k, "d": 2, "c": c, "bin": "well-separated", "cov": "full", "repeats": args.repeats})
     cases += make_cases(args.cases, args.seed, args.max_kd, args.n_per)
 
+    if args.device != "cpu":  # untimed warm-up: CUDA context, kernels, BLAS handles
+        for m in methods:
+            if m.startswith("gmmgan"):
+                run_method(m, cases[0]["X"], candidates_for(cases[0]["k"]), cases[0]["cov"], args.seed, args.device)
     rows, start = [], time.perf_counter()
     for case in cases:
         ks = candidates_for(case["k"])
         row = {key: case[key] for key in ("name", "k", "d", "c", "bin", "cov")}
         row["n"], row["candidates"] = len(case["X"]), [ks[0], ks[-1]]
         for m in methods:
-            runs = [run_method(m, case["X"], ks, case["cov"], args.seed) for _ in range(case["repeats"])]
+            runs = [run_method(m, case["X"], ks, case["cov"], args.seed, args.device) for _ in range(case["repeats"])]
             row[m] = {"k": runs[0][0], "seconds": statistics.median(s for _, s in runs), "all_seconds": [s for _, s in runs]}
         rows.append(row)
         print(f"{row['name']:>10} {row['cov']:4s} D={row['d']:2d} K={row['k']:2d} c={row['c']:.2f} n={row['n']:6d} | "
@@ -189,7 +211,7 @@ def main(argv=None) -> dict:
     summary = summarize(rows, methods)
     print_tables(rows, summary, methods)
     total = time.perf_counter() - start
-    print(f"\nwhole run: {total:.0f} s, {args.threads} thread(s)")
+    print(f"\nwhole run: {total:.0f} s, {args.threads} thread(s), gmmgan on {args.device}")
     result = {"args": vars(args), "rows": rows, "summary": summary, "seconds": total}
     if args.json:
         with open(args.json, "w") as f:

@@ -271,11 +271,15 @@ def test_lloyd_batched_matches_lloyd_per_problem():
     assert not torch.equal(batched[4:9], starts[2])
 
 
-def test_normalize_is_exact_when_candidates_differ_by_hundreds_of_nats():
+@pytest.mark.parametrize("segment_reduce", [True, False])
+def test_normalize_is_exact_when_candidates_differ_by_hundreds_of_nats(monkeypatch, segment_reduce):
     # Responsibilities and per-candidate logsumexp of the stacked E-step against torch's, for a
-    # row where one candidate is 1000 nats below another (the float64 fast path must fall back).
+    # row where one candidate is 1000 nats below another (the float64 fast path must fall back),
+    # with the CPU's segment reductions and with the scatter kernels other devices use.
+    import gmmgan.mixture._stacked_em as stacked_module
     from gmmgan.mixture._stacked_em import _Stack
 
+    monkeypatch.setattr(stacked_module, "SEGMENT_REDUCE_DEVICES", ("cpu",) if segment_reduce else ())
     ks = [1, 2, 3]
     for dtype in (torch.float64, torch.float32):
         stack = _Stack(ks, torch.full((6,), 0.5, dtype=dtype), torch.zeros(6, 2, dtype=dtype),

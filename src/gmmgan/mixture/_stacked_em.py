@@ -27,6 +27,8 @@ FEATURE_CACHE_BYTES = 64 << 20
 _LOG_2PI = math.log(2 * math.pi)
 # float64 E-step: a shared shift per row is exact enough while every candidate's sum is above this.
 ROW_SHIFT_SAFE = math.exp(-640.0)
+# Device types whose per-candidate reductions use torch.segment_reduce (see _Stack.segment).
+SEGMENT_REDUCE_DEVICES = ("cpu",)
 
 
 @dataclass
@@ -141,6 +143,19 @@ class _Stack:
             return full
         return self.cov.finalize_em(stat, self.prec_chol)
 
+    def segment(self, a, reduce):
+        """Per-candidate 'sum' or 'max' over the columns of ``a`` (rows, total) -> (rows, C).
+
+        segment_reduce on the CPU (3-5x faster there than scatter_add / scatter_reduce); the
+        scatter kernels elsewhere, where they are the well-trodden path.
+        """
+        if a.device.type in SEGMENT_REDUCE_DEVICES:
+            return torch.segment_reduce(a, reduce, lengths=self.lengths.expand(a.shape[0], -1), axis=1)
+        index = self.seg.expand(a.shape[0], -1)
+        if reduce == "sum":
+            return a.new_zeros(a.shape[0], self.c).scatter_add_(1, index, a)
+        return a.new_full((a.shape[0], self.c), -math.inf).scatter_reduce_(1, index, a, "amax")
+
     def normalize_(self, wlp, recompute=None):
         """Per-candidate logsumexp (rows, C) and responsibilities (in place of ``wlp``).
 
@@ -157,19 +172,18 @@ class _Stack:
         Differences are clamped before ``exp`` as in GaussianMixture's E-step (exp of
         subnormal numbers is very slow on x86 CPUs).
         """
-        lengths = self.lengths.expand(wlp.shape[0], -1)
         if wlp.dtype == torch.float64 and recompute is not None:
             top = wlp.amax(1, keepdim=True)
             resp = wlp.sub_(top).clamp_(min=-690.0).exp_()
-            total = torch.segment_reduce(resp, "sum", lengths=lengths, axis=1)
+            total = self.segment(resp, "sum")
             if bool(total.amin() > ROW_SHIFT_SAFE):
                 resp.div_(torch.gather(total, 1, self.seg.expand(total.shape[0], -1)))
                 return total.log_().add_(top), resp
             wlp = recompute()
-        top = torch.segment_reduce(wlp, "max", lengths=lengths, axis=1)
+        top = self.segment(wlp, "max")
         floor = -75.0 if wlp.dtype == torch.float32 else -690.0
         resp = wlp.sub_(torch.gather(top, 1, self.seg.expand(top.shape[0], -1))).clamp_(min=floor).exp_()
-        total = torch.segment_reduce(resp, "sum", lengths=lengths, axis=1)
+        total = self.segment(resp, "sum")
         resp.div_(torch.gather(total, 1, self.seg.expand(total.shape[0], -1)))
         return top.add_(total.log_()), resp
 
@@ -309,8 +323,7 @@ def _m_step(stack, active, nk_raw, sx, stat, cov, est, n, data_var, blocks, n_it
             nk[a:a + k], means[a:a + k] = nk_i, m_i
             if cov.name != "tied":
                 covs[a:a + k] = c_i
-    lengths = stack.lengths.squeeze(0)
-    weights = nk / torch.segment_reduce(nk, "sum", lengths=lengths)[stack.seg]
+    weights = nk / stack.segment(nk.unsqueeze(0), "sum")[0, stack.seg]
     prec = cov.precision_cholesky(covs, est.reg_covar)  # one batched Cholesky for all candidates
     return weights.to(dtype), means.to(dtype), covs.to(dtype), prec.to(dtype)
 
