@@ -18,7 +18,7 @@ import torch
 
 from gmmgan import GaussianMixture
 from gmmgan import distributed as gdist
-from gmmgan.mixture import _data
+from gmmgan.mixture import _data, _transfer
 
 WORLD = 2
 # (covariance_type, init_params, dtype): each sharded fit is compared with one process's fit.
@@ -280,11 +280,11 @@ def test_prefetch_issues_one_item_ahead_and_keeps_order():
         log.append(("issue", i))
         return i * 10
 
-    for out in _data.prefetch(issue, range(4)):
+    for out in _transfer.prefetch(issue, range(4)):
         log.append(("yield", out // 10))
     assert log == [("issue", 0), ("issue", 1), ("yield", 0), ("issue", 2), ("yield", 1),
                    ("issue", 3), ("yield", 2), ("yield", 3)]
-    assert list(_data.prefetch(issue, [])) == []
+    assert list(_transfer.prefetch(issue, [])) == []
 
 
 @pytest.mark.parametrize("host", ["numpy", "memmap", "tensor"])
@@ -295,7 +295,7 @@ def test_streamed_blocks_are_the_rows_in_order(tmp_path, host):
         data = np.load(tmp_path / "X.npy", mmap_mode="r")
     else:
         data = torch.from_numpy(X) if host == "tensor" else X
-    blocks = list(_data.device_blocks((data[s : s + 100] for s in range(0, len(X), 100)), torch.device("cpu"), torch.float64))
+    blocks = list(_transfer.device_blocks((data[s : s + 100] for s in range(0, len(X), 100)), torch.device("cpu"), torch.float64))
     assert [b.shape[0] for b in blocks] == [100] * 6 + [1]
     assert all(b.dtype == torch.float64 for b in blocks)
     np.testing.assert_array_equal(torch.cat(blocks).numpy(), X.astype(np.float64))
@@ -321,7 +321,7 @@ class _FakeStream:
         self.waited.append(event)
 
 
-class _CpuCopier(_data._CudaCopier):
+class _CpuCopier(_transfer._CudaCopier):
     """The CUDA copier's logic with its CUDA calls replaced; checks its invariants on every copy."""
 
     def __init__(self, dtype, pinned=False):
@@ -369,7 +369,7 @@ def test_cuda_copier_logic_on_the_cpu(source, dtype, pinned):
     host = torch.from_numpy(X.astype(np.float32)) if source == "tensor" else X.astype(source)
     copier = _CpuCopier(dtype, pinned)
     seen = []
-    for block in _data.device_blocks((host[s : s + 50] for s in range(0, len(X), 50)), torch.device("cpu"), dtype, copier):
+    for block in _transfer.device_blocks((host[s : s + 50] for s in range(0, len(X), 50)), torch.device("cpu"), dtype, copier):
         seen.append(block.clone())
         assert copier.compute.waited[-1].recorded  # the compute stream waits for this block's copy
     assert all(b.dtype == dtype for b in seen)
