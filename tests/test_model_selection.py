@@ -255,6 +255,7 @@ def test_lloyd_batched_matches_lloyd_per_problem():
     # where lloyd alone ends, including the move of an empty cluster to the farthest points.
     from gmmgan.mixture import _kmeans
     from gmmgan.mixture._data import make_source
+    from gmmgan.mixture._kmeans_batched import lloyd_batched
 
     X = torch.as_tensor(_blobs(3, k=4, d=3, n_per=40))
     source = make_source(X, device="cpu", dtype=torch.float64, chunk_size=50, n_components=1)
@@ -264,7 +265,7 @@ def test_lloyd_batched_matches_lloyd_per_problem():
     starts = [X[torch.randperm(len(X), generator=g)[:k]].clone() for k in ks]
     starts[2][4] = 1e3  # a center no point is nearest to: its cluster empties
     for steps in (1, 3, 50):
-        batched = _kmeans.lloyd_batched(source, torch.cat(starts), ks, shift, max_iter=steps, tol=1e-4)
+        batched = lloyd_batched(source, torch.cat(starts), ks, shift, max_iter=steps, tol=1e-4)
         for k, a, c0 in zip(ks, np.cumsum([0] + ks[:-1]), starts):
             single = _kmeans.lloyd(source, c0, shift, max_iter=steps, tol=1e-4)
             torch.testing.assert_close(batched[a : a + k], single, rtol=1e-12, atol=1e-12)

@@ -10,7 +10,6 @@ import math
 
 import torch
 
-from gmmgan import distributed as gdist
 from gmmgan.mixture._data import DataSource
 
 # k-means++ is run on at most this many rows; Lloyd steps then use every row.
@@ -116,17 +115,12 @@ def lloyd(
             far_x.append(x[top.indices])
             if var_scale is None:
                 sq_sum += x.to(torch.float64).square().sum(0)
-        if source.shard is not None:  # one rank's shard: sum over ranks (gmmgan.distributed)
-            sums, counts, sq_sum = gdist.all_reduce_sums(sums, counts, sq_sum)
         if var_scale is None:
-            var_scale = float(sq_sum.mean()) / source.n_global
+            var_scale = float(sq_sum.mean()) / source.n_samples
         new = (sums / counts.clamp_min(1).unsqueeze(1)).to(centers.dtype)
         empty = torch.nonzero(counts == 0).flatten()
         if len(empty):
-            far_d, far_x = torch.cat(far_d), torch.cat(far_x)
-            if source.shard is not None:  # every rank picks the same farthest rows
-                far_d, far_x = (gdist.all_gather_cat(t.to(gdist.comm_device())).to(t.device) for t in (far_d, far_x))
-            far_all = far_x[torch.argsort(far_d, descending=True)]
+            far_all = torch.cat(far_x)[torch.argsort(torch.cat(far_d), descending=True)]
             new[empty] = far_all[: len(empty)]
         moved = float((new - centers).square().sum())
         centers = new
@@ -138,101 +132,3 @@ def lloyd(
 def nearest(source_block: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     """Index of the nearest center for every row of a (shifted) block."""
     return sq_distances(source_block, centers).argmin(1)
-
-
-def padded_index(ks: list[int], device) -> torch.Tensor:
-    """(C, max K) rows of the stacked components of each of C problems; padding points past the end.
-
-    Laying C k-means problems out as a (C, max K) grid turns every per-problem reduction (the
-    nearest center of each problem) into one ordinary reduction over the last axis.
-    """
-    kmax, total = max(ks), sum(ks)
-    starts = torch.tensor([0] + ks[:-1], device=device).cumsum(0)
-    col = torch.arange(kmax, device=device)
-    ks_t = torch.tensor(ks, device=device)
-    return torch.where(col < ks_t.unsqueeze(1), starts.unsqueeze(1) + col, total)
-
-
-def assign_batched(x: torch.Tensor, centers_pad: torch.Tensor, csq_pad: torch.Tensor, c: int, distances=False):
-    """Index within its problem of the nearest center, (rows, C); with ``distances``, also the
-    squared distance to it, as a pair (distances, labels).
-
-    ``centers_pad`` (C * kmax, D) is the padded grid of :func:`padded_index`; padding rows have
-    ``csq_pad`` = inf, so they are never nearest. The argmin leaves out ||x||^2 (the same for
-    every center): one pass less over the (rows, C * kmax) array.
-    """
-    score = torch.addmm(csq_pad, x, centers_pad.T, alpha=-2).view(x.shape[0], c, -1)
-    if not distances:
-        return score.argmin(2)
-    mind, lab = score.min(2)
-    return mind.add_(x.square().sum(1, keepdim=True)).clamp_min_(0.0), lab
-
-
-def lloyd_batched(
-    source: DataSource,
-    centers: torch.Tensor,
-    ks: list[int],
-    shift: torch.Tensor,
-    max_iter: int,
-    tol: float,
-) -> torch.Tensor:
-    """:func:`lloyd` for C independent problems at once; ``centers`` stacked (sum ks, D).
-
-    Each problem stops on its own criterion (the same as :func:`lloyd`'s) and then drops out, so
-    every problem ends where :func:`lloyd` alone would have ended. Per pass, the distances to the
-    centers of every active problem are one matrix product.
-    """
-    dev, dtype = centers.device, centers.dtype
-    total, d = centers.shape
-    centers = centers.clone()
-    index_all = padded_index(ks, dev)
-    ks_t = torch.tensor(ks, device=dev)
-    active = torch.arange(len(ks), device=dev)
-    var_scale = None
-    for _ in range(max_iter):
-        if len(active) == 0:
-            break
-        c = len(active)
-        kmax = int(ks_t[active].max())
-        index = index_all[active, :kmax].reshape(-1)  # (c * kmax,) rows of centers, `total` = padding
-        real = index < total
-        ext = torch.cat([centers, centers.new_zeros(1, d)])
-        cpad = ext[index]
-        csq = torch.where(real, cpad.square().sum(1), torch.inf)
-        sums = torch.zeros(c * kmax, d, dtype=torch.float64, device=dev)
-        counts = torch.zeros(c * kmax, dtype=torch.float64, device=dev)
-        offsets = torch.arange(c, device=dev) * kmax
-        sq_sum = torch.zeros(d, dtype=torch.float64, device=dev)
-        for block in source.chunks():
-            x = block - shift
-            glab = (assign_batched(x, cpad, csq, c) + offsets).reshape(-1)
-            sums.index_add_(0, glab, x.to(torch.float64).repeat_interleave(c, dim=0))
-            counts += torch.bincount(glab, minlength=c * kmax).to(torch.float64)
-            if var_scale is None:
-                sq_sum += x.to(torch.float64).square().sum(0)
-        if var_scale is None:
-            var_scale = float(sq_sum.mean()) / source.n_samples
-        new = (sums / counts.clamp_min(1).unsqueeze(1)).to(dtype)
-        empty = (counts == 0) & real
-        if bool(empty.any()):  # rare: as lloyd, empty clusters move to the farthest points
-            far_d, far_x = _farthest(source, shift, cpad, csq, c, kmax)
-            for j in torch.nonzero(empty.view(c, kmax).any(1)).flatten().tolist():
-                rows = torch.nonzero(empty.view(c, kmax)[j]).flatten() + j * kmax
-                order = torch.argsort(far_d[:, j], descending=True)[: len(rows)]
-                new[rows] = far_x[order, j]
-        moved = (new - cpad).to(torch.float64).square().sum(1).view(c, kmax).sum(1)  # padding: 0 - 0
-        centers[index[real]] = new[real]
-        active = active[moved > tol * var_scale]
-    return centers
-
-
-def _farthest(source, shift, cpad, csq, c, kmax):
-    """(distances, rows): each problem's kmax rows farthest from their nearest center."""
-    far_d, far_x = [], []
-    for block in source.chunks():
-        x = block - shift
-        mind = assign_batched(x, cpad, csq, c, distances=True)[0]
-        top = torch.topk(mind, min(kmax, mind.shape[0]), dim=0)
-        far_d.append(top.values)
-        far_x.append(x[top.indices])  # (kk, c, D)
-    return torch.cat(far_d), torch.cat(far_x)

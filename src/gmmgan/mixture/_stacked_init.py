@@ -5,7 +5,7 @@ Lloyd steps, each a loop of small kernels; on small data that is as slow as the 
 
 - one greedy k-means++ seeding with the largest K; candidate K starts from its first K centers
   (greedy k-means++ adds one center at a time, so every prefix is itself a k-means++ seeding);
-- Lloyd steps for all candidates together (:func:`gmmgan.mixture._kmeans.lloyd_batched`), each
+- Lloyd steps for all candidates together (:func:`gmmgan.mixture._kmeans_batched.lloyd_batched`), each
   candidate stopping on its own criterion;
 - the first M-step from the candidates' hard assignments, in one pass over the data.
 
@@ -19,6 +19,7 @@ import torch
 
 from gmmgan.mixture import _kmeans
 from gmmgan.mixture._em import KMEANSPP_LLOYD_STEPS, _Shifted, _State
+from gmmgan.mixture._kmeans_batched import NearestCenters, lloyd_batched
 
 # Lloyd steps of init_params='kmeans' (run to convergence, as scikit-learn's).
 KMEANS_MAX_STEPS = 300
@@ -33,42 +34,36 @@ def kmeans_initial_states(est, ks: list[int], data: _Shifted, source, shift, gen
     pp = _kmeans.kmeans_plusplus(seeds, max(ks), generator)
     centers = torch.cat([pp[:k] for k in ks])
     steps = KMEANSPP_LLOYD_STEPS if est.init_params == "k-means++" else KMEANS_MAX_STEPS
-    centers = _kmeans.lloyd_batched(source, centers, ks, shift, max_iter=steps, tol=KMEANS_TOL)
+    centers = lloyd_batched(source, centers, ks, shift, max_iter=steps, tol=KMEANS_TOL)
 
     # Hard assignments to the nearest center of each candidate, summed per component in float64
     # (GaussianMixture's one-hot initial responsibilities; its statistics, accumulated here with
     # index_add instead of a product with a one-hot matrix).
-    c, kmax, total = len(ks), max(ks), sum(ks)
-    index = _kmeans.padded_index(ks, dev).reshape(-1)
-    real = index < total
-    cpad = torch.cat([centers, centers.new_zeros(1, d)])[index]
-    csq = torch.where(real, cpad.square().sum(1), torch.inf)
-    offsets = torch.arange(c, device=dev) * kmax
-    anchor = cpad.to(f64)
-    nk = torch.zeros(c * kmax, dtype=f64, device=dev)
-    sx = torch.zeros(c * kmax, d, dtype=f64, device=dev)
-    stat = torch.zeros((d, d) if cov.name == "tied" else (c * kmax, d * d if cov.name == "full" else d), dtype=f64, device=dev)
+    c, total = len(ks), sum(ks)
+    starts = [sum(ks[:i]) for i in range(c)]
+    nearest = NearestCenters(centers, ks, starts)
+    anchor = centers.to(f64)
+    nk = torch.zeros(total, dtype=f64, device=dev)
+    sx = torch.zeros(total, d, dtype=f64, device=dev)
+    stat = torch.zeros((d, d) if cov.name == "tied" else (total, d * d if cov.name == "full" else d), dtype=f64, device=dev)
     for x in data.chunks():
-        lab = _kmeans.assign_batched(x, cpad, csq, c)
-        glab = (lab + offsets).reshape(-1)
+        lab = nearest.labels(x).reshape(-1)
         xr = x.to(f64).repeat_interleave(c, dim=0)  # row i for each of the c candidates
-        nk += torch.bincount(glab, minlength=c * kmax).to(f64)
-        sx.index_add_(0, glab, xr)
+        nk += torch.bincount(lab, minlength=total).to(f64)
+        sx.index_add_(0, lab, xr)
         if cov.name == "full":  # sum (x - a)(x - a)^T around the center, as accumulate does
-            z = xr - anchor[glab]
-            stat.index_add_(0, glab, (z.unsqueeze(2) * z.unsqueeze(1)).reshape(-1, d * d))
+            z = xr - anchor[lab]
+            stat.index_add_(0, lab, (z.unsqueeze(2) * z.unsqueeze(1)).reshape(-1, d * d))
         elif cov.name == "tied":
             stat += x.to(f64).mT @ x.to(f64)
         else:
-            stat.index_add_(0, glab, xr.square())
-    nk, sx, anchor = nk[real], sx[real], anchor[real]  # padded layout -> stacked (sum ks) order
-    if cov.name != "tied":
-        stat = stat[real].view(total, d, d) if cov.name == "full" else stat[real]
+            stat.index_add_(0, lab, xr.square())
+    if cov.name == "full":
+        stat = stat.view(total, d, d)
 
     eps = torch.finfo(dtype).eps
     nk_e = nk + 10 * eps
     means = sx / nk_e.unsqueeze(1)
-    starts = [sum(ks[:i]) for i in range(c)]
     if cov.name == "tied":
         covs = torch.stack([
             cov.covariances(stat, nk[a:a + k], nk_e[a:a + k], means[a:a + k], sx[a:a + k], anchor[a:a + k], n, est.reg_covar)
