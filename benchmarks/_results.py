@@ -65,13 +65,18 @@ def protocol_kimg(config_path: Path) -> float:
 def machine_summary(gpu_ids: list[int] | None = None) -> dict:
     """CPU model and count, torch version, and the GPU names (without initialising CUDA here)."""
     import platform
-
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
 
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import _lscpu_model  # the benchmarks' one place for the CPU model
 
-    info = {"cpu_model": _lscpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+    try:
+        torch_version = version("torch")  # not imported here: a slow import, needed only for its version
+    except PackageNotFoundError:  # a torch built without package metadata
+        import torch
+
+        torch_version = torch.__version__
+    info = {"cpu_model": _lscpu_model(), "cpu_count": os.cpu_count(), "torch": torch_version,
             "python": platform.python_version(), "hostname": platform.node()}
     if gpu_ids:
         try:

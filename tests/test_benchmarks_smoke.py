@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-import _common  # noqa: E402
-import gmm_em  # noqa: E402
+import _common
+import gmm_em
 
 # One thread: fast and steady even when the test runner shares the CPUs.
 TINY = ["--n-samples", "2000", "--n-test", "500", "--iters", "1,3", "--repeats", "1", "--threads", "1"]
@@ -64,7 +64,7 @@ def test_script_with_array_api_and_pycave(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "gmm_em.py"), "--configs", "b", *TINY, "--impls", impls,
          "--dtypes", "float32", "--skip-sklearn-f32", "--json", str(out)],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -167,3 +167,55 @@ def test_pycave_without_interpreter_says_how(monkeypatch):
     init = _common.common_init(data.X_train, 2, "full", reg_covar=1e-6, seed=0)
     with pytest.raises(RuntimeError, match="--pycave-python"):
         gmm_em._run_pycave(gmm_em.CONFIGS["a"], data, init, 1e-6, (1, 2), 1, False, None)
+
+
+# ---------------------------------------------------------------- results tables (DESIGN.md section 7)
+TINY_2D = ["--data", "ring", "--priors", "fitted_gmm", "--seeds", "0,1", "--jobs", "2", "--kimg", "0.2"] + [
+    a for kv in ("data.n=2000", "nets.g_width=16", "nets.d_width=16", "nets.g_layers=2", "nets.d_layers=2",
+                 "schedule.batch_size=50", "schedule.sample_kimg=0", "prior.fit_samples=500",
+                 "prior.fit_max_iter=20", "prior.warm_start_steps=20", "eval_samples=300")
+    for a in ("--set", kv)
+]
+
+
+def test_results_2d_table_end_to_end(tmp_path):
+    """Two tiny ring runs in parallel workers, one JSON each, rendered as a table that says the
+    budget was shortened; a second invocation skips the finished runs."""
+    import results_report
+
+    def run_script():
+        return subprocess.run([sys.executable, str(BENCH / "results_2d.py"), "--out", str(tmp_path), *TINY_2D],
+                              check=False, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+
+    proc = run_script()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "json" / "ring").glob("ring_*.json"))]
+    assert [(r["prior"], r["seed"], r["status"]) for r in runs] == [("fitted_gmm", 0, "ok"), ("fitted_gmm", 1, "ok")]
+    for r in runs:
+        assert r["metrics"]["n_modes"] == 8 and r["metrics"]["n_samples"] == 300
+        assert 0 <= r["metrics"]["modes"] <= 8 and 0 <= r["metrics"]["hq"] <= 1
+        assert r["commands"][0].startswith("gmmgan train --config configs/ring_fitted_gmm.yaml seed=")
+        assert "cpu_threads=1" in r["commands"][0] and r["budget_kimg"] == 0.2 and r["protocol_kimg"] == 2000
+    assert [" seed=0 " in runs[0]["commands"][0], " seed=1 " in runs[1]["commands"][0]] == [True, True]
+    md = results_report.render(tmp_path)
+    assert "### Ring: 8 Gaussians" in md and "| fitted_gmm | 2 |" in md
+    assert "shortened: the protocol is 2000 kimg" in md and "PacGAN2 (published)" in md
+    assert "results_2d.py --out" in md and "`data.n=2000`" in md
+    again = run_script()
+    assert again.returncode == 0 and again.stdout.count("skip ring/") == 2 and "start ring/" not in again.stdout
+
+
+def test_results_scripts_reject_bad_input(tmp_path, capsys):
+    import _results
+    import results_2d
+    import results_report
+
+    with pytest.raises(ValueError, match="runs backwards"):
+        _results.parse_seeds("3-1")
+    assert _results.parse_seeds("0-2,5") == [0, 1, 2, 5]
+    with pytest.raises(SystemExit):
+        results_2d.main(["--priors", "fitted_gmm,wgan"])
+    assert "subset of fitted_gmm" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no json/ folder"):
+        results_report.render(tmp_path)
