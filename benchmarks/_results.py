@@ -148,13 +148,52 @@ def _run_step(argv: list[str], env: dict, log: Path, timeout: float | None) -> t
     return ("ok" if rc == 0 else "failed"), time.time() - t0
 
 
-def run_job(job: Job, out: Path, env: dict, slot: str, timeout: float | None) -> dict:
-    """Train, evaluate, collect; write and return the result JSON (whatever the outcome)."""
-    work = out / "runs" / job.table / job.name
+def train_command(job: Job, work: Path) -> list[str]:
+    return [sys.executable, "-m", "gmmgan", "train", *job.train_argv, "--out", str(work), "-q"]
+
+
+def dry_run(jobs: list[Job], runs_dir: Path) -> None:
+    """Print every job's commands (evaluation commands with the run folder as RUN) without running them."""
+    for job in jobs:
+        print(f"# {job.table}/{job.name}")
+        print(display_command(train_command(job, runs_dir / job.table / job.name)))
+        for argv in job.evals(Path("RUN")):
+            print(display_command(argv))
+
+
+# Run-folder files small enough to keep beside the JSON (checkpoints and snapshots stay in the runs folder).
+SMALL_FILES = ("config.yaml", "log.jsonl", "metrics.json", "eval.json", "gmm_real_clustering.json", "final.png")
+
+
+def keep_small_files(work: Path, dest: Path) -> None:
+    """Copy the step logs and the small files of the run folder under ``work`` to ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in [*work.glob("*.log"), *(f for name in SMALL_FILES for f in work.glob(f"*/{name}"))]:
+        shutil.copy2(f, dest / f.name)
+
+
+def _median_rate(log: Path) -> float | None:
+    """Median images/s of the training log's lines (what one run's throughput was), or None."""
+    import statistics
+
+    try:
+        rates = [json.loads(line)["images_per_s"] for line in log.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, KeyError):
+        return None
+    return statistics.median(rates) if rates else None
+
+
+def run_job(job: Job, out: Path, env: dict, slot: str, timeout: float | None, runs_dir: Path | None = None) -> dict:
+    """Train, evaluate, collect; write and return the result JSON (whatever the outcome).
+
+    The run folder goes under ``runs_dir`` (default ``out/runs``); with another ``runs_dir``, the
+    step logs and small files of the run are copied to ``out/files/<table>/<job>/``.
+    """
+    work = (runs_dir or out / "runs") / job.table / job.name
     if work.exists():
         shutil.rmtree(work)  # a previous, unfinished attempt of this very job
     work.mkdir(parents=True)
-    train = [sys.executable, "-m", "gmmgan", "train", *job.train_argv, "--out", str(work), "-q"]
+    train = train_command(job, work)
     result = {"version": RESULT_VERSION, "table": job.table, "job": job.name, **job.info, "slot": slot,
               "started": utc_now(), "commands": [display_command(train)], "wall_s": {}}
     status, result["wall_s"]["train"] = _run_step(train, env, work / "train.log", timeout)
@@ -162,7 +201,8 @@ def run_job(job: Job, out: Path, env: dict, slot: str, timeout: float | None) ->
     run_dirs = [p for p in work.iterdir() if p.is_dir()]
     if status == "ok" and len(run_dirs) == 1:
         run_dir = run_dirs[0]
-        result["run_dir"] = os.path.relpath(run_dir, out)
+        result["run_dir"] = str(run_dir)
+        result["train_images_per_s"] = _median_rate(run_dir / "log.jsonl")
         for i, argv in enumerate(job.evals(run_dir)):
             result["commands"].append(display_command(argv))
             log = work / f"eval{i}.log"
@@ -179,6 +219,8 @@ def run_job(job: Job, out: Path, env: dict, slot: str, timeout: float | None) ->
         result["error"] = f"expected one run folder under {work}, found {len(run_dirs)}"
     if status != "ok" and "error" not in result:
         result["error"] = f"{status}; last lines of {log.name}:\n{_tail(log)}"
+    if runs_dir is not None:
+        keep_small_files(work, out / "files" / job.table / job.name)
     result["status"] = status
     result["wall_s"]["total"] = sum(result["wall_s"].values())
     result["finished"] = utc_now()
@@ -189,7 +231,7 @@ def run_job(job: Job, out: Path, env: dict, slot: str, timeout: float | None) ->
 
 
 def run_all(jobs: list[Job], out: Path, slots: list[tuple[str, dict]], *, timeout: float | None = None,
-            force: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+            force: bool = False, runs_dir: Path | None = None, log: Callable[[str], None] = print) -> list[dict]:
     """Run ``jobs`` on ``slots`` ((name, environment) pairs), at most one job per slot at a time.
 
     Jobs whose result JSON already says 'ok' are skipped unless ``force``. Returns the results of
@@ -211,7 +253,7 @@ def run_all(jobs: list[Job], out: Path, slots: list[tuple[str, dict]], *, timeou
         name, env = free.get()
         try:
             log(f"start {job.table}/{job.name} on {name}")
-            r = run_job(job, out, env, name, timeout)
+            r = run_job(job, out, env, name, timeout, runs_dir)
             log(f"{r['status']:7s} {job.table}/{job.name} in {r['wall_s']['total']:.0f} s: {r.get('metrics', r.get('error', ''))}"
                 if r["status"] == "ok" else f"{r['status']} {job.table}/{job.name}: {r['error']}")
             done.append(r)

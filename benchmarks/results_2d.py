@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra gmmgan config override for every run (repeatable), e.g. data.n=5000")
     p.add_argument("--timeout", type=float, default=None, help="seconds per run before it is killed (default: none)")
+    p.add_argument("--runs-dir", default=None, help="where the run folders (checkpoints, snapshots) go; default "
+                   "OUT/runs. Another folder keeps OUT small: only JSON, logs and small files are copied there")
+    p.add_argument("--dry-run", action="store_true", help="print the commands of every run, run nothing")
     p.add_argument("--force", action="store_true", help="redo runs whose result JSON exists")
     p.add_argument("--configs-dir", default=str(R.CONFIGS), help="where <data>_<prior>.yaml live (default: configs/)")
     return p
@@ -103,12 +106,16 @@ def main(argv=None) -> int:
     if args.kimg is not None and args.kimg <= 0:
         raise SystemExit("--kimg must be > 0")
     out = Path(args.out).resolve()
+    runs_dir = Path(args.runs_dir).resolve() if args.runs_dir else None
     jobs = make_jobs(args)
+    if args.dry_run:
+        R.dry_run(jobs, runs_dir or out / "runs")
+        return 0
     slots = [(f"cpu{i}", {**R.base_env(1), "CUDA_VISIBLE_DEVICES": ""}) for i in range(min(args.jobs, len(jobs)))]
     started, t0 = R.utc_now(), time.time()
     print(f"{len(jobs)} runs ({len(args.data)} data sets x {len(args.priors)} priors x {len(args.seeds)} seeds), "
           f"{len(slots)} at a time, one CPU thread each; results in {out}", flush=True)
-    results = R.run_all(jobs, out, slots, timeout=args.timeout, force=args.force,
+    results = R.run_all(jobs, out, slots, timeout=args.timeout, force=args.force, runs_dir=runs_dir,
                         log=lambda s: print(s, flush=True))
     machine = R.machine_summary()
     for data in args.data:

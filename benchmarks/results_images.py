@@ -44,21 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _results as R
 
-# table -> [(row name, config file stem, extra overrides)]. The MNIST rows of 'full' reuse the
-# Fashion-MNIST configs (same nets and budget) until configs/mnist_{fitted_gmm,gaussian}.yaml
-# exist; a config of the row's own name is used when there is one.
+# table -> the configs/<name>.yaml of its rows (same nets and budget within a table).
 TABLES = {
-    "stacked": [("stacked_mnist_fitted_gmm", "stacked_mnist_fitted_gmm", []),
-                ("stacked_mnist_gaussian", "stacked_mnist_gaussian", []),
-                ("stacked_mnist_dquarter_fitted_gmm", "stacked_mnist_dquarter_fitted_gmm", []),
-                ("stacked_mnist_dquarter_gaussian", "stacked_mnist_dquarter_gaussian", [])],
-    "mnist500": [("mnist500_fitted_gmm", "mnist500_fitted_gmm", []),
-                 ("mnist500_gaussian", "mnist500_gaussian", [])],
-    "full": [("mnist_fitted_gmm", "fashion_mnist_fitted_gmm", ["data.name=mnist"]),
-             ("mnist_gaussian", "fashion_mnist_gaussian", ["data.name=mnist"]),
-             ("fashion_mnist_fitted_gmm", "fashion_mnist_fitted_gmm", []),
-             ("fashion_mnist_gaussian", "fashion_mnist_gaussian", [])],
-    "cluster": [("mnist_cluster_fitted_gmm", "mnist_cluster_fitted_gmm", [])],
+    "stacked": ["stacked_mnist_fitted_gmm", "stacked_mnist_gaussian",
+                "stacked_mnist_dquarter_fitted_gmm", "stacked_mnist_dquarter_gaussian"],
+    "mnist500": ["mnist500_fitted_gmm", "mnist500_gaussian"],
+    "full": ["mnist_fitted_gmm", "mnist_gaussian", "fashion_mnist_fitted_gmm", "fashion_mnist_gaussian"],
+    "cluster": ["mnist_cluster_fitted_gmm"],
 }
 # gmmgan eval's -n: samples per seed (for 'cluster': in all, split evenly over the components).
 EVAL_SAMPLES = {"stacked": 26_000, "mnist500": 10_000, "full": 10_000, "cluster": 10_000}
@@ -68,7 +60,7 @@ IMAGE_FIELDS = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
 def _datasets(table: str, rows) -> set[str]:
     if table in ("stacked", "mnist500", "cluster"):
         return {"mnist"}
-    return {"fashion-mnist" if name.startswith("fashion") else "mnist" for name, _, _ in rows}
+    return {"fashion-mnist" if name.startswith("fashion") else "mnist" for name in rows}
 
 
 def preflight(tables: list[str], data_root: Path, cache_dir: Path | None) -> None:
@@ -115,11 +107,11 @@ def make_jobs(args, tables: list[str]) -> list[R.Job]:
     cache = ["--cache-dir", str(args.cache_dir)] if args.cache_dir else []
     for table in tables:
         n = args.n_samples or EVAL_SAMPLES[table]
-        for row, stem, row_overrides in TABLES[table]:
-            own = R.CONFIGS / f"{row}.yaml"
-            cfg, row_overrides = (own, []) if own.is_file() else (R.CONFIGS / f"{stem}.yaml", row_overrides)
-            extra = (row_overrides + ([f"schedule.total_kimg={args.kimg:g}"] if args.kimg is not None else [])
-                     + args.overrides)
+        for row in TABLES[table]:
+            cfg = R.CONFIGS / f"{row}.yaml"
+            if not cfg.is_file():
+                raise FileNotFoundError(f"config '{cfg}' of table {table!r} does not exist; run from a full checkout.")
+            extra = ([f"schedule.total_kimg={args.kimg:g}"] if args.kimg is not None else []) + args.overrides
             for seed in args.seeds:
                 overrides = [f"seed={seed}", f"device={args.device}", f"data.root={args.data_root}", *extra]
                 if args.device == "cpu":
@@ -163,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra gmmgan config override for every run (repeatable)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per command before it is killed")
+    p.add_argument("--runs-dir", default=None, help="where the run folders (checkpoints, snapshots) go; default "
+                   "OUT/runs. Another folder keeps OUT small: only JSON, logs and small files are copied there")
+    p.add_argument("--dry-run", action="store_true", help="print the commands of every run, run nothing")
     p.add_argument("--force", action="store_true", help="redo jobs whose result JSON exists")
     return p
 
@@ -182,7 +177,15 @@ def main(argv=None) -> int:
         p.error("--per-gpu, --jobs, --kimg and -n must be positive")
     args.data_root = Path(args.data_root).expanduser().resolve()
     args.cache_dir = Path(args.cache_dir).expanduser().resolve() if args.cache_dir else None
-    preflight(tables, args.data_root, args.cache_dir)
+    out = Path(args.out).resolve()
+    runs_dir = Path(args.runs_dir).resolve() if args.runs_dir else None
+    if args.dry_run:
+        R.dry_run(make_jobs(args, tables), runs_dir or out / "runs")
+        return 0
+    try:
+        preflight(tables, args.data_root, args.cache_dir)
+    except (FileNotFoundError, ValueError) as e:
+        p.error(str(e))
     if args.device == "cuda":
         import torch
 
@@ -194,11 +197,11 @@ def main(argv=None) -> int:
                  for i in range(args.per_gpu) for g in gpus]
     else:
         slots = [(f"cpu{i}", {**R.base_env(1), "CUDA_VISIBLE_DEVICES": ""}) for i in range(args.jobs)]
-    out = Path(args.out).resolve()
     jobs = make_jobs(args, tables)
     started, t0 = R.utc_now(), time.time()
     print(f"{len(jobs)} jobs ({', '.join(tables)}) on {len(slots)} slot(s); results in {out}", flush=True)
-    results = R.run_all(jobs, out, slots, timeout=args.timeout, force=args.force, log=lambda s: print(s, flush=True))
+    results = R.run_all(jobs, out, slots, timeout=args.timeout, force=args.force, runs_dir=runs_dir,
+                        log=lambda s: print(s, flush=True))
     machine = R.machine_summary(gpus)
     for table in tables:
         mine = [r for r in results if r["table"] == table]

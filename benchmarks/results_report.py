@@ -69,8 +69,10 @@ def provenance(t: dict) -> list[str]:
         lines.append(f"- Wall time of the invocation(s): {sum(i['wall_s'] for i in inv):.0f} s")
     if ok:
         walls = [r["wall_s"]["total"] for r in ok]
+        rates = [r["train_images_per_s"] for r in ok if r.get("train_images_per_s")]
         lines.append(f"- Per run (train + eval, {ok[0].get('device', '?')}): median {statistics.median(walls):.0f} s, "
-                     f"range {min(walls):.0f}-{max(walls):.0f} s, {len(ok)} run{'s' * (len(ok) > 1)}")
+                     f"range {min(walls):.0f}-{max(walls):.0f} s, {len(ok)} run{'s' * (len(ok) > 1)}"
+                     + (f"; training throughput median {statistics.median(rates):,.0f} images/s per run" if rates else ""))
     budgets = sorted({(r["budget_kimg"], r["protocol_kimg"]) for r in runs})
     for b, p in budgets:
         short = b < p
@@ -136,9 +138,11 @@ def table_stacked(t: dict) -> list[str]:
                 "PacDCGAN2: 1000 modes, KL 0.06"
         out.append(f"| {row} | {len(runs)} | {fmt(modes, 1, 1, mm)} | {fmt(kl, 3, 1, mk)} | {target} | {anchor} (published) |")
     n = sorted({r.get("eval_samples") for r in t["runs"]} - {None})
+    floors = sorted({round(r["metrics"]["kl_floor"], 4) for r in t["runs"] if r["status"] == "ok"
+                     and r["metrics"].get("kl_floor") is not None})
     out += ["", (f"Modes and KL(p̂ ‖ uniform over 1,000) of {', '.join(f'{x:,}' for x in n)} samples per run, each "
                  "channel labelled by the MNIST feature classifier; mean ± standard error over seeds; perfect-sampler "
-                 "KL floor about 0.019 at 26,000 samples. 'dquarter' rows: D at 1/4 of G.")]
+                 f"KL floor {', '.join(map(str, floors)) or '?'} at that count. 'dquarter' rows: D at 1/4 of G.")]
     return out
 
 

@@ -183,14 +183,20 @@ def test_results_2d_table_end_to_end(tmp_path):
     budget was shortened; a second invocation skips the finished runs."""
     import results_report
 
+    out, runs = tmp_path / "out", tmp_path / "runs"
+
     def run_script():
-        return subprocess.run([sys.executable, str(BENCH / "results_2d.py"), "--out", str(tmp_path), *TINY_2D],
+        return subprocess.run([sys.executable, str(BENCH / "results_2d.py"), "--out", str(out), "--runs-dir", str(runs),
+                               *TINY_2D],
                               check=False, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
 
     proc = run_script()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "json" / "ring").glob("ring_*.json"))]
+    assert sorted(p.name for p in (out / "files" / "ring" / "ring_fitted_gmm-s1").iterdir()) == [
+        "config.yaml", "final.png", "log.jsonl", "metrics.json", "train.log"]  # checkpoints stay in --runs-dir
+    assert len(list(runs.glob("ring/*/*/checkpoint.pt"))) == 2 and not list(out.rglob("checkpoint.pt"))
+    runs = [json.loads(p.read_text()) for p in sorted((out / "json" / "ring").glob("ring_*.json"))]
     assert [(r["prior"], r["seed"], r["status"]) for r in runs] == [("fitted_gmm", 0, "ok"), ("fitted_gmm", 1, "ok")]
     for r in runs:
         assert r["metrics"]["n_modes"] == 8 and r["metrics"]["n_samples"] == 300
@@ -198,7 +204,7 @@ def test_results_2d_table_end_to_end(tmp_path):
         assert r["commands"][0].startswith("gmmgan train --config configs/ring_fitted_gmm.yaml seed=")
         assert "cpu_threads=1" in r["commands"][0] and r["budget_kimg"] == 0.2 and r["protocol_kimg"] == 2000
     assert [" seed=0 " in runs[0]["commands"][0], " seed=1 " in runs[1]["commands"][0]] == [True, True]
-    md = results_report.render(tmp_path)
+    md = results_report.render(out)
     assert "### Ring: 8 Gaussians" in md and "| fitted_gmm | 2 |" in md
     assert "shortened: the protocol is 2000 kimg" in md and "PacGAN2 (published)" in md
     assert "results_2d.py --out" in md and "`data.n=2000`" in md
@@ -219,3 +225,18 @@ def test_results_scripts_reject_bad_input(tmp_path, capsys):
     assert "subset of fitted_gmm" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no json/ folder"):
         results_report.render(tmp_path)
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--tables", "stacked,fulll"], "subset of stacked,mnist500,full,cluster"),
+    (["--seeds", "2-1"], "runs backwards"),
+    (["--kimg", "0"], "must be positive"),
+    (["--tables", "stacked"], "MNIST/raw"),  # checked before anything trains: no data here
+])
+def test_results_images_rejects_bad_input_before_training(tmp_path, capsys, argv, msg):
+    import results_images
+
+    with pytest.raises(SystemExit) as e:
+        results_images.main(["--device", "cpu", "--data-root", str(tmp_path), "--out", str(tmp_path), *argv])
+    assert e.value.code == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "json").exists()
