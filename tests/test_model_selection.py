@@ -293,3 +293,20 @@ def test_normalize_is_exact_when_candidates_differ_by_hundreds_of_nats(monkeypat
         for c, (a, k) in enumerate(zip([0, 1, 3], ks)):
             torch.testing.assert_close(lpn[:, c], torch.logsumexp(wlp[:, a : a + k], 1))
             torch.testing.assert_close(resp[:, a : a + k], torch.softmax(wlp[:, a : a + k], 1))
+
+
+@pytest.mark.parametrize("cov_type", ["full", "diag"])
+def test_grid_layout_equals_segmented_e_step(monkeypatch, cov_type):
+    # The grouped (candidates, max K) layout of the E-step and the segmented one over sum K
+    # columns are two layouts of the same arithmetic: same BICs, iterations and parameters.
+    import gmmgan.mixture._stacked_em as stacked_module
+
+    X = _blobs(7, k=5, d=2, n_per=50)
+    ks = list(range(1, 13))  # 3 groups of 4 candidates
+    grid = _quiet(select_n_components, X, candidates=ks, covariance_type=cov_type, random_state=0)
+    monkeypatch.setattr(stacked_module, "GROUPED_MAX_FEATURES", 0)
+    flat = _quiet(select_n_components, X, candidates=ks, covariance_type=cov_type, random_state=0)
+    for k in ks:
+        assert grid.bic_[k] == pytest.approx(flat.bic_[k], rel=1e-10)
+    assert grid.n_components_ == flat.n_components_ == 5 and grid.n_iter_ == flat.n_iter_
+    np.testing.assert_allclose(grid.means_, flat.means_, rtol=1e-9, atol=1e-12)

@@ -12,6 +12,7 @@ candidates still running.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -27,6 +28,10 @@ FEATURE_CACHE_BYTES = 64 << 20
 _LOG_2PI = math.log(2 * math.pi)
 # float64 E-step: a shared shift per row is exact enough while every candidate's sum is above this.
 ROW_SHIFT_SAFE = math.exp(-640.0)
+# At most this many groups of candidates of similar K in the E-step's grid layout (_Groups).
+MAX_GROUPS = 4
+# ... used while the E-step's features (1 + D + D(D+1)/2 for full covariances) are at most this many.
+GROUPED_MAX_FEATURES = 16
 # Device types whose per-candidate reductions use torch.segment_reduce (see _Stack.segment).
 SEGMENT_REDUCE_DEVICES = ("cpu",)
 
@@ -72,6 +77,9 @@ class _Stack:
         self.anchor = torch.zeros_like(means) if self.kind == "quadratic" else means
         if self.kind is not None:
             self.w_aug = self._feature_weights(d)
+        # The grid layout pays for its padding in the two products: worth it while they are
+        # narrow (few features), not for diagonal covariances of many features.
+        self.groups = _Groups(ks, self.w_aug) if self.kind is not None and self.w_aug.shape[0] <= GROUPED_MAX_FEATURES else None
 
     def _feature_weights(self, d):
         """W with log w_k + log N(x | k) = features(x) . W[:, k], shape (1 + D + F, K).
@@ -230,6 +238,56 @@ class _Blocks:
         return ((x, features(x, self.kind)) for x in self.data.chunks())
 
 
+class _Groups:
+    """The feature E-step in a (candidates, max K) grid layout, a few groups of similar K.
+
+    In that layout each candidate's maximum and sum over its components are reductions over
+    the last axis and the division by the sum is a broadcast, instead of segment reductions and
+    a gather over (rows, sum K) arrays: 1.1-1.6x faster per row on the CPU, more so for many
+    candidates. Padding columns (a group's candidates with fewer than its max K components)
+    get weight -inf, so they are never a candidate's maximum; their responsibilities are
+    exp(floor) (1e-300 in float64) and are dropped with their statistics.
+    """
+
+    def __init__(self, ks, w_aug):
+        dev, c, total = w_aug.device, len(ks), sum(ks)
+        n_groups = min(MAX_GROUPS, max(1, c // 4))
+        bounds = [round(g * c / n_groups) for g in range(n_groups + 1)]
+        starts = [sum(ks[:i]) for i in range(c)]
+        self.groups = []
+        for lo, hi in itertools.pairwise(bounds):
+            kg = max(ks[lo:hi])
+            col = torch.arange(kg, device=dev)
+            real = (col < torch.tensor(ks[lo:hi], device=dev).unsqueeze(1)).reshape(-1)
+            rows = (torch.tensor(starts[lo:hi], device=dev).unsqueeze(1) + col).reshape(-1).clamp_max(total - 1)
+            w = w_aug[:, rows].masked_fill(~real, 0.0)
+            w[0].masked_fill_(~real, -math.inf)
+            self.groups.append((w, hi - lo, kg, real))
+
+    def zeros(self):
+        """Float64 accumulators for :meth:`step`'s moments, one (F, columns) per group."""
+        return [w.new_zeros(w.shape, dtype=torch.float64) for w, *_ in self.groups]
+
+    def step(self, feats, moments):
+        """Per-candidate logsumexp (rows, C) of a block; adds its moments to ``moments``."""
+        rows = feats.shape[0]
+        floor = -75.0 if feats.dtype == torch.float32 else -690.0
+        lpn = []
+        for (w, cg, kg, _), acc in zip(self.groups, moments):
+            e = (feats @ w).view(rows, cg, kg)
+            top = e.amax(2, keepdim=True)  # each candidate's own maximum
+            e.sub_(top).clamp_(min=floor).exp_()
+            tot = e.sum(2, keepdim=True)
+            e.div_(tot)
+            lpn.append(tot.log_().add_(top).squeeze(2))
+            acc += feats.mT @ e.view(rows, -1)
+        return torch.cat(lpn, 1)
+
+    def compact(self, moments):
+        """(sum K, F) float64: the moments of the real columns, in stacked order."""
+        return torch.cat([m[:, real] for m, (*_, real) in zip(moments, self.groups)], 1).mT
+
+
 def stack_states(states, cov_name):
     """(weights, means, covariances, prec_chol) of several _States, stacked."""
     join = torch.stack if cov_name == "tied" else torch.cat
@@ -256,7 +314,18 @@ def run_em(slots, data, cov, est, n, data_var) -> None:
         sx = torch.zeros(stack.total, d, dtype=f64, device=dev)
         total = torch.zeros(stack.c, dtype=f64, device=dev)
         stat = None
-        for x, feats in blocks:
+        if stack.groups is not None:  # the grid layout: statistics from the moments of features
+            moments = stack.groups.zeros()
+            for x, feats in blocks:
+                total += stack.groups.step(feats, moments).sum(0, dtype=f64)
+                if cov.name == "tied":  # the shared statistic sum x x^T
+                    s = cov.accumulate(x, None, None).to(f64)
+                    stat = s if stat is None else stat.add_(s)
+            moments = stack.groups.compact(moments)
+            nk_raw, sx = moments[:, 0].contiguous(), moments[:, 1 : 1 + d].contiguous()
+            if cov.name != "tied":
+                stat = moments[:, 1 + d :]
+        for x, feats in blocks if stack.groups is None else ():
             wlp, cache = stack.weighted_log_prob(x, feats)
             lpn, resp = stack.normalize_(wlp, lambda: stack.weighted_log_prob(x, feats)[0])  # noqa: B023
             total += lpn.sum(0, dtype=f64)
