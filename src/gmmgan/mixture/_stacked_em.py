@@ -268,19 +268,19 @@ class _Groups:
         """Float64 accumulators for :meth:`step`'s moments, one (F, columns) per group."""
         return [w.new_zeros(w.shape, dtype=torch.float64) for w, *_ in self.groups]
 
-    def step(self, feats, moments):
+    def step(self, feats, moments=None):
         """Per-candidate logsumexp (rows, C) of a block; adds its moments to ``moments``."""
         rows = feats.shape[0]
         floor = -75.0 if feats.dtype == torch.float32 else -690.0
         lpn = []
-        for (w, cg, kg, _), acc in zip(self.groups, moments):
+        for g, (w, cg, kg, _) in enumerate(self.groups):
             e = (feats @ w).view(rows, cg, kg)
             top = e.amax(2, keepdim=True)  # each candidate's own maximum
             e.sub_(top).clamp_(min=floor).exp_()
             tot = e.sum(2, keepdim=True)
-            e.div_(tot)
-            lpn.append(tot.log_().add_(top).squeeze(2))
-            acc += feats.mT @ e.view(rows, -1)
+            lpn.append(tot.log().add_(top).squeeze(2))
+            if moments is not None:
+                moments[g] += feats.mT @ e.div_(tot).view(rows, -1)
         return torch.cat(lpn, 1)
 
     def compact(self, moments):
@@ -418,6 +418,9 @@ def log_likelihoods(states, data, cov) -> list[float]:
     stack = _Stack([int(s.means.shape[0]) for s in states], weights, means, prec, cov.name)
     total = torch.zeros(stack.c, dtype=torch.float64, device=means.device)
     for x, feats in _Blocks(data, stack.kind):
+        if stack.groups is not None:
+            total += stack.groups.step(feats).sum(0, dtype=torch.float64)
+            continue
         redo = lambda: stack.weighted_log_prob(x, feats)[0]  # noqa: B023
         total += stack.normalize_(redo(), redo)[0].sum(0, dtype=torch.float64)
     return total.tolist()
