@@ -310,3 +310,11 @@ def test_grid_layout_equals_segmented_e_step(monkeypatch, cov_type):
         assert grid.bic_[k] == pytest.approx(flat.bic_[k], rel=1e-10)
     assert grid.n_components_ == flat.n_components_ == 5 and grid.n_iter_ == flat.n_iter_
     np.testing.assert_allclose(grid.means_, flat.means_, rtol=1e-9, atol=1e-12)
+
+
+def test_same_seed_same_result_other_seed_other_start():
+    X = _blobs(11, k=4, d=2, n_per=40, sep=3.0)
+    runs = [_quiet(select_n_components, X, candidates=range(1, 9), random_state=s) for s in (5, 5, 6)]
+    assert runs[0].bic_ == runs[1].bic_  # bit for bit
+    np.testing.assert_array_equal(runs[0].means_, runs[1].means_)
+    assert runs[0].bic_ != runs[2].bic_

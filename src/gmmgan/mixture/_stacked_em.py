@@ -1,13 +1,16 @@
 """EM for many Gaussian mixtures at once: every candidate's components on one axis.
 
 This is the engine of :mod:`gmmgan.mixture.model_selection`. The parameters of all candidates
-that are still running live in stacked tensors (sum K components); one E-step pass computes
-the log-densities of every component with one matrix product per data block, normalises them
-per candidate with segment reductions, and collects every candidate's statistics with one more
-matrix product. The M-step is GaussianMixture's, batched over all components. A candidate whose
-lower bound has settled leaves the stack, so it stops exactly where a single
-:class:`GaussianMixture` fit from the same start stops, and later iterations only pay for the
-candidates still running.
+that are still running live in stacked tensors (sum K components). One E-step pass over a data
+block is a product of the block's features ([1, x, x_i x_j] for full covariances of up to 16
+features, [1, x, x^2] for diagonal and spherical ones; whitening otherwise) with one weight
+matrix for every component, a per-candidate normalisation, and one more product that gives
+every component's statistics. With few features, the candidates are laid out as (candidates,
+max K) grids (:class:`_Groups`), so that the per-candidate normalisation is a few plain
+reductions; otherwise it works on the (rows, sum K) array with segment reductions. The M-step
+is GaussianMixture's, batched over all components. A candidate whose lower bound has settled
+leaves the stack, so it stops exactly where a single :class:`GaussianMixture` fit from the same
+start stops, and later iterations only pay for the candidates still running.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """Choosing the number of mixture components: BIC/AIC over candidate K, all fitted at once.
 
 Fitting K = 1..20 one after another repeats the per-iteration overhead (a pass over the data, a
-handful of small kernels) twenty times. Here every candidate's components are stacked into one
-component axis of length sum(K) and EM runs on all of them together: one log-density product per
-data block covers every candidate, responsibilities are normalised per candidate with a segmented
-logsumexp, and the M-step updates every component in batched tensor operations. A candidate whose
-lower bound has settled drops out of the stack, so each candidate stops exactly where a single
-:class:`GaussianMixture` fit from the same initialisation would have stopped; its BIC equals that
-fit's to rounding (tests assert it).
+handful of small kernels) twenty times. Here every candidate is initialised by one batched
+k-means (:mod:`gmmgan.mixture._stacked_init`) and EM runs on all of them together
+(:mod:`gmmgan.mixture._stacked_em`): one pass over each data block serves every candidate, and
+a candidate whose lower bound has settled drops out of the stack. Each candidate's fit is an
+ordinary EM fit: started from the same parameters, a single :class:`GaussianMixture` takes the
+same steps, stops at the same iteration and reaches the same BIC to rounding (tests assert it).
 
 Use :func:`select_n_components`, or ``GaussianMixture(n_components='auto')`` which runs it with the
 default candidates and BIC.
@@ -77,9 +76,15 @@ def select_n_components(X, candidates=None, criterion="bic", **params) -> Gaussi
         Lower is better; ties go to the smaller K.
     **params
         Any other GaussianMixture parameter (covariance_type, tol, max_iter, n_init, init_params,
-        random_state, device, dtype, chunk_size, ...). Each candidate is initialised exactly as
-        ``GaussianMixture(K, **params)`` would be. ``warm_start`` and ``callback`` are not used
-        (every selection starts afresh and reports no per-iteration progress).
+        random_state, device, dtype, chunk_size, ...). With init_params 'k-means++' (the
+        default) or 'kmeans', all candidates share one k-means++ seeding for the largest K
+        (candidate K starts from its first K seeds) and run their Lloyd steps together, so a
+        candidate's start differs from ``GaussianMixture(K, **params)``'s own (same method,
+        other random draws); 'random' and 'random_from_data' starts are exactly those of
+        ``GaussianMixture(K, **params)``. On the CPU, results are reproducible for an int
+        random_state.
+        ``warm_start`` and ``callback`` are not used (every selection starts afresh and
+        reports no per-iteration progress).
 
     Returns
     -------
