@@ -9,7 +9,7 @@ run goes to ``OUT/json/<data>/``; render the table with ``benchmarks/results_rep
 
 Examples (repository root)::
 
-    # the full table: 2 x 5 configs x 10 seeds = 100 runs of 2,000 kimg
+    # the full table: 2 x 5 configs x 10 seeds = 100 runs of 500 kimg
     PYTHONPATH=src python benchmarks/results_2d.py --out results --jobs 60
     # a quick check of the pipeline: 2 kimg, few warm-start steps, 2 seeds, one config
     PYTHONPATH=src python benchmarks/results_2d.py --out /tmp/r --data ring --priors gaussian \\

@@ -206,7 +206,7 @@ def test_results_2d_table_end_to_end(tmp_path):
     assert [" seed=0 " in runs[0]["commands"][0], " seed=1 " in runs[1]["commands"][0]] == [True, True]
     md = results_report.render(out)
     assert "### Ring: 8 Gaussians" in md and "| fitted_gmm | 2 |" in md
-    assert "shortened: the protocol is 2000 kimg" in md and "PacGAN2 (published)" in md
+    assert "shortened: the protocol is 500 kimg" in md and "PacGAN2 (published)" in md
     assert "results_2d.py --out" in md and "`data.n=2000`" in md
     again = run_script()
     assert again.returncode == 0 and again.stdout.count("skip ring/") == 2 and "start ring/" not in again.stdout
