@@ -202,7 +202,7 @@ def test_results_2d_table_end_to_end(tmp_path):
         assert r["metrics"]["n_modes"] == 8 and r["metrics"]["n_samples"] == 300
         assert 0 <= r["metrics"]["modes"] <= 8 and 0 <= r["metrics"]["hq"] <= 1
         assert r["commands"][0].startswith("gmmgan train --config configs/ring_fitted_gmm.yaml seed=")
-        assert "cpu_threads=1" in r["commands"][0] and r["budget_kimg"] == 0.2 and r["protocol_kimg"] == 2000
+        assert "cpu_threads=1" in r["commands"][0] and r["budget_kimg"] == 0.2 and r["protocol_kimg"] == 500
     assert [" seed=0 " in runs[0]["commands"][0], " seed=1 " in runs[1]["commands"][0]] == [True, True]
     md = results_report.render(out)
     assert "### Ring: 8 Gaussians" in md and "| fitted_gmm | 2 |" in md
