@@ -1,5 +1,6 @@
 """Automatic K: batched BIC/AIC selection equals single fits, finds the true K, rejects bad input."""
 
+import math
 import re
 import warnings
 
@@ -47,7 +48,7 @@ def _select_and_refit(monkeypatch, X, ks, **params):
         return states
 
     monkeypatch.setattr(ms_module, "kmeans_initial_states", spy)
-    sel = select_n_components(X, candidates=ks, **params)
+    sel = select_n_components(X, candidates=ks, prune=False, **params)
     assert len(captured) == 1
     states, shift = captured[0]
     cov = COVARIANCES[params.get("covariance_type", "full")]
@@ -87,7 +88,8 @@ def test_n_init_and_streamed_data_match_single_fits():
     X = _blobs(2, k=3, d=2, n_per=50)
     ks = [2, 3, 4]
     chunks = [X[i : i + 37] for i in range(0, len(X), 37)]
-    sel = _quiet(select_n_components, chunks, candidates=ks, n_init=2, init_params="random_from_data", random_state=5)
+    sel = _quiet(select_n_components, chunks, candidates=ks, n_init=2, init_params="random_from_data", random_state=5,
+                 prune=False)
     for k in ks:
         single = _quiet(GaussianMixture(k, n_init=2, init_params="random_from_data", random_state=5).fit, X)
         assert sel.bic_[k] == pytest.approx(single.bic(X), rel=1e-9)
@@ -318,3 +320,45 @@ def test_same_seed_same_result_other_seed_other_start():
     assert runs[0].bic_ == runs[1].bic_  # bit for bit
     np.testing.assert_array_equal(runs[0].means_, runs[1].means_)
     assert runs[0].bic_ != runs[2].bic_
+
+
+@pytest.mark.parametrize("criterion", ["bic", "aic"])
+def test_pruning_stops_hopeless_candidates_only(criterion):
+    # Pruned candidates stop early: their scores are those of the parameters they stopped at, an
+    # upper bound of their full fits' (EM never lowers the likelihood); every other candidate is
+    # the same fit as without pruning, and the choice is the same.
+    X = _blobs(13, k=6, d=2, n_per=60, sep=5.0)
+    ks = range(1, 15)
+    full = _quiet(select_n_components, X, candidates=ks, criterion=criterion, random_state=0, prune=False)
+    fast = _quiet(select_n_components, X, candidates=ks, criterion=criterion, random_state=0)
+    assert full.pruned_ == [] and fast.pruned_  # some candidates were stopped here
+    chosen = full.n_components_
+    assert fast.n_components_ == chosen and fast.n_iter_ == full.n_iter_
+    assert chosen == 6 or criterion == "aic"  # AIC's lighter penalty may overfit
+    for k in ks:
+        if k in fast.pruned_:
+            assert fast.criterion_scores_[k] >= full.criterion_scores_[k] - 1e-8
+            assert fast.criterion_scores_[k] > fast.criterion_scores_[chosen]
+        else:
+            assert fast.criterion_scores_[k] == pytest.approx(full.criterion_scores_[k], rel=1e-12)
+    np.testing.assert_array_equal(fast.means_, full.means_)
+
+
+def test_hopeless_rule():
+    # A fit is dropped only when, gaining its latest change in every remaining iteration, its
+    # criterion would stay above the best current one; one finished iteration is never enough.
+    from gmmgan.mixture._stacked_em import _Slot, hopeless
+
+    def slot(k, bounds):
+        return _Slot(k, 0, None, None, lower_bound=bounds[-1], bounds=list(bounds))
+
+    n, penalty = 100, {1: 0.0, 2: 10.0, 3: 20.0}
+    best = slot(1, [-2.0, -1.0])  # criterion 200, the bound to beat
+    close = slot(2, [-1.6, -1.5])  # 310 now; 10 more iterations at +0.1 reach 110: kept
+    far = slot(3, [-3.01, -3.0])  # 620 now; 10 at +0.01 reach 600: dropped
+    new = slot(3, [-9.0])  # first iteration: no change known yet
+    active = [best, close, far, new]
+    changes = [1.0, 0.1, 0.01, math.inf]
+    assert hopeless(active, active, changes, penalty, n, horizon=10) == {2}
+    assert hopeless(active, active, changes, penalty, n, horizon=0) == set()
+    assert hopeless(active, active, changes, penalty, n, horizon=1) == {1, 2}
