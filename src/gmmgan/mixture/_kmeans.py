@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from gmmgan import distributed as gdist
 from gmmgan.mixture._data import DataSource
 
 # k-means++ is run on at most this many rows; Lloyd steps then use every row.
@@ -115,12 +116,17 @@ def lloyd(
             far_x.append(x[top.indices])
             if var_scale is None:
                 sq_sum += x.to(torch.float64).square().sum(0)
+        if source.shard is not None:  # one rank's shard: sum over ranks (gmmgan.distributed)
+            sums, counts, sq_sum = gdist.all_reduce_sums(sums, counts, sq_sum)
         if var_scale is None:
-            var_scale = float(sq_sum.mean()) / source.n_samples
+            var_scale = float(sq_sum.mean()) / source.n_global
         new = (sums / counts.clamp_min(1).unsqueeze(1)).to(centers.dtype)
         empty = torch.nonzero(counts == 0).flatten()
         if len(empty):
-            far_all = torch.cat(far_x)[torch.argsort(torch.cat(far_d), descending=True)]
+            far_d, far_x = torch.cat(far_d), torch.cat(far_x)
+            if source.shard is not None:  # every rank picks the same farthest rows
+                far_d, far_x = (gdist.all_gather_cat(t.to(gdist.comm_device())).to(t.device) for t in (far_d, far_x))
+            far_all = far_x[torch.argsort(far_d, descending=True)]
             new[empty] = far_all[: len(empty)]
         moved = float((new - centers).square().sum())
         centers = new
