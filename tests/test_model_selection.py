@@ -362,3 +362,16 @@ def test_hopeless_rule():
     assert hopeless(active, active, changes, penalty, n, horizon=10) == {2}
     assert hopeless(active, active, changes, penalty, n, horizon=0) == set()
     assert hopeless(active, active, changes, penalty, n, horizon=1) == {1, 2}
+
+
+@pytest.mark.parametrize(("init_params", "steps"), [("k-means++", 5), ("kmeans", 300)])
+def test_selection_lloyd_steps(monkeypatch, init_params, steps):
+    # k-means++ starts of the selection take 5 Lloyd steps (EM finishes the job), 'kmeans' ones
+    # run Lloyd to convergence as a single fit's.
+    import gmmgan.mixture._stacked_init as init_module
+
+    seen = []
+    real = init_module.lloyd_batched
+    monkeypatch.setattr(init_module, "lloyd_batched", lambda *a, **kw: seen.append(kw["max_iter"]) or real(*a, **kw))
+    _quiet(select_n_components, _blobs(2, k=3), candidates=[1, 2, 3, 4], init_params=init_params, random_state=0)
+    assert seen == [steps]

@@ -87,7 +87,8 @@ def select_n_components(X, candidates=None, criterion="bic", prune=True, **param
         Any other GaussianMixture parameter (covariance_type, tol, max_iter, n_init, init_params,
         random_state, device, dtype, chunk_size, ...). With init_params 'k-means++' (the
         default) or 'kmeans', all candidates share one k-means++ seeding for the largest K
-        (candidate K starts from its first K seeds) and run their Lloyd steps together, so a
+        (candidate K starts from its first K seeds) and run their Lloyd steps together (5 for
+        'k-means++', half of a single fit's 10: EM finishes what Lloyd leaves), so a
         candidate's start differs from ``GaussianMixture(K, **params)``'s own (same method,
         other random draws); 'random' and 'random_from_data' starts are exactly those of
         ``GaussianMixture(K, **params)``. On the CPU, results are reproducible for an int
