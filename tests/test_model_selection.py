@@ -344,6 +344,32 @@ def test_pruning_stops_hopeless_candidates_only(criterion):
     np.testing.assert_array_equal(fast.means_, full.means_)
 
 
+def test_pruned_fit_scores_are_those_of_the_parameters_they_kept(monkeypatch):
+    # A pruned fit keeps the parameters of its last E-step and the log-likelihood that E-step
+    # computed; a fresh pass over the data with those parameters gives the same number.
+    import gmmgan.mixture.model_selection as ms_module
+    from gmmgan.mixture._covariance import COVARIANCES
+    from gmmgan.mixture._em import _Shifted
+    from gmmgan.mixture._stacked_em import log_likelihoods
+
+    seen = {}
+    real = ms_module.run_em
+
+    def spy(slots, data, *args):
+        real(slots, data, *args)
+        seen["slots"], seen["data"] = slots, data
+
+    monkeypatch.setattr(ms_module, "run_em", spy)
+    X = _blobs(13, k=6, d=2, n_per=60, sep=5.0)
+    fast = _quiet(select_n_components, X, candidates=range(1, 15), random_state=0)
+    pruned = [s for s in seen["slots"] if s.pruned]
+    assert [s.k for s in pruned] == fast.pruned_
+    again = log_likelihoods([s.state for s in pruned], seen["data"], COVARIANCES["full"])
+    assert isinstance(seen["data"], _Shifted)
+    for s, ll in zip(pruned, again):
+        assert s.log_likelihood == pytest.approx(ll, rel=1e-10)
+
+
 def test_hopeless_rule():
     # A fit is dropped only when, gaining its latest change in every remaining iteration, its
     # criterion would stay above the best current one; one finished iteration is never enough.

@@ -53,6 +53,7 @@ class _Slot:
     converged: bool = False
     reseeded: set | None = None
     pruned: int = 0  # the iteration after which the fit was stopped as hopeless (0: it was not)
+    log_likelihood: float | None = None  # of ``state``, where already known (pruned fits)
 
 
 class _Stack:
@@ -342,6 +343,7 @@ def run_em(slots, data, cov, est, n, data_var, penalty=None) -> None:
             sx += sx_b
             stat = s if stat is None else stat.add_(s)
         stat = stack.finalize(stat)
+        e_step_params = (weights, means, covs, prec)
         weights, means, covs, prec = _m_step(stack, active, nk_raw, sx, stat, cov, est, n, data_var, blocks, n_iter)
         still, keep = [], []
         changes = []
@@ -355,10 +357,15 @@ def run_em(slots, data, cov, est, n, data_var, penalty=None) -> None:
             if abs(change) < est.tol or n_iter == est.max_iter or i in drop:
                 s.converged = abs(change) < est.tol
                 s.pruned = n_iter if i in drop and not s.converged else 0
+                # A pruned fit keeps the parameters of this E-step, whose log-likelihood it just
+                # computed (no pass over the data for its score); the others, the M-step's.
+                w_, m_, c_, p_ = e_step_params if s.pruned else (weights, means, covs, prec)
+                if s.pruned:
+                    s.log_likelihood = s.lower_bound * n
                 a, k = stack.starts[i], s.k
-                pc = prec[i] if cov.name == "tied" else prec[a : a + k]
-                cv = covs[i] if cov.name == "tied" else covs[a : a + k]
-                s.state = _State(weights[a : a + k], means[a : a + k], cv, pc)
+                pc = p_[i] if cov.name == "tied" else p_[a : a + k]
+                cv = c_[i] if cov.name == "tied" else c_[a : a + k]
+                s.state = _State(w_[a : a + k], m_[a : a + k], cv, pc)
             else:
                 still.append(s)
                 keep.append(i)

@@ -153,7 +153,10 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
         if s.k not in best or s.lower_bound > best[s.k].lower_bound:
             best[s.k] = s
     chosen = [best[k] for k in ks]
-    loglik = log_likelihoods([s.state for s in chosen], data, cov)
+    # Pruned fits know the log-likelihood of the parameters they kept; one pass for the others.
+    todo = [s for s in chosen if s.log_likelihood is None]
+    known = dict(zip(map(id, todo), log_likelihoods([s.state for s in todo], data, cov))) if todo else {}
+    loglik = [s.log_likelihood if s.log_likelihood is not None else known[id(s)] for s in chosen]
     bic, aic = {}, {}
     for s, ll in zip(chosen, loglik):
         p = _n_parameters(est.covariance_type, s.k, d)
