@@ -8,6 +8,8 @@ import math
 import os
 from pathlib import Path
 
+from gmmgan.commands.sample import _positive_int
+
 __all__ = ["add_parser", "run"]
 
 _EPILOG = """\
@@ -65,16 +67,6 @@ def _metric_names(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(
             f"unknown metric {', '.join(map(repr, unknown)) or repr(text)}; choose from {', '.join(_ALL_METRICS)}")
     return list(dict.fromkeys(names))
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -408,13 +408,7 @@ def _m_step(stack, active, nk_raw, sx, stat, cov, est, n, data_var, blocks, n_it
     means = sx / nk.unsqueeze(1)
     anchor = stack.anchor.to(torch.float64)
     starts, ks = stack.starts, stack.ks
-    if cov.name == "tied":
-        covs = torch.stack([
-            cov.covariances(stat, nk_raw[a:a + k], nk[a:a + k], means[a:a + k], sx[a:a + k], anchor[a:a + k], n, est.reg_covar)
-            for a, k in zip(starts, ks)
-        ])
-    else:
-        covs = cov.covariances(stat, nk_raw, nk, means, sx, anchor, n, est.reg_covar)
+    covs = stacked_covariances(cov, stat, nk_raw, nk, means, sx, anchor, starts, ks, n, est.reg_covar)
     empty_any = bool((nk_raw < EMPTY_COMPONENT).any())  # one check for all candidates
     if empty_any:  # rare: the single-fit path, on the affected candidates only
         worst = None
@@ -464,3 +458,14 @@ def log_likelihoods(states, data, cov) -> list[float]:
         redo = lambda: stack.weighted_log_prob(x, feats)[0]  # noqa: B023
         total += stack.normalize_(redo(), redo)[0].sum(0, dtype=torch.float64)
     return total.tolist()
+
+
+def stacked_covariances(cov, stat, nk_raw, nk, means, sx, anchor, starts, ks, n, reg_covar) -> torch.Tensor:
+    """Every candidate's covariances from its statistics (tied: one matrix per candidate, so per slice)."""
+    if cov.name == "tied":
+        return torch.stack([
+            cov.covariances(stat, nk_raw[a:a + k], nk[a:a + k], means[a:a + k], sx[a:a + k], anchor[a:a + k], n,
+                            reg_covar)
+            for a, k in zip(starts, ks)
+        ])
+    return cov.covariances(stat, nk_raw, nk, means, sx, anchor, n, reg_covar)

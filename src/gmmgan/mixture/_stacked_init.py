@@ -20,6 +20,7 @@ import torch
 from gmmgan.mixture import _kmeans
 from gmmgan.mixture._em import _Shifted, _State
 from gmmgan.mixture._kmeans_batched import NearestCenters, lloyd_batched
+from gmmgan.mixture._stacked_em import stacked_covariances
 
 # Lloyd steps of init_params='k-means++' here: half of a single fit's KMEANSPP_LLOYD_STEPS (10).
 # The EM that follows finishes what Lloyd leaves; on the 50 data sets of benchmarks/auto_k.py
@@ -70,13 +71,7 @@ def kmeans_initial_states(est, ks: list[int], data: _Shifted, source, shift, gen
     eps = torch.finfo(dtype).eps
     nk_e = nk + 10 * eps
     means = sx / nk_e.unsqueeze(1)
-    if cov.name == "tied":
-        covs = torch.stack([
-            cov.covariances(stat, nk[a:a + k], nk_e[a:a + k], means[a:a + k], sx[a:a + k], anchor[a:a + k], n, est.reg_covar)
-            for a, k in zip(starts, ks)
-        ])
-    else:
-        covs = cov.covariances(stat, nk, nk_e, means, sx, anchor, n, est.reg_covar)
+    covs = stacked_covariances(cov, stat, nk, nk_e, means, sx, anchor, starts, ks, n, est.reg_covar)
     # As GaussianMixture._finish_state, for all candidates in one batch; initial weights are
     # counts over n_samples (not renormalised), as scikit-learn's.
     covs = cov.to_dtype(covs, dtype, est.reg_covar)
