@@ -73,7 +73,7 @@ def _worker(rank, port, path, queue):
     """One process group for all: the fits first, then the failures (which break the group)."""
     try:
         _join_group(rank, port, timeout="5")
-        queue.put((rank, "ok", {"fits": _fits(path), "failures": _failures(rank)}))
+        queue.put((rank, "ok", {"fits": _fits(path), "state": _state_case(rank), "failures": _failures(rank)}))
     except BaseException:  # noqa: BLE001 - reported to the parent, which fails the test
         queue.put((rank, "error", traceback.format_exc()))
     finally:
@@ -109,6 +109,19 @@ def _fits(path):
             gm = _estimator("diag", "k-means++", "float64").fit(np.array(X[rows.start : rows.stop]))
         out["local"] = {"means_": gm.means_}
     return out
+
+
+def _state_case(rank):
+    """A fitted mixture whose K differs per rank (as auto-K on GPUs may choose): rank 0's on all."""
+    from gmmgan.priors import FittedMixture
+
+    k = 2 + rank
+    mixture = FittedMixture("auto")
+    mixture.weights = torch.full((k,), 1.0 / k)
+    mixture.means = torch.arange(k * 2, dtype=torch.float32).reshape(k, 2) + 100 * rank
+    mixture.scale_tril = torch.eye(2).expand(k, 2, 2) * (rank + 1)
+    gdist.broadcast_state_(mixture)
+    return {name: t.numpy() for name, t in mixture.state_dict().items()}
 
 
 _START = None  # a multiprocessing.Barrier shared by the ranks, set by _rank_main
@@ -216,6 +229,14 @@ def test_local_only_fits_each_rank_alone(sharded):
         rows = gdist.shard_range(len(X), rank, WORLD)
         ref = _estimator("diag", "k-means++", "float64").fit(X[rows.start : rows.stop])
         np.testing.assert_allclose(results[rank]["local"]["means_"], ref.means_, rtol=1e-10)
+
+
+def test_broadcast_state_gives_every_rank_rank_0s_fitted_shapes(ranks):
+    _, results = ranks
+    zero = results[0]["state"]
+    assert zero["means"].shape == (2, 2) and zero["means"][1, 1] == 3.0  # rank 0's own values
+    for name, value in zero.items():
+        np.testing.assert_array_equal(results[1]["state"][name], value, err_msg=name)
 
 
 def _failures(rank):

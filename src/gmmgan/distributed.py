@@ -32,6 +32,7 @@ __all__ = [
     "broadcast_",
     "broadcast_module_",
     "broadcast_object",
+    "broadcast_state_",
     "env_world_size",
     "init_from_env",
     "is_distributed",
@@ -221,6 +222,20 @@ def broadcast_module_(module) -> None:
     if is_distributed():
         for t in [*module.parameters(), *module.buffers()]:
             dist.broadcast(t.data, src=0)
+
+
+def broadcast_state_(module) -> None:
+    """Load rank 0's ``state_dict`` of ``module`` on every rank, whatever shapes its tensors have here.
+
+    For modules fitted on every rank (a GMM prior): with ``n_components='auto'`` the ranks may
+    choose different K (GPU sums are not bitwise reproducible, and a near tie of BIC can flip),
+    and :func:`broadcast_module_` cannot broadcast buffers whose sizes differ between ranks. The
+    state travels pickled on the CPU; the module must accept new buffer shapes in
+    ``load_state_dict`` (gmmgan's fitted modules do).
+    """
+    if is_distributed():
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()} if is_main() else None
+        module.load_state_dict(broadcast_object(state))
 
 
 def broadcast_object(obj):

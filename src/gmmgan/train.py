@@ -294,7 +294,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
                 f"in {time.time() - t0:.1f} s")
         _warm_start(G, prior, cfg, zgen, autocast, images, say, data.info.get("spec"))
-        for module in (prior, G, D):  # the same start on every rank, whatever the GPUs did
+        distributed.broadcast_state_(prior)  # rank 0's fit (its K too, for n_components='auto')
+        for module in (G, D):  # the same start on every rank, whatever the GPUs did
             distributed.broadcast_module_(module)
         G_ema.load_state_dict(G.state_dict())
         snapshot()  # a good checkpoint exists from the start
