@@ -27,12 +27,14 @@ __all__ = [
     "all_reduce_mean_grads_",
     "all_reduce_min_",
     "all_reduce_sum_",
+    "all_reduce_sums",
     "average_buffers_",
     "barrier",
-    "broadcast_",
+    "broadcast_generator_",
     "broadcast_module_",
     "broadcast_object",
     "broadcast_state_",
+    "comm_device",
     "env_world_size",
     "init_from_env",
     "is_distributed",
@@ -40,7 +42,6 @@ __all__ = [
     "local_only",
     "local_rank",
     "rank",
-    "rank_zero_first",
     "shard_range",
     "shutdown",
     "world_size",
@@ -150,18 +151,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-@contextmanager
-def rank_zero_first():
-    """Rank 0 runs the block first (e.g. creating a folder or a cache), the others after it."""
-    if not is_main():
-        barrier()
-    try:
-        yield
-    finally:
-        if is_main():
-            barrier()
-
-
 def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over all ranks, in place; returns it (unchanged in one process)."""
     if is_distributed():
@@ -208,13 +197,6 @@ def average_buffers_(module) -> None:
         flat /= world_size()
         for f, b in zip(flat.split([b.numel() for b in bufs]), bufs):
             b.copy_(f.view_as(b))
-
-
-def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-    """Overwrite ``tensor`` on every rank with rank ``src``'s copy, in place; returns it."""
-    if is_distributed():
-        dist.broadcast(tensor, src=src)
-    return tensor
 
 
 def broadcast_module_(module) -> None:

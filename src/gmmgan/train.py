@@ -47,7 +47,13 @@ from gmmgan.checkpoint import (
 )
 from gmmgan.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from gmmgan.data import TensorData, load_dataset
-from gmmgan.images import generate, image_grid, plot_points, save_image_grid, write_samples
+from gmmgan.images import (
+    generate,
+    image_grid,
+    plot_points,
+    save_image_grid,
+    write_samples,
+)
 from gmmgan.losses import get_gan_loss
 from gmmgan.nets import (
     DiscriminatorConfig,
@@ -57,8 +63,6 @@ from gmmgan.nets import (
 )
 from gmmgan.priors import Prior, build_prior
 from gmmgan.train_step import TrainStep, adam, match_optimizer_state
-
-_generate = generate  # the old private name, still imported by commands
 
 __all__ = [
     "TrainingDivergedError",
@@ -390,7 +394,13 @@ def _tensorboard(run_dir: Path):
 
 
 def _progress_bar(console, cur_nimg: int, total: int):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} kimg"),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),

@@ -100,10 +100,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _generate(G, prior, n, seed, device, component=None):
     """n samples of G from a generator seeded with ``seed`` (training's sampler)."""
-    try:
-        from gmmgan.images import generate
-    except ImportError:  # before sampling moved out of train.py
-        from gmmgan.train import _generate as generate
+    # Imported on use: the CLI imports every command before it needs torch.
+    from gmmgan.images import generate
+
     return generate(G, prior, n, seed, device, component=component)
 
 

@@ -62,13 +62,8 @@ def run(args) -> int:
     import numpy as np
 
     from gmmgan.cli import EXIT_OK, console
-    from gmmgan.train import (
-        _generate,
-        load_generator,
-        plot_points,
-        resolve_device,
-        save_image_grid,
-    )
+    from gmmgan.images import generate, plot_points, save_image_grid
+    from gmmgan.train import load_generator, resolve_device
 
     device = resolve_device(args.device)
     G, prior, meta = load_generator(args.run, device)
@@ -86,7 +81,7 @@ def run(args) -> int:
             f"--component needs a GMM prior, but this run used prior.kind={meta['config']['prior']['kind']}."
         )
     n = args.n_samples or (2500 if points else 64)
-    x = _generate(G, prior, n, args.seed, device, component=k).cpu()
+    x = generate(G, prior, n, args.seed, device, component=k).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
         np.save(out, x.numpy())
