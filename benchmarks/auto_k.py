@@ -109,7 +109,7 @@ def _sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch
 
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # the device gmmgan fitted on (cuda:1 is not the current one)
 
 
 def run_method(method: str, X: np.ndarray, ks: list[int], cov_type: str, seed: int, device: str = "cpu") -> tuple[int, float]:
