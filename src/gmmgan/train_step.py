@@ -101,8 +101,7 @@ class TrainStep:
         self._static: tuple[torch.Tensor, ...] | None = None
         self._eager_steps = 0
         self._ema_pairs = (list(G_ema.parameters()), list(G.parameters()))
-        self._ema_buffers = [(b_ema, b) for b_ema, b in zip(G_ema.buffers(), G.buffers()) if b.is_floating_point()]
-        self._int_buffers = [(b_ema, b) for b_ema, b in zip(G_ema.buffers(), G.buffers()) if not b.is_floating_point()]
+        self._buffer_pairs = list(zip(G_ema.buffers(), G.buffers()))  # copied, not averaged (BatchNorm)
 
     # ------------------------------------------------------------------ the step itself
     def _step(self, real: torch.Tensor, z: torch.Tensor, gp_eps: torch.Tensor | None) -> None:
@@ -138,7 +137,7 @@ class TrainStep:
         with torch.no_grad():
             ema, params = self._ema_pairs
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - self.ema_beta)
-            for b_ema, b in self._ema_buffers + self._int_buffers:
+            for b_ema, b in self._buffer_pairs:
                 b_ema.copy_(b)
             # This rank's losses; ranks agree at the (rarer) log and NaN checks, not every step.
             losses = torch.stack([loss_d.detach().float(), loss_g.detach().float()])
