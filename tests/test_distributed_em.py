@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from gmmgan import GaussianMixture
+from gmmgan import BayesianGaussianMixture, GaussianMixture
 from gmmgan import distributed as gdist
 from gmmgan.mixture import _data, _transfer
 
@@ -104,6 +104,14 @@ def _fits(path):
         out["memmap"] = {p: np.asarray(getattr(gm, p)) for p in PARAMS} | {"n_iter_": gm.n_iter_}
         gm = _estimator("diag", "k-means++", "float64").fit(torch.from_numpy(np.array(X[rows.start : rows.stop])))
         out["tensor"] = {p: getattr(gm, p).numpy() for p in PARAMS} | {"n_iter_": gm.n_iter_}
+        # The Bayesian mixture is fitted on each rank's own rows, and scored there too: rank 1
+        # scores alone while rank 0 waits outside torch.distributed (a collective in score
+        # would wait for rank 0 until the 5 s timeout and fail).
+        own = np.array(X[rows.start : rows.stop])
+        bgm = BayesianGaussianMixture(n_components=3, random_state=0, max_iter=20).fit(own)
+        if gdist.rank() == 1:
+            out["bgm_score"] = bgm.score(own)
+        _START.wait(timeout=60)
         # Inside local_only each rank fits its own rows alone.
         with gdist.local_only():
             gm = _estimator("diag", "k-means++", "float64").fit(np.array(X[rows.start : rows.stop]))
@@ -221,6 +229,16 @@ def test_reseeding_picks_the_same_rows_as_one_process(sharded, name):
         np.testing.assert_allclose(got["weights_"], ref.weights_, rtol=1e-7, atol=1e-9)
         for p in PARAMS[1:]:
             np.testing.assert_allclose(got[p][live], getattr(ref, p)[live], rtol=1e-7, atol=1e-9, err_msg=f"{name} {p}")
+
+
+def test_bayesian_mixture_scores_one_ranks_rows_alone(sharded):
+    X, results = sharded
+    rows = gdist.shard_range(len(X), 1, WORLD)
+    own = X[rows.start : rows.stop]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = BayesianGaussianMixture(n_components=3, random_state=0, max_iter=20).fit(own)
+    assert results[1]["bgm_score"] == pytest.approx(ref.score(own), rel=1e-12)
 
 
 def test_local_only_fits_each_rank_alone(sharded):

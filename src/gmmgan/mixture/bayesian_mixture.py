@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gmmgan import distributed as gdist
 from gmmgan.mixture import _validation
 from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
 from gmmgan.mixture._covariance import COVARIANCES, log_det_precision
-from gmmgan.mixture._initialization import initial_responsibilities
 from gmmgan.mixture._data import make_source, resolve_device, summarize
 from gmmgan.mixture._em import _Shifted, _Stats
+from gmmgan.mixture._initialization import initial_responsibilities
 from gmmgan.mixture.gaussian_mixture import GaussianMixture
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
@@ -466,10 +467,19 @@ class BayesianGaussianMixture(ParamsMixin):
         for x in _Shifted(source, shift).chunks():
             yield source, cov.log_prob(x, m, pc).add_(offset)
 
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood per sample of ``X``.
+
+        Always over this process's rows: unlike GaussianMixture, this estimator is not fitted
+        across processes, so under a ``torch.distributed`` process group its score is not a
+        collective either (one rank may call it alone).
+        """
+        with gdist.local_only():
+            return GaussianMixture.score(self, X, y)
+
     # As scikit-learn's BaseMixture: the same reductions over the weighted log-probabilities.
     _collect = GaussianMixture._collect
     score_samples = GaussianMixture.score_samples
-    score = GaussianMixture.score
     predict = GaussianMixture.predict
     predict_proba = GaussianMixture.predict_proba
     # Sampling draws from the mixture with the posterior-mean parameters (weights_, means_, covariances_).
