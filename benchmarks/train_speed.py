@@ -36,7 +36,12 @@ def plain_loop(data_u8: torch.Tensor, device: torch.device, steps: int, warmup: 
     """Images/s of the reference loop: DataLoader, float32, eager, batch 64 (same nets as gmmgan)."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from gmmgan.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
+    from gmmgan.nets import (
+        DiscriminatorConfig,
+        GeneratorConfig,
+        build_discriminator,
+        build_generator,
+    )
 
     torch.manual_seed(0)
     G = build_generator(GeneratorConfig("dcgan", z_dim=100, channels=3, resolution=28, width=64)).to(device)

@@ -58,8 +58,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from gmmgan.cli import EXIT_FAILURE, EXIT_OK, console, print_error
     from gmmgan import distributed
+    from gmmgan.cli import EXIT_FAILURE, EXIT_OK, console, print_error
     from gmmgan.config import load_config
     from gmmgan.train import CONFIG_NAME, TrainingDivergedError, train
 
