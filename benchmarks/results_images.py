@@ -173,6 +173,8 @@ def main(argv=None) -> int:
         gpus = [int(g) for g in args.gpus.split(",") if g.strip()] if args.device == "cuda" else []
     except ValueError as e:
         p.error(str(e) if "seed" in str(e) else f"--gpus takes comma-separated integers, got {args.gpus!r}")
+    if args.device == "cuda" and not gpus:
+        p.error(f"--gpus {args.gpus!r} names no GPU; give GPU ids such as 0 or 0,1,2,3")
     if min(args.per_gpu, args.jobs) < 1 or (args.kimg is not None and args.kimg <= 0) or (args.n_samples or 1) < 1:
         p.error("--per-gpu, --jobs, --kimg and -n must be positive")
     args.data_root = Path(args.data_root).expanduser().resolve()

@@ -232,6 +232,7 @@ def test_results_scripts_reject_bad_input(tmp_path, capsys):
     (["--seeds", "2-1"], "runs backwards"),
     (["--kimg", "0"], "must be positive"),
     (["--tables", "stacked"], "MNIST/raw"),  # checked before anything trains: no data here
+    (["--device", "cuda", "--gpus", ","], "names no GPU"),
 ])
 def test_results_images_rejects_bad_input_before_training(tmp_path, capsys, argv, msg):
     import results_images
