@@ -256,7 +256,7 @@ def _check_n_features(got: int, expected, name: str) -> None:
 
 def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, covariance_type) -> DataSource:
     if not isinstance(X, Iterable):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - the CLI reports ValueErrors as bad input
             f"Cannot read data from an object of type {type(X).__name__}; pass a numpy array, a "
             "torch tensor, a path to a .npy file, or a re-iterable of 2-D chunks."
         )
@@ -289,12 +289,11 @@ def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, 
 class Summary:
     """First-pass facts about the data: validated, with per-feature mean and variance (float64).
 
-    ``n_samples`` counts the rows over all ranks when the source is a shard.
+    Over all ranks' rows when the source is a shard.
     """
 
     mean: torch.Tensor
     var: torch.Tensor
-    n_samples: int = 0
 
 
 def shard_source(source: DataSource, name: str = "X") -> DataSource:
@@ -342,7 +341,7 @@ def summarize(source: DataSource, name: str = "X") -> Summary:
     var = (total_sq / offset - mean.square()).clamp_min(0.0)
     mean = mean + shift
     if source.shard is None:
-        return Summary(mean=mean, var=var, n_samples=offset)
+        return Summary(mean=mean, var=var)
     dev = gdist.comm_device()
     part = torch.cat([mean.new_tensor([offset]), mean, var]).to(dev).unsqueeze(0)
     parts = gdist.all_gather_cat(part).to(source.device)
@@ -350,4 +349,4 @@ def summarize(source: DataSource, name: str = "X") -> Summary:
     n = n_r.sum()
     g_mean = (n_r.unsqueeze(1) * mean_r).sum(0) / n
     g_var = (n_r.unsqueeze(1) * (var_r + (mean_r - g_mean).square())).sum(0) / n
-    return Summary(mean=g_mean, var=g_var, n_samples=source.shard.n_total)
+    return Summary(mean=g_mean, var=g_var)
