@@ -415,3 +415,9 @@ def test_cuda_copier_logic_on_the_cpu(source, dtype, pinned):
     np.testing.assert_array_equal(torch.cat(seen).numpy(), X.astype(np.float64))
     assert copier.copies == 7
     assert copier.allocs == (0 if pinned else 2)  # two staging buffers, reused in turn
+
+
+@pytest.mark.parametrize("host", [torch.ones(4, 3, dtype=torch.complex64), np.array([["a", "b"]] * 4)])
+def test_cuda_copier_rejects_what_the_resident_path_rejects(host):
+    with pytest.raises(ValueError, match="Complex data is not supported|Expected numeric data"):
+        list(_transfer.device_blocks([host[:2], host[2:]], torch.device("cpu"), torch.float32, _CpuCopier(torch.float32)))

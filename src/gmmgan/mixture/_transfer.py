@@ -18,18 +18,28 @@ def is_tensor(X) -> bool:
     return isinstance(X, torch.Tensor)
 
 
-def _to_tensor(block, device, dtype) -> torch.Tensor:
-    if is_tensor(block):
-        if block.is_complex():
-            raise ValueError("Complex data is not supported; pass real-valued features.")
-        return block.detach().to(device=device, dtype=dtype)
+def _numeric_array(block) -> np.ndarray:
+    """``block`` as a numpy array of booleans or numbers; ValueError for anything else."""
     arr = np.asarray(block)
     if arr.dtype.kind not in "biuf":
         raise ValueError(
             f"Expected numeric data, got an array of dtype {arr.dtype}. Convert it with "
             "np.asarray(X, dtype=float) after removing non-numeric columns."
         )
-    arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def _real_tensor(block: torch.Tensor) -> torch.Tensor:
+    """``block`` detached; ValueError for complex data (a cast would drop the imaginary part)."""
+    if block.is_complex():
+        raise ValueError("Complex data is not supported; pass real-valued features.")
+    return block.detach()
+
+
+def _to_tensor(block, device, dtype) -> torch.Tensor:
+    if is_tensor(block):
+        return _real_tensor(block).to(device=device, dtype=dtype)
+    arr = np.ascontiguousarray(_numeric_array(block))
     if not arr.flags.writeable:  # memmap slices: torch.from_numpy warns on read-only memory
         arr = arr.copy()
     tensor = torch.from_numpy(arr)
@@ -99,14 +109,9 @@ class _CudaCopier:
         if is_tensor(block):
             if block.device.type == "cpu" and self.is_pinned(block):
                 return block  # DMA straight from the caller's pinned memory
-            src, src_dtype = block.detach(), block.dtype
+            src, src_dtype = _real_tensor(block), block.dtype
         else:
-            src = np.asarray(block)
-            if src.dtype.kind not in "biuf":
-                raise ValueError(
-                    f"Expected numeric data, got an array of dtype {src.dtype}. Convert it with "
-                    "np.asarray(X, dtype=float) after removing non-numeric columns."
-                )
+            src = _numeric_array(block)
             src_dtype = torch.from_numpy(np.empty(0, dtype=src.dtype)).dtype
         # Float data cross PCIe in their own dtype (converted on the GPU); other types as ``dtype``.
         stage_dtype = src_dtype if src_dtype in (torch.float32, torch.float64) else self.dtype
