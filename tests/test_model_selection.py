@@ -401,3 +401,22 @@ def test_selection_lloyd_steps(monkeypatch, init_params, steps):
     monkeypatch.setattr(init_module, "lloyd_batched", lambda *a, **kw: seen.append(kw["max_iter"]) or real(*a, **kw))
     _quiet(select_n_components, _blobs(2, k=3), candidates=[1, 2, 3, 4], init_params=init_params, random_state=0)
     assert seen == [steps]
+
+
+def test_full_covariance_start_is_the_same_in_small_pieces(monkeypatch):
+    # The k-means starts' outer products are summed a few rows at a time when they would be
+    # large: the starting parameters do not depend on the piece size.
+    import gmmgan.mixture._stacked_init as init_module
+
+    X = _blobs(3, k=3, d=3)
+    states = {}
+    real = init_module.kmeans_initial_states
+    for budget in (init_module.OUTER_PRODUCT_BYTES, 8 * 3 * 3 * 7):  # everything at once; 7 rows a piece
+        monkeypatch.setattr(init_module, "OUTER_PRODUCT_BYTES", budget)
+        monkeypatch.setattr("gmmgan.mixture.model_selection.kmeans_initial_states",
+                            lambda *a, budget=budget: states.setdefault(budget, real(*a)))
+        _quiet(select_n_components, X, candidates=[1, 2, 3, 4], covariance_type="full", random_state=0, max_iter=1)
+    whole, pieces = states.values()
+    for a, b in zip(whole, pieces):
+        torch.testing.assert_close(a.covariances, b.covariances, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(a.means, b.means, rtol=0, atol=0)

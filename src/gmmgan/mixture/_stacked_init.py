@@ -28,6 +28,10 @@ from gmmgan.mixture._stacked_em import stacked_covariances
 # well-separated mixture and changed it in 2 of the 24 overlapping ones (both closer to the
 # true K).
 SELECTION_LLOYD_STEPS = 5
+# The full-covariance statistic forms (rows x candidates, D, D) outer products in float64: at
+# most this many bytes of them at once. Blocks are sized for (rows, sum K, D) temporaries, which
+# for K = 1..20 and D = 64 made this product alone 13 GB on a GPU.
+OUTER_PRODUCT_BYTES = 256 << 20
 # Lloyd steps of init_params='kmeans' (run to convergence, as scikit-learn's).
 KMEANS_MAX_STEPS = 300
 KMEANS_TOL = 1e-4
@@ -60,7 +64,10 @@ def kmeans_initial_states(est, ks: list[int], data: _Shifted, source, shift, gen
         sx.index_add_(0, lab, xr)
         if cov.name == "full":  # sum (x - a)(x - a)^T around the center, as accumulate does
             z = xr - anchor[lab]
-            stat.index_add_(0, lab, (z.unsqueeze(2) * z.unsqueeze(1)).reshape(-1, d * d))
+            step = max(1, OUTER_PRODUCT_BYTES // (8 * d * d))
+            for a in range(0, z.shape[0], step):
+                zz = z[a : a + step]
+                stat.index_add_(0, lab[a : a + step], (zz.unsqueeze(2) * zz.unsqueeze(1)).reshape(-1, d * d))
         elif cov.name == "tied":
             stat += x.to(f64).mT @ x.to(f64)
         else:
