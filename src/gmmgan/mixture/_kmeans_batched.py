@@ -21,6 +21,17 @@ from gmmgan.mixture._data import DataSource
 MAX_GROUPS = 4
 
 
+def candidate_groups(c: int) -> list[tuple[int, int]]:
+    """(lo, hi) ranges cutting C candidates (ascending K) into up to MAX_GROUPS groups of similar K.
+
+    The (candidates, max K) grid layouts here and in :mod:`gmmgan.mixture._stacked_em` pad each
+    group to its largest K; a group per 4 candidates keeps that padding small.
+    """
+    n_groups = min(MAX_GROUPS, max(1, c // 4))
+    bounds = [round(g * c / n_groups) for g in range(n_groups + 1)]
+    return list(itertools.pairwise(bounds))
+
+
 class NearestCenters:
     """The nearest center of each of C problems, for rows of (shifted) data.
 
@@ -35,10 +46,8 @@ class NearestCenters:
         dev = centers.device
         self.dtype = torch.float32 if centers.dtype == torch.float64 else centers.dtype
         c = len(ks)
-        n_groups = min(MAX_GROUPS, max(1, c // 4))
-        bounds = [round(g * c / n_groups) for g in range(n_groups + 1)]
         self.groups = []
-        for lo, hi in itertools.pairwise(bounds):
+        for lo, hi in candidate_groups(c):
             kg = max(ks[lo:hi])
             k_t = torch.tensor(ks[lo:hi], device=dev).unsqueeze(1)
             st = torch.tensor(starts[lo:hi], device=dev)

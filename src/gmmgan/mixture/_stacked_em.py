@@ -15,7 +15,6 @@ start stops, and later iterations only pay for the candidates still running.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import torch
 
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._em import EMPTY_COMPONENT, _State
+from gmmgan.mixture._kmeans_batched import candidate_groups
 
 # Up to this many features, full covariances use quadratic features in float64 (see _Stack).
 QUADRATIC_MAX_D = 16
@@ -31,8 +31,6 @@ FEATURE_CACHE_BYTES = 64 << 20
 _LOG_2PI = math.log(2 * math.pi)
 # float64 E-step: a shared shift per row is exact enough while every candidate's sum is above this.
 ROW_SHIFT_SAFE = math.exp(-640.0)
-# At most this many groups of candidates of similar K in the E-step's grid layout (_Groups).
-MAX_GROUPS = 4
 # ... used while the E-step's features (1 + D + D(D+1)/2 for full covariances) are at most this many.
 GROUPED_MAX_FEATURES = 16
 # Device types whose per-candidate reductions use torch.segment_reduce (see _Stack.segment).
@@ -256,11 +254,9 @@ class _Groups:
 
     def __init__(self, ks, w_aug):
         dev, c, total = w_aug.device, len(ks), sum(ks)
-        n_groups = min(MAX_GROUPS, max(1, c // 4))
-        bounds = [round(g * c / n_groups) for g in range(n_groups + 1)]
         starts = [sum(ks[:i]) for i in range(c)]
         self.groups = []
-        for lo, hi in itertools.pairwise(bounds):
+        for lo, hi in candidate_groups(c):
             kg = max(ks[lo:hi])
             col = torch.arange(kg, device=dev)
             real = (col < torch.tensor(ks[lo:hi], device=dev).unsqueeze(1)).reshape(-1)
