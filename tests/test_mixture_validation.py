@@ -131,3 +131,24 @@ def test_cuda_requested_without_cuda():
 def test_set_params_rejects_unknown():
     with pytest.raises(ValueError, match="Invalid parameter 'n_component'"):
         GaussianMixture().set_params(n_component=3)
+
+
+@pytest.mark.parametrize("host", ["memmap", "in_memory_streamed"])
+def test_inference_on_streamed_data_names_a_bad_row(tmp_path, monkeypatch, host):
+    # Streamed data is validated as inference reads it, as fit validates it: a memmap, and
+    # in-memory data too large for the GPU (streamed from host memory; forced here on the CPU).
+    from gmmgan.mixture import _data
+
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    bad = X.copy()
+    bad[37, 1] = np.nan
+    if host == "memmap":
+        np.save(tmp_path / "bad.npy", bad)
+        bad = np.load(tmp_path / "bad.npy", mmap_mode="r")
+    else:
+        monkeypatch.setattr(_data, "_fits_on_device", lambda *a: False)
+    gm.chunk_size = 16
+    for method in (gm.predict, gm.score_samples, gm.score):
+        with pytest.raises(ValueError, match="NaN or infinity .*row 37"):
+            method(bad)
+    assert gm.predict(X).shape == (50,)  # finite streamed data still works

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gmmgan.mixture._data import DataSource
+from gmmgan.mixture._data import DataSource, _check_block
 
 # A component whose responsibilities sum to less than this many points has lost its data.
 EMPTY_COMPONENT = 1e-3
@@ -67,5 +67,19 @@ class _Shifted:
         else:
             for block in self.source.chunks():
                 yield block - self.shift
+
+    def checked_chunks(self, name: str = "X"):
+        """:meth:`chunks`, each streamed block checked to be finite as it is read.
+
+        For inference (predict, score): a fit validates streamed data in its summarize pass,
+        inference reads it once and would otherwise return NaN for a bad row. Resident data
+        was checked when the source was made. (x - shift is finite exactly when x is.)
+        """
+        offset = 0
+        for x in self.chunks():
+            if self._resident is None:
+                _check_block(x, offset, name)
+            offset += x.shape[0]
+            yield x
 
 

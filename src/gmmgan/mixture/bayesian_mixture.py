@@ -464,7 +464,7 @@ class BayesianGaussianMixture(ParamsMixin):
         d = means.shape[1]
         offset = (self._log_prob_offset(state, d) + self._log_weights(state)).to(source.dtype)
         m, pc = state.means.to(source.dtype), state.prec_chol.to(source.dtype)
-        for x in _Shifted(source, shift).chunks():
+        for x in _Shifted(source, shift).checked_chunks():
             yield source, cov.log_prob(x, m, pc).add_(offset)
 
     def score(self, X, y=None) -> float:

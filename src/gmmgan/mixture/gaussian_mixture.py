@@ -14,12 +14,25 @@ from gmmgan import distributed as gdist
 from gmmgan.mixture import _validation
 from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
 from gmmgan.mixture._covariance import COVARIANCES
-from gmmgan.mixture._data import DataSource, make_source, resolve_device, shard_source, summarize
-from gmmgan.mixture._em import EMPTY_COMPONENT, KMEANSPP_LLOYD_STEPS, _Shifted, _State, _Stats, log_normalize_
+from gmmgan.mixture._data import (
+    DataSource,
+    make_source,
+    resolve_device,
+    shard_source,
+    summarize,
+)
+from gmmgan.mixture._em import (
+    EMPTY_COMPONENT,
+    KMEANSPP_LLOYD_STEPS,
+    _Shifted,
+    _State,
+    _Stats,
+    log_normalize_,
+)
 from gmmgan.mixture._initialization import InitializationMixin
 from gmmgan.mixture._io import MixtureIOMixin
 
-__all__ = ["GaussianMixture", "EMPTY_COMPONENT", "KMEANSPP_LLOYD_STEPS", "log_normalize_"]
+__all__ = ["EMPTY_COMPONENT", "KMEANSPP_LLOYD_STEPS", "GaussianMixture", "log_normalize_"]
 
 class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
     """Gaussian mixture model fitted by EM, with scikit-learn's API, in PyTorch.
@@ -333,7 +346,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
     def _current_state(self, device, dtype, shift) -> _State:
         """The public fitted attributes as a _State on ``device`` (shifted by ``shift`` if given)."""
         self._check_is_fitted()
-        t = lambda a: torch.as_tensor(a).to(device=device, dtype=dtype)  # noqa: E731
+        t = lambda a: torch.as_tensor(a).to(device=device, dtype=dtype)
         means = t(self.means_)
         if shift is not None:
             means = means - shift
@@ -376,7 +389,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         state, shift = self._model(source.device, source.dtype)
         cov = COVARIANCES[self.covariance_type]
         log_w = state.weights.log()
-        for x in _Shifted(source, shift).chunks():
+        for x in _Shifted(source, shift).checked_chunks():
             yield source, cov.log_prob(x, state.means, state.prec_chol).add_(log_w)
 
     def _collect(self, X, fn):
@@ -415,7 +428,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable log-density of ``x`` (torch tensor (n, D)), shape (n,); usable as a loss."""
         if not isinstance(x, torch.Tensor):
-            raise ValueError("log_prob takes a torch tensor; use score_samples for numpy arrays.")
+            raise ValueError("log_prob takes a torch tensor; use score_samples for numpy arrays.")  # noqa: TRY004
         d = torch.as_tensor(self.means_).shape[1] if hasattr(self, "means_") else None
         if x.ndim != 2 or x.shape[1] != d:
             self._check_is_fitted()
