@@ -200,8 +200,10 @@ def make_source(
     """Wrap ``X`` (array, tensor, path to .npy, memmap or re-iterable of chunks) as a DataSource.
 
     ``n_features`` (when given) is the number of features the model was fitted with; a mismatch
-    is a ValueError. In-memory data is validated (finite, 2-D, non-empty) here; streamed data is
-    validated block by block on the first pass (see :func:`summarize`).
+    is a ValueError. In-memory data is checked for shape (2-D, non-empty) here and, when it is
+    held on the device, for NaN/infinity too; streamed data (files, chunks, and in-memory data
+    too large for the GPU) is checked block by block as it is read (:func:`summarize` in a fit,
+    ``_Shifted.checked_chunks`` in inference).
     """
     if isinstance(X, (str, os.PathLike)):
         path = Path(X)
