@@ -281,8 +281,9 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             ) from None
         zgen.set_state(ckpt["z_generator"])
         torch.set_rng_state(ckpt["torch_rng"])
-        if device.type == "cuda" and len(ckpt["cuda_rng"]) > distributed.local_rank():
-            torch.cuda.set_rng_state(ckpt["cuda_rng"][distributed.local_rank()], device)
+        gpu = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
+        if device.type == "cuda" and len(ckpt["cuda_rng"]) > gpu:  # the state of this run's own GPU
+            torch.cuda.set_rng_state(ckpt["cuda_rng"][gpu], device)
         cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])
         if main:
             save_config(cfg, run_dir / CONFIG_NAME)
