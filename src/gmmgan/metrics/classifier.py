@@ -249,7 +249,7 @@ def train_classifier(
         from gmmgan.data.mnist import load_mnist
 
         # GMMGAN_DATA is what training reads; GMMGAN_DATA_ROOT is this function's older name for it.
-        root = root if root is not None else (os.environ.get("GMMGAN_DATA_ROOT") or os.environ.get("GMMGAN_DATA"))
+        root = root if root is not None else (os.environ.get("GMMGAN_DATA") or os.environ.get("GMMGAN_DATA_ROOT"))
         if root is None:
             raise ValueError(
                 "root is required: pass the folder holding MNIST/raw or FashionMNIST/raw (torchvision's "
