@@ -285,3 +285,14 @@ def write_invocation(out: Path, table: str, record: dict) -> None:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def add_run_options(p, unit: str, set_example: str = "") -> None:
+    """The options every results script shares: overrides, time limit, run folders, dry run, redo."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra gmmgan config override for every run (repeatable)" + set_example)
+    p.add_argument("--timeout", type=float, default=None, help=f"seconds per {unit} before it is killed (default: none)")
+    p.add_argument("--runs-dir", default=None, help="where the run folders (checkpoints, snapshots) go; default "
+                   "OUT/runs. Another folder keeps OUT small: only JSON, logs and small files are copied there")
+    p.add_argument("--dry-run", action="store_true", help="print the commands of every run, run nothing")
+    p.add_argument("--force", action="store_true", help=f"redo {unit}s whose result JSON exists")

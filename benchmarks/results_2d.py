@@ -63,13 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runs at a time, one CPU thread each (default: CPU count - 2)")
     p.add_argument("--kimg", type=float, default=None,
                    help="override schedule.total_kimg of every run (the table then reports this budget)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra gmmgan config override for every run (repeatable), e.g. data.n=5000")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per run before it is killed (default: none)")
-    p.add_argument("--runs-dir", default=None, help="where the run folders (checkpoints, snapshots) go; default "
-                   "OUT/runs. Another folder keeps OUT small: only JSON, logs and small files are copied there")
-    p.add_argument("--dry-run", action="store_true", help="print the commands of every run, run nothing")
-    p.add_argument("--force", action="store_true", help="redo runs whose result JSON exists")
+    R.add_run_options(p, "run", ", e.g. data.n=5000")
     p.add_argument("--configs-dir", default=str(R.CONFIGS), help="where <data>_<prior>.yaml live (default: configs/)")
     return p
 

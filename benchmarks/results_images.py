@@ -152,13 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the tables then report this budget next to the protocol's)")
     p.add_argument("-n", "--n-samples", type=int, default=None,
                    help="evaluation samples per seed (default: the protocol's: 26,000 Stacked MNIST, 10,000 otherwise)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra gmmgan config override for every run (repeatable)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per command before it is killed")
-    p.add_argument("--runs-dir", default=None, help="where the run folders (checkpoints, snapshots) go; default "
-                   "OUT/runs. Another folder keeps OUT small: only JSON, logs and small files are copied there")
-    p.add_argument("--dry-run", action="store_true", help="print the commands of every run, run nothing")
-    p.add_argument("--force", action="store_true", help="redo jobs whose result JSON exists")
+    R.add_run_options(p, "job")
     return p
 
 
