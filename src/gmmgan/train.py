@@ -310,8 +310,6 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                         graph=graph, first_step=step)
 
     # Logging (rank 0).
-    log_file = open(run_dir / LOG_NAME, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
-    tb = _tensorboard(run_dir) if main else None
     if main:
         (run_dir / "samples").mkdir(exist_ok=True)
     total = round(sched.total_kimg * 1000)
@@ -321,7 +319,6 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     next_sample = next_at(cur_nimg, sched.sample_kimg) if sched.sample_kimg else None
     check_every = 1 if device.type == "cpu" else 50  # .item() syncs the GPU: check NaN less often there
     tick_time, tick_nimg = time.time(), cur_nimg
-    progress = _progress_bar(console, cur_nimg, total) if main and not quiet and cur_nimg < total else None
 
     def check_finite() -> None:
         s = step_fn.first_bad_step()
@@ -333,6 +330,10 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 "norm (nets.d_spectral_norm=true)."
             )
 
+    # Opened last, just before the try whose finally closes them.
+    log_file = open(run_dir / LOG_NAME, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
+    tb = _tensorboard(run_dir) if main else None
+    progress = _progress_bar(console, cur_nimg, total) if main and not quiet and cur_nimg < total else None
     try:
         while cur_nimg < total:
             real = batcher.next()[rows.start : rows.stop]
