@@ -171,15 +171,12 @@ def all_reduce_mean_grads_(params) -> None:
     Parameters without a gradient are skipped (the same ones on every rank, since every rank runs
     the same step). A no-op in one process.
     """
-    if not is_distributed():
+    if not is_distributed():  # called every training step: nothing to do in one process
         return
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat /= world_size()
-    torch._foreach_copy_(grads, [f.view_as(g) for f, g in zip(flat.split([g.numel() for g in grads]), grads)])
+    if grads:
+        torch._foreach_copy_(grads, all_reduce_sums(*grads))
+        torch._foreach_div_(grads, world_size())
 
 
 def average_buffers_(module) -> None:
@@ -188,15 +185,10 @@ def average_buffers_(module) -> None:
     Each rank normalises its own shard of the batch, so running statistics drift apart; averaging
     them before a checkpoint makes every rank save, and sample with, the same network.
     """
-    if not is_distributed():
-        return
     bufs = [b for b in module.buffers() if b.is_floating_point()]
-    if bufs:
-        flat = torch.cat([b.reshape(-1).float() for b in bufs])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        flat /= world_size()
-        for f, b in zip(flat.split([b.numel() for b in bufs]), bufs):
-            b.copy_(f.view_as(b))
+    if is_distributed() and bufs:
+        for total, b in zip(all_reduce_sums(*[b.float() for b in bufs]), bufs):
+            b.copy_(total / world_size())
 
 
 def broadcast_module_(module) -> None:
