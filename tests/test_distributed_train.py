@@ -120,3 +120,49 @@ def test_a_dead_rank_stops_the_others_and_the_checkpoint_survives(tmp_path):
     assert not any(alive), "a rank hung after its peer died"
     assert procs[0].exitcode != 0 and procs[1].exitcode == 3
     assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def _rank0_disk_full_worker(rank: int, world: int, port: int, run_dir: str, out: str) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "300"})
+    import time
+
+    import gmmgan.train as train_module
+    from gmmgan import distributed
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    torch.set_num_threads(1)
+    if rank == 0:
+        train_module.save_checkpoint = full_disk  # only rank 0 writes, so only rank 0 fails
+    t0 = time.time()
+    try:
+        train_module.train(load_config(os.path.join(run_dir, "config.yaml"), ["schedule.total_kimg=3"]),
+                           run_dir=run_dir, resume=True, quiet=True)
+        outcome = "finished"
+    except Exception as e:  # noqa: BLE001 - the test reads what each rank raised
+        outcome = f"{type(e).__name__}: {e}"
+    finally:
+        distributed.shutdown()
+    with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+        f.write(f"{time.time() - t0:.1f}\n{outcome}")
+
+
+def test_a_failure_of_rank_0_alone_stops_the_others_at_once(tmp_path):
+    # Rank 0 alone writes files; when that fails the other ranks must stop with an error naming it
+    # (not wait in their next collective for GMMGAN_DIST_TIMEOUT, 300 s here), and the last
+    # checkpoint stays as it was.
+    from gmmgan.train import train
+
+    run = tmp_path / "run"
+    train(load_config(None, TINY), run_dir=run, quiet=True)
+    before = (run / "checkpoint.pt").read_bytes()
+    mp.start_processes(_rank0_disk_full_worker, args=(2, _free_port(), str(run), str(tmp_path)), nprocs=2,
+                       join=True, start_method="spawn")
+    (t0, out0), (t1, out1) = [(tmp_path / f"rank{r}.txt").read_text().split("\n", 1) for r in range(2)]
+    assert out0.startswith("OSError") and "No space left" in out0
+    assert out1.startswith("PeerFailedError") and "rank 0 failed while writing the checkpoint" in out1
+    assert "No space left" in out1
+    assert float(t1) < 120, "rank 1 waited for the collective timeout"
+    assert (run / "checkpoint.pt").read_bytes() == before

@@ -41,6 +41,7 @@ __all__ = [
     "is_main",
     "local_only",
     "local_rank",
+    "main_only",
     "rank",
     "shard_range",
     "shutdown",
@@ -219,6 +220,36 @@ def broadcast_object(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+class PeerFailedError(RuntimeError):
+    """Rank 0 failed in work only it does (writing files); the other ranks stop with this."""
+
+
+def main_only(fn, what: str):
+    """``fn()`` on rank 0 only, and every rank learns at once whether it failed.
+
+    Rank 0 alone writes the run's files; if that fails (disk full, folder removed), rank 0
+    raises, and without this the others would wait in their next collective until the timeout
+    (``GMMGAN_DIST_TIMEOUT``, 600 s by default). Here rank 0 sends its outcome to all ranks
+    (one small broadcast): it re-raises its own error, the others raise :class:`PeerFailedError`
+    naming it. Returns ``fn()``'s result on rank 0, None elsewhere. ``what`` completes "rank 0
+    failed while ...".
+    """
+    if not is_distributed():
+        return fn()
+    result, error = None, None
+    if is_main():
+        try:
+            result = fn()
+        except Exception as e:  # noqa: BLE001 - sent to the other ranks, then re-raised below
+            error = e
+    message = broadcast_object(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if message is not None:
+        raise PeerFailedError(f"rank 0 failed while {what} ({message}); this rank stops too. See rank 0's error.")
+    return result
 
 
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:

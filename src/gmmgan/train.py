@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -222,10 +223,13 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         # On the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to their device.
         ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
     else:
-        if main:
-            run_dir = Path(run_dir) if run_dir is not None else make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")
-            run_dir.mkdir(parents=True, exist_ok=True)
-        run_dir = Path(distributed.broadcast_object(str(run_dir) if main else None))
+        def make() -> Path:
+            folder = Path(run_dir) if run_dir is not None else make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder
+
+        made = distributed.main_only(make, "creating the run folder")
+        run_dir = Path(distributed.broadcast_object(str(made) if main else None))
 
     # Data, prior, nets, optimisers. The global RNG is used only here, to initialise the nets.
     torch.manual_seed(cfg.seed)
@@ -261,11 +265,14 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     def snapshot() -> None:
         for module in (G, D, G_ema):  # a collective: every rank gets here at the same step
             distributed.average_buffers_(module)
-        if main:
+
+        def write() -> None:
             save_checkpoint(run_dir / CHECKPOINT_NAME, state())
             meta = {"config": config_to_dict(cfg), "data_shape": list(data.shape), "z_dim": prior.z_dim,
                     "kimg": cur_nimg / 1000, "step": step}
             save_snapshot(run_dir / SNAPSHOT_NAME, G_ema.state_dict(), prior.state_dict(), meta)
+
+        distributed.main_only(write, "writing the checkpoint")
 
     if resume:
         try:
@@ -285,12 +292,10 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         if device.type == "cuda" and len(ckpt["cuda_rng"]) > gpu:  # the state of this run's own GPU
             torch.cuda.set_rng_state(ckpt["cuda_rng"][gpu], device)
         cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])
-        if main:
-            save_config(cfg, run_dir / CONFIG_NAME)
+        distributed.main_only(lambda: save_config(cfg, run_dir / CONFIG_NAME), "writing the config")
         say(f"resumed {run_dir} at {cur_nimg / 1000:.3f} kimg (step {step})")
     else:
-        if main:
-            save_config(cfg, run_dir / CONFIG_NAME)
+        distributed.main_only(lambda: save_config(cfg, run_dir / CONFIG_NAME), "writing the config")
         say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
         if prior.needs_fit:
             t0 = time.time()
@@ -310,8 +315,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                         graph=graph, first_step=step)
 
     # Logging (rank 0).
-    if main:
-        (run_dir / "samples").mkdir(exist_ok=True)
+    distributed.main_only(lambda: (run_dir / "samples").mkdir(exist_ok=True), "creating the samples folder")
     total = round(sched.total_kimg * 1000)
     every = lambda kimg: max(1, round(kimg * 1000))
     next_at = lambda cur, kimg: (cur // every(kimg) + 1) * every(kimg)
@@ -331,7 +335,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             )
 
     # Opened last, just before the try whose finally closes them.
-    log_file = open(run_dir / LOG_NAME, "a", encoding="utf-8") if main else None  # noqa: SIM115 - closed below
+    log_file = distributed.main_only(lambda: open(run_dir / LOG_NAME, "a", encoding="utf-8"), "opening the log")  # noqa: SIM115 - closed below
     tb = _tensorboard(run_dir) if main else None
     progress = _progress_bar(console, cur_nimg, total) if main and not quiet and cur_nimg < total else None
     try:
@@ -352,9 +356,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 rate = (cur_nimg - tick_nimg) / max(now - tick_time, 1e-9)
                 entry = {"kimg": round(cur_nimg / 1000, 4), "step": step, "loss_d": ld, "loss_g": lg,
                          "images_per_s": round(rate, 1), "wall_s": round(now - t_start, 2)}
-                if main:
-                    log_file.write(json.dumps(entry) + "\n")
-                    log_file.flush()
+                distributed.main_only(partial(_append, log_file, entry), "writing the log")
                 if tb is not None:
                     for k in ("loss_d", "loss_g", "images_per_s"):
                         tb.add_scalar(k, entry[k], cur_nimg)
@@ -362,9 +364,10 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                     progress.update(progress.task_ids[0], info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s")
                 tick_time, tick_nimg, next_log = now, cur_nimg, next_at(cur_nimg, sched.log_kimg)
             if next_sample is not None and (cur_nimg >= next_sample or done):
-                if main:
-                    write_samples(run_dir / "samples" / f"samples-{cur_nimg / 1000:010.3f}kimg.png", G_ema, prior,
-                                  data, cfg.seed + 2, device, cur_nimg / 1000, cfg.eval_samples)
+                kimg = cur_nimg / 1000
+                distributed.main_only(partial(write_samples, run_dir / "samples" / f"samples-{kimg:010.3f}kimg.png",
+                                              G_ema, prior, data, cfg.seed + 2, device, kimg, cfg.eval_samples),
+                                      "writing a sample grid")
                 next_sample = next_at(cur_nimg, sched.sample_kimg)
             if cur_nimg >= next_snap or done:
                 snapshot()
@@ -379,12 +382,17 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         if tb is not None:
             tb.close()
 
-    metrics = _final_evaluation(cfg, run_dir, G_ema, prior, data, device, cur_nimg / 1000, say) if main else None
-    distributed.barrier()
+    metrics = distributed.main_only(
+        lambda: _final_evaluation(cfg, run_dir, G_ema, prior, data, device, cur_nimg / 1000, say), "evaluating the run")
     wall = time.time() - t_start
     say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run_dir / SNAPSHOT_NAME}")
     return {"run_dir": run_dir, "kimg": cur_nimg / 1000, "metrics": metrics, "wall_s": wall, "G": G, "D": D,
             "G_ema": G_ema, "prior": prior, "cuda_graph": step_fn.graphed}
+
+
+def _append(log_file, entry: dict) -> None:
+    log_file.write(json.dumps(entry) + "\n")
+    log_file.flush()
 
 
 def _tensorboard(run_dir: Path):
