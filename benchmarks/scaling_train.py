@@ -51,9 +51,11 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=str(ROOT / "configs" / "stacked_mnist_gaussian.yaml"))
     p.add_argument("--settings", default="global,per-gpu")
     p.add_argument("--json", default=None)
-    p.add_argument("extra", nargs="*", default=["device=cuda"],
-                   help="more KEY=VALUE overrides for gmmgan train (default: device=cuda)")
+    p.add_argument("extra", nargs="*", default=[],
+                   help="more KEY=VALUE overrides for gmmgan train (device=cuda is always set first)")
     args = p.parse_args(argv)
+    # device=cuda first, so that other overrides add to it and an explicit device= still wins.
+    args.extra = ["device=cuda", *args.extra]
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
