@@ -73,6 +73,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
         The file is truncated, corrupt, or not a gmmgan training checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint '{path}' is a folder; give the {CHECKPOINT_NAME} file inside a run folder.")
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint '{path}' does not exist; resume needs a run folder written by 'gmmgan train' "

@@ -115,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (ValueError, OSError, MemoryError, RuntimeError) as e:
         message = str(e) or type(e).__name__
+        if isinstance(e, OSError) and e.filename and message.startswith("[Errno"):  # the OS's own words
+            message = (f"cannot use '{e.filename}': {e.strerror}; check that the path exists and that its "
+                       "folder is writable, or choose another path.")
         out_of_memory = isinstance(e, MemoryError) or "out of memory" in message.lower()
         # Other RuntimeErrors are bugs, not bad input: keep their traceback.
         if args.debug or (isinstance(e, RuntimeError) and not out_of_memory):

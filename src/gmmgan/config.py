@@ -415,8 +415,10 @@ def load_config(path: str | Path | None = None, overrides=()) -> TrainConfig:
     cfg = TrainConfig()
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"config file '{path}' is a folder; give a YAML file such as configs/grid_gaussian.yaml.")
         if not path.is_file():
-            raise FileNotFoundError(f"config file '{path}' does not exist.")
+            raise FileNotFoundError(f"config file '{path}' does not exist; check the path (the shipped configs are in configs/).")
         try:
             d = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:

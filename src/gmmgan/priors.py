@@ -23,6 +23,9 @@ that take the saved shapes on load).
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import nn
 
@@ -47,6 +50,21 @@ def _check_n(n) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}.")
     return n
+
+
+def _check_int(name: str, value, minimum: int = 1) -> int:
+    """A constructor's size argument (z_dim, n_components, ...): an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _check_positive(name: str, value, allow_zero: bool = False) -> float:
+    """A constructor's scale argument (sigma, mean_range, ...): a finite number > 0 (or >= 0)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}.")
+    return float(value)
 
 
 class Prior(ResizableBuffersMixin, nn.Module):
@@ -123,7 +141,7 @@ class GaussianPrior(Prior):
 
     def __init__(self, z_dim: int):
         super().__init__()
-        self._z_dim = int(z_dim)
+        self._z_dim = _check_int("z_dim", z_dim)
 
     @property
     def z_dim(self) -> int:
@@ -280,7 +298,7 @@ class FittedGMMPrior(_EmbeddedMixtureMixin, Prior):
         Prior.__init__(self)
         self._init_fitting(embedding, n_components, covariance_type, fit_samples,
                            {"max_iter": max_iter, "n_init": n_init, "reg_covar": reg_covar}, seed)
-        self.noise_dim = int(noise_dim)
+        self.noise_dim = _check_int("noise_dim", noise_dim, minimum=0)
 
     @property
     def z_dim(self) -> int:
@@ -310,9 +328,11 @@ class FixedGMMPrior(Prior):
 
     def __init__(self, z_dim: int, n_components: int, sigma: float = 0.1, mean_range: float = 1.0, seed: int = 0):
         super().__init__()
+        z_dim, n_components = _check_int("z_dim", z_dim), _check_int("n_components", n_components)
+        mean_range = _check_positive("mean_range", mean_range)
         g = torch.Generator().manual_seed(int(seed))
         self.register_buffer("means", (torch.rand(n_components, z_dim, generator=g) * 2 - 1) * mean_range)
-        self.sigma = float(sigma)
+        self.sigma = _check_positive("sigma", sigma)
 
     @property
     def z_dim(self) -> int:
@@ -342,10 +362,12 @@ class LearnableGMMPrior(Prior):
     def __init__(self, z_dim: int, n_components: int, sigma_init: float = 0.2, mean_range: float = 1.0,
                  sigma_penalty: float = 0.1, seed: int = 0):
         super().__init__()
+        z_dim, n_components = _check_int("z_dim", z_dim), _check_int("n_components", n_components)
+        mean_range = _check_positive("mean_range", mean_range)
         g = torch.Generator().manual_seed(int(seed))
         self.mu = nn.Parameter((torch.rand(n_components, z_dim, generator=g) * 2 - 1) * mean_range)
-        self.sigma = nn.Parameter(torch.full((n_components, z_dim), float(sigma_init)))
-        self.sigma_penalty = float(sigma_penalty)
+        self.sigma = nn.Parameter(torch.full((n_components, z_dim), _check_positive("sigma_init", sigma_init)))
+        self.sigma_penalty = _check_positive("sigma_penalty", sigma_penalty, allow_zero=True)
 
     @property
     def z_dim(self) -> int:
@@ -380,7 +402,7 @@ class GMMRegularizedPrior(_EmbeddedMixtureMixin, Prior):
         Prior.__init__(self)
         self._init_fitting(embedding, n_components, covariance_type, fit_samples,
                            {"max_iter": max_iter, "n_init": n_init, "reg_covar": reg_covar}, seed)
-        self._z_dim, self.weight = int(z_dim), float(weight)
+        self._z_dim, self.weight = _check_int("z_dim", z_dim), _check_positive("weight", weight, allow_zero=True)
 
     @property
     def z_dim(self) -> int:

@@ -75,15 +75,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _float_type(minimum: float, inclusive: bool):
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (value >= minimum if inclusive else value > minimum) or value != value:
+        if not (value >= minimum if inclusive else value > minimum) or not np.isfinite(value):
             raise argparse.ArgumentTypeError(
-                f"must be {'at least' if inclusive else 'greater than'} {minimum:g}, got {text}")
+                f"must be a finite number {'at least' if inclusive else 'greater than'} {minimum:g}, got {text}")
         return value
 
     return parse
@@ -131,7 +141,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="how EM starts: k-means++ seeding plus a few Lloyd steps, k-means to "
                         "convergence, random responsibilities, or K random data points as means "
                         "(default: k-means++)")
-    p.add_argument("--seed", type=int, default=0, metavar="N",
+    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N",
                    help="random seed of the initialisation and of built-in data (default: 0)")
     p.add_argument("--chunk-size", type=_positive_int, default=None, metavar="ROWS",
                    help="rows per E-step block, bounds memory for large data (default: chosen "

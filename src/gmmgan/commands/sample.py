@@ -39,6 +39,18 @@ def _non_negative_int(text: str) -> int:
     return v
 
 
+def _device(text: str) -> str:
+    """argparse type of --device: auto, cpu, cuda, cuda:N (whether CUDA is there is checked on use)."""
+    import torch  # on use only: `gmmgan --help` stays fast
+
+    if text != "auto":
+        try:
+            torch.device(text)
+        except RuntimeError:
+            raise argparse.ArgumentTypeError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N") from None
+    return text
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sample", help="draw samples from a trained generator",
@@ -53,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="FILE",
                    help="output .npy or .png (default: samples.npy for 2-D data, samples.png for images)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
-    p.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", type=_device, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     return p
 

@@ -57,6 +57,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+# On --resume these keys may differ from the run's config.yaml; the others define what the checkpoint
+# holds (its data, prior, nets, loss, seed), and changing them would mix two runs in one folder.
+_RESUMABLE_PREFIXES = ("schedule.", "optim.", "device", "bf16", "cuda_graphs", "out", "eval_samples",
+                       "cpu_threads", "data.root")
+
+
+def _check_resume_overrides(saved, cfg) -> None:
+    """ValueError naming every override that changes what the resumed run's checkpoint was trained with."""
+    from gmmgan.config import config_to_dict
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+        return out
+
+    old, new = flat(config_to_dict(saved)), flat(config_to_dict(cfg))
+    changed = [f"{k} ({old[k]!r} -> {new[k]!r})" for k in old
+               if old[k] != new[k] and not k.startswith(_RESUMABLE_PREFIXES)]
+    if changed:
+        raise ValueError(
+            f"--resume continues a run with the settings its checkpoint was trained with, but the overrides "
+            f"change {', '.join(changed)}; start a new run (without --resume) to change them. On resume "
+            f"only {', '.join(p.rstrip('.') + ('.*' if p.endswith('.') else '') for p in _RESUMABLE_PREFIXES)} "
+            "may change.")
+
+
 def run(args) -> int:
     from gmmgan import distributed
     from gmmgan.cli import EXIT_FAILURE, EXIT_OK, console, print_error
@@ -77,6 +104,8 @@ def run(args) -> int:
         if not config_path.is_file():
             raise FileNotFoundError(f"'{config_path}' does not exist; '{run_dir}' is not a gmmgan run folder.")
     cfg = load_config(config_path, args.overrides)
+    if run_dir is not None:
+        _check_resume_overrides(load_config(config_path), cfg)
     if args.out is not None:
         cfg = dataclasses.replace(cfg, out=str(args.out))
     try:

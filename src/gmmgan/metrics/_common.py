@@ -32,7 +32,10 @@ def as_label_tensor(x, name: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
     else:
-        t = torch.as_tensor(np.asarray(x))
+        try:
+            t = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError, RuntimeError):  # strings, objects, ragged lists
+            raise ValueError(f"{name} must hold integer labels, got {type(x).__name__} {x!r:.80}.") from None
     if t.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one label per sample), got shape {tuple(t.shape)}.")
     if t.numel() == 0:

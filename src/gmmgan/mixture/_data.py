@@ -52,7 +52,10 @@ def resolve_dtype(dtype, X=None) -> torch.dtype:
 def resolve_device(device, X=None) -> torch.device:
     """The compute device: the ``device`` parameter, else the input tensor's device, else CPU."""
     if device is not None:
-        dev = torch.device(device)
+        try:  # a bare int is a CUDA index, as in torch
+            dev = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}.") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(
                 f"device={device!r} was requested but CUDA is not available in this PyTorch "
@@ -70,7 +73,7 @@ def _check_block(block: torch.Tensor, row_offset: int, name: str) -> None:
         row = int(torch.nonzero(~finite.all(1))[0, 0]) + row_offset
         raise ValueError(
             f"{name} contains NaN or infinity (first at row {row}). Remove or impute those rows "
-            "before fitting, e.g. X = X[np.isfinite(X).all(axis=1)]."
+            "first, e.g. X = X[np.isfinite(X).all(axis=1)]."
         )
 
 
@@ -224,7 +227,13 @@ def make_source(
         out_dev = X.device if is_tensor(X) else torch.device("cpu")
         dt = resolve_dtype(dtype, X)
         if not is_tensor(X):
-            X = np.asarray(X)
+            try:
+                X = np.asarray(X)
+            except ValueError as e:  # ragged nested lists
+                raise ValueError(
+                    f"{name} is not a rectangular array ({str(e).splitlines()[0]}); every row must have "
+                    "the same number of features."
+                ) from None
         _check_2d_shape(tuple(X.shape), name)
         if not _fits_on_device(X, dev, dt):  # larger than the GPU: stream it from host memory
             _check_n_features(X.shape[1], n_features, name)

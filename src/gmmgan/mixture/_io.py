@@ -43,6 +43,8 @@ class MixtureIOMixin:
 
         self._check_is_fitted()
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{str(path)!r} is a folder; give a file name such as {str(path / 'model.safetensors')!r}.")
         tensors = {name.rstrip("_"): torch.as_tensor(getattr(self, name)).detach().cpu().contiguous() for name in _ARRAYS}
         params = {name: getattr(self, name) for name in _SAVED_PARAMS}
         rs = self.random_state
@@ -84,8 +86,12 @@ class MixtureIOMixin:
         from safetensors.torch import load_file, safe_open
 
         path = Path(path)
+        if array_kind not in (None, "numpy", "torch"):
+            raise ValueError(f"array_kind must be 'numpy', 'torch' or None, got {array_kind!r}.")
+        if path.is_dir():
+            raise IsADirectoryError(f"{str(path)!r} is a folder, not a model file; give the .safetensors file written by save.")
         if not path.is_file():
-            raise FileNotFoundError(f"Model file {str(path)!r} does not exist.")
+            raise FileNotFoundError(f"Model file {str(path)!r} does not exist; write one with GaussianMixture.save or `gmmgan fit -o`.")
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}

@@ -54,13 +54,23 @@ def check_parameters(est) -> None:
         raise ValueError(f"chunk_size must be None or a positive int, got {est.chunk_size!r}.")
     if est.callback is not None and not callable(est.callback):
         raise ValueError(f"callback must be callable or None, got {est.callback!r}.")
+    if not isinstance(est.warm_start, (bool, np.bool_)):
+        raise ValueError(f"warm_start must be True or False, got {est.warm_start!r}.")  # noqa: TRY004 - sklearn's type
+    if not _is_int(est.verbose) or est.verbose < 0:
+        raise ValueError(f"verbose must be a non-negative int (0, 1 or 2), got {est.verbose!r}.")
+    if not _is_int(est.verbose_interval) or est.verbose_interval < 1:
+        raise ValueError(f"verbose_interval must be a positive int, got {est.verbose_interval!r}.")
 
 
 def _as_tensor(value, name, dtype, device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         t = value.detach().to(device=device, dtype=dtype)
     else:
-        t = torch.as_tensor(np.asarray(value, dtype=np.float64), device=device).to(dtype)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be an array of numbers, got {value!r}.") from None
+        t = torch.as_tensor(arr, device=device).to(dtype)
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or infinity.")
     return t

@@ -201,7 +201,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         source = shard_source(source)  # one rank's rows of data spread over processes (else as is)
         n, d, k = source.n_global, source.n_features, self.n_components
         if n < 2:
-            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got {n}.")
+            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got {n}; pass at least 2 rows of data.")
         if n < k:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {k}, "
@@ -468,12 +468,13 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         y : array of shape (n_samples,), the component of each sample (grouped by component)
         """
         self._check_is_fitted()
-        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample."
             )
         k, d = torch.as_tensor(self.means_).shape
-        if component is not None and not (isinstance(component, (int, np.integer)) and 0 <= component < k):
+        if component is not None and not (isinstance(component, (int, np.integer)) and not isinstance(component, bool)
+                                          and 0 <= component < k):
             raise ValueError(f"component must be an int in [0, {k - 1}], got {component!r}.")
         ref = self.means_
         device = ref.device if isinstance(ref, torch.Tensor) else torch.device("cpu")
