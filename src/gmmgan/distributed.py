@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 __all__ = [
     "all_gather_cat",
+    "all_reduce_mean_grads_",
     "all_reduce_min_",
     "all_reduce_sum_",
     "all_reduce_sums",
@@ -33,7 +34,6 @@ __all__ = [
     "broadcast_module_",
     "broadcast_object",
     "broadcast_state_",
-    "GradientAverager",
     "comm_device",
     "env_world_size",
     "init_from_env",
@@ -166,95 +166,18 @@ def all_reduce_min_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-# Gradient buckets of GradientAverager: small enough that the first all-reduce starts early in the
-# backward pass, large enough that a network of a few million parameters needs only a few calls.
-BUCKET_BYTES = 4 << 20
+def all_reduce_mean_grads_(params) -> None:
+    """Average the gradients of ``params`` over ranks with one all-reduce (data-parallel training).
 
-
-class GradientAverager:
-    """Averages gradients over ranks while the backward pass still runs (DDP's bucketed all-reduce).
-
-    The parameters' ``.grad`` become views into a few flat buffers ("buckets", in reverse order of
-    the parameters, roughly the order in which backward produces their gradients). When every
-    gradient of a bucket has been accumulated, a hook starts that bucket's all-reduce
-    asynchronously, so communication overlaps the rest of the backward pass; :meth:`wait` waits
-    for all of them (launching any bucket whose parameters got no gradient) and divides by the
-    world size. Every rank runs the same backward graph, so buckets are launched in the same order
-    everywhere, as NCCL requires. Inside a captured CUDA graph the collectives are captured too.
-
-    In one process it does nothing but zero the gradients.
-
-    Parameters
-    ----------
-    params : iterable of Parameter
-        Those with ``requires_grad``; gradients of other dtypes or devices get their own buckets.
-    bucket_bytes : int
+    Parameters without a gradient are skipped (the same ones on every rank, since every rank runs
+    the same step). A no-op in one process.
     """
-
-    def __init__(self, params, bucket_bytes: int = BUCKET_BYTES):
-        self.params = [p for p in params if p.requires_grad]
-        self.active = is_distributed() and bool(self.params)
-        if not self.active:
-            return
-        self.buffers, self._bucket_of, self._size = [], {}, []
-        bucket, nbytes, key = [], 0, None
-        for p in reversed(self.params):
-            k = (p.dtype, p.device)
-            if bucket and (k != key or nbytes + p.numel() * p.element_size() > bucket_bytes):
-                self._add_bucket(bucket)
-                bucket, nbytes = [], 0
-            bucket.append(p)
-            nbytes += p.numel() * p.element_size()
-            key = k
-        self._add_bucket(bucket)
-        self._pending = list(self._size)
-        self._works = [None] * len(self.buffers)
-        self._hooks = [p.register_post_accumulate_grad_hook(self._ready) for p in self.params]
-
-    def _add_bucket(self, params) -> None:
-        flat = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
-        start = 0
-        for p in params:
-            p.grad = flat[start : start + p.numel()].view_as(p)  # backward accumulates into the bucket
-            self._bucket_of[p] = len(self.buffers)
-            start += p.numel()
-        self.buffers.append(flat)
-        self._size.append(len(params))
-
-    def _ready(self, p) -> None:
-        b = self._bucket_of[p]
-        self._pending[b] -= 1
-        if self._pending[b] == 0:
-            self._launch(b)
-
-    def _launch(self, b: int) -> None:
-        self._works[b] = dist.all_reduce(self.buffers[b], op=dist.ReduceOp.SUM, async_op=True)
-
-    def zero_grad(self, optimizer) -> None:
-        """Zero the gradients before a backward pass (keeping them views into the buckets)."""
-        if not self.active:
-            optimizer.zero_grad(set_to_none=True)
-            return
-        for flat in self.buffers:
-            flat.zero_()
-
-    def wait(self) -> None:
-        """Finish every bucket's all-reduce and turn the sums into means (after backward)."""
-        if not self.active:
-            return
-        for b, work in enumerate(self._works):
-            if work is None:  # no gradient reached this bucket's parameters in this backward
-                self._launch(b)
-        for b, work in enumerate(self._works):
-            work.wait()
-            self.buffers[b].div_(world_size())
-        self._pending = list(self._size)
-        self._works = [None] * len(self.buffers)
-
-    def remove(self) -> None:
-        """Remove the hooks (the gradients stay views of the buckets)."""
-        for h in getattr(self, "_hooks", []):
-            h.remove()
+    if not is_distributed():  # called every training step: nothing to do in one process
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads:
+        torch._foreach_copy_(grads, all_reduce_sums(*grads))
+        torch._foreach_div_(grads, world_size())
 
 
 def average_buffers_(module) -> None:

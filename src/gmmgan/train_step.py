@@ -11,12 +11,11 @@ copied into static input buffers, so the random streams (and exact resume) are t
 mode. On the CPU, or when a graph cannot be used (a learnable prior, whose latent vectors carry
 gradients; ``cuda_graphs=false``), the same step function runs eagerly.
 
-Data-parallel training (:mod:`gmmgan.distributed`): gradients are averaged over ranks during each
-backward pass, bucket by bucket as they become ready (:class:`gmmgan.distributed.GradientAverager`),
-inside the graph. This is what ``DistributedDataParallel`` does, written out because a GAN step does
-not fit DDP's assumptions (D runs twice before its backward, R1 differentiates through D's input
-gradient, only one of the two networks has gradients in each half, and the whole step is captured as
-one graph).
+Data-parallel training (:mod:`gmmgan.distributed`): after each backward the gradients are averaged
+over ranks with one all-reduce per network, inside the graph. This is what
+``DistributedDataParallel`` does, written out because a GAN step does not fit DDP's assumptions
+(D runs twice before its backward, R1 differentiates through D's input gradient, only one of the
+two networks has gradients in each half, and the whole step is captured as one graph).
 """
 
 from __future__ import annotations
@@ -102,9 +101,6 @@ class TrainStep:
         self._static: tuple[torch.Tensor, ...] | None = None
         self._eager_steps = 0
         self._ema_pairs = (list(G_ema.parameters()), list(G.parameters()))
-        # Under torchrun: gradients averaged over ranks during each backward (a no-op in one process).
-        self._avg_d = distributed.GradientAverager(D.parameters())
-        self._avg_g = distributed.GradientAverager([p for group in opt_g.param_groups for p in group["params"]])
         self._buffer_pairs = list(zip(G_ema.buffers(), G.buffers()))  # copied, not averaged (BatchNorm)
 
     # ------------------------------------------------------------------ the step itself
@@ -123,9 +119,9 @@ class TrainStep:
                 loss_d = loss_d + self.r1_gamma / 2 * r1_penalty(real_logits, real)
             if self.gp_weight > 0:
                 loss_d = loss_d + self.gp_weight * gradient_penalty(D, real, fake.float(), eps=gp_eps)
-        self._avg_d.zero_grad(self.opt_d)
+        self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
-        self._avg_d.wait()
+        distributed.all_reduce_mean_grads_(D.parameters())
         self.opt_d.step()
         # G step on the same z, through the updated D (+ the prior's penalty, if any).
         D.requires_grad_(False)
@@ -134,9 +130,9 @@ class TrainStep:
         penalty = self.prior.penalty(fake.float())  # outside autocast: GMM log-densities need float32
         if penalty is not None:
             loss_g = loss_g + penalty
-        self._avg_g.zero_grad(self.opt_g)
+        self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        self._avg_g.wait()
+        distributed.all_reduce_mean_grads_([p for group in self.opt_g.param_groups for p in group["params"]])
         self.opt_g.step()
         with torch.no_grad():
             ema, params = self._ema_pairs
