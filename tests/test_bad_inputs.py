@@ -226,3 +226,20 @@ def test_resume_still_takes_schedule_and_device_overrides(run_copy, capsys):
                      "data.root=/somewhere/else")
     assert rc == 0, err
     assert load_config(run_copy / "config.yaml").schedule.total_kimg == 0.4
+
+
+def _rewrite_snapshot_metadata(path, text):
+    from safetensors.torch import load_file, safe_open, save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+    save_file(load_file(str(path)), str(path), metadata={**header, "metadata": text})
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_snapshot_with_unreadable_metadata_is_a_clear_error(run_copy, tmp_path, capsys, command):
+    _rewrite_snapshot_metadata(run_copy / "generator.safetensors", "{not json")
+    out = tmp_path / ("s.npy" if command == "sample" else "e.json")
+    rc, _, err = cli(capsys, command, run_copy, "-n", "50", "-o", out)
+    assert_clean_error(rc, err, "generator.safetensors", "no readable metadata", "Re-run or resume training")
+    assert not out.exists()

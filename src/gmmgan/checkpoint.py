@@ -129,6 +129,14 @@ def load_snapshot(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
         raise ValueError(f"generator snapshot '{path}' is corrupt or truncated ({e}); re-run or resume training.") from None
     if header.get("format") != _SNAP_FORMAT:
         raise ValueError(f"'{path}' is a safetensors file but not a gmmgan generator snapshot.")
+    try:
+        metadata = json.loads(header["metadata"])
+    except (KeyError, ValueError):
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise ValueError(  # noqa: TRY004 - a corrupt file, reported as bad input
+            f"generator snapshot '{path}' has no readable metadata (the run's config); the file is corrupt. "
+            "Re-run or resume training to write it again.")
     g = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
     p = {k[6:]: v for k, v in tensors.items() if k.startswith("prior.")}
-    return g, p, json.loads(header["metadata"])
+    return g, p, metadata
