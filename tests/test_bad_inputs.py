@@ -243,3 +243,67 @@ def test_snapshot_with_unreadable_metadata_is_a_clear_error(run_copy, tmp_path, 
     rc, _, err = cli(capsys, command, run_copy, "-n", "50", "-o", out)
     assert_clean_error(rc, err, "generator.safetensors", "no readable metadata", "Re-run or resume training")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------- .npy paths to fit
+def _bad_npy_files(tmp_path):
+    np.save(tmp_path / "good.npy", X)
+    raw = (tmp_path / "good.npy").read_bytes()
+    (tmp_path / "truncated.npy").write_bytes(raw[:60])
+    (tmp_path / "short_data.npy").write_bytes(raw[:400])
+    (tmp_path / "text.npy").write_text("hello")
+    np.save(tmp_path / "objects.npy", np.array([[1, None], [2, 3]], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "strings.npy", np.array([["a", "b"], ["c", "d"], ["e", "f"]]))
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, message", [
+    ("truncated.npy", "Cannot read .* as a numeric .npy array"),
+    ("short_data.npy", "Cannot read .* as a numeric .npy array"),
+    ("text.npy", "is not a .npy file"),
+    ("objects.npy", "holds Python objects"),
+    ("strings.npy", "must hold numbers, but its dtype is <U1"),
+])
+def test_fit_on_a_bad_npy_path(tmp_path, name, message):
+    folder = _bad_npy_files(tmp_path)
+    with pytest.raises(ValueError, match=message) as info:
+        GaussianMixture(2).fit(folder / name)
+    assert "allow_pickle" not in str(info.value)  # numpy's advice to unpickle an untrusted file
+
+
+def test_bic_on_a_missing_file_says_it_does_not_exist(fitted, tmp_path):
+    with pytest.raises(FileNotFoundError, match="Data file .* does not exist"):
+        fitted.bic(tmp_path / "missing.npy")
+
+
+# -------------------------------------------------------------------------- config values
+@pytest.mark.parametrize("override, message", [
+    ("device=cuda:x", "device must be auto, cpu, cuda or cuda:N"),
+    ("device=cuda:-1", "device must be auto, cpu, cuda or cuda:N"),
+    ("data.resolution=0", "data.resolution must be > 0"),
+])
+def test_config_values_checked_before_training(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+
+
+def test_train_with_a_malformed_cuda_device_is_one_error_line(tmp_path, capsys):
+    rc, _, err = cli(capsys, "train", "--out", tmp_path, "device=cuda:x")
+    assert_clean_error(rc, err, "device must be auto, cpu, cuda or cuda:N")
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------- feature-classifier cache
+@pytest.mark.parametrize("json_text, weights", [
+    ("{bad json", b"x" * 10),
+    ("{}", b"x" * 10),
+    ("[1, 2]", b"x" * 10),
+    ('{"config": {}}', b"x" * 10),
+])
+def test_corrupt_classifier_cache_is_a_value_error(tmp_path, json_text, weights):
+    from gmmgan.metrics import load_classifier
+
+    (tmp_path / "mnist.json").write_text(json_text)
+    (tmp_path / "mnist.safetensors").write_bytes(weights)
+    with pytest.raises(ValueError, match="corrupt.*Retrain with `gmmgan eval train-classifier --dataset mnist`"):
+        load_classifier("mnist", tmp_path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class DataConfig:
 
     def __post_init__(self):
         _positive("data.n", self.n)
+        _positive("data.resolution", self.resolution)
         _positive("data.per_class", self.per_class)
 
 
@@ -268,7 +270,7 @@ class TrainConfig:
         _positive("seed", self.seed, allow_zero=True)
         _positive("cpu_threads", self.cpu_threads, allow_zero=True)
         _positive("eval_samples", self.eval_samples)
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
 
 

@@ -352,6 +352,7 @@ def load_classifier(
     ValueError
         If the weights do not match the JSON (sha256) or the architecture.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     dataset = _canonical(dataset)
@@ -364,16 +365,23 @@ def load_classifier(
             f"a 2-core CPU), or point "
             f"cache_dir / GMMGAN_CACHE at the folder that holds it."
         )
-    info = json.loads(meta.read_text())
+    retrain = f"Retrain with `gmmgan eval train-classifier --dataset {dataset}`."
+    try:
+        info = json.loads(meta.read_text())
+        config = ClassifierConfig(**info["config"])
+    except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, not an object, no or a foreign config
+        raise ValueError(f"{meta} is corrupt (it must be the JSON written with {weights.name}). {retrain}") from None
     if info.get("sha256") and info["sha256"] != _sha256(weights):
         raise ValueError(
             f"{weights} does not match the sha256 in {meta.name}: the file was modified or belongs to "
             f"another training run. Retrain with `gmmgan eval train-classifier --dataset {dataset}`."
         )
-    model = FeatureClassifier(ClassifierConfig(**info["config"]))
+    model = FeatureClassifier(config)
     try:
         model.load_state_dict(load_file(str(weights)))
     except RuntimeError as e:
         raise ValueError(f"{weights} does not fit the architecture described in {meta.name}: {e}") from None
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{weights} is corrupt or truncated ({e}). {retrain}") from None
     model.info = info
     return model.to(device).eval()

@@ -217,7 +217,7 @@ def make_source(
                 f"Only .npy files can be read directly (got {str(path)!r}); load other formats "
                 "yourself and pass an array."
             )
-        X = np.load(path, mmap_mode="r")
+        X = _load_npy(path)
     dev = resolve_device(device, X if is_tensor(X) else None)
     streamed = isinstance(X, np.memmap) or not (is_tensor(X) or hasattr(X, "__array__") or isinstance(X, (list, tuple)))
     if isinstance(X, (list, tuple)) and len(X) > 0 and _looks_like_chunk(X[0]):
@@ -251,6 +251,23 @@ def make_source(
         size = chunk_size or default_chunk_size(n_components, X.shape[1], dev, torch.tensor([], dtype=dt).element_size(), covariance_type)
         return DataSource(X.shape[0], X.shape[1], dev, dt, int(size), "numpy", torch.device("cpu"), _host=X)
     return _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, covariance_type)
+
+
+def _load_npy(path: Path) -> np.memmap:
+    """A .npy file memory-mapped, or a ValueError that says why it cannot be (numpy's own words mislead)."""
+    try:
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "Python objects" in reason or "pickle" in reason:  # object arrays, or no .npy header at all
+            reason = "it holds Python objects or is not a .npy file"
+        raise ValueError(
+            f"Cannot read {str(path)!r} as a numeric .npy array ({reason}); it may be truncated or corrupt. "
+            "Write it with numpy.save(path, X) where X is a numeric 2-D array."
+        ) from None
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{str(path)!r} must hold numbers, but its dtype is {X.dtype}; save a numeric array.")
+    return X
 
 
 def _looks_like_chunk(item) -> bool:

@@ -446,8 +446,9 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better; over all ranks' shards, as ``score``)."""
+        score = self.score(X)  # first: it validates X (a missing file, wrong features) with a clear error
         n = _n_rows(X)
-        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+        return -2 * score * n + self._n_parameters() * math.log(n)
 
     def aic(self, X) -> float:
         """Akaike information criterion on ``X`` (lower is better; over all ranks' shards, as ``score``)."""
