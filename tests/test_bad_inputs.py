@@ -307,3 +307,42 @@ def test_corrupt_classifier_cache_is_a_value_error(tmp_path, json_text, weights)
     (tmp_path / "mnist.safetensors").write_bytes(weights)
     with pytest.raises(ValueError, match="corrupt.*Retrain with `gmmgan eval train-classifier --dataset mnist`"):
         load_classifier("mnist", tmp_path)
+
+
+# ------------------------------------------------------------- model files damaged inside
+def _damaged_model(fitted, tmp_path, *, tensors=None, metadata=None):
+    from safetensors.torch import load_file, safe_open, save_file
+
+    good = fitted.save(tmp_path / "good.safetensors")
+    with safe_open(str(good), framework="pt") as f:
+        header = f.metadata()
+    path = tmp_path / "damaged.safetensors"
+    save_file({**load_file(str(good)), **(tensors or {})}, str(path), metadata={**header, **(metadata or {})})
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"metadata": {"params": "{bad json"}}, "unreadable parameters"),
+    ({"metadata": {"params": '{"bogus": 1}'}}, "unreadable parameters"),
+    ({"metadata": {"fitted": "[1, 2]"}}, "unreadable parameters"),
+    ({"metadata": {"params": '{"covariance_type": "x"}'}}, "do not have the shapes of one mixture"),
+    ({"tensors": {"means": torch.zeros(3, 2, dtype=torch.float64)}}, "do not have the shapes of one mixture"),
+    ({"tensors": {"precisions_cholesky": torch.zeros(2, 3, 3, dtype=torch.float64)}},
+     "do not have the shapes of one mixture"),
+    ({"tensors": {"weights": torch.tensor([float("nan"), 1.0], dtype=torch.float64)}}, "NaN or infinite"),
+])
+def test_model_file_damaged_inside_is_a_clear_error(fitted, tmp_path, change, message):
+    path = _damaged_model(fitted, tmp_path, **change)
+    with pytest.raises(ValueError, match=f"is corrupt: .*{message}.*Re-create it"):
+        GaussianMixture.load(path)
+
+
+def test_model_without_metadata_keys_is_a_clear_error(fitted, tmp_path):
+    from safetensors.torch import load_file, safe_open, save_file
+
+    good = fitted.save(tmp_path / "good.safetensors")
+    with safe_open(str(good), framework="pt") as f:
+        header = {k: v for k, v in f.metadata().items() if k != "params"}
+    save_file(load_file(str(good)), str(tmp_path / "b.safetensors"), metadata=header)
+    with pytest.raises(ValueError, match="is corrupt: unreadable parameters"):
+        GaussianMixture.load(tmp_path / "b.safetensors")

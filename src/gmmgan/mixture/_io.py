@@ -111,16 +111,30 @@ class MixtureIOMixin:
         missing = [n.rstrip("_") for n in _ARRAYS if n.rstrip("_") not in tensors]
         if missing:
             raise ValueError(f"{str(path)!r} lacks the arrays {missing}; the file is corrupt.")
-        params = json.loads(metadata["params"])
-        fitted = json.loads(metadata["fitted"])
-        model = cls(**params)
+        from gmmgan.mixture._covariance import COVARIANCES
+
+        def corrupt(what: str) -> ValueError:
+            return ValueError(f"{str(path)!r} is corrupt: {what}. Re-create it with GaussianMixture.save or `gmmgan fit -o`.")
+
+        try:
+            params, fitted = json.loads(metadata["params"]), json.loads(metadata["fitted"])
+            model = cls(**params)
+            if not isinstance(fitted, dict):
+                raise TypeError("the fitted attributes are not a JSON object")
+        except (KeyError, TypeError, ValueError) as err:
+            raise corrupt(f"unreadable parameters ({type(err).__name__}: {err})") from None
+        w, m, c, pc = (tensors[name.rstrip("_")] for name in _ARRAYS)
+        cov = COVARIANCES.get(model.covariance_type)
+        if (cov is None or m.ndim != 2 or tuple(w.shape) != (m.shape[0],) or tuple(pc.shape) != cov.shape(*m.shape)
+                or c.shape != pc.shape):
+            raise corrupt("its arrays do not have the shapes of one mixture")
+        if not all(bool(torch.isfinite(t).all()) for t in (w, m, c, pc)):
+            raise corrupt("it holds NaN or infinite parameters")
         kind = array_kind or fitted.pop("array_kind", "numpy")
         fitted.pop("array_kind", None)
         for name in _ARRAYS:
             t = tensors[name.rstrip("_")]
             setattr(model, name, t.numpy() if kind == "numpy" else t.to(device or "cpu"))
-        from gmmgan.mixture._covariance import COVARIANCES
-
         prec = COVARIANCES[model.covariance_type].precisions(torch.as_tensor(model.precisions_cholesky_))
         model.precisions_ = prec.numpy() if kind == "numpy" else prec
         for name, value in fitted.items():
