@@ -236,9 +236,10 @@ def _rewrite_snapshot_metadata(path, text):
     save_file(load_file(str(path)), str(path), metadata={**header, "metadata": text})
 
 
+@pytest.mark.parametrize("metadata", ["{not json", "[1, 2]", '{"kimg": 0.3}'])
 @pytest.mark.parametrize("command", ["sample", "eval"])
-def test_snapshot_with_unreadable_metadata_is_a_clear_error(run_copy, tmp_path, capsys, command):
-    _rewrite_snapshot_metadata(run_copy / "generator.safetensors", "{not json")
+def test_snapshot_with_unreadable_metadata_is_a_clear_error(run_copy, tmp_path, capsys, command, metadata):
+    _rewrite_snapshot_metadata(run_copy / "generator.safetensors", metadata)
     out = tmp_path / ("s.npy" if command == "sample" else "e.json")
     rc, _, err = cli(capsys, command, run_copy, "-n", "50", "-o", out)
     assert_clean_error(rc, err, "generator.safetensors", "no readable metadata", "Re-run or resume training")

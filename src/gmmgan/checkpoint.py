@@ -133,8 +133,9 @@ def load_snapshot(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
         metadata = json.loads(header["metadata"])
     except (KeyError, ValueError):
         metadata = None
-    if not isinstance(metadata, dict):
-        raise ValueError(  # noqa: TRY004 - a corrupt file, reported as bad input
+    # The run's config and data shape rebuild the networks (gmmgan.train.load_generator): a snapshot needs both.
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("config"), dict) or "data_shape" not in metadata:
+        raise ValueError(
             f"generator snapshot '{path}' has no readable metadata (the run's config); the file is corrupt. "
             "Re-run or resume training to write it again.")
     g = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
