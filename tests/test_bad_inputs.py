@@ -347,3 +347,18 @@ def test_model_without_metadata_keys_is_a_clear_error(fitted, tmp_path):
     save_file(load_file(str(good)), str(tmp_path / "b.safetensors"), metadata=header)
     with pytest.raises(ValueError, match="is corrupt: unreadable parameters"):
         GaussianMixture.load(tmp_path / "b.safetensors")
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "config.yaml", "generator.safetensors", "checkpoint.pt", "log.jsonl"])
+def test_eval_never_writes_over_the_runs_own_files(run_copy, capsys, name):
+    before = (run_copy / name).read_bytes()
+    rc, _, err = cli(capsys, "eval", run_copy, "-n", "50", "-o", run_copy / name)
+    assert_clean_error(rc, err, f"would overwrite the run's own {name}", "choose another file")
+    assert (run_copy / name).read_bytes() == before
+
+
+def test_fit_plot_and_model_with_the_same_name(tmp_path, capsys):
+    path = tmp_path / "same.png"
+    rc, _, err = cli(capsys, "fit", "ring", "-k", "2", "--n-samples", "200", "-q", "-o", path, "--plot", path)
+    assert_clean_error(rc, err, "--plot and -o are both", "another name")
+    assert not path.exists()

@@ -269,9 +269,17 @@ def run(args) -> int:
     if args.target == "train-classifier":
         return _train_classifier(args, say)
 
+    from gmmgan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME
     from gmmgan.config import config_from_dict
     from gmmgan.plotting import read_training_log
-    from gmmgan.train import LOG_NAME, load_generator, resolve_device
+    from gmmgan.train import (
+        CONFIG_NAME,
+        FINAL_PLOT_NAME,
+        LOG_NAME,
+        METRICS_NAME,
+        load_generator,
+        resolve_device,
+    )
 
     device = resolve_device(args.device)
     target = Path(args.target)
@@ -281,6 +289,11 @@ def run(args) -> int:
     out = Path(args.output) if args.output else run_dir / "eval.json"
     if out.is_dir():
         out = out / "eval.json"
+    # The files training wrote are the run; a report must never replace one of them.
+    for name in (CONFIG_NAME, LOG_NAME, METRICS_NAME, FINAL_PLOT_NAME, CHECKPOINT_NAME, SNAPSHOT_NAME):
+        if out.resolve() == (run_dir / name).resolve():
+            raise ValueError(f"-o {args.output} would overwrite the run's own {name}; choose another file "
+                             "(default: RUN/eval.json).")
     log = None
     if args.plots and (run_dir / LOG_NAME).is_file():
         log = read_training_log(run_dir / LOG_NAME)  # read first: a bad log fails before the long part

@@ -355,6 +355,8 @@ def run(args: argparse.Namespace) -> int:
                              "drop --plot")
         plot_path = Path(args.plot if args.plot is not None else DEFAULT_PLOT)
         _check_writable(plot_path, args.force, "plot")
+        if plot_path.resolve() == output.resolve():  # the plot would replace the model just saved
+            raise ValueError(f"--plot and -o are both '{output}'; give the plot another name (e.g. fit.png)")
     if args.n_samples != 100_000 and data not in BUILTIN_DATA:
         out.print(f"[yellow]note:[/] --n-samples applies to built-in data only; all {n} rows of "
                   f"the file are used")
