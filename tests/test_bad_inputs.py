@@ -362,3 +362,31 @@ def test_fit_plot_and_model_with_the_same_name(tmp_path, capsys):
     rc, _, err = cli(capsys, "fit", "ring", "-k", "2", "--n-samples", "200", "-q", "-o", path, "--plot", path)
     assert_clean_error(rc, err, "--plot and -o are both", "another name")
     assert not path.exists()
+
+
+def test_config_file_that_is_not_text(tmp_path, capsys):
+    (tmp_path / "model.pt").write_bytes(b"\x80\x02\x00binary")
+    rc, _, err = cli(capsys, "train", "--config", tmp_path / "model.pt", "--out", tmp_path / "runs")
+    assert_clean_error(rc, err, "is not a text file", "YAML config")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_overrides_on_both_sides_of_an_option_are_all_applied(tmp_path, capsys):
+    # Both groups are read: the unknown key after --out is reported as a config key, not as an argument.
+    rc, _, err = cli(capsys, "train", "seed=1", "--out", tmp_path, "bogus.key=1")
+    assert_clean_error(rc, err, "unknown config key 'bogus.key'")
+    rc, _, err = cli(capsys, "train", "seed=1", "--out", tmp_path, "--not-an-option")
+    assert_clean_error(rc, err, "unrecognized arguments: --not-an-option")
+    rc, _, err = cli(capsys, "fit", "ring", "k=3")
+    assert_clean_error(rc, err, "unrecognized arguments: k=3")
+
+
+def test_split_overrides_reach_the_saved_config(tmp_path, capsys):
+    from conftest import TINY_RING
+
+    half = len(TINY_RING) // 2
+    rc, _, err = cli(capsys, "train", *TINY_RING[:half], "--out", tmp_path, "-q", *TINY_RING[half:], "seed=5")
+    assert rc == 0, err
+    (run,) = tmp_path.iterdir()
+    cfg = load_config(run / "config.yaml")
+    assert cfg.seed == 5 and cfg.eval_samples == 300 and cfg.data.name == "ring"

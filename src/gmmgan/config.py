@@ -425,6 +425,9 @@ def load_config(path: str | Path | None = None, overrides=()) -> TrainConfig:
             d = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
             raise ValueError(f"config file '{path}' is not valid YAML: {e}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"config file '{path}' is not a text file; give a YAML config such as "
+                             "configs/grid_gaussian.yaml (or a run's config.yaml).") from None
         try:
             cfg = config_from_dict(d)
         except ValueError as e:
