@@ -390,3 +390,19 @@ def test_split_overrides_reach_the_saved_config(tmp_path, capsys):
     (run,) = tmp_path.iterdir()
     cfg = load_config(run / "config.yaml")
     assert cfg.seed == 5 and cfg.eval_samples == 300 and cfg.data.name == "ring"
+
+
+@pytest.mark.parametrize("estimator", [GaussianMixture, BayesianGaussianMixture])
+def test_warm_start_on_data_of_another_width(estimator):
+    gm = estimator(n_components=2, warm_start=True, max_iter=500, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="X has 3 features, but this model was fitted with 2 features"):
+        gm.fit(np.zeros((10, 3)))
+
+
+def test_pca_embedding_of_nan_data():
+    from gmmgan.embed import PCAEmbedding
+
+    x = torch.rand(10, 1, 2, 2)
+    x[4, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        PCAEmbedding((1, 2, 2), 2).fit(x)

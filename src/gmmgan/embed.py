@@ -160,6 +160,8 @@ class PCAEmbedding(Embedding):
                 f"PCA with n_components={self.n_components} needs at least {self.n_components} samples "
                 f"(got {n}); use fewer components or more data."
             )
+        if not bool(torch.isfinite(flat).all()):
+            raise ValueError("PCA data contain NaN or infinite values; remove or fix those samples first.")
         mean = flat.mean(0)
         centred = flat - mean
         if n * d <= self.EXACT_SVD_MAX_ENTRIES:

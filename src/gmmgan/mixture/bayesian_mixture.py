@@ -240,7 +240,9 @@ class BayesianGaussianMixture(ParamsMixin):
     def _fit(self, X) -> None:
         self._check_parameters()
         k = self.n_components
-        source = make_source(X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=k)
+        warm = self.warm_start and hasattr(self, "converged_")  # a warm start continues on data of the same width
+        source = make_source(X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=k,
+                             n_features=self.n_features_in_ if warm else None)
         n, d = source.n_samples, source.n_features
         if n < 2:
             raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got {n}.")

@@ -194,9 +194,10 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
                 )
             return fit_auto(self, X, want_labels=want_labels)
         _validation.check_parameters(self)
+        warm = self.warm_start and hasattr(self, "converged_")  # a warm start continues on data of the same width
         source = make_source(
             X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=self.n_components,
-            covariance_type=self.covariance_type,
+            covariance_type=self.covariance_type, n_features=self.n_features_in_ if warm else None,
         )
         source = shard_source(source)  # one rank's rows of data spread over processes (else as is)
         n, d, k = source.n_global, source.n_features, self.n_components
