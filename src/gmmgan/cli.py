@@ -116,8 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args._run(args))
-    except KeyboardInterrupt:
-        print_error("interrupted")
+    except KeyboardInterrupt as e:  # training says where it stopped and how to resume
+        print_error(str(e) or "interrupted")
         return EXIT_INTERRUPTED
     except (ValueError, OSError, MemoryError, RuntimeError) as e:
         message = str(e) or type(e).__name__

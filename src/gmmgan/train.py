@@ -63,10 +63,12 @@ from gmmgan.nets import (
     build_generator,
 )
 from gmmgan.priors import Prior, build_prior
+from gmmgan.run_folder import make_run_dir, remove_unfinished, trim_log
 from gmmgan.train_step import TrainStep, adam, match_optimizer_state
 
 __all__ = [
     "TrainingDivergedError",
+    "TrainingInterrupted",
     "build_networks",
     "load_generator",
     "make_run_dir",
@@ -82,6 +84,10 @@ _TOY = ("ring", "grid")
 
 class TrainingDivergedError(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint on disk is left as it was."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run stands and how to continue it."""
 
 
 # ----------------------------------------------------------------------------------- setup
@@ -125,16 +131,6 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) ->
                                 batch_norm=n.d_batch_norm, spectral_norm=n.d_spectral_norm, pack=n.pack,
                                 leaky_slope=n.leaky_slope)
     return build_generator(g), build_discriminator(d)
-
-
-def make_run_dir(out: str | Path, desc: str) -> Path:
-    """A new folder ``out/NNNNN-desc`` numbered after the runs already in ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ids = [int(p.name[:5]) for p in out.iterdir() if p.is_dir() and p.name[:5].isdigit()]
-    run_dir = out / f"{max(ids, default=-1) + 1:05d}-{desc}"
-    run_dir.mkdir()
-    return run_dir
 
 
 # ----------------------------------------------------------------------------------- training
@@ -217,19 +213,17 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                          f"number of processes ({world}).")
     rows = distributed.shard_range(B)  # this rank's rows of every global batch
 
-    # Run folder (a resumed run keeps its own); rank 0 names it, the others are told.
-    if resume:
+    total = round(sched.total_kimg * 1000)
+    if resume:  # a resumed run keeps its folder; check it can go on before anything is written
         run_dir = Path(run_dir)
         # On the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to their device.
         ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
-    else:
-        def make() -> Path:
-            folder = Path(run_dir) if run_dir is not None else make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")
-            folder.mkdir(parents=True, exist_ok=True)
-            return folder
-
-        made = distributed.main_only(make, "creating the run folder")
-        run_dir = Path(distributed.broadcast_object(str(made) if main else None))
+        if int(ckpt["cur_nimg"]) >= total:
+            raise ValueError(
+                f"run '{run_dir}' is already at {int(ckpt['cur_nimg']) / 1000:.1f} kimg and schedule.total_kimg "
+                f"is {sched.total_kimg:g}: nothing to continue. To train longer, raise it, e.g. gmmgan train "
+                f"--resume {run_dir} schedule.total_kimg={2 * int(ckpt['cur_nimg']) / 1000:g}"
+            )
 
     # Data, prior, nets, optimisers. The global RNG is used only here, to initialise the nets.
     torch.manual_seed(cfg.seed)
@@ -253,6 +247,20 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     zgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     cur_nimg = step = 0
 
+    # A new run's folder, made once data, prior and nets are known to work (a bad config leaves no
+    # empty folder); rank 0 names it, the others are told.
+    created = False
+    if not resume:
+        def make() -> tuple[str, bool]:
+            if run_dir is None:
+                return str(make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")), True
+            existed = Path(run_dir).exists()
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            return str(run_dir), not existed
+
+        made, created = distributed.broadcast_object(distributed.main_only(make, "creating the run folder"))
+        run_dir = Path(made)
+
     def state() -> dict:
         return {
             "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "prior": prior.state_dict(),
@@ -274,41 +282,40 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
 
         distributed.main_only(write, "writing the checkpoint")
 
-    if resume:
-        try:
-            for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (prior, "prior")):
-                module.load_state_dict(ckpt[key])
-            opt_g.load_state_dict(match_optimizer_state(ckpt["opt_g"], opt_g))
-            opt_d.load_state_dict(match_optimizer_state(ckpt["opt_d"], opt_d))
-            batcher.load_state_dict(ckpt["batcher"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise ValueError(
-                f"checkpoint '{run_dir / CHECKPOINT_NAME}' does not fit this config ({str(e).splitlines()[0]}); "
-                "resume with the run's own settings (only schedule.* and similar may change)."
+    try:  # until the first checkpoint of a new run exists, a failure removes its folder again
+        if resume:
+            _load_training_state(ckpt, run_dir, G, D, G_ema, prior, opt_g, opt_d, batcher, zgen, device)
+            cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])
+
+            def record() -> None:
+                save_config(cfg, run_dir / CONFIG_NAME)
+                trim_log(run_dir / LOG_NAME, cur_nimg / 1000)  # lines past the checkpoint are redone
+
+            distributed.main_only(record, "writing the config")
+            say(f"resumed {run_dir} at {cur_nimg / 1000:.3f} kimg (step {step})")
+        else:
+            distributed.main_only(lambda: save_config(cfg, run_dir / CONFIG_NAME), "writing the config")
+            say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
+            if prior.needs_fit:
+                t0 = time.time()
+                with distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
+                    prior.fit(data.data)
+                say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
+                    f"in {time.time() - t0:.1f} s")
+            _warm_start(G, prior, cfg, zgen, autocast, images, say, data.info.get("spec"))
+            distributed.broadcast_state_(prior)  # rank 0's fit (its K too, for n_components='auto')
+            for module in (G, D):  # the same start on every rank, whatever the GPUs did
+                distributed.broadcast_module_(module)
+            G_ema.load_state_dict(G.state_dict())
+            snapshot()  # a good checkpoint exists from the start
+    except BaseException as e:
+        removed = main and created and remove_unfinished(run_dir, CHECKPOINT_NAME)
+        if isinstance(e, KeyboardInterrupt):
+            raise TrainingInterrupted(
+                "interrupted before the first checkpoint: nothing to resume"
+                + (f"; the new run folder {run_dir} was removed." if removed else ".")
             ) from None
-        zgen.set_state(ckpt["z_generator"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        gpu = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
-        if device.type == "cuda" and len(ckpt["cuda_rng"]) > gpu:  # the state of this run's own GPU
-            torch.cuda.set_rng_state(ckpt["cuda_rng"][gpu], device)
-        cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])
-        distributed.main_only(lambda: save_config(cfg, run_dir / CONFIG_NAME), "writing the config")
-        say(f"resumed {run_dir} at {cur_nimg / 1000:.3f} kimg (step {step})")
-    else:
-        distributed.main_only(lambda: save_config(cfg, run_dir / CONFIG_NAME), "writing the config")
-        say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
-        if prior.needs_fit:
-            t0 = time.time()
-            with distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
-                prior.fit(data.data)
-            say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
-                f"in {time.time() - t0:.1f} s")
-        _warm_start(G, prior, cfg, zgen, autocast, images, say, data.info.get("spec"))
-        distributed.broadcast_state_(prior)  # rank 0's fit (its K too, for n_components='auto')
-        for module in (G, D):  # the same start on every rank, whatever the GPUs did
-            distributed.broadcast_module_(module)
-        G_ema.load_state_dict(G.state_dict())
-        snapshot()  # a good checkpoint exists from the start
+        raise
     last_good = cur_nimg
     step_fn = TrainStep(G, D, G_ema, prior, opt_g, opt_d, get_gan_loss(cfg.loss.kind), r1_gamma=cfg.loss.r1_gamma,
                         gp_weight=cfg.loss.gp_weight, ema_beta=_ema_beta(cfg), autocast=autocast, device=device,
@@ -316,7 +323,6 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
 
     # Logging (rank 0).
     distributed.main_only(lambda: (run_dir / "samples").mkdir(exist_ok=True), "creating the samples folder")
-    total = round(sched.total_kimg * 1000)
     every = lambda kimg: max(1, round(kimg * 1000))
     next_at = lambda cur, kimg: (cur // every(kimg) + 1) * every(kimg)
     next_log, next_snap = next_at(cur_nimg, sched.log_kimg), next_at(cur_nimg, sched.snapshot_kimg)
@@ -374,6 +380,11 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 last_good, next_snap = cur_nimg, next_at(cur_nimg, sched.snapshot_kimg)
             if progress is not None and (step % 16 == 0 or done):  # rich costs ~0.1 ms a call: not every step
                 progress.update(progress.task_ids[0], completed=cur_nimg / 1000)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            f"interrupted at {cur_nimg / 1000:.1f} kimg; the last checkpoint, {run_dir / CHECKPOINT_NAME}, is at "
+            f"{last_good / 1000:.1f} kimg. Continue with: gmmgan train --resume {run_dir}"
+        ) from None
     finally:
         if progress is not None:
             progress.stop()
@@ -388,6 +399,26 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run_dir / SNAPSHOT_NAME}")
     return {"run_dir": run_dir, "kimg": cur_nimg / 1000, "metrics": metrics, "wall_s": wall, "G": G, "D": D,
             "G_ema": G_ema, "prior": prior, "cuda_graph": step_fn.graphed}
+
+
+def _load_training_state(ckpt, run_dir, G, D, G_ema, prior, opt_g, opt_d, batcher, zgen, device) -> None:
+    """Nets, optimisers, batch order and random streams from a checkpoint, as they were when it was saved."""
+    try:
+        for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (prior, "prior")):
+            module.load_state_dict(ckpt[key])
+        opt_g.load_state_dict(match_optimizer_state(ckpt["opt_g"], opt_g))
+        opt_d.load_state_dict(match_optimizer_state(ckpt["opt_d"], opt_d))
+        batcher.load_state_dict(ckpt["batcher"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ValueError(
+            f"checkpoint '{run_dir / CHECKPOINT_NAME}' does not fit this config ({str(e).splitlines()[0]}); "
+            "resume with the run's own settings (only schedule.* and similar may change)."
+        ) from None
+    zgen.set_state(ckpt["z_generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    gpu = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
+    if device.type == "cuda" and len(ckpt["cuda_rng"]) > gpu:  # the state of this run's own GPU
+        torch.cuda.set_rng_state(ckpt["cuda_rng"][gpu], device)
 
 
 def _append(log_file, entry: dict) -> None:
@@ -449,8 +480,14 @@ def load_generator(run: str | Path, device="cpu") -> tuple[nn.Module, Prior, dic
     g_state, p_state, meta = load_snapshot(run)
     cfg = config_from_dict(meta["config"])
     shape = tuple(meta["data_shape"])
-    prior = build_prior(cfg.prior, shape, cfg.seed)
-    prior.load_state_dict(p_state)
-    G, _ = build_networks(cfg, shape, prior.z_dim)
-    G.load_state_dict(g_state)
+    try:
+        prior = build_prior(cfg.prior, shape, cfg.seed)
+        prior.load_state_dict(p_state)
+        G, _ = build_networks(cfg, shape, prior.z_dim)
+        G.load_state_dict(g_state)
+    except (RuntimeError, KeyError) as e:  # weights that do not fit the config stored beside them
+        raise ValueError(
+            f"the generator snapshot in '{run}' is corrupt: its weights do not fit its own config "
+            f"({str(e).splitlines()[0]}). Sample from another snapshot or retrain the run."
+        ) from None
     return G.to(device).eval().requires_grad_(False), prior.to(device).requires_grad_(False), meta
