@@ -420,3 +420,22 @@ def test_full_covariance_start_is_the_same_in_small_pieces(monkeypatch):
     for a, b in zip(whole, pieces):
         torch.testing.assert_close(a.covariances, b.covariances, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(a.means, b.means, rtol=0, atol=0)
+
+
+def test_cli_fit_k_auto_draws_the_criterion_against_k(tmp_path, capsys):
+    from gmmgan.cli import main
+
+    X = _blobs(12, k=3, d=5, n_per=40)  # not 2-D: no fit plot, but the choice of K is drawn
+    np.save(tmp_path / "blobs.npy", X)
+    model, crit = tmp_path / "auto.safetensors", tmp_path / "bic.png"
+    args = ["fit", str(tmp_path / "blobs.npy"), "-k", "auto", "-o", str(model), "--seed", "0"]
+    assert main([*args, "--criterion-plot", str(crit)]) == 0
+    assert crit.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"criterion plot saved to {crit}" in capsys.readouterr().out
+    # Not overwritten without --force; and the option needs -k auto.
+    before = crit.read_bytes()
+    assert main([*args, "--criterion-plot", str(crit), "-o", str(tmp_path / "other.safetensors")]) == 2
+    assert "exists" in capsys.readouterr().err and crit.read_bytes() == before
+    assert main(["fit", str(tmp_path / "blobs.npy"), "-k", "3", "-o", str(tmp_path / "k3.safetensors"),
+                 "--criterion-plot", str(tmp_path / "x.png")]) == 2
+    assert "needs -k auto" in capsys.readouterr().err

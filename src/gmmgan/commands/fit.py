@@ -22,6 +22,7 @@ BUILTIN_DATA = {"ring": 8, "grid": 25}
 DEFAULT_DATA = "grid"
 DEFAULT_OUTPUT = "gmmgan_model.safetensors"
 DEFAULT_PLOT = "gmmgan_fit.png"
+DEFAULT_CRITERION_PLOT = "gmmgan_criterion.png"  # -k auto: BIC and AIC against K
 PLOT_MAX_POINTS = 20_000
 _MAX_TABLE_ROWS = 40
 _FINITE_CHECK_ROWS = 1 << 20  # rows per block when checking a (memory-mapped) array for NaN
@@ -153,7 +154,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     plot = p.add_mutually_exclusive_group()
     plot.add_argument("--plot", default=None, metavar="FILE.png",
                       help=f"PNG of the fit for 2-D data (default: ./{DEFAULT_PLOT})")
-    plot.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    plot.add_argument("--no-plot", action="store_true", help="do not write the PNGs")
+    p.add_argument("--criterion-plot", default=None, metavar="FILE.png",
+                   help=f"with -k auto: PNG of BIC and AIC against K, any number of features "
+                        f"(default: ./{DEFAULT_CRITERION_PLOT})")
     p.add_argument("--force", action="store_true",
                    help="overwrite existing output files (default: refuse)")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -357,6 +361,15 @@ def run(args: argparse.Namespace) -> int:
         _check_writable(plot_path, args.force, "plot")
         if plot_path.resolve() == output.resolve():  # the plot would replace the model just saved
             raise ValueError(f"--plot and -o are both '{output}'; give the plot another name (e.g. fit.png)")
+    criterion_path = None
+    if k == "auto" and not args.no_plot:
+        criterion_path = Path(args.criterion_plot or DEFAULT_CRITERION_PLOT)
+        _check_writable(criterion_path, args.force, "criterion plot")
+        if criterion_path.resolve() in {output.resolve(), plot_path.resolve() if plot_path else None}:
+            raise ValueError(f"--criterion-plot '{criterion_path}' is also the model or the fit plot; give it "
+                             "another name")
+    elif args.criterion_plot is not None:
+        raise ValueError("--criterion-plot draws the choice of K: it needs -k auto (or drop it)")
     if args.n_samples != 100_000 and data not in BUILTIN_DATA:
         out.print(f"[yellow]note:[/] --n-samples applies to built-in data only; all {n} rows of "
                   f"the file are used")
@@ -394,8 +407,14 @@ def run(args: argparse.Namespace) -> int:
     gm.save(output)
     if plot_path is not None:
         _plot(gm, X, plot_path, args.covariance_type, description, args.seed)
+    if criterion_path is not None:
+        from gmmgan.plotting_selection import plot_criterion
+
+        plot_criterion(gm, criterion_path, title=f"{description}: choosing K ({args.covariance_type} covariances)")
     if k == "auto":
         _print_criterion_table(out, gm)
+        if criterion_path is not None:
+            out.print(f"criterion plot saved to {escape(str(criterion_path))}", soft_wrap=True)
     _print_summary(out, gm, X, fit_seconds=fit_seconds,
                   total_seconds=time.perf_counter() - t_start, output=output, plot=plot_path)
     return 0
