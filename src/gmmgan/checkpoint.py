@@ -39,6 +39,13 @@ SNAPSHOT_NAME = "generator.safetensors"
 _CKPT_FORMAT, _SNAP_FORMAT, _VERSION = "gmmgan.train-state", "gmmgan.generator", 1
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file next to ``path``, flush it to disk, rename it to ``path``."""
     path = Path(path)
@@ -47,6 +54,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp (and safetensors' save_file) make the file 0600; give it the mode a plain open()
+        # would (0666 less the umask).
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

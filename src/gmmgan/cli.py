@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _COMMANDS:
         module = importlib.import_module(f"gmmgan.commands.{name}")
         sub = module.add_parser(subparsers)
-        sub.set_defaults(_run=module.run)
+        # _parser: a usage error found after parsing (main) points at this command's --help.
+        sub.set_defaults(_run=module.run, _parser=sub)
     return parser
 
 
@@ -108,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
             args.overrides = [*args.overrides, *extra]
         elif extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # --help, --version, usage errors
         return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
     if getattr(args, "_run", None) is None:

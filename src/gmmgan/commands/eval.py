@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
 from pathlib import Path
 
-from gmmgan.commands.sample import _device, _positive_int
+from gmmgan.commands.sample import _device, _positive_int, _resolve_device, _run_path
 
 __all__ = ["add_parser", "run"]
 
@@ -28,12 +29,13 @@ Results go to RUN/eval.json (or -o FILE) and are printed; the metrics.json that 
 wrote at its end is left as it is. The curves of RUN/log.jsonl (losses, images/s against kimg)
 are plotted next to it as <name>_curves.png (--no-plots: not).
 Image metrics need the feature classifier, trained once per data set (train-classifier).
+An existing eval.json, or a cached classifier, is not replaced without --force.
 
 examples:
-  gmmgan eval train-classifier --dataset mnist --data-root ../shared/data
+  gmmgan eval train-classifier --dataset mnist --data-root DIR
   gmmgan eval runs/00000-grid-fitted_gmm --seeds 0,1,2,3,4,5,6,7,8,9
   gmmgan eval runs/00003-stacked-mnist-fitted_gmm --device cuda
-  gmmgan eval runs/00004-mnist-limited-fitted_gmm --metrics fid,clustering --data-root ../shared/data
+  gmmgan eval runs/00004-mnist-limited-fitted_gmm --metrics fid,clustering --data-root DIR
 """
 
 # data set of a run -> (kind of evaluation, feature classifier)
@@ -49,6 +51,8 @@ _NEAREST_K = 5  # PRDC's k (DESIGN section 6)
 
 
 def _seeds(text: str) -> list[int]:
+    if any(not s.strip() for s in text.split(",")):
+        raise argparse.ArgumentTypeError(f"empty item in {text!r}; give comma-separated integers such as 0,1,2")
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -61,6 +65,8 @@ def _seeds(text: str) -> list[int]:
 
 
 def _metric_names(text: str) -> list[str]:
+    if any(not s.strip() for s in text.split(",")):
+        raise argparse.ArgumentTypeError(f"empty item in {text!r}; give comma-separated names such as fid,kid")
     names = [s.strip().lower() for s in text.split(",") if s.strip()]
     unknown = [s for s in names if s not in _ALL_METRICS]
     if unknown or not names:
@@ -91,7 +97,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="metrics JSON (default: RUN/eval.json)")
     p.add_argument("--no-plots", dest="plots", action="store_false",
                    help="do not plot the training curves of RUN/log.jsonl")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist",
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing eval.json (or -o FILE); with train-classifier, replace the cached "
+                   "classifier (its sha256 changes: FID/KID measured with the old one are no longer comparable)")
+    # None, not the real defaults: an option given to the wrong TARGET is an error, not silently ignored.
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default=None,
                    help="train-classifier only: which classifier (default: mnist)")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help="train-classifier only: epochs (default: the library's)")
@@ -248,15 +258,34 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
 
 def _train_classifier(args, say) -> int:
     from gmmgan.metrics import train_classifier
+    from gmmgan.metrics.classifier import ClassifierConfig, default_cache_dir
 
+    given = [flag for flag, value in (("-n", args.n_samples), ("--metrics", args.metrics), ("-o", args.output))
+             if value is not None]
+    if given:
+        raise ValueError(f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to evaluating a run, "
+                         "not to train-classifier (it saves to --cache-dir); drop them.")
+    dataset = args.dataset or "mnist"
     root = args.data_root or os.environ.get("GMMGAN_DATA") or os.environ.get("GMMGAN_DATA_ROOT")
     if root is None:
         raise ValueError("train-classifier needs the data: pass --data-root DIR (the folder holding MNIST/raw "
                          "and FashionMNIST/raw) or set GMMGAN_DATA.")
-    _, info = train_classifier(args.dataset, root=root, out_dir=args.cache_dir, epochs=args.epochs,
-                               device=args.device, seed=args.seeds[0], log=say)
-    say(f"trained the {args.dataset} classifier: test accuracy {info['test_accuracy']:.4%}, "
-        f"{info['train_seconds']} s")
+    folder = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    weights = folder / f"{dataset}.safetensors"
+    cached = [p.name for p in (weights, folder / f"{dataset}.json") if p.exists()]
+    # A new classifier has another sha256: FIDs measured with the cached one stop being comparable.
+    if cached and not args.force:
+        raise ValueError(
+            f"a {dataset} classifier is already cached in {folder} ({', '.join(cached)}); training again would "
+            "replace it, and FID/KID measured with it would no longer be comparable. Add --force to replace it, "
+            "or give --cache-dir OTHER to keep both.")
+    device = _resolve_device(args.device)
+    say(f"training the {dataset} classifier on {root} ({args.epochs or ClassifierConfig().epochs} epochs, "
+        f"{device}, seed {args.seeds[0]}); it will be saved to {weights}")
+    _, info = train_classifier(dataset, root=root, out_dir=folder, epochs=args.epochs,
+                               device=device, seed=args.seeds[0], log=say)
+    say(f"saved the {dataset} classifier to {weights} (test accuracy {info['test_accuracy']:.4%}, "
+        f"{info['train_seconds']} s)")
     return 0
 
 
@@ -268,6 +297,10 @@ def run(args) -> int:
 
     if args.target == "train-classifier":
         return _train_classifier(args, say)
+    given = [flag for flag, value in (("--dataset", args.dataset), ("--epochs", args.epochs)) if value is not None]
+    if given:
+        raise ValueError(f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to 'gmmgan eval "
+                         "train-classifier'; a run is evaluated with the classifier of its own data set. Drop them.")
 
     from gmmgan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME
     from gmmgan.config import config_from_dict
@@ -278,13 +311,12 @@ def run(args) -> int:
         LOG_NAME,
         METRICS_NAME,
         load_generator,
-        resolve_device,
     )
 
-    device = resolve_device(args.device)
-    target = Path(args.target)
-    if not target.exists():
-        raise FileNotFoundError(f"run '{target}' does not exist; give a run folder written by 'gmmgan train'.")
+    device = _resolve_device(args.device)
+    if not Path(args.target).exists() and difflib.get_close_matches(args.target, ["train-classifier"], cutoff=0.75):
+        raise FileNotFoundError(f"run folder '{args.target}' does not exist; did you mean train-classifier?")
+    target = _run_path(args.target)
     run_dir = target if target.is_dir() else target.parent
     out = Path(args.output) if args.output else run_dir / "eval.json"
     if out.is_dir():
@@ -294,6 +326,9 @@ def run(args) -> int:
         if out.resolve() == (run_dir / name).resolve():
             raise ValueError(f"-o {args.output} would overwrite the run's own {name}; choose another file "
                              "(default: RUN/eval.json).")
+    if out.exists() and not args.force:
+        raise ValueError(f"'{out}' exists (an earlier evaluation); add --force to replace it, or -o OTHER.json "
+                         "to keep both.")
     log = None
     if args.plots and (run_dir / LOG_NAME).is_file():
         log = read_training_log(run_dir / LOG_NAME)  # read first: a bad log fails before the long part

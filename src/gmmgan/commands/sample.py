@@ -51,6 +51,31 @@ def _device(text: str) -> str:
     return text
 
 
+def _resolve_device(name: str):
+    """``gmmgan.train.resolve_device``, its error in command-line words (--device cpu, not device=cpu)."""
+    from gmmgan.train import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError:  # its only ValueError: CUDA asked for and not there
+        raise ValueError(f"--device {name} but CUDA is not available here; use --device cpu "
+                         "(or --device auto: CUDA where there is one).") from None
+
+
+def _run_path(text: str) -> Path:
+    """RUN of sample and eval, checked: an existing run folder, or a generator snapshot file."""
+    from gmmgan.checkpoint import SNAPSHOT_NAME
+
+    path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"run folder '{path}' does not exist; give a run folder written by 'gmmgan train'.")
+    # Another file of the run (config.yaml, checkpoint.pt) is a wrong path, not a corrupt snapshot.
+    if path.is_file() and path.suffix != ".safetensors":
+        raise ValueError(f"'{path}' is not a generator snapshot; give the run folder ('{path.parent}') or its "
+                         f"{SNAPSHOT_NAME}.")
+    return path
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sample", help="draw samples from a trained generator",
@@ -75,10 +100,10 @@ def run(args) -> int:
 
     from gmmgan.cli import EXIT_OK, console
     from gmmgan.images import generate, plot_points, save_image_grid
-    from gmmgan.train import load_generator, resolve_device
+    from gmmgan.train import load_generator
 
-    device = resolve_device(args.device)
-    G, prior, meta = load_generator(args.run, device)
+    device = _resolve_device(args.device)
+    G, prior, meta = load_generator(_run_path(args.run), device)
     points = len(meta["data_shape"]) == 1
     out = Path(args.output or ("samples.npy" if points else "samples.png"))
     if out.suffix.lower() not in (".npy", ".png"):

@@ -18,7 +18,7 @@ configuration:
 quickstart:
   Plain 'gmmgan train' trains on the 25-Gaussian grid with the fitted-GMM prior (a GMM fitted on
   the data is the generator's input; G is warm-started to map it onto the data, then fine-tuned
-  adversarially), on CPU in a few minutes, and prints modes / high-quality % / reverse KL.
+  adversarially), on a CPU in under a minute, and prints modes / high-quality % / reverse KL.
 
 run folder (OUT/NNNNN-<data>-<prior>/):
   config.yaml, log.jsonl, samples/*.png, checkpoint.pt (full state, for --resume),
@@ -98,6 +98,8 @@ def run(args) -> int:
         if args.out is not None:
             raise ValueError("--resume continues in the run's own folder; drop --out.")
         run_dir = Path(args.resume)
+        if run_dir.is_file():
+            raise ValueError(f"--resume takes the run folder, not a file in it: use --resume {run_dir.parent}")
         if not run_dir.is_dir():
             raise FileNotFoundError(f"run folder '{run_dir}' does not exist; give a folder written by 'gmmgan train'.")
         config_path = run_dir / CONFIG_NAME

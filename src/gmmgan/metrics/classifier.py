@@ -328,15 +328,19 @@ def save_classifier(model: FeatureClassifier, dataset: str, out_dir=None, info: 
     """Write ``<out_dir>/<dataset>.safetensors`` and ``<dataset>.json``; returns the JSON dict."""
     from safetensors.torch import save_file
 
+    from gmmgan.checkpoint import atomic_write
+
     dataset = _canonical(dataset)
     out = Path(out_dir).expanduser() if out_dir is not None else default_cache_dir()
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{dataset}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(weights), metadata={"dataset": dataset})
+    # Atomic: a crash while saving leaves the previous classifier (and its sha256) whole.
+    atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"dataset": dataset}))
     info = dict(info or {})
     info.update(dataset=dataset, config=asdict(model.config), sha256=_sha256(weights), format="gmmgan-classifier-v1")
-    (out / f"{dataset}.json").write_text(json.dumps(info, indent=2) + "\n")
+    text = json.dumps(info, indent=2) + "\n"
+    atomic_write(out / f"{dataset}.json", lambda tmp: Path(tmp).write_text(text))
     return info
 
 
@@ -363,7 +367,7 @@ def load_classifier(
             f"No {dataset} classifier in {folder} (need {weights.name} and {meta.name}). Train it once with "
             f"`gmmgan eval train-classifier --dataset {dataset} --data-root DIR` (about 25 minutes on "
             f"a 2-core CPU), or point "
-            f"cache_dir / GMMGAN_CACHE at the folder that holds it."
+            f"--cache-dir DIR (command line) / cache_dir (Python) / $GMMGAN_CACHE at the folder that holds it."
         )
     retrain = f"Retrain with `gmmgan eval train-classifier --dataset {dataset}`."
     try:

@@ -64,6 +64,11 @@ class MixtureIOMixin:
         os.close(fd)
         try:
             save_file(tensors, tmp, metadata=metadata)
+            # mkstemp and save_file make the file 0600; give it the mode a plain open() would (0666 less
+            # the umask, which reading means setting: it is set straight back).
+            mask = os.umask(0o022)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
