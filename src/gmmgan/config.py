@@ -17,6 +17,7 @@ strings of a command line (``"1e-3"`` -> 0.001, ``"true"`` -> True, ``"null"`` -
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import types
@@ -353,7 +354,13 @@ def _coerce(value, t, key: str):
 
 
 def _unknown(key: str, cls) -> ValueError:
-    return ValueError(f"unknown config key {key!r}; valid keys: {', '.join(valid_keys(cls))}.")
+    keys = valid_keys(cls)
+    # A near spelling, or the right name in the wrong (or no) section, comes before the long list.
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    leaf = key.rsplit(".", 1)[-1]
+    close += [k for k in keys if k.rsplit(".", 1)[-1] == leaf and k not in close]
+    hint = f" (did you mean {' or '.join(close[:3])}?)" if close else ""
+    return ValueError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(keys)}.")
 
 
 def config_from_dict(d: dict | None, cls=TrainConfig, prefix: str = ""):
