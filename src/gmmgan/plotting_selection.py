@@ -54,6 +54,7 @@ def plot_criterion(model_or_scores: Any, path: str | Path | None = None, *, titl
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     scores, other, name, chosen = _scores_of(model_or_scores)
     if chosen is None:
@@ -68,6 +69,7 @@ def plot_criterion(model_or_scores: Any, path: str | Path | None = None, *, titl
         ax.plot(ko, [other[k] for k in ko], "s--", alpha=0.6, label=("AIC" if name == "bic" else "BIC"))
     ax.axvline(chosen, color="k", lw=0.8, ls=":")
     ax.plot([chosen], [scores[chosen]], "r*", ms=14, label=f"chosen K = {chosen}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K is a count: no 2.5 ticks
     ax.set_xlabel("number of components K")
     ax.set_ylabel("information criterion (lower is better)")
     ax.set_title(title or f"{name.upper()} against K")

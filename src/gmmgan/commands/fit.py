@@ -410,7 +410,7 @@ def run(args: argparse.Namespace) -> int:
     if criterion_path is not None:
         from gmmgan.plotting_selection import plot_criterion
 
-        plot_criterion(gm, criterion_path, title=f"{description}: choosing K ({args.covariance_type} covariances)")
+        plot_criterion(gm, criterion_path, title=f"{description}\nchoosing K, {args.covariance_type} covariances")
     if k == "auto":
         _print_criterion_table(out, gm)
         if criterion_path is not None:
