@@ -112,7 +112,11 @@ def test_sample_wrong_run_paths(ring_run, tmp_path, capsys):
     rc, _, err = cli(capsys, "sample", tmp_path / "nope")
     assert rc == 2 and "run folder" in err and "nope' does not exist" in err and "snapshot" not in err
     rc, _, err = cli(capsys, "sample", ring_run / "config.yaml", "-o", tmp_path / "s.npy")
-    assert rc == 2 and "not a generator snapshot" in err and "run folder" in err and "corrupt" not in err
+    assert rc == 2 and "not a generator snapshot" in err and f"run folder ('{ring_run}')" in err
+    assert "corrupt" not in err
+    (tmp_path / "notes.txt").write_text("x")  # not in a run folder: no folder to point at
+    rc, _, err = cli(capsys, "sample", tmp_path / "notes.txt")
+    assert rc == 2 and "give a run folder written by 'gmmgan train'" in err
     assert not (tmp_path / "s.npy").exists()
     rc, _, err = cli(capsys, "eval", ring_run / "checkpoint.pt", "-o", tmp_path / "e.json")
     assert rc == 2 and "not a generator snapshot" in err

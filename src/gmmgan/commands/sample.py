@@ -71,8 +71,9 @@ def _run_path(text: str) -> Path:
         raise FileNotFoundError(f"run folder '{path}' does not exist; give a run folder written by 'gmmgan train'.")
     # Another file of the run (config.yaml, checkpoint.pt) is a wrong path, not a corrupt snapshot.
     if path.is_file() and path.suffix != ".safetensors":
-        raise ValueError(f"'{path}' is not a generator snapshot; give the run folder ('{path.parent}') or its "
-                         f"{SNAPSHOT_NAME}.")
+        run = (f"the run folder ('{path.parent}')" if (path.parent / SNAPSHOT_NAME).is_file()
+               else "a run folder written by 'gmmgan train'")
+        raise ValueError(f"'{path}' is not a generator snapshot; give {run} or its {SNAPSHOT_NAME}.")
     return path
 
 
