@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gmmgan.cli import main
+from gmmgan.config import load_config
 from gmmgan.train import load_generator
 
 from conftest import TINY_RING as TINY
@@ -127,6 +128,8 @@ def test_image_run_with_pca_prior_and_sampling(tmp_path, capsys, monkeypatch):
     assert rc == 0, err
     (run,) = tmp_path.iterdir()
     assert (run / "final.png").read_bytes()[:8] == PNG_MAGIC
+    # The data root came from $GMMGAN_DATA: the run records it, so it can be evaluated without it.
+    assert load_config(run / "config.yaml").data.root == str(Path(DATA_ROOT).resolve())
     rc, _, err = cli(capsys, "sample", run, "-n", 6, "--component", 2, "-o", tmp_path / "g.png")
     assert rc == 0 and (tmp_path / "g.png").read_bytes()[:8] == PNG_MAGIC
     rc, _, err = cli(capsys, "sample", run, "-n", 5, "-o", tmp_path / "g.npy")

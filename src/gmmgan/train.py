@@ -26,6 +26,7 @@ run stopped and resumed ends with the same weights as one that never stopped.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -101,11 +102,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def data_root(cfg: TrainConfig) -> str | None:
+    """The folder image data are read from: ``data.root``, else $GMMGAN_DATA, else ./data (None for ring/grid)."""
+    if cfg.data.name in _TOY:
+        return None
+    if cfg.data.root:
+        return cfg.data.root
+    return str(Path(os.environ.get("GMMGAN_DATA", "data")).expanduser().resolve())
+
+
 def load_training_data(cfg: TrainConfig, device: torch.device) -> TensorData:
     """The training set of ``cfg.data``, on ``device`` (images in [-1, 1], points as they are)."""
     d = cfg.data
-    root = None if d.name in _TOY else (d.root or os.environ.get("GMMGAN_DATA", "data"))
-    return load_dataset(d.name, root, "train", d.resolution, n=d.n, seed=cfg.seed, per_class=d.per_class,
+    return load_dataset(d.name, data_root(cfg), "train", d.resolution, n=d.n, seed=cfg.seed, per_class=d.per_class,
                         device=device)
 
 
@@ -207,6 +216,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     def autocast():  # no weight cache: it would be stale inside a replayed CUDA graph
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=False)
 
+    if cfg.data.name not in _TOY and cfg.data.root is None:  # record where the data came from
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root(cfg)))
     sched, B = cfg.schedule, cfg.schedule.batch_size
     if B % (cfg.nets.pack * world):
         raise ValueError(f"schedule.batch_size={B} must be a multiple of nets.pack ({cfg.nets.pack}) times the "
