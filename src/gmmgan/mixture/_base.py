@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import sys
+import time
 
 import numpy as np
 import torch
@@ -17,6 +19,29 @@ class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before the lower bound settled within ``tol``."""
 
 
+_SKLEARN_TWINS: dict = {}
+
+
+def sklearn_compatible(cls: type) -> type:
+    """``cls``, or, once scikit-learn is imported, a subclass of it that is also scikit-learn's class.
+
+    ``except sklearn.exceptions.NotFittedError`` and ``pytest.warns(sklearn.exceptions.
+    ConvergenceWarning)`` then catch ours too, as they would catch scikit-learn's own estimator's.
+    Only a program that has imported scikit-learn can name its classes, so scikit-learn (an
+    optional dependency, seconds to import) is never imported here.
+    """
+    sk = sys.modules.get("sklearn.exceptions")
+    if sk is None:
+        return cls
+    twin = _SKLEARN_TWINS.get(cls)
+    if twin is None:
+        name = f"_Sklearn{cls.__name__}"
+        twin = type(name, (cls, getattr(sk, cls.__name__)), {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__})
+        globals()[name] = twin  # so an instance pickles
+        _SKLEARN_TWINS[cls] = twin
+    return twin
+
+
 class ParamsMixin:
     """``get_params`` / ``set_params`` / ``repr`` from the ``__init__`` signature, as scikit-learn does.
 
@@ -26,7 +51,8 @@ class ParamsMixin:
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD]
+        # Sorted, as scikit-learn's get_params (and so its repr) orders them.
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._param_names()}
@@ -57,12 +83,53 @@ class ParamsMixin:
                 changed.append(f"{name}={_short_repr(value)}")
         return f"{type(self).__name__}({', '.join(changed)})"
 
+    def __sklearn_tags__(self):
+        """scikit-learn's estimator tags (a density estimator, as sklearn.mixture's), for its checks."""
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(estimator_type="density_estimator", target_tags=TargetTags(required=False))
+
     def _check_is_fitted(self, attribute: str = "means_") -> None:
         if not hasattr(self, attribute):
-            raise NotFittedError(
+            raise sklearn_compatible(NotFittedError)(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this method."
             )
+
+
+class VerboseReporter:
+    """EM progress printed word for word as scikit-learn's ``BaseMixture`` prints it.
+
+    ``verbose=1``: each initialisation's start and end and every ``interval``-th iteration's
+    number; ``verbose>=2`` adds the time since the previous message, the lower bound's change and
+    the final lower bound.
+    """
+
+    def __init__(self, verbose: int, interval: int):
+        self.verbose, self.interval = verbose, interval
+        self._init_start = self._last = time.perf_counter()
+
+    def init_begin(self, init: int) -> None:
+        if self.verbose:
+            print(f"Initialization {init}")
+            self._init_start = self._last = time.perf_counter()
+
+    def iteration_end(self, n_iter: int, change: float) -> None:
+        if not self.verbose or n_iter % self.interval:
+            return
+        if self.verbose == 1:
+            print(f"  Iteration {n_iter}")
+            return
+        now = time.perf_counter()
+        print(f"  Iteration {n_iter}\t time lapse {now - self._last:.5f}s\t ll change {change:.5f}")
+        self._last = now
+
+    def init_end(self, lower_bound: float, converged: bool) -> None:
+        msg = "converged" if converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {msg}.")
+        elif self.verbose >= 2:
+            print(f"Initialization {msg}. time lapse {time.perf_counter() - self._init_start:.5f}s\t lower bound {lower_bound:.5f}.")
 
 
 def _short_repr(value) -> str:

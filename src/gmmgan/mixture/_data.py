@@ -81,7 +81,7 @@ def _check_2d_shape(shape, name: str) -> None:
     if len(shape) == 1:
         raise ValueError(
             f"Expected 2-D data of shape (n_samples, n_features), got a 1-D array of shape "
-            f"{tuple(shape)}. Reshape it with X.reshape(-1, 1) if it is a single feature or "
+            f"{tuple(shape)}. Reshape your data with X.reshape(-1, 1) if it is a single feature or "
             "X.reshape(1, -1) if it is a single sample."
         )
     if len(shape) != 2:
@@ -89,9 +89,10 @@ def _check_2d_shape(shape, name: str) -> None:
             f"Expected 2-D data of shape (n_samples, n_features), got shape {tuple(shape)}."
         )
     if shape[0] == 0 or shape[1] == 0:
+        what = "sample" if shape[0] == 0 else "feature"  # in scikit-learn's words
         raise ValueError(
-            f"{name} is empty (shape {tuple(shape)}): at least one sample with at least one "
-            "feature is needed."
+            f"{name} is empty: 0 {what}(s) (shape={tuple(shape)}) while a minimum of 1 is required; "
+            "pass at least one sample with at least one feature."
         )
 
 
@@ -218,6 +219,11 @@ def make_source(
                 "yourself and pass an array."
             )
         X = _load_npy(path)
+    if _is_sparse(X):
+        raise TypeError(
+            f"Sparse data was passed for {name}, but dense data is required (a Gaussian mixture's "
+            "means and covariances are dense). Use X.toarray() to convert it to a dense numpy array."
+        )
     dev = resolve_device(device, X if is_tensor(X) else None)
     streamed = isinstance(X, np.memmap) or not (is_tensor(X) or hasattr(X, "__array__") or isinstance(X, (list, tuple)))
     if isinstance(X, (list, tuple)) and len(X) > 0 and _looks_like_chunk(X[0]):
@@ -234,6 +240,7 @@ def make_source(
                     f"{name} is not a rectangular array ({str(e).splitlines()[0]}); every row must have "
                     "the same number of features."
                 ) from None
+            X = _as_real_numbers(X, name)
         _check_2d_shape(tuple(X.shape), name)
         if not _fits_on_device(X, dev, dt):  # larger than the GPU: stream it from host memory
             _check_n_features(X.shape[1], n_features, name)
@@ -268,6 +275,28 @@ def _load_npy(path: Path) -> np.memmap:
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{str(path)!r} must hold numbers, but its dtype is {X.dtype}; save a numeric array.")
     return X
+
+
+def _is_sparse(X) -> bool:
+    """Whether ``X`` is a scipy.sparse matrix/array (told without importing scipy)."""
+    return type(X).__module__.startswith("scipy.sparse")
+
+
+def _as_real_numbers(X: np.ndarray, name: str) -> np.ndarray:
+    """Numbers held as Python objects converted to float64, as scikit-learn does; complex data refused.
+
+    Any other dtype is returned as is (non-numeric dtypes are refused when converted to a tensor).
+    """
+    if X.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}; pass real-valued features.")
+    if X.dtype != object:
+        return X
+    try:
+        return X.astype(np.float64)
+    except (TypeError, ValueError) as e:  # the type numpy chose: TypeError for a dict, ValueError for 'abc'
+        raise type(e)(
+            f"{name} holds Python objects that are not numbers ({e}); pass an array of numbers."
+        ) from None
 
 
 def _looks_like_chunk(item) -> bool:

@@ -14,7 +14,6 @@ Surplus components end with weights near zero; :attr:`n_active_components_` coun
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import dataclass
 
@@ -23,7 +22,13 @@ import torch
 
 from gmmgan import distributed as gdist
 from gmmgan.mixture import _validation
-from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
+from gmmgan.mixture._base import (
+    ConvergenceWarning,
+    ParamsMixin,
+    VerboseReporter,
+    make_generator,
+    sklearn_compatible,
+)
 from gmmgan.mixture._covariance import COVARIANCES, log_det_precision
 from gmmgan.mixture._data import make_source, resolve_device, summarize
 from gmmgan.mixture._em import _Shifted, _Stats
@@ -245,7 +250,7 @@ class BayesianGaussianMixture(ParamsMixin):
                              n_features=self.n_features_in_ if warm else None)
         n, d = source.n_samples, source.n_features
         if n < 2:
-            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got {n}.")
+            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got n_samples = {n}.")
         if n < k:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}. "
@@ -260,8 +265,9 @@ class BayesianGaussianMixture(ParamsMixin):
         generator = make_generator(self.random_state)
 
         best, best_bound, best_bounds, best_n_iter, self.converged_ = None, -math.inf, [], 0, False
+        report = VerboseReporter(self.verbose, self.verbose_interval)
         for init in range(self.n_init if do_init else 1):
-            start = time.perf_counter()
+            report.init_begin(init)
             if do_init:
                 state = self._m_step(self._initial_stats(data, source, shift, generator, cov), cov, priors, n)
             else:
@@ -277,20 +283,19 @@ class BayesianGaussianMixture(ParamsMixin):
                 change = bound - prev
                 if self.callback is not None:
                     self.callback({"init": init, "n_iter": n_iter, "lower_bound": bound, "change": change})
-                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
-                    print(f"  Iteration {n_iter}\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}")
+                report.iteration_end(n_iter, change)
                 if abs(change) < self.tol:
                     converged = True
                     break
-            if self.verbose:
-                print(f"Initialization {init} {'converged' if converged else 'did not converge'}: lower bound {bound:.5f}")
+            if self.max_iter > 0:  # as scikit-learn: no end message for an initialisation-only fit
+                report.init_end(bound, converged)
             if self.max_iter == 0 or bound > best_bound or best_bound == -math.inf:
                 best, best_bound, best_bounds, best_n_iter, self.converged_ = state, bound, bounds, n_iter, converged
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
                 "or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
+                sklearn_compatible(ConvergenceWarning),
                 stacklevel=3,
             )
         self._set_state(best, shift, priors, source)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from dataclasses import replace
 
@@ -12,7 +11,13 @@ import torch
 
 from gmmgan import distributed as gdist
 from gmmgan.mixture import _validation
-from gmmgan.mixture._base import ConvergenceWarning, ParamsMixin, make_generator
+from gmmgan.mixture._base import (
+    ConvergenceWarning,
+    ParamsMixin,
+    VerboseReporter,
+    make_generator,
+    sklearn_compatible,
+)
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data import (
     DataSource,
@@ -72,7 +77,8 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
     warm_start : bool, default=False
         Start the next ``fit`` from the current parameters (``n_init`` is then ignored).
     verbose : int, default=0
-        1 prints each initialisation, 2 also every ``verbose_interval`` iterations.
+        1 prints each initialisation and every ``verbose_interval``-th iteration, 2 also times and
+        lower-bound changes (scikit-learn's messages, word for word).
     verbose_interval : int, default=10
     device : str or torch.device, optional
         Where to compute ('cpu', 'cuda', 'cuda:1'). Default: the input tensor's device, else CPU.
@@ -202,7 +208,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         source = shard_source(source)  # one rank's rows of data spread over processes (else as is)
         n, d, k = source.n_global, source.n_features, self.n_components
         if n < 2:
-            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got {n}; pass at least 2 rows of data.")
+            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got n_samples = {n}; pass at least 2 rows of data.")
         if n < k:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {k}, "
@@ -223,10 +229,9 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         cov = COVARIANCES[self.covariance_type]
 
         best, max_lower_bound, best_bounds, self.converged_ = None, -math.inf, [], False
+        report = VerboseReporter(self.verbose, self.verbose_interval)
         for init in range(self.n_init if do_init else 1):
-            start = time.perf_counter()
-            if self.verbose:
-                print(f"Initialization {init}")
+            report.init_begin(init)
             state = self._initial_state(data, source, summary, shift, generator) if do_init else self._current_state(dev, dtype, shift)
             lower_bound = -math.inf if do_init else self.lower_bound_
             bounds, converged, n_iter = [], False, 0
@@ -239,14 +244,12 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
                 change = lower_bound - prev
                 if self.callback is not None:
                     self.callback({"init": init, "n_iter": n_iter, "lower_bound": lower_bound, "change": change})
-                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
-                    print(f"  Iteration {n_iter}\t time lapse {time.perf_counter() - start:.5f}s\t ll change {change:.5f}")
+                report.iteration_end(n_iter, change)
                 if abs(change) < self.tol:
                     converged = True
                     break
-            if self.verbose:
-                print(f"Initialization {'converged' if converged else 'did not converge'}. time lapse "
-                      f"{time.perf_counter() - start:.5f}s\t lower bound {lower_bound:.5f}.")
+            if self.max_iter > 0:  # as scikit-learn: no end message for an initialisation-only fit
+                report.init_end(lower_bound, converged)
             if lower_bound > max_lower_bound or max_lower_bound == -math.inf:
                 best, max_lower_bound, best_bounds = state, lower_bound, bounds
                 best_n_iter, self.converged_ = n_iter, converged
@@ -255,7 +258,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
                 "or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
+                sklearn_compatible(ConvergenceWarning),
                 stacklevel=3,
             )
         self._set_state(best, shift, source)
@@ -467,6 +470,8 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         Returns
         -------
         X : array of shape (n_samples, D)
+            float64 numpy array (as scikit-learn) for a model fitted on numpy data; a tensor in the
+            model's dtype and device for one fitted on tensors.
         y : array of shape (n_samples,), the component of each sample (grouped by component)
         """
         self._check_is_fitted()
@@ -501,7 +506,8 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
                 start += count
         if isinstance(ref, torch.Tensor):
             return X, labels
-        return X.cpu().numpy(), labels.cpu().numpy()
+        # numpy samples are float64 whatever the model's dtype, as scikit-learn's sample returns.
+        return X.cpu().double().numpy(), labels.cpu().numpy()
 
 
 def _global_worst(stats, k: int) -> torch.Tensor:
