@@ -79,6 +79,26 @@ def test_gaussian_mixture_matches_sklearn_from_same_start(cov_type):
     _assert_same_gm(ours, _fit_quietly(sk_mixture.GaussianMixture(3, **one), X), X)
 
 
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_parameter_values_sklearn_accepts(cls, capsys):
+    """tol=0 (a fixed number of iterations), reg_covar=0 and verbose=True are valid, as in scikit-learn."""
+    X = _data(9)
+    with pytest.warns(sk_exceptions.ConvergenceWarning):
+        est = cls(n_components=2, tol=0, max_iter=4, random_state=0).fit(X)
+    assert est.n_iter_ == 4 and not est.converged_
+    cls(n_components=2, reg_covar=0.0, verbose=True, random_state=0).fit(X)
+    assert capsys.readouterr().out.startswith("Initialization 0\n")
+    for bad in ({"tol": -1e-3}, {"reg_covar": -1e-6}, {"verbose": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            cls(n_components=2, **bad).fit(X)
+
+
+def test_zero_tol_and_reg_covar_match_sklearn():
+    X = _data(10)
+    kw = dict(covariance_type="full", tol=0, reg_covar=0.0, max_iter=5, **_same_init(X, "full"))
+    _assert_same_gm(_fit_quietly(GaussianMixture(3, **kw), X), _fit_quietly(sk_mixture.GaussianMixture(3, **kw), X), X)
+
+
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
 def test_warm_start_chain_matches_sklearn(cov_type):
     """Each warm fit starts from the previous solution and lower bound, as scikit-learn's."""

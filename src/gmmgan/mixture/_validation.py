@@ -36,14 +36,16 @@ def check_parameters(est) -> None:
             f"Unknown init_params {est.init_params!r}; choose one of "
             f"{', '.join(repr(c) for c in INIT_PARAMS)}."
         )
-    if not _is_real(est.tol) or not est.tol > 0 or not np.isfinite(est.tol):
+    # tol=0 and reg_covar=0 are allowed, as in scikit-learn: tol=0 runs exactly max_iter
+    # iterations, reg_covar=0 adds nothing (a covariance that does not factor still gets jitter).
+    if not _is_real(est.tol) or not est.tol >= 0 or not np.isfinite(est.tol):
         raise ValueError(
-            f"tol must be a positive float, got {est.tol!r}. To run a fixed number of "
-            "iterations, set max_iter and a tiny tol such as 1e-300."
+            f"tol must be a positive float or 0, got {est.tol!r}. To run a fixed number of "
+            "iterations, set max_iter and tol=0."
         )
-    if not _is_real(est.reg_covar) or not est.reg_covar > 0 or not np.isfinite(est.reg_covar):
+    if not _is_real(est.reg_covar) or not est.reg_covar >= 0 or not np.isfinite(est.reg_covar):
         raise ValueError(
-            f"reg_covar must be a positive float, got {est.reg_covar!r}; it is added to the "
+            f"reg_covar must be a positive float or 0, got {est.reg_covar!r}; it is added to the "
             "covariance diagonals to keep them positive definite (the default is 1e-6)."
         )
     if not _is_int(est.max_iter) or est.max_iter < 0:
@@ -56,7 +58,7 @@ def check_parameters(est) -> None:
         raise ValueError(f"callback must be callable or None, got {est.callback!r}.")
     if not isinstance(est.warm_start, (bool, np.bool_)):
         raise ValueError(f"warm_start must be True or False, got {est.warm_start!r}.")  # noqa: TRY004 - sklearn's type
-    if not _is_int(est.verbose) or est.verbose < 0:
+    if not isinstance(est.verbose, (numbers.Integral, np.bool_)) or est.verbose < 0:  # True = 1, as sklearn
         raise ValueError(f"verbose must be a non-negative int (0, 1 or 2), got {est.verbose!r}.")
     if not _is_int(est.verbose_interval) or est.verbose_interval < 1:
         raise ValueError(f"verbose_interval must be a positive int, got {est.verbose_interval!r}.")
