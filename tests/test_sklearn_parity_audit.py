@@ -178,6 +178,26 @@ def test_not_fitted_error_is_sklearns(cls):
         assert isinstance(pickle.loads(pickle.dumps(e)), sk_exceptions.NotFittedError)
 
 
+def test_error_messages_in_sklearns_words():
+    """The texts scikit-learn's own mixture tests match (re.escape'd there), for ported tests."""
+    X = _data(11, d=2)
+    with pytest.raises(NotFittedError, match=re.escape(
+            "This GaussianMixture instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator.")):
+        GaussianMixture(2).predict(X)
+    with pytest.raises(ValueError, match=re.escape("The parameter 'weights' should have the shape of (2,), but got (2, 1)")):
+        GaussianMixture(2, weights_init=np.full((2, 1), 0.5)).fit(X)
+    with pytest.raises(ValueError, match="The parameter 'means' should have the shape of "):
+        GaussianMixture(2, means_init=np.zeros((3, 2))).fit(X)
+    with pytest.raises(ValueError, match="The parameter 'full precision' should have the shape of"):
+        GaussianMixture(2, precisions_init=np.ones((3, 2, 2))).fit(X)
+    with pytest.raises(ValueError, match=re.escape("The parameter 'degrees_of_freedom_prior' should be greater than 1, but got 1.000.")):
+        BayesianGaussianMixture(n_components=2, degrees_of_freedom_prior=1.0).fit(X)
+    with pytest.raises(ValueError, match=re.escape("The parameter 'means' should have the shape of (2,), but got (3,)")):
+        BayesianGaussianMixture(n_components=2, mean_prior=np.zeros(3)).fit(X)
+    with pytest.raises(ValueError, match=re.escape("'full covariance_prior' should have the shape of (2, 2), but got (3, 3)")):
+        BayesianGaussianMixture(n_components=2, covariance_prior=np.eye(3)).fit(X)
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_convergence_warning_is_sklearns_and_ours(cls):
     with pytest.warns(sk_exceptions.ConvergenceWarning) as record:

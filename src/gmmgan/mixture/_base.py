@@ -93,7 +93,7 @@ class ParamsMixin:
         if not hasattr(self, attribute):
             raise sklearn_compatible(NotFittedError)(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                "appropriate arguments before using this method."
+                "appropriate arguments before using this estimator."
             )
 
 

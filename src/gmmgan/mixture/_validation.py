@@ -81,7 +81,7 @@ def _as_tensor(value, name, dtype, device) -> torch.Tensor:
 def _check_shape(t: torch.Tensor, shape: tuple, name: str) -> None:
     if tuple(t.shape) != tuple(shape):
         raise ValueError(
-            f"The parameter {name!r} should have the shape {tuple(shape)}, but got {tuple(t.shape)}."
+            f"The parameter {name!r} should have the shape of {tuple(shape)}, but got {tuple(t.shape)}."
         )
 
 

@@ -188,14 +188,15 @@ class BayesianGaussianMixture(ParamsMixin):
         else:
             mean = _validation._as_tensor(self.mean_prior, "mean_prior", f64, dev)
             if tuple(mean.shape) != (d,):
-                raise ValueError(f"The parameter 'means' should have the shape ({d},), but got {tuple(mean.shape)}.")
+                raise ValueError(f"The parameter 'means' should have the shape of ({d},), but got {tuple(mean.shape)}.")
         dof = self.degrees_of_freedom_prior
         if dof is None:
             dof = float(d)
         elif not (_validation._is_real(dof) and np.isfinite(dof)) or dof <= d - 1.0:
             raise ValueError(
                 f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but got "
-                f"{dof!r}. Use at least the number of features, {d}, or leave it None."
+                f"{f'{dof:.3f}' if _validation._is_real(dof) else repr(dof)}. Use at least the number of "
+                f"features, {d}, or leave it None."
             )
         cov = self._covariance_prior(source, summary, d, n, dev)
         return _Priors(wc, mp, mean - shift.to(f64), float(dof), cov)
@@ -222,7 +223,7 @@ class BayesianGaussianMixture(ParamsMixin):
         prior = _validation._as_tensor(self.covariance_prior, "covariance_prior", f64, dev)
         if tuple(prior.shape) != shape:
             raise ValueError(
-                f"The parameter '{ct} covariance_prior' should have the shape {shape}, but got {tuple(prior.shape)}."
+                f"The parameter '{ct} covariance_prior' should have the shape of {shape}, but got {tuple(prior.shape)}."
             )
         if ct == "diag":
             if bool((prior <= 0).any()):
