@@ -92,7 +92,7 @@ def test_bad_initial_parameters(params, message):
 def test_wrong_number_of_features_at_predict_and_score():
     gm = GaussianMixture(2, random_state=0).fit(X)
     for method in (gm.predict, gm.predict_proba, gm.score, gm.score_samples, gm.bic, gm.aic):
-        with pytest.raises(ValueError, match="3 features, but this model was fitted with 2"):
+        with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is expecting 2 features as input"):
             method(np.zeros((4, 3)))
     with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
         gm.log_prob(torch.zeros(4, 3))

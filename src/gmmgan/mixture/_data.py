@@ -199,12 +199,12 @@ def default_chunk_size(
 
 
 def make_source(
-    X, *, device, dtype, chunk_size, n_components, n_features=None, name="X", covariance_type="full"
+    X, *, device, dtype, chunk_size, n_components, n_features=None, name="X", covariance_type="full", owner="the model"
 ) -> DataSource:
     """Wrap ``X`` (array, tensor, path to .npy, memmap or re-iterable of chunks) as a DataSource.
 
     ``n_features`` (when given) is the number of features the model was fitted with; a mismatch
-    is a ValueError. In-memory data is checked for shape (2-D, non-empty) here and, when it is
+    is a ValueError naming ``owner`` (the estimator's class name). In-memory data is checked for shape (2-D, non-empty) here and, when it is
     held on the device, for NaN/infinity too; streamed data (files, chunks, and in-memory data
     too large for the GPU) is checked block by block as it is read (:func:`summarize` in a fit,
     ``_Shifted.checked_chunks`` in inference).
@@ -243,21 +243,21 @@ def make_source(
             X = _as_real_numbers(X, name)
         _check_2d_shape(tuple(X.shape), name)
         if not _fits_on_device(X, dev, dt):  # larger than the GPU: stream it from host memory
-            _check_n_features(X.shape[1], n_features, name)
+            _check_n_features(X.shape[1], n_features, name, owner)
             size = chunk_size or default_chunk_size(n_components, X.shape[1], dev, torch.tensor([], dtype=dt).element_size(), covariance_type)
             return DataSource(X.shape[0], X.shape[1], dev, dt, int(size), kind, out_dev, _host=X)
         data = _to_tensor(X, dev, dt)
-        _check_n_features(data.shape[1], n_features, name)
+        _check_n_features(data.shape[1], n_features, name, owner)
         _check_block(data, 0, name)
         size = chunk_size or default_chunk_size(n_components, data.shape[1], dev, data.element_size(), covariance_type)
         return DataSource(data.shape[0], data.shape[1], dev, dt, int(size), kind, out_dev, resident=data)
     if isinstance(X, np.memmap) or (hasattr(X, "shape") and hasattr(X, "__getitem__")):
         _check_2d_shape(tuple(X.shape), name)
         dt = resolve_dtype(dtype, X)
-        _check_n_features(X.shape[1], n_features, name)
+        _check_n_features(X.shape[1], n_features, name, owner)
         size = chunk_size or default_chunk_size(n_components, X.shape[1], dev, torch.tensor([], dtype=dt).element_size(), covariance_type)
         return DataSource(X.shape[0], X.shape[1], dev, dt, int(size), "numpy", torch.device("cpu"), _host=X)
-    return _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, covariance_type)
+    return _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, covariance_type, owner)
 
 
 def _load_npy(path: Path) -> np.memmap:
@@ -304,14 +304,15 @@ def _looks_like_chunk(item) -> bool:
     return shape is not None and len(shape) == 2
 
 
-def _check_n_features(got: int, expected, name: str) -> None:
+def _check_n_features(got: int, expected, name: str, owner: str = "the model") -> None:
     if expected is not None and got != expected:
-        raise ValueError(
-            f"{name} has {got} features, but this model was fitted with {expected} features."
+        raise ValueError(  # scikit-learn's words, then ours
+            f"{name} has {got} features, but {owner} is expecting {expected} features as input "
+            f"(this model was fitted with {expected} features)."
         )
 
 
-def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, covariance_type) -> DataSource:
+def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, covariance_type, owner) -> DataSource:
     if not isinstance(X, Iterable):
         raise ValueError(  # noqa: TRY004 - the CLI reports ValueErrors as bad input
             f"Cannot read data from an object of type {type(X).__name__}; pass a numpy array, a "
@@ -337,7 +338,7 @@ def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, 
         n += shape[0]
     if d is None or n == 0:
         raise ValueError(f"{name} is an empty iterable: it yielded no rows.")
-    _check_n_features(d, n_features, name)
+    _check_n_features(d, n_features, name, owner)
     size = chunk_size or default_chunk_size(n_components, d, dev, torch.tensor([], dtype=dt).element_size(), covariance_type)
     return DataSource(n, d, dev, dt, int(size), kind, dev if kind == "torch" else torch.device("cpu"), _host=X)
 

@@ -248,7 +248,7 @@ class BayesianGaussianMixture(ParamsMixin):
         k = self.n_components
         warm = self.warm_start and hasattr(self, "converged_")  # a warm start continues on data of the same width
         source = make_source(X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=k,
-                             n_features=self.n_features_in_ if warm else None)
+                             n_features=self.n_features_in_ if warm else None, owner=type(self).__name__)
         n, d = source.n_samples, source.n_features
         if n < 2:
             raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got n_samples = {n}.")
@@ -462,7 +462,7 @@ class BayesianGaussianMixture(ParamsMixin):
             device = self.means_.device
         source = make_source(
             X, device=device, dtype=means.dtype, chunk_size=self.chunk_size,
-            n_components=means.shape[0], n_features=means.shape[1],
+            n_components=means.shape[0], n_features=means.shape[1], owner=type(self).__name__,
         )
         state = self._state(source.device, torch.zeros(means.shape[1], dtype=torch.float64, device=source.device))
         weights = torch.as_tensor(self.weights_).to(device=source.device, dtype=torch.float64)

@@ -204,6 +204,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         source = make_source(
             X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=self.n_components,
             covariance_type=self.covariance_type, n_features=self.n_features_in_ if warm else None,
+            owner=type(self).__name__,
         )
         source = shard_source(source)  # one rank's rows of data spread over processes (else as is)
         n, d, k = source.n_global, source.n_features, self.n_components
@@ -389,6 +390,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         source = make_source(
             X, device=device, dtype=means.dtype, chunk_size=self.chunk_size,
             n_components=means.shape[0], n_features=means.shape[1], covariance_type=self.covariance_type,
+            owner=type(self).__name__,
         )
         state, shift = self._model(source.device, source.dtype)
         cov = COVARIANCES[self.covariance_type]
