@@ -99,6 +99,19 @@ def test_zero_tol_and_reg_covar_match_sklearn():
     _assert_same_gm(_fit_quietly(GaussianMixture(3, **kw), X), _fit_quietly(sk_mixture.GaussianMixture(3, **kw), X), X)
 
 
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_zero_reg_covar_on_collapsed_data_fails_as_sklearn(cov_type):
+    """reg_covar=0 asks for no regularisation: a covariance that cannot be factored is sklearn's error."""
+    X = np.vstack((np.ones((5, 5)), np.zeros((5, 5))))
+    msg = re.escape("Fitting the mixture model failed because some components have ill-defined empirical covariance")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match=msg):
+            GaussianMixture(10, reg_covar=0, covariance_type=cov_type, random_state=0).fit(X)
+        gm = GaussianMixture(10, reg_covar=1e-6, covariance_type=cov_type, random_state=0).fit(X)  # jitter, no error
+    assert np.isfinite(gm.precisions_cholesky_).all()
+
+
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
 def test_warm_start_chain_matches_sklearn(cov_type):
     """Each warm fit starts from the previous solution and lower bound, as scikit-learn's."""

@@ -42,15 +42,28 @@ def _not_positive_definite(cov, chol, info) -> torch.Tensor:
     return (info != 0) | ~(pivots > 4 * torch.finfo(cov.dtype).eps * largest)
 
 
+# scikit-learn's error, word for word, for a covariance that cannot be factored with reg_covar=0.
+ILL_DEFINED_COVARIANCE = (
+    "Fitting the mixture model failed because some components have ill-defined empirical covariance "
+    "(for instance caused by singleton or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
+
+
 def jitter_to_positive_definite(cov: torch.Tensor, reg_covar: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(cov, its lower Cholesky factor), with jitter added where ``cov`` does not factor.
 
     A matrix that is not numerically positive definite in its dtype (duplicate or collinear
     points, constant features, float32 rounding of an ill-conditioned matrix) gets a growing
     multiple of ``reg_covar`` added to its diagonal until it factors, with a warning, instead of
-    failing the whole fit.
+    failing the whole fit. ``reg_covar=0`` asks for no regularisation at all: then, as in
+    scikit-learn, only a failed Cholesky counts, and it is a ValueError.
     """
     chol, info = torch.linalg.cholesky_ex(cov)
+    if reg_covar == 0:
+        if bool((info != 0).any()):
+            raise ValueError(ILL_DEFINED_COVARIANCE)
+        return cov, chol
     bad = _not_positive_definite(cov, chol, info)
     if not bool(bad.any()):
         return cov, chol
@@ -314,6 +327,8 @@ class _Diag(_Type):
 
     @staticmethod
     def precision_cholesky(cov, reg_covar):
+        if reg_covar == 0 and bool((cov <= 0).any()):  # no regularisation asked for: as scikit-learn
+            raise ValueError(ILL_DEFINED_COVARIANCE)
         return cov.clamp_min(torch.finfo(cov.dtype).tiny).rsqrt()
 
     @staticmethod
