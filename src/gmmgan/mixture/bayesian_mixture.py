@@ -32,6 +32,7 @@ from gmmgan.mixture._base import (
 from gmmgan.mixture._covariance import COVARIANCES, log_det_precision
 from gmmgan.mixture._data import make_source, resolve_device, summarize
 from gmmgan.mixture._em import _Shifted, _Stats
+from gmmgan.mixture._feature_names import check_feature_names
 from gmmgan.mixture._initialization import initial_responsibilities
 from gmmgan.mixture.gaussian_mixture import GaussianMixture
 
@@ -106,7 +107,7 @@ class BayesianGaussianMixture(ParamsMixin):
     degrees_of_freedom_prior_ : float
     degrees_of_freedom_ : array of shape (K,) (a scalar array for 'tied')
     covariance_prior_ : float or array
-    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
     n_active_components_ : int
         Components with ``weights_ > ACTIVE_WEIGHT_FRACTION / n_components`` (a tenth of a
         uniform weight): the number of components the data actually use.
@@ -244,6 +245,7 @@ class BayesianGaussianMixture(ParamsMixin):
         return self.predict(X)
 
     def _fit(self, X) -> None:
+        check_feature_names(self, X, reset=True)
         self._check_parameters()
         k = self.n_components
         warm = self.warm_start and hasattr(self, "converged_")  # a warm start continues on data of the same width
@@ -456,6 +458,7 @@ class BayesianGaussianMixture(ParamsMixin):
     def _blocks(self, X):
         """Yield (source, weighted variational log-probabilities (rows, K)) for every block of X."""
         self._check_is_fitted()
+        check_feature_names(self, X, reset=False)
         means = torch.as_tensor(self.means_)
         device = resolve_device(self.device, X if isinstance(X, torch.Tensor) else None)
         if isinstance(self.means_, torch.Tensor) and self.device is None and not isinstance(X, torch.Tensor):

@@ -34,6 +34,7 @@ from gmmgan.mixture._em import (
     _Stats,
     log_normalize_,
 )
+from gmmgan.mixture._feature_names import check_feature_names
 from gmmgan.mixture._initialization import InitializationMixin
 from gmmgan.mixture._io import MixtureIOMixin
 
@@ -104,6 +105,9 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         (iteration, component) for each component that lost all its points and was re-seeded
         at a badly explained data point (scikit-learn has no such step; it is rare on real data).
     n_features_in_ : int
+    feature_names_in_ : array of shape (n_features_in_,)
+        Column names of a dataframe ``X`` (pandas, polars) whose names are all strings; then
+        inference on data with other names is a ValueError, as in scikit-learn.
 
     Fitted arrays are numpy arrays if ``fit`` got numpy data (or a file), torch tensors on the
     compute device if it got tensors.
@@ -186,6 +190,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         return self._fit(X, want_labels=True)
 
     def _fit(self, X, want_labels: bool):
+        check_feature_names(self, X, reset=True)
         if isinstance(self.n_components, str) and self.n_components == "auto":
             # K chosen by BIC over candidates fitted together (gmmgan.mixture.model_selection).
             from gmmgan.mixture.model_selection import fit_auto
@@ -383,6 +388,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
     def _blocks(self, X):
         """Yield (source, weighted log-probabilities (rows, K)) for every block of X."""
         self._check_is_fitted()
+        check_feature_names(self, X, reset=False)
         means = torch.as_tensor(self.means_)
         device = resolve_device(self.device, X if isinstance(X, torch.Tensor) else None)
         if isinstance(self.means_, torch.Tensor) and self.device is None and not isinstance(X, torch.Tensor):
