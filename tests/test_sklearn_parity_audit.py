@@ -261,6 +261,22 @@ def test_bayesian_verbose_output_is_sklearns(capsys, monkeypatch):
     assert _without_times(ours) == _without_times(capsys.readouterr().out)
 
 
+def test_float32_model_scores_float64_data_in_float64_as_sklearn():
+    X = _data(13)
+    ours = GaussianMixture(3, random_state=0).fit(X.astype(np.float32))
+    ref = sk_mixture.GaussianMixture(3, random_state=0).fit(X.astype(np.float32))
+    assert ours.means_.dtype == ref.means_.dtype == np.float32
+    for data in (X, X.astype(np.float32), X.astype(np.int64)):
+        for method in ("score_samples", "predict_proba"):
+            assert getattr(ours, method)(data).dtype == getattr(ref, method)(data).dtype, (method, data.dtype)
+    # The same float32 model in both (from_sklearn): scored in float64, not to float32's 1e-7 only.
+    np.testing.assert_allclose(GaussianMixture.from_sklearn(ref).score_samples(X), ref.score_samples(X), rtol=1e-6)
+    t = torch.as_tensor(X, dtype=torch.float32)
+    tm = GaussianMixture(3, random_state=0).fit(t)
+    assert tm.score_samples(t).dtype == torch.float32 and tm.score_samples(t.double()).dtype == torch.float64
+    assert GaussianMixture(3, random_state=0, dtype="float32").fit(X).score_samples(X).dtype == np.float32  # asked for
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_sample_types_as_sklearn(cls):
     X = _data(6)

@@ -49,6 +49,19 @@ def resolve_dtype(dtype, X=None) -> torch.dtype:
     return torch.float64
 
 
+def inference_dtype(model_dtype: torch.dtype, X, dtype=None) -> torch.dtype:
+    """The precision to score ``X`` in: the model's, promoted by in-memory data's own dtype.
+
+    As numpy's promotion does in scikit-learn, a float32 model scores float64 data (and integer
+    arrays or lists, which become float64) in float64; float32 data, streamed data (files,
+    chunks) and an explicit ``dtype`` parameter keep the model's precision.
+    """
+    in_memory = is_tensor(X) or isinstance(X, np.ndarray) or (isinstance(X, list) and not (X and _looks_like_chunk(X[0])))
+    if dtype is not None or not in_memory:
+        return model_dtype
+    return torch.promote_types(model_dtype, resolve_dtype(None, X))
+
+
 def resolve_device(device, X=None) -> torch.device:
     """The compute device: the ``device`` parameter, else the input tensor's device, else CPU."""
     if device is not None:

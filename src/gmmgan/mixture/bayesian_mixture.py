@@ -30,7 +30,7 @@ from gmmgan.mixture._base import (
     sklearn_compatible,
 )
 from gmmgan.mixture._covariance import COVARIANCES, log_det_precision
-from gmmgan.mixture._data import make_source, resolve_device, summarize
+from gmmgan.mixture._data import inference_dtype, make_source, resolve_device, summarize
 from gmmgan.mixture._em import _Shifted, _Stats
 from gmmgan.mixture._feature_names import check_feature_names
 from gmmgan.mixture._initialization import initial_responsibilities
@@ -464,7 +464,7 @@ class BayesianGaussianMixture(ParamsMixin):
         if isinstance(self.means_, torch.Tensor) and self.device is None and not isinstance(X, torch.Tensor):
             device = self.means_.device
         source = make_source(
-            X, device=device, dtype=means.dtype, chunk_size=self.chunk_size,
+            X, device=device, dtype=inference_dtype(means.dtype, X, self.dtype), chunk_size=self.chunk_size,
             n_components=means.shape[0], n_features=means.shape[1], owner=type(self).__name__,
         )
         state = self._state(source.device, torch.zeros(means.shape[1], dtype=torch.float64, device=source.device))

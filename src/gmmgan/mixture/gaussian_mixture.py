@@ -21,6 +21,7 @@ from gmmgan.mixture._base import (
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data import (
     DataSource,
+    inference_dtype,
     make_source,
     resolve_device,
     shard_source,
@@ -394,7 +395,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         if isinstance(self.means_, torch.Tensor) and self.device is None and not isinstance(X, torch.Tensor):
             device = self.means_.device
         source = make_source(
-            X, device=device, dtype=means.dtype, chunk_size=self.chunk_size,
+            X, device=device, dtype=inference_dtype(means.dtype, X, self.dtype), chunk_size=self.chunk_size,
             n_components=means.shape[0], n_features=means.shape[1], covariance_type=self.covariance_type,
             owner=type(self).__name__,
         )
