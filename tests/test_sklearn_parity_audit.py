@@ -362,6 +362,15 @@ def test_feature_names_in_as_sklearn(cls):
     assert not hasattr(cls(n_components=2).fit(_FakeFrame(X, [0, 1, 2])), "feature_names_in_")  # int names: none kept
 
 
+def test_feature_names_survive_from_and_to_sklearn():
+    X = _data(14)
+    gm = GaussianMixture(2, random_state=0).fit(_FakeFrame(X, ["a", "b", "c"]))
+    back = GaussianMixture.from_sklearn(gm.to_sklearn())
+    np.testing.assert_array_equal(back.feature_names_in_, gm.feature_names_in_)
+    with pytest.raises(ValueError, match="feature names should match"):
+        back.predict(_FakeFrame(X, ["a", "b", "z"]))
+
+
 # ------------------------------------------------------------------ scikit-learn's own checks
 if SKLEARN_16:
     from sklearn.utils.estimator_checks import parametrize_with_checks

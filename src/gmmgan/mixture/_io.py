@@ -152,7 +152,13 @@ class MixtureIOMixin:
 
     def to_distribution(self) -> torch.distributions.MixtureSameFamily:
         """The fitted mixture as ``torch.distributions.MixtureSameFamily`` (log_prob, sample)."""
-        from torch.distributions import Categorical, Independent, MixtureSameFamily, MultivariateNormal, Normal
+        from torch.distributions import (
+            Categorical,
+            Independent,
+            MixtureSameFamily,
+            MultivariateNormal,
+            Normal,
+        )
 
         from gmmgan.mixture._covariance import COVARIANCES
 
@@ -191,6 +197,8 @@ class MixtureIOMixin:
         out.lower_bound_ = float(model.lower_bound_)
         out.lower_bounds_ = [float(v) for v in getattr(model, "lower_bounds_", [])]
         out.n_features_in_ = int(model.means_.shape[1])
+        if hasattr(model, "feature_names_in_"):  # fitted on a dataframe: the same names are checked
+            out.feature_names_in_ = np.array(model.feature_names_in_, dtype=object, copy=True)
         return out
 
     def to_sklearn(self):
@@ -213,4 +221,6 @@ class MixtureIOMixin:
         sk.lower_bound_ = float(self.lower_bound_)
         sk.lower_bounds_ = list(getattr(self, "lower_bounds_", []))
         sk.n_features_in_ = int(self.n_features_in_)
+        if hasattr(self, "feature_names_in_"):
+            sk.feature_names_in_ = np.array(self.feature_names_in_, dtype=object, copy=True)
         return sk
