@@ -134,6 +134,51 @@ def test_n_init_keeps_the_initialisation_with_the_highest_lower_bound():
     assert gm.lower_bound_ == best[-1] and gm.lower_bounds_ == best and gm.n_iter_ == len(best)
 
 
+class _GivenDraws(np.random.RandomState):
+    """A RandomState whose draws for scikit-learn's random inits are the ones gmmgan makes."""
+
+    def __init__(self, chosen=None, uniform=None):
+        super().__init__(0)
+        self._chosen, self._uniform = chosen, uniform
+
+    def choice(self, *args, **kwargs):  # random_from_data's rows
+        return self._chosen
+
+    def uniform(self, *args, **kwargs):  # random's responsibilities
+        return self._uniform.copy()
+
+
+@pytest.mark.parametrize("init_params", ["random", "random_from_data"])
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_random_inits_match_sklearn_given_the_same_draws(init_params, cov_type):
+    """From the same random draws both random inits start and end where scikit-learn's do.
+
+    Data centred, as the other parity tests (tied + random_from_data sums x x^T over all rows,
+    which scikit-learn does around the origin). A regression for tied + random_from_data, whose
+    covariance gmmgan summed over the K drawn points only.
+    """
+    from gmmgan.mixture._base import make_generator
+
+    X = _data(15, d=2)
+    X = X - X.mean(0)
+    seed, k = 5, 3
+    chosen = torch.randperm(len(X), generator=make_generator(seed))[:k].numpy()
+    uniform = torch.rand(len(X), k, generator=make_generator(seed), dtype=torch.float64).numpy()
+    draws = lambda: _GivenDraws(chosen, uniform)
+    kw = {"covariance_type": cov_type, "init_params": init_params, "tol": 1e-6}
+    for max_iter in (0, 40):
+        ours = _fit_quietly(GaussianMixture(k, random_state=seed, max_iter=max_iter, **kw), X)
+        ref = _fit_quietly(sk_mixture.GaussianMixture(k, random_state=draws(), max_iter=max_iter, **kw), X)
+        assert (ours.n_iter_, ours.converged_) == (ref.n_iter_, ref.converged_)
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            assert _rel(getattr(ours, name), getattr(ref, name)) < 1e-6, (max_iter, name)
+    ours = _fit_quietly(BayesianGaussianMixture(n_components=k, random_state=seed, max_iter=20, **kw), X)
+    ref = _fit_quietly(sk_mixture.BayesianGaussianMixture(n_components=k, random_state=draws(), max_iter=20, **kw), X)
+    assert ours.n_iter_ == ref.n_iter_
+    for name in ("weights_", "means_", "covariances_", "mean_precision_", "degrees_of_freedom_"):
+        assert _rel(getattr(ours, name), getattr(ref, name)) < 1e-6, name
+
+
 # ------------------------------------------------------------------ Bayesian parity
 def _same_resp(monkeypatch, resp):
     def sk_init(self, X, random_state, xp=None):

@@ -17,7 +17,9 @@ def initial_responsibilities(init_params: str, k: int, data: _Shifted, source: D
     'k-means++': k-means++ seeding on at most SEEDING_SAMPLE rows, then a few Lloyd steps over all
     rows; 'kmeans': Lloyd to convergence; both give one-hot responsibilities of the nearest
     center. 'random': uniform random responsibilities. 'random_from_data': K distinct data points,
-    each the only member of its component (scikit-learn's semantics for all four).
+    each the only member of its component, every other row a member of none (scikit-learn's
+    semantics for all four; the rows of no component still enter the tied covariance, whose
+    statistic sums x x^T over all rows, as in scikit-learn's formula).
 
     For a shard (``source.shard``, data spread over processes) every rank makes the same random
     draws as one process over the whole data would, so the initialisation equals the
@@ -25,8 +27,7 @@ def initial_responsibilities(init_params: str, k: int, data: _Shifted, source: D
     index and assembled on every rank by one all-reduce of (rows, D) (each rank fills the rows it
     owns, zeros elsewhere; 12.8 MB for 100k x 32 float32), Lloyd sums its statistics over ranks,
     and 'random' draws the random numbers of all N rows on every rank, keeping its own (O(N K)
-    uniform draws per rank, as one process makes). The returned blocks are this rank's, except
-    for 'random_from_data', whose single block is the same on every rank (not to be summed).
+    uniform draws per rank, as one process makes). The returned blocks are this rank's.
     """
     n, dtype, dev = source.n_global, source.dtype, source.device
     if init_params in ("k-means++", "kmeans"):
@@ -54,8 +55,20 @@ def initial_responsibilities(init_params: str, k: int, data: _Shifted, source: D
             skip(n - before - source.n_samples)
         blocks, anchor = random_blocks(), torch.zeros(k, source.n_features, dtype=dtype, device=dev)
     else:  # random_from_data: K distinct data points, each the only member of its component
-        points = _global_rows(source, torch.randperm(n, generator=generator)[:k], shift)
-        blocks, anchor = [(points, torch.eye(k, dtype=dtype, device=dev))], points
+        chosen = torch.randperm(n, generator=generator)[:k]
+        anchor = _global_rows(source, chosen, shift)
+
+        def one_hot_blocks():
+            offset = source.shard.offset if source.shard is not None else 0
+            for x in data.chunks():
+                r = torch.zeros(x.shape[0], k, dtype=dtype, device=dev)
+                local = chosen - offset
+                mine = (local >= 0) & (local < x.shape[0])
+                if bool(mine.any()):
+                    r[local[mine].to(dev), torch.nonzero(mine).flatten().to(dev)] = 1.0
+                offset += x.shape[0]
+                yield x, r
+        blocks = one_hot_blocks()
     return blocks, anchor
 
 
@@ -98,7 +111,7 @@ class InitializationMixin:
         dtype = source.dtype
         blocks, anchor = initial_responsibilities(self.init_params, k, data, source, shift, generator)
         stats = self._stats_from_blocks(blocks, anchor, cov)
-        if source.shard is not None and self.init_params != "random_from_data":  # its block is global
+        if source.shard is not None:
             nk, sx, stat = gdist.all_reduce_sums(stats.nk, stats.sx, stats.stat)
             stats = _Stats(nk, sx, stat, stats.anchor)
         eps = torch.finfo(dtype).eps
