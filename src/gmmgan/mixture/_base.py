@@ -36,8 +36,9 @@ def sklearn_compatible(cls: type) -> type:
     twin = _SKLEARN_TWINS.get(cls)
     if twin is None:
         name = f"_Sklearn{cls.__name__}"
-        twin = type(name, (cls, getattr(sk, cls.__name__)), {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__})
-        globals()[name] = twin  # so an instance pickles
+        # Shown under the plain name (tracebacks, warning lines); found by pickle under its own.
+        twin = type(cls.__name__, (cls, getattr(sk, cls.__name__)), {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__})
+        globals()[name] = twin
         _SKLEARN_TWINS[cls] = twin
     return twin
 
