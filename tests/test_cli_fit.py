@@ -187,7 +187,7 @@ BAD_INPUTS = [
     ("covariance-type", "ok.npy", np.ones((10, 2)), ["-k", "2", "--covariance-type", "bogus"],
      ["invalid choice: 'bogus'"]),
     ("device", "ok.npy", np.ones((10, 2)), ["-k", "2", "--device", "gpu0"], ["unknown --device"]),
-    ("tol", "ok.npy", np.ones((10, 2)), ["-k", "2", "--tol", "-1"], ["--tol", "greater than 0"]),
+    ("tol", "ok.npy", np.ones((10, 2)), ["-k", "2", "--tol", "-1"], ["--tol", "at least 0"]),
     ("reg-covar", "ok.npy", np.ones((10, 2)), ["-k", "2", "--reg-covar", "x"], ["expected a number"]),
     ("max-iter", "ok.npy", np.ones((10, 2)), ["-k", "2", "--max-iter", "0"], ["must be at least 1"]),
 ]
@@ -262,3 +262,12 @@ def test_python_dash_m_gmmgan(tmp_path, npy):
     assert ok.returncode == 0, ok.stderr
     assert "converged" in ok.stdout and "model saved to" in ok.stdout
     assert GaussianMixture.load(model).n_components == 3
+
+
+def test_tol_and_reg_covar_zero_as_in_scikit_learn(npy, tmp_path, capsys):
+    # tol=0 runs every --max-iter iteration; both 0s are valid values, as in scikit-learn.
+    out = tmp_path / "m.safetensors"
+    rc, _, err = cli(capsys, "fit", npy, "-k", 3, "--tol", 0, "--reg-covar", 0, "--max-iter", 4, "-o", out,
+                     "--no-plot", "-q")
+    assert rc == 0, err
+    assert GaussianMixture.load(out).n_iter_ == 4

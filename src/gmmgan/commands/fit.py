@@ -134,13 +134,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "float type, float64 for csv/txt, built-ins and integer data)")
     p.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
                    help="EM iterations per initialisation (default: 100)")
-    positive = _float_type(0.0, inclusive=False)
-    p.add_argument("--tol", type=positive, default=1e-3, metavar="X",
+    non_negative = _float_type(0.0, inclusive=True)  # 0 is valid, as in scikit-learn
+    p.add_argument("--tol", type=non_negative, default=1e-3, metavar="X",
                    help="stop when the lower bound (mean log-likelihood per sample) changes by "
-                        "less than this (default: 1e-3)")
-    p.add_argument("--reg-covar", type=positive, default=1e-6, metavar="X",
-                   help="added to covariance diagonals to keep them positive definite "
-                        "(default: 1e-6)")
+                        "less than this; 0 runs all --max-iter iterations (default: 1e-3)")
+    p.add_argument("--reg-covar", type=non_negative, default=1e-6, metavar="X",
+                   help="added to covariance diagonals to keep them positive definite; 0 adds "
+                        "nothing (a collapsed component is then an error) (default: 1e-6)")
     p.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                    help="number of initialisations; the best is kept (default: 1)")
     p.add_argument("--init-params", choices=("k-means++", "kmeans", "random", "random_from_data"),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from gmmgan.mixture import _validation
-from gmmgan.mixture._base import ConvergenceWarning, make_generator
+from gmmgan.mixture._base import ConvergenceWarning, make_generator, sklearn_compatible
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data import default_chunk_size, make_source, summarize
 from gmmgan.mixture._em import _Shifted
@@ -178,7 +178,7 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
         warnings.warn(
             f"The fits with K = {not_converged} did not converge. Increase max_iter or tol, or try "
             "other init parameters.",
-            ConvergenceWarning,
+            sklearn_compatible(ConvergenceWarning),
             stacklevel=3,
         )
     win.model._set_state(win.state, shift, source)
