@@ -173,7 +173,7 @@ def test_unknown_device_is_a_usage_error(command, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, pieces", [
-    (["--seed", "-1"], ["--seed", "must be >= 0"]),
+    (["--seed", "-1"], ["--seed", "must be at least 0"]),
     (["--reg-covar", "inf"], ["--reg-covar", "finite"]),
     (["--tol", "nan"], ["--tol", "finite"]),
 ])

@@ -9,7 +9,8 @@ import math
 import os
 from pathlib import Path
 
-from gmmgan.commands.sample import _device, _positive_int, _resolve_device, _run_path
+from gmmgan.commands._args import device_name, positive_int
+from gmmgan.commands.sample import _resolve_device, _run_path
 
 __all__ = ["add_parser", "run"]
 
@@ -83,12 +84,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("target", metavar="TARGET", help="a run folder, or 'train-classifier'")
-    p.add_argument("-n", "--n-samples", type=_positive_int, default=None, metavar="N",
+    p.add_argument("-n", "--n-samples", type=positive_int, default=None, metavar="N",
                    help="samples per seed (default: 2,500 for ring/grid, 26,000 for stacked-mnist, 10,000 for images)")
     p.add_argument("--seeds", type=_seeds, default=[0], metavar="S,S,...", help="sampling seeds (default: 0)")
     p.add_argument("--metrics", type=_metric_names, default=None, metavar="NAME,...",
                    help=f"what to compute, from {', '.join(_ALL_METRICS)} (default: all that apply to the run)")
-    p.add_argument("--device", type=_device, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else "
                    "$GMMGAN_DATA, else $GMMGAN_DATA_ROOT, else ./data)")
@@ -103,7 +104,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     # None, not the real defaults: an option given to the wrong TARGET is an error, not silently ignored.
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default=None,
                    help="train-classifier only: which classifier (default: mnist)")
-    p.add_argument("--epochs", type=_positive_int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="train-classifier only: epochs (default: the library's)")
     return p
 

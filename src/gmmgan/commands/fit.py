@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gmmgan.commands._args import float_type, non_negative_int, positive_int
 from gmmgan.commands._fit_report import (
     EMProgress,
     n_parameters,
@@ -72,40 +73,6 @@ def _n_components(text: str) -> int | str:
     return k
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _float_type(minimum: float, inclusive: bool):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (value >= minimum if inclusive else value > minimum) or not np.isfinite(value):
-            raise argparse.ArgumentTypeError(
-                f"must be a finite number {'at least' if inclusive else 'greater than'} {minimum:g}, got {text}")
-        return value
-
-    return parse
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "fit",
@@ -132,28 +99,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="compute precision (default: float32 on a GPU; on the CPU the data's "
                         "float type, float64 for csv/txt, built-ins and integer data)")
-    p.add_argument("--max-iter", type=_positive_int, default=100, metavar="N",
+    p.add_argument("--max-iter", type=positive_int, default=100, metavar="N",
                    help="EM iterations per initialisation (default: 100)")
-    non_negative = _float_type(0.0, inclusive=True)  # 0 is valid, as in scikit-learn
+    non_negative = float_type(0.0, inclusive=True)  # 0 is valid, as in scikit-learn
     p.add_argument("--tol", type=non_negative, default=1e-3, metavar="X",
                    help="stop when the lower bound (mean log-likelihood per sample) changes by "
                         "less than this; 0 runs all --max-iter iterations (default: 1e-3)")
     p.add_argument("--reg-covar", type=non_negative, default=1e-6, metavar="X",
                    help="added to covariance diagonals to keep them positive definite; 0 adds "
                         "nothing (a collapsed component is then an error) (default: 1e-6)")
-    p.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--n-init", type=positive_int, default=1, metavar="N",
                    help="number of initialisations; the best is kept (default: 1)")
     p.add_argument("--init-params", choices=("k-means++", "kmeans", "random", "random_from_data"),
                    default="k-means++",
                    help="how EM starts: k-means++ seeding plus a few Lloyd steps, k-means to "
                         "convergence, random responsibilities, or K random data points as means "
                         "(default: k-means++)")
-    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="N",
+    p.add_argument("--seed", type=non_negative_int, default=0, metavar="N",
                    help="random seed of the initialisation and of built-in data (default: 0)")
-    p.add_argument("--chunk-size", type=_positive_int, default=None, metavar="ROWS",
+    p.add_argument("--chunk-size", type=positive_int, default=None, metavar="ROWS",
                    help="rows per E-step block, bounds memory for large data (default: chosen "
                         "from K, D and the device)")
-    p.add_argument("--n-samples", type=_positive_int, default=100_000, metavar="N",
+    p.add_argument("--n-samples", type=positive_int, default=100_000, metavar="N",
                    help="number of points drawn for built-in data (default: 100000)")
     p.add_argument("-o", "--output", default=DEFAULT_OUTPUT, metavar="FILE",
                    help=f"where the model is saved (default: ./{DEFAULT_OUTPUT})")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gmmgan.commands._args import device_name, non_negative_int, positive_int
+
 __all__ = ["add_parser", "run"]
 
 _EPILOG = """\
@@ -17,38 +19,6 @@ examples:
   gmmgan sample runs/00000-grid-fitted_gmm -n 2500 -o grid.npy
   gmmgan sample runs/00003-mnist-fitted_gmm --component 7 -n 64 -o seven.png
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _device(text: str) -> str:
-    """argparse type of --device: auto, cpu, cuda, cuda:N (whether CUDA is there is checked on use)."""
-    import torch  # on use only: `gmmgan --help` stays fast
-
-    if text != "auto":
-        try:
-            torch.device(text)
-        except RuntimeError:
-            raise argparse.ArgumentTypeError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N") from None
-    return text
 
 
 def _resolve_device(name: str):
@@ -84,14 +54,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     p.add_argument("run", metavar="RUN", help="run folder (or its generator.safetensors)")
-    p.add_argument("-n", "--n-samples", type=_positive_int, default=None, metavar="N",
+    p.add_argument("-n", "--n-samples", type=positive_int, default=None, metavar="N",
                    help="number of samples (default: 2500 for 2-D data, 64 for images)")
-    p.add_argument("--component", type=_non_negative_int, default=None, metavar="K",
+    p.add_argument("--component", type=non_negative_int, default=None, metavar="K",
                    help="sample only from mixture component K of a GMM prior")
     p.add_argument("-o", "--output", default=None, metavar="FILE",
                    help="output .npy or .png (default: samples.npy for 2-D data, samples.png for images)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
-    p.add_argument("--device", type=_device, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     return p
 
