@@ -8,20 +8,10 @@ import pytest
 
 from gmmgan import train as train_mod
 from gmmgan.checkpoint import CHECKPOINT_NAME
-from gmmgan.config import load_config
 from gmmgan.run_folder import make_run_dir, trim_log
 from gmmgan.train import TrainingInterrupted, train
 
-TINY = [
-    "data.name=ring", "data.n=2000", "prior.n_components=8", "prior.fit_samples=500", "prior.fit_max_iter=20",
-    "prior.warm_start_steps=5", "nets.g_width=16", "nets.d_width=16", "nets.g_layers=2", "nets.d_layers=2",
-    "schedule.batch_size=50", "schedule.total_kimg=0.4", "schedule.snapshot_kimg=0.1", "schedule.log_kimg=0.1",
-    "schedule.sample_kimg=0", "schedule.ema_kimg=0.1", "eval_samples=200", "device=cpu",
-]
-
-
-def tiny(*overrides):
-    return load_config(None, TINY + list(overrides))
+from test_train import TINY, tiny  # the same tiny ring run
 
 
 def test_a_bad_config_leaves_no_run_folder(tmp_path):
