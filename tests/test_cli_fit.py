@@ -271,3 +271,12 @@ def test_tol_and_reg_covar_zero_as_in_scikit_learn(npy, tmp_path, capsys):
                      "--no-plot", "-q")
     assert rc == 0, err
     assert GaussianMixture.load(out).n_iter_ == 4
+
+
+def test_plot_paths_must_be_png_and_are_checked_before_the_fit(npy, tmp_path, capsys):
+    # matplotlib would write a PNG into 'fit.txt'; refused up front, with nothing written.
+    out = tmp_path / "m.safetensors"
+    rc, _, err = cli(capsys, "fit", npy, "-k", 3, "-o", out, "--plot", tmp_path / "fit.txt")
+    assert rc == 2 and "ending in .png" in err and not out.exists()
+    rc, _, err = cli(capsys, "fit", npy, "-k", "auto", "-o", out, "--criterion-plot", tmp_path / "bic.jpg")
+    assert rc == 2 and "ending in .png" in err and not out.exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 import warnings
 from pathlib import Path
@@ -290,12 +291,21 @@ def _resolve_device(name: str):
     return device
 
 
-def _check_writable(path: Path, force: bool, what: str) -> None:
+def _check_writable(path: Path, force: bool, what: str, suffix: str | None = None) -> None:
+    """Refuse, before the fit, an output that could not or should not be written afterwards."""
     if path.is_dir():
         raise ValueError(f"the {what} path '{path}' is a folder; give a file name")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise ValueError(f"the {what} is a {suffix[1:].upper()} image; give a file name ending in {suffix}, "
+                         f"not '{path.name}'")
     if path.exists() and not force:
         raise FileExistsError(f"{what} file '{path}' already exists; pass --force to overwrite "
                               f"it or choose another name")
+    # The nearest existing folder must be writable (missing ones are created), or the fit is wasted.
+    folder = next(p for p in [path.parent, *path.parent.parents] if p.exists())
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write the {what} to '{path}': '{folder}' is not writable; choose "
+                              "another path")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -331,13 +341,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--plot needs 2-D data, but the data have {d} features; "
                              "drop --plot")
         plot_path = Path(args.plot if args.plot is not None else DEFAULT_PLOT)
-        _check_writable(plot_path, args.force, "plot")
+        _check_writable(plot_path, args.force, "plot", ".png")
         if plot_path.resolve() == output.resolve():  # the plot would replace the model just saved
             raise ValueError(f"--plot and -o are both '{output}'; give the plot another name (e.g. fit.png)")
     criterion_path = None
     if k == "auto" and not args.no_plot:
         criterion_path = Path(args.criterion_plot or DEFAULT_CRITERION_PLOT)
-        _check_writable(criterion_path, args.force, "criterion plot")
+        _check_writable(criterion_path, args.force, "criterion plot", ".png")
         if criterion_path.resolve() in {output.resolve(), plot_path.resolve() if plot_path else None}:
             raise ValueError(f"--criterion-plot '{criterion_path}' is also the model or the fit plot; give it "
                              "another name")
