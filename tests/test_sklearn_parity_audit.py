@@ -427,3 +427,14 @@ if SKLEARN_16:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             check(estimator)
+
+
+def test_feature_names_survive_save_and_load(tmp_path):
+    X = _data(15)
+    gm = GaussianMixture(2, random_state=0).fit(_FakeFrame(X, ["a", "b", "c"]))
+    back = GaussianMixture.load(gm.save(tmp_path / "m.safetensors"))
+    np.testing.assert_array_equal(back.feature_names_in_, np.array(["a", "b", "c"], dtype=object))
+    with pytest.raises(ValueError, match="feature names should match"):
+        back.predict(_FakeFrame(X, ["a", "b", "z"]))
+    plain = GaussianMixture.load(GaussianMixture(2, random_state=0).fit(X).save(tmp_path / "p.safetensors"))
+    assert not hasattr(plain, "feature_names_in_")

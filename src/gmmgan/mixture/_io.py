@@ -58,6 +58,8 @@ class MixtureIOMixin:
             "n_features_in_": int(self.n_features_in_),
             "array_kind": "torch" if isinstance(self.means_, torch.Tensor) else "numpy",
         }
+        if getattr(self, "feature_names_in_", None) is not None:  # fitted on a dataframe
+            fitted["feature_names_in_"] = [str(v) for v in self.feature_names_in_]
         metadata = {"format": FORMAT, "version": FORMAT_VERSION, "params": json.dumps(params), "fitted": json.dumps(fitted)}
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -147,6 +149,8 @@ class MixtureIOMixin:
                 value = float(value)
             elif name == "lower_bounds_":
                 value = [float(v) for v in value]
+            elif name == "feature_names_in_":  # as scikit-learn keeps them: an object array of str
+                value = np.asarray([str(v) for v in value], dtype=object)
             setattr(model, name, value)
         return model
 
