@@ -8,10 +8,10 @@ line per log tick), checkpoint.pt, the generator snapshot and sample grids (see
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from gmmgan._files import atomic_write
 
 __all__ = ["make_run_dir", "remove_unfinished", "trim_log"]
 
@@ -56,11 +56,8 @@ def trim_log(path: str | Path, kimg: float) -> int:
         else:
             dropped += 1
     if dropped:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".log-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in kept))
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
+        text = "".join(line + "\n" for line in kept)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return dropped
 
 

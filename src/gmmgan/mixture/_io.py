@@ -7,12 +7,12 @@ estimator's parameters and fitted scalars as JSON in the header metadata.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from gmmgan._files import atomic_write
 
 FORMAT = "gmmgan.GaussianMixture"
 FORMAT_VERSION = "1"
@@ -61,20 +61,7 @@ class MixtureIOMixin:
         if getattr(self, "feature_names_in_", None) is not None:  # fitted on a dataframe
             fitted["feature_names_in_"] = [str(v) for v in self.feature_names_in_]
         metadata = {"format": FORMAT, "version": FORMAT_VERSION, "params": json.dumps(params), "fitted": json.dumps(fitted)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata)
-            # mkstemp and save_file make the file 0600; give it the mode a plain open() would (0666 less
-            # the umask, which reading means setting: it is set straight back).
-            mask = os.umask(0o022)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
         return path
 
     @classmethod
