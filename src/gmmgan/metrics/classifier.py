@@ -328,7 +328,7 @@ def save_classifier(model: FeatureClassifier, dataset: str, out_dir=None, info: 
     """Write ``<out_dir>/<dataset>.safetensors`` and ``<dataset>.json``; returns the JSON dict."""
     from safetensors.torch import save_file
 
-    from gmmgan.checkpoint import atomic_write
+    from gmmgan._files import atomic_write
 
     dataset = _canonical(dataset)
     out = Path(out_dir).expanduser() if out_dir is not None else default_cache_dir()
