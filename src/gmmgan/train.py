@@ -233,7 +233,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             raise ValueError(
                 f"run '{run_dir}' is already at {int(ckpt['cur_nimg']) / 1000:.1f} kimg and schedule.total_kimg "
                 f"is {sched.total_kimg:g}: nothing to continue. To train longer, raise it, e.g. gmmgan train "
-                f"--resume {run_dir} schedule.total_kimg={2 * int(ckpt['cur_nimg']) / 1000:g}"
+                f"--resume {run_dir} schedule.total_kimg={2 * max(sched.total_kimg, int(ckpt['cur_nimg']) / 1000):.3g}"
             )
 
     # Data, prior, nets, optimisers. The global RNG is used only here, to initialise the nets.

@@ -365,9 +365,9 @@ def load_classifier(
     if not weights.is_file() or not meta.is_file():
         raise FileNotFoundError(
             f"No {dataset} classifier in {folder} (need {weights.name} and {meta.name}). Train it once with "
-            f"`gmmgan eval train-classifier --dataset {dataset} --data-root DIR` (about 25 minutes on "
-            f"a 2-core CPU), or point "
-            f"--cache-dir DIR (command line) / cache_dir (Python) / $GMMGAN_CACHE at the folder that holds it."
+            f"`gmmgan eval train-classifier --dataset {dataset} --data-root DIR` (15 to 25 minutes on "
+            f"a 2-core CPU), or point --cache-dir DIR (command line) / cache_dir (Python) at the folder "
+            f"that holds it, or $GMMGAN_CACHE at the folder above its 'classifiers' folder."
         )
     retrain = f"Retrain with `gmmgan eval train-classifier --dataset {dataset}`."
     try:
