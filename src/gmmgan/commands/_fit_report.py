@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EMProgress", "n_parameters", "print_criterion_table", "print_summary"]
+__all__ = ["EMProgress", "n_parameters", "print_criterion_table", "print_summary", "to_numpy"]
 
 _MAX_TABLE_ROWS = 40  # components listed in the summary (the rest are counted)
 
 
-def _numpy(a) -> np.ndarray:
+def to_numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
@@ -90,7 +90,7 @@ def print_summary(console, gm, X, *, fit_seconds: float, total_seconds: float,
 
     from gmmgan.plotting import full_covariances
 
-    weights, means = _numpy(gm.weights_), _numpy(gm.means_)
+    weights, means = to_numpy(gm.weights_), to_numpy(gm.means_)
     k, d = means.shape
     iterations = int(gm.n_iter_)
     if gm.converged_:
@@ -114,7 +114,7 @@ def print_summary(console, gm, X, *, fit_seconds: float, total_seconds: float,
     summary.add_row("time", f"EM {fit_seconds:.2f} s, total {total_seconds:.2f} s")
     console.print(summary)
 
-    covs = full_covariances(_numpy(gm.covariances_), k, d, gm.covariance_type)
+    covs = full_covariances(to_numpy(gm.covariances_), k, d, gm.covariance_type)
     rms_sd = np.sqrt(np.trace(covs, axis1=1, axis2=2) / d)
     table = Table(box=box.SIMPLE_HEAD, title="components", title_justify="left")
     table.add_column("k", justify="right")

@@ -9,8 +9,8 @@ import math
 import os
 from pathlib import Path
 
-from gmmgan.commands._args import device_name, positive_int
-from gmmgan.commands.sample import _resolve_device, _run_path
+from gmmgan.commands._args import device_name, positive_int, resolve_device
+from gmmgan.commands.sample import _run_path
 
 __all__ = ["add_parser", "run"]
 
@@ -280,7 +280,7 @@ def _train_classifier(args, say) -> int:
             f"a {dataset} classifier is already cached in {folder} ({', '.join(cached)}); training again would "
             "replace it, and FID/KID measured with it would no longer be comparable. Add --force to replace it, "
             "or give --cache-dir OTHER to keep both.")
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     say(f"training the {dataset} classifier on {root} ({args.epochs or ClassifierConfig().epochs} epochs, "
         f"{device}, seed {args.seeds[0]}); it will be saved to {weights}")
     _, info = train_classifier(dataset, root=root, out_dir=folder, epochs=args.epochs,
@@ -314,7 +314,7 @@ def run(args) -> int:
         load_generator,
     )
 
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     if not Path(args.target).exists() and difflib.get_close_matches(args.target, ["train-classifier"], cutoff=0.75):
         raise FileNotFoundError(f"run folder '{args.target}' does not exist; did you mean train-classifier?")
     target = _run_path(args.target)

@@ -16,12 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from gmmgan.commands._args import float_type, non_negative_int, positive_int
+from gmmgan.commands._args import (
+    float_type,
+    non_negative_int,
+    positive_int,
+    resolve_device,
+)
 from gmmgan.commands._fit_report import (
     EMProgress,
     n_parameters,
     print_criterion_table,
     print_summary,
+    to_numpy,
 )
 
 __all__ = ["add_parser", "run", "load_data", "n_parameters", "BUILTIN_DATA"]
@@ -276,21 +282,6 @@ def _check_finite(X: np.ndarray, name: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ run
-def _resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was asked for but CUDA is not available in this "
-                         "PyTorch build; use --device cpu")
-    return device
-
-
 def _check_writable(path: Path, force: bool, what: str, suffix: str | None = None) -> None:
     """Refuse, before the fit, an output that could not or should not be written afterwards."""
     if path.is_dir():
@@ -325,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("-k/--n-components is required for a data file: give the number of "
                              "mixture components, e.g. -k 8")
         k = BUILTIN_DATA[data]
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     dtype = args.dtype or ("float32" if device.type == "cuda" else None)
 
     X, description = load_data(data, n_samples=args.n_samples, seed=args.seed)
@@ -410,12 +401,8 @@ def _plot(gm, X: np.ndarray, path: Path, covariance_type: str, description: str,
     if X.shape[0] > PLOT_MAX_POINTS:  # subsample here so a memory map is not read whole
         rng = np.random.default_rng(seed)
         X = X[np.sort(rng.choice(X.shape[0], size=PLOT_MAX_POINTS, replace=False))]
-    k = _numpy(gm.means_).shape[0]  # n_components may be "auto"; the fitted K is here
+    k = to_numpy(gm.means_).shape[0]  # n_components may be "auto"; the fitted K is here
     title = f"{description}\nGMM K={k}, {covariance_type} covariances"
-    plot_gmm_2d(np.asarray(X), _numpy(gm.weights_), _numpy(gm.means_),
-                _numpy(gm.covariances_), path, covariance_type=covariance_type, title=title,
+    plot_gmm_2d(np.asarray(X), to_numpy(gm.weights_), to_numpy(gm.means_),
+                to_numpy(gm.covariances_), path, covariance_type=covariance_type, title=title,
                 max_points=PLOT_MAX_POINTS, seed=seed)
-
-
-def _numpy(a) -> np.ndarray:
-    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)

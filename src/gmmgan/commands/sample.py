@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gmmgan.commands._args import device_name, non_negative_int, positive_int
+from gmmgan.commands._args import (
+    device_name,
+    non_negative_int,
+    positive_int,
+    resolve_device,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -19,17 +24,6 @@ examples:
   gmmgan sample runs/00000-grid-fitted_gmm -n 2500 -o grid.npy
   gmmgan sample runs/00003-mnist-fitted_gmm --component 7 -n 64 -o seven.png
 """
-
-
-def _resolve_device(name: str):
-    """``gmmgan.train.resolve_device``, its error in command-line words (--device cpu, not device=cpu)."""
-    from gmmgan.train import resolve_device
-
-    try:
-        return resolve_device(name)
-    except ValueError:  # its only ValueError: CUDA asked for and not there
-        raise ValueError(f"--device {name} but CUDA is not available here; use --device cpu "
-                         "(or --device auto: CUDA where there is one).") from None
 
 
 def _run_path(text: str) -> Path:
@@ -73,7 +67,7 @@ def run(args) -> int:
     from gmmgan.images import generate, plot_points, save_image_grid
     from gmmgan.train import load_generator
 
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     G, prior, meta = load_generator(_run_path(args.run), device)
     points = len(meta["data_shape"]) == 1
     out = Path(args.output or ("samples.npy" if points else "samples.png"))
