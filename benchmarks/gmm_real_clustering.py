@@ -49,9 +49,9 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", default=None, help="JSON output (default: RUN/gmm_real_clustering.json)")
     args = p.parse_args(argv)
 
-    from gmmgan.config import config_from_dict
+    from gmmgan.gan.config import config_from_dict
     from gmmgan.data import load_mnist
-    from gmmgan.train import load_generator, resolve_device
+    from gmmgan.gan.training_loop import load_generator, resolve_device
 
     device = resolve_device(args.device)
     _, prior, meta = load_generator(args.run, device)

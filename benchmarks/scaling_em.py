@@ -66,21 +66,21 @@ def stream_check(X: torch.Tensor, args, device) -> dict:
     """
     from gmmgan import GaussianMixture
     from gmmgan import distributed as gdist
-    from gmmgan.mixture import _data
+    from gmmgan.mixture import _data_source
 
     rows = X[: min(len(X), 1 << 21)]
     fits = {}
-    saved = _data.DEVICE_MEMORY_FRACTION
+    saved = _data_source.DEVICE_MEMORY_FRACTION
     try:
         for name, data, fraction in [("resident", rows, 1.0), ("pinned", rows, 0.0), ("numpy", rows.numpy(), 0.0)]:
-            _data.DEVICE_MEMORY_FRACTION = fraction
+            _data_source.DEVICE_MEMORY_FRACTION = fraction
             with gdist.local_only(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 gm = GaussianMixture(args.k, covariance_type=args.cov, max_iter=3, tol=1e-300, random_state=0,
                                      dtype="float32", device=device, chunk_size=50_000).fit(data)
             fits[name] = (torch.as_tensor(gm.means_).cpu(), gm.lower_bound_)
     finally:
-        _data.DEVICE_MEMORY_FRACTION = saved
+        _data_source.DEVICE_MEMORY_FRACTION = saved
     ref_means, ref_bound = fits["resident"]
     diff = max(float((m - ref_means).abs().max()) for m, _ in fits.values())
     bound_diff = max(abs(b - ref_bound) for _, b in fits.values())
@@ -92,13 +92,13 @@ def worker(rank: int, world: int, port: int, args, result_path: str) -> None:
                       WORLD_SIZE=str(world))
     from gmmgan import GaussianMixture
     from gmmgan import distributed as gdist
-    from gmmgan.mixture import _data
+    from gmmgan.mixture import _data_source
 
     if args.device == "cpu":
         torch.set_num_threads(max(1, args.threads // world))
     device = gdist.init_from_env(args.device)
     if args.mode == "stream":
-        _data.DEVICE_MEMORY_FRACTION = 0.0  # even data that would fit on the GPU is streamed
+        _data_source.DEVICE_MEMORY_FRACTION = 0.0  # even data that would fit on the GPU is streamed
     try:
         rows = gdist.shard_range(args.n)
         t0 = time.perf_counter()

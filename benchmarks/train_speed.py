@@ -78,8 +78,8 @@ def plain_loop(data_u8: torch.Tensor, device: torch.device, steps: int, warmup: 
 
 def gmmgan_run(config: str, overrides: list[str], kimg: float) -> dict:
     """Train with gmmgan for ``kimg``; steady images/s from the log, start-up time apart."""
-    from gmmgan.config import load_config
-    from gmmgan.train import LOG_NAME, train
+    from gmmgan.gan.config import load_config
+    from gmmgan.gan.training_loop import LOG_NAME, train
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(config, [*overrides, f"schedule.total_kimg={kimg}", f"schedule.log_kimg={kimg / 40}",

@@ -38,8 +38,8 @@ def ring_fit(out: Path) -> str:
 
 
 def quickstart(out: Path) -> str:
-    from gmmgan.config import load_config
-    from gmmgan.train import train
+    from gmmgan.gan.config import load_config
+    from gmmgan.gan.training_loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         result = train(load_config(None, [f"out={tmp}", "seed=0"]), quiet=True)

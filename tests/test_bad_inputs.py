@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from gmmgan import BayesianGaussianMixture, GaussianMixture
-from gmmgan.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from gmmgan.gan.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from gmmgan.cli import main
-from gmmgan.config import load_config
+from gmmgan.gan.config import load_config
 from gmmgan.metrics import clustering_accuracy
-from gmmgan.priors import (
+from gmmgan.gan.priors import (
     FittedGMMPrior,
     FixedGMMPrior,
     GaussianPrior,
@@ -141,7 +141,7 @@ def test_prior_constructors_check_their_arguments(make, message):
 
 
 def test_fitted_prior_noise_dim_is_checked():
-    from gmmgan.embed import IdentityEmbedding
+    from gmmgan.gan.embed import IdentityEmbedding
 
     with pytest.raises(ValueError, match="noise_dim must be an int >= 0"):
         FittedGMMPrior(IdentityEmbedding((2,)), 3, noise_dim=-1)
@@ -400,7 +400,7 @@ def test_warm_start_on_data_of_another_width(estimator):
 
 
 def test_pca_embedding_of_nan_data():
-    from gmmgan.embed import PCAEmbedding
+    from gmmgan.gan.embed import PCAEmbedding
 
     x = torch.rand(10, 1, 2, 2)
     x[4, 0, 1, 1] = float("nan")

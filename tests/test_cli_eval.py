@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from gmmgan.cli import main
-from gmmgan.config import load_config
+from gmmgan.gan.config import load_config
 from gmmgan.data.mnist import load_mnist
 from gmmgan.metrics import ClassifierConfig, train_classifier
-from gmmgan.train import train
+from gmmgan.gan.training_loop import train
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DATA_ROOT = Path(os.environ.get("GMMGAN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import gmmgan.metrics
-from gmmgan.checkpoint import atomic_write
+from gmmgan.gan.checkpoint import atomic_write
 from gmmgan.cli import main
-from gmmgan.config import load_config
+from gmmgan.gan.config import load_config
 from gmmgan.metrics import (
     ClassifierConfig,
     FeatureClassifier,

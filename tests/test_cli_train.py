@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gmmgan.cli import main
-from gmmgan.config import load_config
-from gmmgan.train import load_generator
+from gmmgan.gan.config import load_config
+from gmmgan.gan.training_loop import load_generator
 
 from conftest import TINY_RING as TINY
 

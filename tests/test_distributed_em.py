@@ -18,7 +18,7 @@ import torch
 
 from gmmgan import BayesianGaussianMixture, GaussianMixture
 from gmmgan import distributed as gdist
-from gmmgan.mixture import _data, _transfer
+from gmmgan.mixture import _data_source, _transfer
 
 WORLD = 2
 # (covariance_type, init_params, dtype): each sharded fit is compared with one process's fit.
@@ -121,7 +121,7 @@ def _fits(path):
 
 def _state_case(rank):
     """A fitted mixture whose K differs per rank (as auto-K on GPUs may choose): rank 0's on all."""
-    from gmmgan.priors import FittedMixture
+    from gmmgan.gan.priors import FittedMixture
 
     k = 2 + rank
     mixture = FittedMixture("auto")
@@ -307,8 +307,8 @@ def test_a_failing_rank_makes_the_others_fail_instead_of_hanging(failures):
 # ---------------------------------------------------------------- one process, no process group
 def test_without_a_process_group_nothing_is_sharded():
     X = _data_set()
-    source = _data.make_source(X, device="cpu", dtype=None, chunk_size=64, n_components=4)
-    assert _data.shard_source(source) is source and source.n_global == len(X)
+    source = _data_source.make_source(X, device="cpu", dtype=None, chunk_size=64, n_components=4)
+    assert _data_source.shard_source(source) is source and source.n_global == len(X)
     assert gdist.all_reduce_sums(torch.ones(2))[0].tolist() == [1.0, 1.0]
 
 

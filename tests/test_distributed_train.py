@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from gmmgan.checkpoint import load_checkpoint
-from gmmgan.config import load_config
+from gmmgan.gan.checkpoint import load_checkpoint
+from gmmgan.gan.config import load_config
 
 TINY = ["data.name=ring", "data.n=2000", "prior.kind=gaussian", "nets.g_width=32", "nets.d_width=32",
         "nets.g_layers=2", "nets.d_layers=2", "schedule.batch_size=64", "schedule.total_kimg=1.28",
@@ -28,7 +28,7 @@ def _worker(rank: int, world: int, port: int, run_dir: str, overrides: list[str]
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "60"})
     from gmmgan import distributed
-    from gmmgan.train import train
+    from gmmgan.gan.training_loop import train
 
     torch.set_num_threads(1)
     try:
@@ -65,7 +65,7 @@ def test_two_ranks_end_with_identical_weights(two_rank_run):
 
 
 def test_two_rank_checkpoint_resumes_in_one_process(two_rank_run):
-    from gmmgan.train import train
+    from gmmgan.gan.training_loop import train
 
     run = two_rank_run / "run"
     result = train(load_config(run / "config.yaml", ["schedule.total_kimg=1.92"]), run_dir=run, resume=True,
@@ -76,7 +76,7 @@ def test_two_rank_checkpoint_resumes_in_one_process(two_rank_run):
 
 def test_two_ranks_see_the_batches_of_one_process(two_rank_run, tmp_path):
     """Each rank trains on its half of the global batch; the union is the one-process batch stream."""
-    from gmmgan.train import train
+    from gmmgan.gan.training_loop import train
 
     one = train(load_config(None, TINY), run_dir=tmp_path / "one", quiet=True)
     two = torch.load(two_rank_run / "rank0.pt", weights_only=True)
@@ -90,7 +90,7 @@ def _dying_worker(rank: int, world: int, port: int, run_dir: str) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "10"})
     from gmmgan import distributed
-    from gmmgan.train import train
+    from gmmgan.gan.training_loop import train
 
     torch.set_num_threads(1)
     if rank == 1:
@@ -101,7 +101,7 @@ def _dying_worker(rank: int, world: int, port: int, run_dir: str) -> None:
 
 
 def test_a_dead_rank_stops_the_others_and_the_checkpoint_survives(tmp_path):
-    from gmmgan.train import train
+    from gmmgan.gan.training_loop import train
 
     run = tmp_path / "run"
     train(load_config(None, TINY), run_dir=run, quiet=True)
@@ -127,7 +127,7 @@ def _rank0_disk_full_worker(rank: int, world: int, port: int, run_dir: str, out:
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "300"})
     import time
 
-    import gmmgan.train as train_module
+    import gmmgan.gan.training_loop as train_module
     from gmmgan import distributed
 
     def full_disk(*args, **kwargs):
@@ -153,7 +153,7 @@ def test_a_failure_of_rank_0_alone_stops_the_others_at_once(tmp_path):
     # Rank 0 alone writes files; when that fails the other ranks must stop with an error naming it
     # (not wait in their next collective for GMMGAN_DIST_TIMEOUT, 300 s here), and the last
     # checkpoint stays as it was.
-    from gmmgan.train import train
+    from gmmgan.gan.training_loop import train
 
     run = tmp_path / "run"
     train(load_config(None, TINY), run_dir=run, quiet=True)

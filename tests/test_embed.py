@@ -1,4 +1,4 @@
-"""Tests of gmmgan.embed: identity, PCA (round trip, whitening, determinism, state_dict), module wrapper."""
+"""Tests of gmmgan.gan.embed: identity, PCA (round trip, whitening, determinism, state_dict), module wrapper."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from gmmgan.embed import (
+from gmmgan.gan.embed import (
     IdentityEmbedding,
     ModuleEmbedding,
     PCAEmbedding,

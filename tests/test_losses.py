@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gmmgan.losses import (
+from gmmgan.gan.losses import (
     d_loss_hinge,
     d_loss_nonsaturating,
     d_loss_wgan,

@@ -137,7 +137,7 @@ def test_set_params_rejects_unknown():
 def test_inference_on_streamed_data_names_a_bad_row(tmp_path, monkeypatch, host):
     # Streamed data is validated as inference reads it, as fit validates it: a memmap, and
     # in-memory data too large for the GPU (streamed from host memory; forced here on the CPU).
-    from gmmgan.mixture import _data
+    from gmmgan.mixture import _data_source
 
     gm = GaussianMixture(2, random_state=0).fit(X)
     bad = X.copy()
@@ -146,7 +146,7 @@ def test_inference_on_streamed_data_names_a_bad_row(tmp_path, monkeypatch, host)
         np.save(tmp_path / "bad.npy", bad)
         bad = np.load(tmp_path / "bad.npy", mmap_mode="r")
     else:
-        monkeypatch.setattr(_data, "_fits_on_device", lambda *a: False)
+        monkeypatch.setattr(_data_source, "_fits_on_device", lambda *a: False)
     gm.chunk_size = 16
     for method in (gm.predict, gm.score_samples, gm.score):
         with pytest.raises(ValueError, match="NaN or infinity .*row 37"):

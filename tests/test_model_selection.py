@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gmmgan import GaussianMixture, select_n_components
 from gmmgan.mixture.model_selection import check_candidates, default_candidates
-from gmmgan.plotting_selection import plot_criterion
+from gmmgan.plotting import plot_criterion
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
 
@@ -222,8 +222,8 @@ def test_float32_agrees_with_float64():
 def test_empty_components_reseeded_as_in_single_fits(monkeypatch, cov_type):
     # A component with fewer than 4 points counts as empty here, so that re-seeding happens on
     # tiny data; the batched fit must re-seed exactly as single fits do.
-    import gmmgan.mixture._em as em_module
-    import gmmgan.mixture._stacked_em as stacked_module
+    import gmmgan.mixture._em_state as em_module
+    import gmmgan.mixture._candidates_em as stacked_module
     import gmmgan.mixture.gaussian_mixture as gm_module
 
     for module in (em_module, gm_module, stacked_module):
@@ -256,8 +256,8 @@ def test_lloyd_batched_matches_lloyd_per_problem():
     # The stacked Lloyd steps of model selection's initialisation: every problem ends exactly
     # where lloyd alone ends, including the move of an empty cluster to the farthest points.
     from gmmgan.mixture import _kmeans
-    from gmmgan.mixture._data import make_source
-    from gmmgan.mixture._kmeans_batched import lloyd_batched
+    from gmmgan.mixture._data_source import make_source
+    from gmmgan.mixture._candidates_kmeans import lloyd_batched
 
     X = torch.as_tensor(_blobs(3, k=4, d=3, n_per=40))
     source = make_source(X, device="cpu", dtype=torch.float64, chunk_size=50, n_components=1)
@@ -279,8 +279,8 @@ def test_normalize_is_exact_when_candidates_differ_by_hundreds_of_nats(monkeypat
     # Responsibilities and per-candidate logsumexp of the stacked E-step against torch's, for a
     # row where one candidate is 1000 nats below another (the float64 fast path must fall back),
     # with the CPU's segment reductions and with the scatter kernels other devices use.
-    import gmmgan.mixture._stacked_em as stacked_module
-    from gmmgan.mixture._stacked_em import _Stack
+    import gmmgan.mixture._candidates_em as stacked_module
+    from gmmgan.mixture._candidates_em import _Stack
 
     monkeypatch.setattr(stacked_module, "SEGMENT_REDUCE_DEVICES", ("cpu",) if segment_reduce else ())
     ks = [1, 2, 3]
@@ -301,7 +301,7 @@ def test_normalize_is_exact_when_candidates_differ_by_hundreds_of_nats(monkeypat
 def test_grid_layout_equals_segmented_e_step(monkeypatch, cov_type):
     # The grouped (candidates, max K) layout of the E-step and the segmented one over sum K
     # columns are two layouts of the same arithmetic: same BICs, iterations and parameters.
-    import gmmgan.mixture._stacked_em as stacked_module
+    import gmmgan.mixture._candidates_em as stacked_module
 
     X = _blobs(7, k=5, d=2, n_per=50)
     ks = list(range(1, 13))  # 3 groups of 4 candidates
@@ -349,8 +349,8 @@ def test_pruned_fit_scores_are_those_of_the_parameters_they_kept(monkeypatch):
     # computed; a fresh pass over the data with those parameters gives the same number.
     import gmmgan.mixture.model_selection as ms_module
     from gmmgan.mixture._covariance import COVARIANCES
-    from gmmgan.mixture._em import _Shifted
-    from gmmgan.mixture._stacked_em import log_likelihoods
+    from gmmgan.mixture._em_state import _Shifted
+    from gmmgan.mixture._candidates_em import log_likelihoods
 
     seen = {}
     real = ms_module.run_em
@@ -373,7 +373,7 @@ def test_pruned_fit_scores_are_those_of_the_parameters_they_kept(monkeypatch):
 def test_hopeless_rule():
     # A fit is dropped only when, gaining its latest change in every remaining iteration, its
     # criterion would stay above the best current one; one finished iteration is never enough.
-    from gmmgan.mixture._stacked_em import _Slot, hopeless
+    from gmmgan.mixture._candidates_em import _Slot, hopeless
 
     def slot(k, bounds):
         return _Slot(k, 0, None, None, lower_bound=bounds[-1], bounds=list(bounds))
@@ -394,7 +394,7 @@ def test_hopeless_rule():
 def test_selection_lloyd_steps(monkeypatch, init_params, steps):
     # k-means++ starts of the selection take 5 Lloyd steps (EM finishes the job), 'kmeans' ones
     # run Lloyd to convergence as a single fit's.
-    import gmmgan.mixture._stacked_init as init_module
+    import gmmgan.mixture._candidates_init as init_module
 
     seen = []
     real = init_module.lloyd_batched
@@ -406,7 +406,7 @@ def test_selection_lloyd_steps(monkeypatch, init_params, steps):
 def test_full_covariance_start_is_the_same_in_small_pieces(monkeypatch):
     # The k-means starts' outer products are summed a few rows at a time when they would be
     # large: the starting parameters do not depend on the piece size.
-    import gmmgan.mixture._stacked_init as init_module
+    import gmmgan.mixture._candidates_init as init_module
 
     X = _blobs(3, k=3, d=3)
     states = {}

@@ -1,4 +1,4 @@
-"""Tests of gmmgan.priors: shapes, component sampling, fitting, penalties, state dicts, the factory."""
+"""Tests of gmmgan.gan.priors: shapes, component sampling, fitting, penalties, state dicts, the factory."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import types
 import pytest
 import torch
 
-from gmmgan.config import PriorConfig
+from gmmgan.gan.config import PriorConfig
 from gmmgan.data.toy import MixtureSpec
-from gmmgan.embed import IdentityEmbedding, PCAEmbedding
-from gmmgan.priors import (
+from gmmgan.gan.embed import IdentityEmbedding, PCAEmbedding
+from gmmgan.gan.priors import (
     FittedGMMPrior,
     FixedGMMPrior,
     GaussianPrior,

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from gmmgan import train as train_mod
-from gmmgan.checkpoint import CHECKPOINT_NAME
-from gmmgan.run_folder import make_run_dir, trim_log
-from gmmgan.train import TrainingInterrupted, train
+from gmmgan.gan import training_loop as train_mod
+from gmmgan.gan.checkpoint import CHECKPOINT_NAME
+from gmmgan.gan.run_folder import make_run_dir, trim_log
+from gmmgan.gan.training_loop import TrainingInterrupted, train
 
 from test_train import TINY, tiny  # the same tiny ring run
 
@@ -121,8 +121,8 @@ def test_make_run_dir_numbers_after_existing_runs_and_skips_taken_names(tmp_path
 
 
 def test_a_snapshot_whose_weights_do_not_fit_its_config_is_a_clear_error(tmp_path):
-    from gmmgan.checkpoint import load_snapshot, save_snapshot
-    from gmmgan.train import load_generator
+    from gmmgan.gan.checkpoint import load_snapshot, save_snapshot
+    from gmmgan.gan.training_loop import load_generator
 
     run = tmp_path / "run"
     train(tiny("schedule.total_kimg=0.1"), run_dir=run, quiet=True)

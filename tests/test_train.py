@@ -1,4 +1,4 @@
-"""Tests of gmmgan.train and gmmgan.checkpoint on tiny 2-D runs: exact resume, NaN stop, bad checkpoints."""
+"""Tests of gmmgan.gan.training_loop and gmmgan.gan.checkpoint on tiny 2-D runs: exact resume, NaN stop, bad checkpoints."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import json
 import pytest
 import torch
 
-from gmmgan import train as train_mod
-from gmmgan.checkpoint import (
+from gmmgan.gan import training_loop as train_mod
+from gmmgan.gan.checkpoint import (
     CHECKPOINT_NAME,
     SNAPSHOT_NAME,
     load_checkpoint,
     load_snapshot,
     save_checkpoint,
 )
-from gmmgan.config import load_config
-from gmmgan.train import TrainingDivergedError, load_generator, train
+from gmmgan.gan.config import load_config
+from gmmgan.gan.training_loop import TrainingDivergedError, load_generator, train
 
 # A few hundred images of the ring: 8 steps of 50, snapshots every 100 images.
 TINY = [

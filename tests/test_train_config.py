@@ -1,4 +1,4 @@
-"""Tests of gmmgan.config: defaults, YAML files, dotted overrides, type checks, the shipped configs."""
+"""Tests of gmmgan.gan.config: defaults, YAML files, dotted overrides, type checks, the shipped configs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gmmgan.config import (
+from gmmgan.gan.config import (
     PRIOR_KINDS,
     TrainConfig,
     config_from_dict,

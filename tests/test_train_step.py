@@ -7,9 +7,9 @@ import contextlib
 import torch
 from torch import nn
 
-from gmmgan.losses import get_gan_loss
-from gmmgan.priors import GaussianPrior
-from gmmgan.train_step import TrainStep, adam, match_optimizer_state
+from gmmgan.gan.losses import get_gan_loss
+from gmmgan.gan.priors import GaussianPrior
+from gmmgan.gan.train_step import TrainStep, adam, match_optimizer_state
 
 
 def _step(lr=1e-3):

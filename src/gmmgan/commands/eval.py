@@ -112,7 +112,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _generate(G, prior, n, seed, device, component=None):
     """n samples of G from a generator seeded with ``seed`` (training's sampler)."""
     # Imported on use: the CLI imports every command before it needs torch.
-    from gmmgan.images import generate
+    from gmmgan.gan.sampling import generate
 
     return generate(G, prior, n, seed, device, component=component)
 
@@ -191,7 +191,7 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
 
     from gmmgan.data.mnist import load_mnist
     from gmmgan.metrics import component_clustering, feature_metrics
-    from gmmgan.priors import GMMRegularizedPrior
+    from gmmgan.gan.priors import GMMRegularizedPrior
 
     _check_28px(shape, 1, "image")
     k = prior.n_components
@@ -303,10 +303,10 @@ def run(args) -> int:
         raise ValueError(f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to 'gmmgan eval "
                          "train-classifier'; a run is evaluated with the classifier of its own data set. Drop them.")
 
-    from gmmgan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME
-    from gmmgan.config import config_from_dict
+    from gmmgan.gan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME
+    from gmmgan.gan.config import config_from_dict
     from gmmgan.plotting import read_training_log
-    from gmmgan.train import (
+    from gmmgan.gan.training_loop import (
         CONFIG_NAME,
         FINAL_PLOT_NAME,
         LOG_NAME,

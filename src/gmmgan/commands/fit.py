@@ -382,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
     if plot_path is not None:
         _plot(gm, X, plot_path, args.covariance_type, description, args.seed)
     if criterion_path is not None:
-        from gmmgan.plotting_selection import plot_criterion
+        from gmmgan.plotting import plot_criterion
 
         plot_criterion(gm, criterion_path, title=f"{description}\nchoosing K, {args.covariance_type} covariances")
     if k == "auto":

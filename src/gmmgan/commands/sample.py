@@ -28,7 +28,7 @@ examples:
 
 def _run_path(text: str) -> Path:
     """RUN of sample and eval, checked: an existing run folder, or a generator snapshot file."""
-    from gmmgan.checkpoint import SNAPSHOT_NAME
+    from gmmgan.gan.checkpoint import SNAPSHOT_NAME
 
     path = Path(text)
     if not path.exists():
@@ -64,8 +64,9 @@ def run(args) -> int:
     import numpy as np
 
     from gmmgan.cli import EXIT_OK, console
-    from gmmgan.images import generate, plot_points, save_image_grid
-    from gmmgan.train import load_generator
+    from gmmgan.gan.sampling import generate
+    from gmmgan.plotting.samples import plot_points, save_image_grid
+    from gmmgan.gan.training_loop import load_generator
 
     device = resolve_device(args.device)
     G, prior, meta = load_generator(_run_path(args.run), device)
@@ -88,7 +89,7 @@ def run(args) -> int:
     if out.suffix.lower() == ".npy":
         np.save(out, x.numpy())
     elif points:
-        from gmmgan.config import config_from_dict
+        from gmmgan.gan.config import config_from_dict
         from gmmgan.data import load_dataset
 
         name = config_from_dict(meta["config"]).data.name

@@ -65,7 +65,7 @@ _RESUMABLE_PREFIXES = ("schedule.", "optim.", "device", "bf16", "cuda_graphs", "
 
 def _check_resume_overrides(saved, cfg) -> None:
     """ValueError naming every override that changes what the resumed run's checkpoint was trained with."""
-    from gmmgan.config import config_to_dict
+    from gmmgan.gan.config import config_to_dict
 
     def flat(d: dict, prefix: str = "") -> dict:
         out = {}
@@ -87,8 +87,8 @@ def _check_resume_overrides(saved, cfg) -> None:
 def run(args) -> int:
     from gmmgan import distributed
     from gmmgan.cli import EXIT_FAILURE, EXIT_OK, console, print_error
-    from gmmgan.config import load_config
-    from gmmgan.train import CONFIG_NAME, TrainingDivergedError, train
+    from gmmgan.gan.config import load_config
+    from gmmgan.gan.training_loop import CONFIG_NAME, TrainingDivergedError, train
 
     run_dir = None
     config_path = args.config

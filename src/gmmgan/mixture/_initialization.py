@@ -7,8 +7,8 @@ import torch
 from gmmgan import distributed as gdist
 from gmmgan.mixture import _kmeans, _validation
 from gmmgan.mixture._covariance import COVARIANCES
-from gmmgan.mixture._data import DataSource
-from gmmgan.mixture._em import KMEANSPP_LLOYD_STEPS, _Shifted, _State, _Stats
+from gmmgan.mixture._data_source import DataSource
+from gmmgan.mixture._em_state import KMEANSPP_LLOYD_STEPS, _Shifted, _State, _Stats
 
 
 def initial_responsibilities(init_params: str, k: int, data: _Shifted, source: DataSource, shift, generator):

@@ -11,7 +11,7 @@ import math
 import torch
 
 from gmmgan import distributed as gdist
-from gmmgan.mixture._data import DataSource
+from gmmgan.mixture._data_source import DataSource
 
 # k-means++ is run on at most this many rows; Lloyd steps then use every row.
 SEEDING_SAMPLE = 100_000

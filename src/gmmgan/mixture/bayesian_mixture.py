@@ -30,8 +30,8 @@ from gmmgan.mixture._base import (
     sklearn_compatible,
 )
 from gmmgan.mixture._covariance import COVARIANCES, log_det_precision
-from gmmgan.mixture._data import inference_dtype, make_source, resolve_device, summarize
-from gmmgan.mixture._em import _Shifted, _Stats
+from gmmgan.mixture._data_source import inference_dtype, make_source, resolve_device, summarize
+from gmmgan.mixture._em_state import _Shifted, _Stats
 from gmmgan.mixture._feature_names import check_feature_names
 from gmmgan.mixture._initialization import initial_responsibilities
 from gmmgan.mixture.gaussian_mixture import GaussianMixture

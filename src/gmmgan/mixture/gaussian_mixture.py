@@ -19,7 +19,7 @@ from gmmgan.mixture._base import (
     sklearn_compatible,
 )
 from gmmgan.mixture._covariance import COVARIANCES
-from gmmgan.mixture._data import (
+from gmmgan.mixture._data_source import (
     DataSource,
     inference_dtype,
     make_source,
@@ -27,7 +27,7 @@ from gmmgan.mixture._data import (
     shard_source,
     summarize,
 )
-from gmmgan.mixture._em import (
+from gmmgan.mixture._em_state import (
     EMPTY_COMPONENT,
     KMEANSPP_LLOYD_STEPS,
     _Shifted,

@@ -2,8 +2,8 @@
 
 Fitting K = 1..20 one after another repeats the per-iteration overhead (a pass over the data, a
 handful of small kernels) twenty times. Here every candidate is initialised by one batched
-k-means (:mod:`gmmgan.mixture._stacked_init`) and EM runs on all of them together
-(:mod:`gmmgan.mixture._stacked_em`): one pass over each data block serves every candidate, and
+k-means (:mod:`gmmgan.mixture._candidates_init`) and EM runs on all of them together
+(:mod:`gmmgan.mixture._candidates_em`): one pass over each data block serves every candidate, and
 a candidate whose lower bound has settled drops out of the stack. Each candidate's fit is an
 ordinary EM fit: started from the same parameters, a single :class:`GaussianMixture` takes the
 same steps, stops at the same iteration and reaches the same BIC to rounding (tests assert it).
@@ -24,10 +24,10 @@ import torch
 from gmmgan.mixture import _validation
 from gmmgan.mixture._base import ConvergenceWarning, make_generator, sklearn_compatible
 from gmmgan.mixture._covariance import COVARIANCES
-from gmmgan.mixture._data import default_chunk_size, make_source, summarize
-from gmmgan.mixture._em import _Shifted
-from gmmgan.mixture._stacked_em import _Slot, log_likelihoods, run_em
-from gmmgan.mixture._stacked_init import kmeans_initial_states
+from gmmgan.mixture._data_source import default_chunk_size, make_source, summarize
+from gmmgan.mixture._em_state import _Shifted
+from gmmgan.mixture._candidates_em import _Slot, log_likelihoods, run_em
+from gmmgan.mixture._candidates_init import kmeans_initial_states
 from gmmgan.mixture.gaussian_mixture import GaussianMixture
 
 CRITERIA = ("bic", "aic")
@@ -200,7 +200,7 @@ def _initial_slots(est, proto, ks, data, source, summary, shift, cov) -> list[_S
     """One _Slot per (candidate K, initialisation), each with its initial parameters.
 
     k-means++ and k-means starting points are computed for all candidates together
-    (:mod:`gmmgan.mixture._stacked_init`); 'random' and 'random_from_data' ones candidate by
+    (:mod:`gmmgan.mixture._candidates_init`); 'random' and 'random_from_data' ones candidate by
     candidate, each exactly as ``GaussianMixture(K, **params)`` would draw them.
     """
     models = {k: GaussianMixture(**{**proto, "n_components": k}) for k in ks}

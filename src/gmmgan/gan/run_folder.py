@@ -2,7 +2,7 @@
 
 A run folder ``out/NNNNN-<data>-<prior>`` holds config.yaml, the training log (log.jsonl, one JSON
 line per log tick), checkpoint.pt, the generator snapshot and sample grids (see
-:mod:`gmmgan.train`). Only rank 0 calls these functions.
+:mod:`gmmgan.gan.training_loop`). Only rank 0 calls these functions.
 """
 
 from __future__ import annotations

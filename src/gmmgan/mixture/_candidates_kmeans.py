@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from gmmgan.mixture._data import DataSource
+from gmmgan.mixture._data_source import DataSource
 
 # At most this many groups of candidates of similar K, each padded to its largest K.
 MAX_GROUPS = 4
@@ -24,7 +24,7 @@ MAX_GROUPS = 4
 def candidate_groups(c: int) -> list[tuple[int, int]]:
     """(lo, hi) ranges cutting C candidates (ascending K) into up to MAX_GROUPS groups of similar K.
 
-    The (candidates, max K) grid layouts here and in :mod:`gmmgan.mixture._stacked_em` pad each
+    The (candidates, max K) grid layouts here and in :mod:`gmmgan.mixture._candidates_em` pad each
     group to its largest K; a group per 4 candidates keeps that padding small.
     """
     n_groups = min(MAX_GROUPS, max(1, c // 4))

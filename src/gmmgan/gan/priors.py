@@ -29,8 +29,8 @@ import numbers
 import torch
 from torch import nn
 
-from gmmgan.embed import Embedding, ResizableBuffersMixin, build_embedding
-from gmmgan.losses import gmm_nll
+from gmmgan.gan.embed import Embedding, ResizableBuffersMixin, build_embedding
+from gmmgan.gan.losses import gmm_nll
 
 __all__ = [
     "FittedGMMPrior",
@@ -282,7 +282,7 @@ class FittedGMMPrior(_EmbeddedMixtureMixin, Prior):
     Parameters
     ----------
     embedding : Embedding
-        Identity for 2-D points, PCA for images (see :func:`gmmgan.embed.build_embedding`).
+        Identity for 2-D points, PCA for images (see :func:`gmmgan.gan.embed.build_embedding`).
     n_components : int
     covariance_type : {'full', 'diag', 'spherical', 'tied'}, default='full'
     noise_dim : int, default=0
@@ -422,7 +422,7 @@ class GMMRegularizedPrior(_EmbeddedMixtureMixin, Prior):
 
 
 def build_prior(cfg, data_shape: tuple[int, ...], seed: int = 0) -> Prior:
-    """The prior described by a :class:`gmmgan.config.PriorConfig` for samples of ``data_shape``.
+    """The prior described by a :class:`gmmgan.gan.config.PriorConfig` for samples of ``data_shape``.
 
     Fitted priors come back unfitted: call ``fit(real)`` (or ``load_state_dict``) before sampling.
     """

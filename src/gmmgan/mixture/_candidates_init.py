@@ -5,7 +5,7 @@ Lloyd steps, each a loop of small kernels; on small data that is as slow as the 
 
 - one greedy k-means++ seeding with the largest K; candidate K starts from its first K centers
   (greedy k-means++ adds one center at a time, so every prefix is itself a k-means++ seeding);
-- Lloyd steps for all candidates together (:func:`gmmgan.mixture._kmeans_batched.lloyd_batched`), each
+- Lloyd steps for all candidates together (:func:`gmmgan.mixture._candidates_kmeans.lloyd_batched`), each
   candidate stopping on its own criterion (for 'k-means++' at most SELECTION_LLOYD_STEPS, 5);
 - the first M-step from the candidates' hard assignments, in one pass over the data.
 
@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 from gmmgan.mixture import _kmeans
-from gmmgan.mixture._em import _Shifted, _State
-from gmmgan.mixture._kmeans_batched import NearestCenters, lloyd_batched
-from gmmgan.mixture._stacked_em import stacked_covariances
+from gmmgan.mixture._em_state import _Shifted, _State
+from gmmgan.mixture._candidates_kmeans import NearestCenters, lloyd_batched
+from gmmgan.mixture._candidates_em import stacked_covariances
 
 # Lloyd steps of init_params='k-means++' here: half of a single fit's KMEANSPP_LLOYD_STEPS (10).
 # The EM that follows finishes what Lloyd leaves; on the 50 data sets of benchmarks/auto_k.py

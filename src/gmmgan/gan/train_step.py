@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from gmmgan import distributed
-from gmmgan.losses import gradient_penalty, r1_penalty
+from gmmgan.gan.losses import gradient_penalty, r1_penalty
 
 __all__ = ["TrainStep", "adam", "match_optimizer_state"]
 
@@ -62,11 +62,11 @@ class TrainStep:
     Parameters
     ----------
     G, D, G_ema : nn.Module
-    prior : gmmgan.priors.Prior
+    prior : gmmgan.gan.priors.Prior
         Its ``penalty(fake)`` is added to the G loss.
     opt_g, opt_d : torch.optim.Optimizer
         Build them with :func:`adam` (capturable on CUDA when ``graph`` is True).
-    gan : gmmgan.losses.GANLoss
+    gan : gmmgan.gan.losses.GANLoss
     r1_gamma, gp_weight : float
     ema_beta : float
         G_ema <- beta * G_ema + (1 - beta) * G after every step.

@@ -1,7 +1,7 @@
-"""Samples of a trained generator as pictures: 2-D scatter plots over the true modes, image grids.
+"""Pictures of generated samples: 2-D scatter plots over the true modes, image grids as PNG.
 
-Used by training (periodic and final samples), ``gmmgan sample`` and ``gmmgan eval``. Samples are
-drawn from fresh generators seeded by the caller, so drawing them never disturbs training's RNGs.
+Uses matplotlib's object-oriented API with the Agg canvas (no pyplot) for scatter plots and Pillow
+for image grids, so both work on headless machines.
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ import math
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from gmmgan.priors import GMMRegularizedPrior, Prior
-
-__all__ = ["generate", "image_grid", "plot_points", "save_image_grid", "write_samples"]
+__all__ = ["plot_points", "save_image_grid"]
 
 
 def plot_points(path: str | Path, points: torch.Tensor, means=None, title: str = "") -> None:
@@ -58,29 +55,3 @@ def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int | None = N
         grid[:, r * (h + 2) + 1 : r * (h + 2) + 1 + h, q * (w + 2) + 1 : q * (w + 2) + 1 + w] = x[i]
     arr = grid[0].numpy() if c == 1 else grid.permute(1, 2, 0).numpy()
     Image.fromarray(arr).save(path)
-
-
-@torch.no_grad()
-def generate(G: nn.Module, prior: Prior, n: int, seed: int, device, component=None, batch: int = 2500) -> torch.Tensor:
-    """n samples of G from a fresh generator seeded with ``seed`` (leaves training RNGs untouched)."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = [G(prior.sample(min(batch, n - i), gen, component)).float() for i in range(0, n, batch)]
-    return torch.cat(out)
-
-
-def image_grid(path: Path, G, prior: Prior, seed: int, device) -> None:
-    """64 fixed-z images; with a mixture prior of 2..16 components, one row of 8 per component."""
-    k = prior.n_components
-    if 2 <= k <= 16 and not isinstance(prior, GMMRegularizedPrior):
-        x = torch.cat([generate(G, prior, 8, seed + c, device, component=c) for c in range(k)])
-    else:
-        x = generate(G, prior, 64, seed, device)
-    save_image_grid(path, x, nrow=8)
-
-
-def write_samples(path: Path, G, prior, data, seed: int, device, kimg: float, n_points: int) -> None:
-    if "spec" in data.info:
-        plot_points(path, generate(G, prior, n_points, seed, device), data.info["means"],
-                    f"{data.name}, {kimg:.1f} kimg")
-    else:
-        image_grid(path, G, prior, seed, device)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gmmgan.mixture._data import DataSource, _check_block
+from gmmgan.mixture._data_source import DataSource, _check_block
 
 # A component whose responsibilities sum to less than this many points has lost its data.
 EMPTY_COMPONENT = 1e-3

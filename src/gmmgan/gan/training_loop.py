@@ -1,12 +1,12 @@
 """The GAN training loop: one readable file, from data to checkpoints (in the style of edm / nanoGPT).
 
-    cfg = gmmgan.config.load_config("configs/grid_fitted_gmm.yaml", ["schedule.total_kimg=50"])
-    result = gmmgan.train.train(cfg)          # -> {'run_dir': ..., 'metrics': {...}, ...}
+    cfg = gmmgan.gan.config.load_config("configs/grid_fitted_gmm.yaml", ["schedule.total_kimg=50"])
+    result = gmmgan.gan.training_loop.train(cfg)          # -> {'run_dir': ..., 'metrics': {...}, ...}
 
 What happens, top to bottom:
 
 1. The whole dataset is loaded onto the device once and batched there (:class:`TensorBatcher`).
-2. The prior is built (:mod:`gmmgan.priors`) and, if it is a fitted one, fitted on the real data;
+2. The prior is built (:mod:`gmmgan.gan.priors`) and, if it is a fitted one, fitted on the real data;
    the fitted-GMM prior may warm-start G by regressing it onto the embedding's decoder.
 3. Adversarial training, one D step and one G step per batch. Progress is counted in real images
    shown to D (kimg). G's weights are averaged into an EMA copy (half-life ``ema_kimg``) that is
@@ -14,7 +14,7 @@ What happens, top to bottom:
 4. Every ``log_kimg``: a JSONL line (and TensorBoard, if it imports); every ``sample_kimg``: a plot
    of 2,500 fixed-z samples over the true modes (2-D) or an image grid (a row per component for
    mixture priors of up to 16 components); every ``snapshot_kimg`` and
-   at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.checkpoint`).
+   at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.gan.checkpoint`).
 5. At the end of a 2-D run: modes captured, high-quality fraction and reverse KL on
    ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted.
 
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmmgan import distributed
-from gmmgan.checkpoint import (
+from gmmgan.gan.checkpoint import (
     CHECKPOINT_NAME,
     SNAPSHOT_NAME,
     load_checkpoint,
@@ -47,25 +47,20 @@ from gmmgan.checkpoint import (
     save_checkpoint,
     save_snapshot,
 )
-from gmmgan.config import TrainConfig, config_from_dict, config_to_dict, save_config
+from gmmgan.gan.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from gmmgan.data import TensorData, load_dataset
-from gmmgan.images import (
-    generate,
-    image_grid,
-    plot_points,
-    save_image_grid,
-    write_samples,
-)
-from gmmgan.losses import get_gan_loss
+from gmmgan.gan.sampling import generate, image_grid, write_samples
+from gmmgan.plotting.samples import plot_points, save_image_grid
+from gmmgan.gan.losses import get_gan_loss
 from gmmgan.nets import (
     DiscriminatorConfig,
     GeneratorConfig,
     build_discriminator,
     build_generator,
 )
-from gmmgan.priors import Prior, build_prior
-from gmmgan.run_folder import make_run_dir, remove_unfinished, trim_log
-from gmmgan.train_step import TrainStep, adam, match_optimizer_state
+from gmmgan.gan.priors import Prior, build_prior
+from gmmgan.gan.run_folder import make_run_dir, remove_unfinished, trim_log
+from gmmgan.gan.train_step import TrainStep, adam, match_optimizer_state
 
 __all__ = [
     "TrainingDivergedError",

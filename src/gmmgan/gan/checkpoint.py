@@ -35,7 +35,7 @@ __all__ = [
 
 CHECKPOINT_NAME = "checkpoint.pt"
 SNAPSHOT_NAME = "generator.safetensors"
-_CKPT_FORMAT, _SNAP_FORMAT, _VERSION = "gmmgan.train-state", "gmmgan.generator", 1
+_CKPT_FORMAT, _SNAP_FORMAT, _VERSION = "gmmgan.gan.training_loop-state", "gmmgan.generator", 1
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -115,7 +115,7 @@ def load_snapshot(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
         metadata = json.loads(header["metadata"])
     except (KeyError, ValueError):
         metadata = None
-    # The run's config and data shape rebuild the networks (gmmgan.train.load_generator): a snapshot needs both.
+    # The run's config and data shape rebuild the networks (gmmgan.gan.training_loop.load_generator): a snapshot needs both.
     if not isinstance(metadata, dict) or not isinstance(metadata.get("config"), dict) or "data_shape" not in metadata:
         raise ValueError(
             f"generator snapshot '{path}' has no readable metadata (the run's config); the file is corrupt. "

@@ -1,0 +1,35 @@
+"""The GAN application: configs, priors and embeddings, losses, the training loop and its run folder.
+
+``from gmmgan.gan import load_config, train, load_generator`` is the Python training API. The names
+are loaded on first use, so importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "TrainConfig": "gmmgan.gan.config",
+    "load_config": "gmmgan.gan.config",
+    "save_config": "gmmgan.gan.config",
+    "train": "gmmgan.gan.training_loop",
+    "load_generator": "gmmgan.gan.training_loop",
+    "TrainingDivergedError": "gmmgan.gan.training_loop",
+    "TrainingInterrupted": "gmmgan.gan.training_loop",
+    "build_prior": "gmmgan.gan.priors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
