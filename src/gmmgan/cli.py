@@ -1,4 +1,4 @@
-"""The ``gmmgan`` command line: ``gmmgan fit | train | sample | eval | data``.
+"""The ``gmmgan`` command line: ``gmmgan quickstart | fit | train | sample | eval | data``.
 
 Each subcommand lives in its own module ``gmmgan.commands.<name>`` with two functions:
 
@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 # Subcommand modules under gmmgan.commands, in the order `gmmgan --help` lists them.
-_COMMANDS: tuple[str, ...] = ("fit", "train", "sample", "eval", "data")
+_COMMANDS: tuple[str, ...] = ("quickstart", "fit", "train", "sample", "eval", "data")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["plot_points", "save_image_grid"]
+__all__ = ["plot_comparison", "plot_points", "save_image_grid"]
 
 
 def plot_points(path: str | Path, points: torch.Tensor, means=None, title: str = "") -> None:
@@ -55,3 +55,36 @@ def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int | None = N
         grid[:, r * (h + 2) + 1 : r * (h + 2) + 1 + h, q * (w + 2) + 1 : q * (w + 2) + 1 + w] = x[i]
     arr = grid[0].numpy() if c == 1 else grid.permute(1, 2, 0).numpy()
     Image.fromarray(arr).save(path)
+
+
+def plot_comparison(path: str | Path, panels: list[tuple[str, torch.Tensor]], means=None, suptitle: str = "") -> None:
+    """2-D samples of several generators side by side, each over the true mode centres, as one PNG.
+
+    ``panels`` is a list of (title, points (N, 2)); all panels share the axes' limits so that the
+    spread of the samples compares at a glance.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2 * len(panels), 4.6), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    m = None if means is None else torch.as_tensor(means).cpu().numpy()
+    for ax, (title, points) in zip(axes, panels):
+        p = points.detach().float().cpu().numpy()
+        # Open circles under the samples: a generator that hits a mode exactly must not hide behind it.
+        if m is not None:
+            ax.scatter(m[:, 0], m[:, 1], s=90, marker="o", facecolors="none", edgecolors="tab:red",
+                       linewidths=1.0, label="true modes", zorder=1)
+        ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.4, color="tab:blue", label="generated", zorder=2)
+        if m is not None:
+            pad = 0.25 * float(m.max() - m.min()) + 0.1
+            ax.set_xlim(m[:, 0].min() - pad, m[:, 0].max() + pad)
+            ax.set_ylim(m[:, 1].min() - pad, m[:, 1].max() + pad)
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+        ax.legend(loc="upper right", fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
