@@ -1,8 +1,9 @@
-"""The run folder of a training: making a new one, trimming its log on resume, removing an unfinished one.
+"""The run folder of a training: making or claiming one, its config and log, removing an unfinished one.
 
 A run folder ``out/NNNNN-<data>-<prior>`` holds config.yaml, the training log (log.jsonl, one JSON
-line per log tick), checkpoint.pt, the generator snapshot and sample grids (see
-:mod:`gmmgan.gan.training_loop`). Only rank 0 calls these functions.
+line per log tick, and TensorBoard events if TensorBoard imports), checkpoint.pt, the generator
+snapshot (:mod:`gmmgan.gan.checkpoint`), sample grids in samples/ and, at the end, final.png and
+(2-D data) metrics.json (see :mod:`gmmgan.gan.training_loop`). Only rank 0 calls these functions.
 """
 
 from __future__ import annotations
@@ -12,8 +13,28 @@ import shutil
 from pathlib import Path
 
 from gmmgan._files import atomic_write
+from gmmgan.gan.config import TrainConfig, save_config
 
-__all__ = ["make_run_dir", "remove_unfinished", "trim_log"]
+__all__ = [
+    "CONFIG_NAME",
+    "FINAL_PLOT_NAME",
+    "LOG_NAME",
+    "METRICS_NAME",
+    "SAMPLES_DIR",
+    "append_log",
+    "claim_run_dir",
+    "make_run_dir",
+    "make_samples_dir",
+    "open_log",
+    "open_tensorboard",
+    "record_config",
+    "remove_unfinished",
+    "sample_path",
+    "trim_log",
+]
+
+CONFIG_NAME, LOG_NAME, METRICS_NAME, FINAL_PLOT_NAME = "config.yaml", "log.jsonl", "metrics.json", "final.png"
+SAMPLES_DIR = "samples"
 
 
 def make_run_dir(out: str | Path, desc: str) -> Path:
@@ -33,6 +54,56 @@ def make_run_dir(out: str | Path, desc: str) -> Path:
             return run_dir
         except FileExistsError:
             number += 1
+
+
+def claim_run_dir(out: str | Path, desc: str, run_dir: str | Path | None) -> tuple[str, bool]:
+    """The folder of a new run and whether this training created it: ``run_dir`` if given, else a new one in ``out``.
+
+    A given folder may exist already (it is used as it is, and never removed); a missing one is
+    made. Returns the path as a string (it is broadcast to the other ranks) and True if the folder
+    is new.
+    """
+    if run_dir is None:
+        return str(make_run_dir(out, desc)), True
+    existed = Path(run_dir).exists()
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return str(run_dir), not existed
+
+
+def record_config(run_dir: Path, cfg: TrainConfig, resumed_at_kimg: float | None = None) -> None:
+    """Write the run's config.yaml; on resume also drop the log lines past the checkpoint (they are redone)."""
+    save_config(cfg, run_dir / CONFIG_NAME)
+    if resumed_at_kimg is not None:
+        trim_log(run_dir / LOG_NAME, resumed_at_kimg)
+
+
+def make_samples_dir(run_dir: Path) -> None:
+    (run_dir / SAMPLES_DIR).mkdir(exist_ok=True)
+
+
+def sample_path(run_dir: Path, kimg: float) -> Path:
+    """Where the sample plot or grid at ``kimg`` goes: ``samples/samples-000001.500kimg.png``."""
+    return run_dir / SAMPLES_DIR / f"samples-{kimg:010.3f}kimg.png"
+
+
+def open_log(run_dir: Path):
+    """The training log, opened for appending (a resumed run goes on where its trimmed log ends)."""
+    return open(run_dir / LOG_NAME, "a", encoding="utf-8")  # noqa: SIM115 - the training loop closes it
+
+
+def append_log(log_file, entry: dict) -> None:
+    """One JSON line, flushed at once (the log of a crashed run is complete up to its last tick)."""
+    log_file.write(json.dumps(entry) + "\n")
+    log_file.flush()
+
+
+def open_tensorboard(run_dir: Path):
+    """A TensorBoard ``SummaryWriter`` on the run folder, or None when TensorBoard does not import."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # optional
+        return SummaryWriter(str(run_dir))
+    except Exception:  # noqa: BLE001 - TensorBoard is optional; any import failure means: none
+        return None
 
 
 def trim_log(path: str | Path, kimg: float) -> int:
