@@ -25,6 +25,7 @@ run stopped and resumed ends with the same weights as one that never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -44,13 +45,12 @@ from gmmgan.gan.checkpoint import (
     CHECKPOINT_NAME,
     SNAPSHOT_NAME,
     load_resumable,
-    load_snapshot,
     load_training_state,
     save_checkpoint,  # looked up here at call time: tests replace training_loop.save_checkpoint
     save_generator,
     training_state,
 )
-from gmmgan.gan.config import TrainConfig, config_from_dict
+from gmmgan.gan.config import TrainConfig
 from gmmgan.gan.losses import get_gan_loss
 from gmmgan.gan.priors import Prior, build_prior
 from gmmgan.gan.run_folder import (  # the file names are re-exported: commands import them from here
@@ -58,17 +58,15 @@ from gmmgan.gan.run_folder import (  # the file names are re-exported: commands 
     FINAL_PLOT_NAME,
     LOG_NAME,  # noqa: F401
     METRICS_NAME,
-    append_log,
+    TrainingLog,
     claim_run_dir,
     make_run_dir,
     make_samples_dir,
-    open_log,
-    open_tensorboard,
     record_config,
     remove_unfinished,
     sample_path,
 )
-from gmmgan.gan.sampling import generate, image_grid, write_samples
+from gmmgan.gan.sampling import generate, image_grid, load_generator, write_samples
 from gmmgan.gan.train_step import TrainStep, adam
 from gmmgan.nets import (
     DiscriminatorConfig,
@@ -262,8 +260,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     created = False
     if not resume:
         claim = partial(claim_run_dir, cfg.out, f"{cfg.data.name}-{cfg.prior.kind}", run_dir)
-        made, created = distributed.broadcast_object(distributed.main_only(claim, "creating the run folder"))
-        run_dir = Path(made)
+        run_dir, created = distributed.broadcast_object(distributed.main_only(claim, "creating the run folder"))
 
     def write_state() -> None:  # rank 0: the full training state, then the snapshot of the nets that are sampled
         save_checkpoint(run_dir / CHECKPOINT_NAME, training_state(G, D, G_ema, prior, opt_g, opt_d, batcher, zgen,
@@ -272,11 +269,10 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                        step=step)
 
     # Resume training state, or start the new run: fit the prior, warm-start G, write a first checkpoint.
-    try:  # until the first checkpoint of a new run exists, a failure removes its folder again
+    with _removed_if_unfinished(run_dir, main and created):  # until a new run's first checkpoint exists
         if resume:
             load_training_state(ckpt, run_dir, G, D, G_ema, prior, opt_g, opt_d, batcher, zgen, device)
-            cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])
-            # The log lines past the checkpoint are dropped: those steps are redone.
+            cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])  # the log is trimmed back to here
             distributed.main_only(partial(record_config, run_dir, cfg, cur_nimg / 1000), "writing the config")
             say(f"resumed {run_dir} at {cur_nimg / 1000:.3f} kimg (step {step})")
         else:
@@ -289,14 +285,6 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 distributed.broadcast_module_(module)
             G_ema.load_state_dict(G.state_dict())
             _save(write_state, G, D, G_ema)  # a good checkpoint exists from the start
-    except BaseException as e:
-        removed = main and created and remove_unfinished(run_dir, CHECKPOINT_NAME)
-        if isinstance(e, KeyboardInterrupt):
-            raise TrainingInterrupted(
-                "interrupted before the first checkpoint: nothing to resume"
-                + (f"; the new run folder {run_dir} was removed." if removed else ".")
-            ) from None
-        raise
 
     # Set up logging (rank 0): the samples folder, the next log/sample/snapshot ticks, log and progress bar.
     last_good = cur_nimg  # where the last checkpoint on disk is
@@ -308,10 +296,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     next_sample = _next_at(cur_nimg, sched.sample_kimg) if sched.sample_kimg else None
     check_every = 1 if device.type == "cpu" else 50  # .item() syncs the GPU: check NaN less often there
     tick_time, tick_nimg = time.time(), cur_nimg
-    # Opened last, just before the try whose finally closes them.
-    log_file = distributed.main_only(partial(open_log, run_dir), "opening the log")
-    tb = open_tensorboard(run_dir) if main else None
-    progress = _progress_bar(console, cur_nimg, total) if main and not quiet and cur_nimg < total else None
+    log = TrainingLog(run_dir, console, cur_nimg, total, progress=main and not quiet)  # closed by the finally below
 
     # Main training loop.
     try:
@@ -332,12 +317,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 rate = (cur_nimg - tick_nimg) / max(now - tick_time, 1e-9)
                 entry = {"kimg": round(cur_nimg / 1000, 4), "step": step, "loss_d": ld, "loss_g": lg,
                          "images_per_s": round(rate, 1), "wall_s": round(now - t_start, 2)}
-                distributed.main_only(partial(append_log, log_file, entry), "writing the log")
-                if tb is not None:
-                    for k in ("loss_d", "loss_g", "images_per_s"):
-                        tb.add_scalar(k, entry[k], cur_nimg)
-                if progress is not None:
-                    progress.update(progress.task_ids[0], info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s")
+                log.write(entry, cur_nimg, info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s")
                 tick_time, tick_nimg, next_log = now, cur_nimg, _next_at(cur_nimg, sched.log_kimg)
             if next_sample is not None and (cur_nimg >= next_sample or done):
                 kimg = cur_nimg / 1000
@@ -347,20 +327,15 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             if cur_nimg >= next_snap or done:
                 _save(write_state, G, D, G_ema)
                 last_good, next_snap = cur_nimg, _next_at(cur_nimg, sched.snapshot_kimg)
-            if progress is not None and (step % 16 == 0 or done):  # rich costs ~0.1 ms a call: not every step
-                progress.update(progress.task_ids[0], completed=cur_nimg / 1000)
+            if step % 16 == 0 or done:  # rich costs ~0.1 ms a call: not every step
+                log.show_progress(cur_nimg)
     except KeyboardInterrupt:
         raise TrainingInterrupted(
             f"interrupted at {cur_nimg / 1000:.1f} kimg; the last checkpoint, {run_dir / CHECKPOINT_NAME}, is at "
             f"{last_good / 1000:.1f} kimg. Continue with: gmmgan train --resume {run_dir}"
         ) from None
     finally:
-        if progress is not None:
-            progress.stop()
-        if log_file is not None:
-            log_file.close()
-        if tb is not None:
-            tb.close()
+        log.close()
 
     # Evaluate the EMA generator (rank 0) and report.
     metrics = distributed.main_only(partial(_final_evaluation, cfg, run_dir, G_ema, prior, data, device,
@@ -423,21 +398,22 @@ def _check_finite(step_fn: TrainStep, batch_size: int, run_dir: Path, last_good:
         )
 
 
-def _progress_bar(console, cur_nimg: int, total: int):
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+@contextlib.contextmanager
+def _removed_if_unfinished(run_dir: Path, created: bool):
+    """On a failure inside, remove the run folder this training created if it holds no checkpoint yet.
 
-    progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} kimg"),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console, transient=False)
-    progress.add_task("train", total=total / 1000, completed=cur_nimg / 1000, info="")
-    progress.start()
-    return progress
+    Ctrl-C inside becomes :class:`TrainingInterrupted`, saying there is nothing to resume.
+    """
+    try:
+        yield
+    except BaseException as e:
+        removed = created and remove_unfinished(run_dir, CHECKPOINT_NAME)
+        if isinstance(e, KeyboardInterrupt):
+            raise TrainingInterrupted(
+                "interrupted before the first checkpoint: nothing to resume"
+                + (f"; the new run folder {run_dir} was removed." if removed else ".")
+            ) from None
+        raise
 
 
 def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, device, kimg: float, say) -> dict | None:
@@ -461,22 +437,3 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, devic
         f"reverse KL {cov.reverse_kl:.4f} (perfect-sampler floor {cov.kl_floor:.4f})")
     say(f"plot: {run_dir / FINAL_PLOT_NAME}")
     return metrics
-
-
-# ----------------------------------------------------------------------------------- sampling
-def load_generator(run: str | Path, device="cpu") -> tuple[nn.Module, Prior, dict]:
-    """(EMA generator in eval mode, prior, metadata) from a run folder or a ``generator.safetensors``."""
-    g_state, p_state, meta = load_snapshot(run)
-    cfg = config_from_dict(meta["config"])
-    shape = tuple(meta["data_shape"])
-    try:
-        prior = build_prior(cfg.prior, shape, cfg.seed)
-        prior.load_state_dict(p_state)
-        G, _ = build_networks(cfg, shape, prior.z_dim)
-        G.load_state_dict(g_state)
-    except (RuntimeError, KeyError) as e:  # weights that do not fit the config stored beside them
-        raise ValueError(
-            f"the generator snapshot in '{run}' is corrupt: its weights do not fit its own config "
-            f"({str(e).splitlines()[0]}). Sample from another snapshot or retrain the run."
-        ) from None
-    return G.to(device).eval().requires_grad_(False), prior.to(device).requires_grad_(False), meta
