@@ -3,20 +3,24 @@
     cfg = gmmgan.gan.config.load_config("configs/grid_fitted_gmm.yaml", ["schedule.total_kimg=50"])
     result = gmmgan.gan.training_loop.train(cfg)          # -> {'run_dir': ..., 'metrics': {...}, ...}
 
-What happens, top to bottom:
+What happens, top to bottom (the section comments of :func:`train`):
 
 1. The whole dataset is loaded onto the device once and batched there (:class:`TensorBatcher`).
-2. The prior is built (:mod:`gmmgan.gan.priors`) and, if it is a fitted one, fitted on the real data;
-   the fitted-GMM prior may warm-start G by regressing it onto the embedding's decoder.
-3. Adversarial training, one D step and one G step per batch. Progress is counted in real images
-   shown to D (kimg). G's weights are averaged into an EMA copy (half-life ``ema_kimg``) that is
-   what gets sampled, plotted and saved for ``gmmgan sample``.
-4. Every ``log_kimg``: a JSONL line (and TensorBoard, if it imports); every ``sample_kimg``: a plot
-   of 2,500 fixed-z samples over the true modes (2-D) or an image grid (a row per component for
-   mixture priors of up to 16 components); every ``snapshot_kimg`` and
-   at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.gan.checkpoint`).
-5. At the end of a 2-D run: modes captured, high-quality fraction and reverse KL on
-   ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted.
+2. The prior is built (:mod:`gmmgan.gan.priors`), then G, D and the EMA copy of G, and Adam for each.
+3. A new run gets its folder (:mod:`gmmgan.gan.run_folder`), its prior is fitted on the real data if
+   it is a fitted one, the fitted-GMM prior may warm-start G by regressing it onto the embedding's
+   decoder, and a first checkpoint is written; a resumed run loads its checkpoint instead and trims
+   its log back to it (:mod:`gmmgan.gan.checkpoint`).
+4. Adversarial training, one D step and one G step per batch (:class:`gmmgan.gan.train_step.TrainStep`).
+   Progress is counted in real images shown to D (kimg). G's weights are averaged into an EMA copy
+   (half-life ``ema_kimg``) that is what gets sampled, plotted and saved for ``gmmgan sample``.
+5. Every ``log_kimg``: a JSONL line (and TensorBoard, if it imports); every ``sample_kimg``: a plot
+   of ``eval_samples`` fixed-z samples over the true modes (2-D) or an image grid (a row per component
+   for mixture priors of up to 16 components; :mod:`gmmgan.gan.sampling`); every ``snapshot_kimg``
+   and at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.gan.checkpoint`).
+6. At the end of a 2-D run: modes captured, high-quality fraction and reverse KL on
+   ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted; an
+   image run ends with a grid of samples.
 
 Exact resume: everything random comes from three generators (the batcher's, the z generator and
 the global torch RNG used only to initialise the nets), all saved in the checkpoint, so on CPU a
@@ -54,9 +58,9 @@ from gmmgan.gan.config import TrainConfig
 from gmmgan.gan.losses import get_gan_loss
 from gmmgan.gan.priors import Prior, build_prior
 from gmmgan.gan.run_folder import (  # the file names are re-exported: commands import them from here
-    CONFIG_NAME,  # noqa: F401
+    CONFIG_NAME,
     FINAL_PLOT_NAME,
-    LOG_NAME,  # noqa: F401
+    LOG_NAME,
     METRICS_NAME,
     TrainingLog,
     claim_run_dir,
@@ -77,6 +81,10 @@ from gmmgan.nets import (
 from gmmgan.plotting.samples import plot_points, save_image_grid
 
 __all__ = [
+    "CONFIG_NAME",
+    "FINAL_PLOT_NAME",
+    "LOG_NAME",
+    "METRICS_NAME",
     "TrainingDivergedError",
     "TrainingInterrupted",
     "build_networks",
@@ -226,10 +234,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     if cfg.data.name not in _TOY and cfg.data.root is None:  # record where the data came from
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root(cfg)))
     sched, B = cfg.schedule, cfg.schedule.batch_size
-    if B % (cfg.nets.pack * world):
-        raise ValueError(f"schedule.batch_size={B} must be a multiple of nets.pack ({cfg.nets.pack}) times the "
-                         f"number of processes ({world}).")
-    rows = distributed.shard_range(B)  # this rank's rows of every global batch
+    rows = _rows_of_this_rank(B, cfg.nets.pack, world)
     total = round(sched.total_kimg * 1000)
     if resume:  # a resumed run keeps its folder; check it can go on before anything is written
         run_dir = Path(run_dir)
@@ -286,7 +291,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             G_ema.load_state_dict(G.state_dict())
             _save(write_state, G, D, G_ema)  # a good checkpoint exists from the start
 
-    # Set up logging (rank 0): the samples folder, the next log/sample/snapshot ticks, log and progress bar.
+    # Set up the training step, the log/sample/snapshot ticks, the samples folder and the log.
     last_good = cur_nimg  # where the last checkpoint on disk is
     step_fn = TrainStep(G, D, G_ema, prior, opt_g, opt_d, get_gan_loss(cfg.loss.kind), r1_gamma=cfg.loss.r1_gamma,
                         gp_weight=cfg.loss.gp_weight, ema_beta=_ema_beta(cfg), autocast=autocast, device=device,
@@ -301,9 +306,9 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     # Main training loop.
     try:
         while cur_nimg < total:
-            real = batcher.next()[rows.start : rows.stop]
-            z = prior.sample(B, zgen)[rows.start : rows.stop]
-            gp_eps = torch.rand(B, generator=zgen, device=device)[rows.start : rows.stop] if cfg.loss.gp_weight > 0 else None
+            real = batcher.next()[rows]
+            z = prior.sample(B, zgen)[rows]
+            gp_eps = torch.rand(B, generator=zgen, device=device)[rows] if cfg.loss.gp_weight > 0 else None
             step_fn(real, z, gp_eps)
             cur_nimg += B
             step += 1
@@ -349,6 +354,15 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
 # ----------------------------------------------------------------------------------- helpers of train()
 def _silent(*args) -> None:
     """``say`` of a quiet run, and of every rank but 0."""
+
+
+def _rows_of_this_rank(batch_size: int, pack: int, world: int) -> slice:
+    """This rank's rows of every global batch; each rank's share must be whole packs of D's input."""
+    if batch_size % (pack * world):
+        raise ValueError(f"schedule.batch_size={batch_size} must be a multiple of nets.pack ({pack}) times the "
+                         f"number of processes ({world}).")
+    rows = distributed.shard_range(batch_size)
+    return slice(rows.start, rows.stop)
 
 
 def _optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module, prior: Prior, device: torch.device, graph: bool):
