@@ -179,7 +179,7 @@ def load_snapshot(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
         metadata = json.loads(header["metadata"])
     except (KeyError, ValueError):
         metadata = None
-    # The run's config and data shape rebuild the networks (gmmgan.gan.training_loop.load_generator): a snapshot needs both.
+    # The run's config and data shape rebuild the networks (gmmgan.gan.sampling.load_generator): a snapshot needs both.
     if not isinstance(metadata, dict) or not isinstance(metadata.get("config"), dict) or "data_shape" not in metadata:
         raise ValueError(
             f"generator snapshot '{path}' has no readable metadata (the run's config); the file is corrupt. "

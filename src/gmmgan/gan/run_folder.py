@@ -77,6 +77,7 @@ def record_config(run_dir: Path, cfg: TrainConfig, resumed_at_kimg: float | None
 
 
 def make_samples_dir(run_dir: Path) -> None:
+    """The samples/ folder, made once the run's first checkpoint exists (a resumed run has it already)."""
     (run_dir / SAMPLES_DIR).mkdir(exist_ok=True)
 
 
