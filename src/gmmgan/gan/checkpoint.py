@@ -8,9 +8,11 @@ A run folder holds
 - ``generator.safetensors``: the EMA generator and the prior (tensors ``G.*`` and ``prior.*``), with
   the resolved config as JSON in the header; all ``gmmgan sample`` needs.
 
-Both are written atomically (a temporary file in the same folder, then ``os.replace``): a crash
-while saving leaves the previous good file in place. A missing or unreadable file is an error that
-names it, never a silent fresh start.
+:func:`training_state` builds the checkpoint's dict and :func:`load_training_state` puts it back;
+:func:`save_generator` writes the snapshot of the nets that are sampled and evaluated, kept apart
+from the full training state. Both files are written atomically (a temporary file in the same
+folder, then ``os.replace``): a crash while saving leaves the previous good file in place. A
+missing or unreadable file is an error that names it, never a silent fresh start.
 """
 
 from __future__ import annotations
@@ -20,17 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from gmmgan._files import atomic_write
+from gmmgan.gan.config import TrainConfig, config_to_dict
+from gmmgan.gan.train_step import match_optimizer_state
 
 __all__ = [
     "CHECKPOINT_NAME",
     "SNAPSHOT_NAME",
     "atomic_write",
     "load_checkpoint",
+    "load_resumable",
     "load_snapshot",
+    "load_training_state",
     "save_checkpoint",
+    "save_generator",
     "save_snapshot",
+    "training_state",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -76,6 +85,61 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     return state
 
 
+def load_resumable(run_dir: Path, total_kimg: float) -> dict[str, Any]:
+    """The checkpoint of the run in ``run_dir``, checked to be short of ``total_kimg`` (before anything is written)."""
+    # On the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to their device.
+    ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
+    if int(ckpt["cur_nimg"]) >= round(total_kimg * 1000):
+        raise ValueError(
+            f"run '{run_dir}' is already at {int(ckpt['cur_nimg']) / 1000:.1f} kimg and schedule.total_kimg "
+            f"is {total_kimg:g}: nothing to continue. To train longer, raise it, e.g. gmmgan train "
+            f"--resume {run_dir} schedule.total_kimg={2 * max(total_kimg, int(ckpt['cur_nimg']) / 1000):.3g}"
+        )
+    return ckpt
+
+
+def training_state(G: nn.Module, D: nn.Module, G_ema: nn.Module, prior: nn.Module, opt_g, opt_d, batcher,
+                   zgen: torch.Generator, device: torch.device, *, cur_nimg: int, step: int,
+                   cfg: TrainConfig) -> dict[str, Any]:
+    """Everything a run needs to go on exactly: nets, optimizers, batch order, random streams, progress, config."""
+    return {
+        "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "prior": prior.state_dict(),
+        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "batcher": batcher.state_dict(),
+        "z_generator": zgen.get_state(), "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+        "cur_nimg": cur_nimg, "step": step, "config": config_to_dict(cfg),
+    }
+
+
+def load_training_state(ckpt: dict[str, Any], run_dir: Path, G: nn.Module, D: nn.Module, G_ema: nn.Module,
+                        prior: nn.Module, opt_g, opt_d, batcher, zgen: torch.Generator, device: torch.device) -> None:
+    """Nets, optimisers, batch order and random streams from a checkpoint, as they were when it was saved."""
+    try:
+        for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (prior, "prior")):
+            module.load_state_dict(ckpt[key])
+        opt_g.load_state_dict(match_optimizer_state(ckpt["opt_g"], opt_g))
+        opt_d.load_state_dict(match_optimizer_state(ckpt["opt_d"], opt_d))
+        batcher.load_state_dict(ckpt["batcher"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ValueError(
+            f"checkpoint '{run_dir / CHECKPOINT_NAME}' does not fit this config ({str(e).splitlines()[0]}); "
+            "resume with the run's own settings (only schedule.* and similar may change)."
+        ) from None
+    zgen.set_state(ckpt["z_generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    gpu = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
+    if device.type == "cuda" and len(ckpt["cuda_rng"]) > gpu:  # the state of this run's own GPU
+        torch.cuda.set_rng_state(ckpt["cuda_rng"][gpu], device)
+
+
+def save_generator(path: str | Path, G_ema: nn.Module, prior: nn.Module, *, cfg: TrainConfig,
+                   data_shape: tuple[int, ...], cur_nimg: int, step: int) -> Path:
+    """The snapshot ``gmmgan sample`` and ``gmmgan eval`` read: the EMA generator, the prior and what rebuilds them."""
+    meta = {"config": config_to_dict(cfg), "data_shape": list(data_shape), "z_dim": prior.z_dim,
+            "kimg": cur_nimg / 1000, "step": step}
+    return save_snapshot(path, G_ema.state_dict(), prior.state_dict(), meta)
+
+
 def save_snapshot(path: str | Path, generator_state: dict[str, torch.Tensor], prior_state: dict[str, torch.Tensor],
                   metadata: dict[str, Any]) -> Path:
     """Write the sampling snapshot: tensors ``G.<name>``, ``prior.<name>`` and JSON ``metadata``."""
@@ -115,7 +179,7 @@ def load_snapshot(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
         metadata = json.loads(header["metadata"])
     except (KeyError, ValueError):
         metadata = None
-    # The run's config and data shape rebuild the networks (gmmgan.gan.training_loop.load_generator): a snapshot needs both.
+    # The run's config and data shape rebuild the networks (gmmgan.gan.sampling.load_generator): a snapshot needs both.
     if not isinstance(metadata, dict) or not isinstance(metadata.get("config"), dict) or "data_shape" not in metadata:
         raise ValueError(
             f"generator snapshot '{path}' has no readable metadata (the run's config); the file is corrupt. "

@@ -1,19 +1,41 @@
-"""The run folder of a training: making a new one, trimming its log on resume, removing an unfinished one.
+"""The run folder of a training: making or claiming one, its config and log, removing an unfinished one.
 
 A run folder ``out/NNNNN-<data>-<prior>`` holds config.yaml, the training log (log.jsonl, one JSON
-line per log tick), checkpoint.pt, the generator snapshot and sample grids (see
-:mod:`gmmgan.gan.training_loop`). Only rank 0 calls these functions.
+line per log tick, and TensorBoard events if TensorBoard imports), checkpoint.pt, the generator
+snapshot (:mod:`gmmgan.gan.checkpoint`), sample grids in samples/ and, at the end, final.png and
+(2-D data) metrics.json (see :mod:`gmmgan.gan.training_loop`). Only rank 0 calls these functions;
+every rank makes a :class:`TrainingLog`, which writes on rank 0.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
+from gmmgan import distributed
 from gmmgan._files import atomic_write
+from gmmgan.gan.config import TrainConfig, save_config
 
-__all__ = ["make_run_dir", "remove_unfinished", "trim_log"]
+__all__ = [
+    "CONFIG_NAME",
+    "FINAL_PLOT_NAME",
+    "LOG_NAME",
+    "METRICS_NAME",
+    "SAMPLES_DIR",
+    "TrainingLog",
+    "claim_run_dir",
+    "make_run_dir",
+    "make_samples_dir",
+    "record_config",
+    "remove_unfinished",
+    "sample_path",
+    "trim_log",
+]
+
+CONFIG_NAME, LOG_NAME, METRICS_NAME, FINAL_PLOT_NAME = "config.yaml", "log.jsonl", "metrics.json", "final.png"
+SAMPLES_DIR = "samples"
 
 
 def make_run_dir(out: str | Path, desc: str) -> Path:
@@ -33,6 +55,35 @@ def make_run_dir(out: str | Path, desc: str) -> Path:
             return run_dir
         except FileExistsError:
             number += 1
+
+
+def claim_run_dir(out: str | Path, desc: str, run_dir: str | Path | None) -> tuple[Path, bool]:
+    """The folder of a new run and whether this training created it: ``run_dir`` if given, else a new one in ``out``.
+
+    A given folder may exist already (it is used as it is, and never removed); a missing one is made.
+    """
+    if run_dir is None:
+        return make_run_dir(out, desc), True
+    existed = Path(run_dir).exists()
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return Path(run_dir), not existed
+
+
+def record_config(run_dir: Path, cfg: TrainConfig, resumed_at_kimg: float | None = None) -> None:
+    """Write the run's config.yaml; on resume also drop the log lines past the checkpoint (they are redone)."""
+    save_config(cfg, run_dir / CONFIG_NAME)
+    if resumed_at_kimg is not None:
+        trim_log(run_dir / LOG_NAME, resumed_at_kimg)
+
+
+def make_samples_dir(run_dir: Path) -> None:
+    """The samples/ folder, made once the run's first checkpoint exists (a resumed run has it already)."""
+    (run_dir / SAMPLES_DIR).mkdir(exist_ok=True)
+
+
+def sample_path(run_dir: Path, kimg: float) -> Path:
+    """Where the sample plot or grid at ``kimg`` goes: ``samples/samples-000001.500kimg.png``."""
+    return run_dir / SAMPLES_DIR / f"samples-{kimg:010.3f}kimg.png"
 
 
 def trim_log(path: str | Path, kimg: float) -> int:
@@ -73,3 +124,67 @@ def remove_unfinished(run_dir: str | Path, checkpoint_name: str) -> bool:
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
     return True
+
+
+class TrainingLog:
+    """Where a log tick goes: a line of log.jsonl and TensorBoard scalars (rank 0), and the progress bar.
+
+    Every rank makes one and calls :meth:`write` at the same ticks (a failure to write the log
+    file stops every rank, :func:`gmmgan.distributed.main_only`); the progress bar is shown on
+    rank 0 when ``progress`` and there is training left. :meth:`close` closes it all.
+    """
+
+    def __init__(self, run_dir: Path, console, cur_nimg: int, total: int, *, progress: bool):
+        # Opened for appending: a resumed run goes on where its trimmed log ends.
+        self.file = distributed.main_only(partial(open, run_dir / LOG_NAME, "a", encoding="utf-8"), "opening the log")
+        self.tb = _tensorboard(run_dir) if distributed.is_main() else None
+        self.progress = None
+        if progress and cur_nimg < total:
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} kimg"),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                transient=False)
+            self.progress.add_task("train", total=total / 1000, completed=cur_nimg / 1000, info="")
+            self.progress.start()
+
+    def write(self, entry: dict, cur_nimg: int, info: str) -> None:
+        """``entry`` as a JSON line and its losses and speed as TensorBoard scalars; ``info`` beside the bar."""
+        distributed.main_only(partial(_append, self.file, entry), "writing the log")
+        if self.tb is not None:
+            for k in ("loss_d", "loss_g", "images_per_s"):
+                self.tb.add_scalar(k, entry[k], cur_nimg)
+        if self.progress is not None:
+            self.progress.update(self.progress.task_ids[0], info=info)
+
+    def show_progress(self, cur_nimg: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.progress.task_ids[0], completed=cur_nimg / 1000)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.file is not None:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _append(log_file, entry: dict) -> None:
+    log_file.write(json.dumps(entry) + "\n")
+    log_file.flush()  # the log of a crashed run is complete up to its last tick
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # optional
+        return SummaryWriter(str(run_dir))
+    except Exception:  # noqa: BLE001 - TensorBoard is optional; any import failure means: none
+        return None

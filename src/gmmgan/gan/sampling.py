@@ -1,4 +1,4 @@
-"""Drawing samples from a trained generator, and writing them as pictures (2-D plots, image grids).
+"""Loading a trained generator, drawing samples from it, and writing them as pictures (2-D plots, image grids).
 
 Used by training (periodic and final samples), ``gmmgan sample`` and ``gmmgan eval``. Samples are
 drawn from fresh generators seeded by the caller, so drawing them never disturbs training's RNGs.
@@ -11,10 +11,33 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gmmgan.gan.priors import GMMRegularizedPrior, Prior
+from gmmgan.gan.checkpoint import load_snapshot
+from gmmgan.gan.config import config_from_dict
+from gmmgan.gan.priors import GMMRegularizedPrior, Prior, build_prior
 from gmmgan.plotting.samples import plot_points, save_image_grid
 
-__all__ = ["generate", "image_grid", "write_samples"]
+__all__ = ["generate", "image_grid", "load_generator", "write_samples"]
+
+
+def load_generator(run: str | Path, device="cpu") -> tuple[nn.Module, Prior, dict]:
+    """(EMA generator in eval mode, prior, metadata) from a run folder or a ``generator.safetensors``."""
+    # The nets as training builds them; imported here because training_loop imports this module.
+    from gmmgan.gan.training_loop import build_networks
+
+    g_state, p_state, meta = load_snapshot(run)
+    cfg = config_from_dict(meta["config"])
+    shape = tuple(meta["data_shape"])
+    try:
+        prior = build_prior(cfg.prior, shape, cfg.seed)
+        prior.load_state_dict(p_state)
+        G, _ = build_networks(cfg, shape, prior.z_dim)
+        G.load_state_dict(g_state)
+    except (RuntimeError, KeyError) as e:  # weights that do not fit the config stored beside them
+        raise ValueError(
+            f"the generator snapshot in '{run}' is corrupt: its weights do not fit its own config "
+            f"({str(e).splitlines()[0]}). Sample from another snapshot or retrain the run."
+        ) from None
+    return G.to(device).eval().requires_grad_(False), prior.to(device).requires_grad_(False), meta
 
 
 @torch.no_grad()
@@ -36,6 +59,7 @@ def image_grid(path: Path, G, prior: Prior, seed: int, device) -> None:
 
 
 def write_samples(path: Path, G, prior, data, seed: int, device, kimg: float, n_points: int) -> None:
+    """The sample picture of training at ``kimg``: ``n_points`` samples over the true modes (2-D), else a grid."""
     if "spec" in data.info:
         plot_points(path, generate(G, prior, n_points, seed, device), data.info["means"],
                     f"{data.name}, {kimg:.1f} kimg")

@@ -3,20 +3,24 @@
     cfg = gmmgan.gan.config.load_config("configs/grid_fitted_gmm.yaml", ["schedule.total_kimg=50"])
     result = gmmgan.gan.training_loop.train(cfg)          # -> {'run_dir': ..., 'metrics': {...}, ...}
 
-What happens, top to bottom:
+What happens, top to bottom (the section comments of :func:`train`):
 
 1. The whole dataset is loaded onto the device once and batched there (:class:`TensorBatcher`).
-2. The prior is built (:mod:`gmmgan.gan.priors`) and, if it is a fitted one, fitted on the real data;
-   the fitted-GMM prior may warm-start G by regressing it onto the embedding's decoder.
-3. Adversarial training, one D step and one G step per batch. Progress is counted in real images
-   shown to D (kimg). G's weights are averaged into an EMA copy (half-life ``ema_kimg``) that is
-   what gets sampled, plotted and saved for ``gmmgan sample``.
-4. Every ``log_kimg``: a JSONL line (and TensorBoard, if it imports); every ``sample_kimg``: a plot
-   of 2,500 fixed-z samples over the true modes (2-D) or an image grid (a row per component for
-   mixture priors of up to 16 components); every ``snapshot_kimg`` and
-   at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.gan.checkpoint`).
-5. At the end of a 2-D run: modes captured, high-quality fraction and reverse KL on
-   ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted.
+2. The prior is built (:mod:`gmmgan.gan.priors`), then G, D and the EMA copy of G, and Adam for each.
+3. A new run gets its folder (:mod:`gmmgan.gan.run_folder`), its prior is fitted on the real data if
+   it is a fitted one, the fitted-GMM prior may warm-start G by regressing it onto the embedding's
+   decoder, and a first checkpoint is written; a resumed run loads its checkpoint instead and trims
+   its log back to it (:mod:`gmmgan.gan.checkpoint`).
+4. Adversarial training, one D step and one G step per batch (:class:`gmmgan.gan.train_step.TrainStep`).
+   Progress is counted in real images shown to D (kimg). G's weights are averaged into an EMA copy
+   (half-life ``ema_kimg``) that is what gets sampled, plotted and saved for ``gmmgan sample``.
+5. Every ``log_kimg``: a JSONL line (and TensorBoard, if it imports); every ``sample_kimg``: a plot
+   of ``eval_samples`` fixed-z samples over the true modes (2-D) or an image grid (a row per component
+   for mixture priors of up to 16 components; :mod:`gmmgan.gan.sampling`); every ``snapshot_kimg``
+   and at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.gan.checkpoint`).
+6. At the end of a 2-D run: modes captured, high-quality fraction and reverse KL on
+   ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted; an
+   image run ends with a grid of samples.
 
 Exact resume: everything random comes from three generators (the batcher's, the z generator and
 the global torch RNG used only to initialise the nets), all saved in the checkpoint, so on CPU a
@@ -25,6 +29,7 @@ run stopped and resumed ends with the same weights as one that never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -39,30 +44,47 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmmgan import distributed
+from gmmgan.data import TensorData, load_dataset
 from gmmgan.gan.checkpoint import (
     CHECKPOINT_NAME,
     SNAPSHOT_NAME,
-    load_checkpoint,
-    load_snapshot,
-    save_checkpoint,
-    save_snapshot,
+    load_resumable,
+    load_training_state,
+    save_checkpoint,  # looked up here at call time: tests replace training_loop.save_checkpoint
+    save_generator,
+    training_state,
 )
-from gmmgan.gan.config import TrainConfig, config_from_dict, config_to_dict, save_config
-from gmmgan.data import TensorData, load_dataset
-from gmmgan.gan.sampling import generate, image_grid, write_samples
-from gmmgan.plotting.samples import plot_points, save_image_grid
+from gmmgan.gan.config import TrainConfig
 from gmmgan.gan.losses import get_gan_loss
+from gmmgan.gan.priors import Prior, build_prior
+from gmmgan.gan.run_folder import (  # the file names are re-exported: commands import them from here
+    CONFIG_NAME,
+    FINAL_PLOT_NAME,
+    LOG_NAME,
+    METRICS_NAME,
+    TrainingLog,
+    claim_run_dir,
+    make_run_dir,
+    make_samples_dir,
+    record_config,
+    remove_unfinished,
+    sample_path,
+)
+from gmmgan.gan.sampling import generate, image_grid, load_generator, write_samples
+from gmmgan.gan.train_step import TrainStep, adam
 from gmmgan.nets import (
     DiscriminatorConfig,
     GeneratorConfig,
     build_discriminator,
     build_generator,
 )
-from gmmgan.gan.priors import Prior, build_prior
-from gmmgan.gan.run_folder import make_run_dir, remove_unfinished, trim_log
-from gmmgan.gan.train_step import TrainStep, adam, match_optimizer_state
+from gmmgan.plotting.samples import plot_points, save_image_grid
 
 __all__ = [
+    "CONFIG_NAME",
+    "FINAL_PLOT_NAME",
+    "LOG_NAME",
+    "METRICS_NAME",
     "TrainingDivergedError",
     "TrainingInterrupted",
     "build_networks",
@@ -74,7 +96,6 @@ __all__ = [
     "train",
 ]
 
-CONFIG_NAME, LOG_NAME, METRICS_NAME, FINAL_PLOT_NAME = "config.yaml", "log.jsonl", "metrics.json", "final.png"
 _TOY = ("ring", "grid")
 
 
@@ -199,168 +220,101 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     """
     from rich.console import Console
 
+    # Initialise the processes, the device and the console.
     t_start = time.time()
     device = distributed.init_from_env(resolve_device(cfg.device))
     world, main = distributed.world_size(), distributed.is_main()
     console = console or Console(highlight=False)
-    say = (lambda *a: console.print(*a, soft_wrap=True)) if main and not quiet else (lambda *a: None)
+    say = partial(console.print, soft_wrap=True) if main and not quiet else _silent
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
-    use_bf16 = cfg.bf16 and device.type == "cuda"  # bf16 autocast only where it pays off
-
-    def autocast():  # no weight cache: it would be stale inside a replayed CUDA graph
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=False)
-
+    # bf16 autocast only where it pays off; no weight cache: it would be stale inside a replayed CUDA graph.
+    autocast = partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16,
+                       enabled=cfg.bf16 and device.type == "cuda", cache_enabled=False)
     if cfg.data.name not in _TOY and cfg.data.root is None:  # record where the data came from
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root(cfg)))
     sched, B = cfg.schedule, cfg.schedule.batch_size
-    if B % (cfg.nets.pack * world):
-        raise ValueError(f"schedule.batch_size={B} must be a multiple of nets.pack ({cfg.nets.pack}) times the "
-                         f"number of processes ({world}).")
-    rows = distributed.shard_range(B)  # this rank's rows of every global batch
-
+    rows = _rows_of_this_rank(B, cfg.nets.pack, world)
     total = round(sched.total_kimg * 1000)
     if resume:  # a resumed run keeps its folder; check it can go on before anything is written
         run_dir = Path(run_dir)
-        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves weights to their device.
-        ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location="cpu")
-        if int(ckpt["cur_nimg"]) >= total:
-            raise ValueError(
-                f"run '{run_dir}' is already at {int(ckpt['cur_nimg']) / 1000:.1f} kimg and schedule.total_kimg "
-                f"is {sched.total_kimg:g}: nothing to continue. To train longer, raise it, e.g. gmmgan train "
-                f"--resume {run_dir} schedule.total_kimg={2 * max(sched.total_kimg, int(ckpt['cur_nimg']) / 1000):.3g}"
-            )
+        ckpt = load_resumable(run_dir, sched.total_kimg)
 
-    # Data, prior, nets, optimisers. The global RNG is used only here, to initialise the nets.
+    # Load training data. The global RNG is used only from here to the optimizers, to initialise the nets.
     torch.manual_seed(cfg.seed)
     data = load_training_data(cfg, device)
-    images = len(data.shape) == 3
+
+    # Construct the prior and the networks.
     prior = build_prior(cfg.prior, data.shape, cfg.seed).to(device)
     G, D = build_networks(cfg, data.shape, prior.z_dim)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+
+    # Set up the optimizers and the random streams of batches and latents.
     # A CUDA graph replays fixed kernels: latents that carry gradients (learnable prior) rule it out.
     graph = cfg.cuda_graphs and device.type == "cuda" and not list(prior.parameters())
-    adam_kw = {"betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps}
-    g_groups = [{"params": list(G.parameters())}]
-    if list(prior.parameters()):
-        g_groups.append({"params": list(prior.parameters()), "lr": cfg.optim.prior_lr or cfg.optim.g_lr})
-    opt_g = adam(g_groups, device, graph, lr=cfg.optim.g_lr, **adam_kw)
-    opt_d = adam(D.parameters(), device, graph, lr=cfg.optim.d_lr, **adam_kw)
+    opt_g, opt_d = _optimizers(cfg, G, D, prior, device, graph)
     # Every rank draws the same global batch and z, then keeps its rows: the stream of batches does
     # not depend on the number of processes, and a run resumes at any world size.
     batcher = data.batcher(B, generator=torch.Generator().manual_seed(cfg.seed))
     zgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     cur_nimg = step = 0
 
-    # A new run's folder, made once data, prior and nets are known to work (a bad config leaves no
-    # empty folder); rank 0 names it, the others are told.
+    # Create the run folder of a new run, once data, prior and nets are known to work (a bad config
+    # leaves no empty folder); rank 0 names it, the others are told.
     created = False
     if not resume:
-        def make() -> tuple[str, bool]:
-            if run_dir is None:
-                return str(make_run_dir(cfg.out, f"{cfg.data.name}-{cfg.prior.kind}")), True
-            existed = Path(run_dir).exists()
-            Path(run_dir).mkdir(parents=True, exist_ok=True)
-            return str(run_dir), not existed
+        claim = partial(claim_run_dir, cfg.out, f"{cfg.data.name}-{cfg.prior.kind}", run_dir)
+        run_dir, created = distributed.broadcast_object(distributed.main_only(claim, "creating the run folder"))
 
-        made, created = distributed.broadcast_object(distributed.main_only(make, "creating the run folder"))
-        run_dir = Path(made)
+    def write_state() -> None:  # rank 0: the full training state, then the snapshot of the nets that are sampled
+        save_checkpoint(run_dir / CHECKPOINT_NAME, training_state(G, D, G_ema, prior, opt_g, opt_d, batcher, zgen,
+                                                                  device, cur_nimg=cur_nimg, step=step, cfg=cfg))
+        save_generator(run_dir / SNAPSHOT_NAME, G_ema, prior, cfg=cfg, data_shape=data.shape, cur_nimg=cur_nimg,
+                       step=step)
 
-    def state() -> dict:
-        return {
-            "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "prior": prior.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "batcher": batcher.state_dict(),
-            "z_generator": zgen.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            "cur_nimg": cur_nimg, "step": step, "config": config_to_dict(cfg),
-        }
-
-    def snapshot() -> None:
-        for module in (G, D, G_ema):  # a collective: every rank gets here at the same step
-            distributed.average_buffers_(module)
-
-        def write() -> None:
-            save_checkpoint(run_dir / CHECKPOINT_NAME, state())
-            meta = {"config": config_to_dict(cfg), "data_shape": list(data.shape), "z_dim": prior.z_dim,
-                    "kimg": cur_nimg / 1000, "step": step}
-            save_snapshot(run_dir / SNAPSHOT_NAME, G_ema.state_dict(), prior.state_dict(), meta)
-
-        distributed.main_only(write, "writing the checkpoint")
-
-    try:  # until the first checkpoint of a new run exists, a failure removes its folder again
+    # Resume training state, or start the new run: fit the prior, warm-start G, write a first checkpoint.
+    with _removed_if_unfinished(run_dir, main and created):  # until a new run's first checkpoint exists
         if resume:
-            _load_training_state(ckpt, run_dir, G, D, G_ema, prior, opt_g, opt_d, batcher, zgen, device)
-            cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])
-
-            def record() -> None:
-                save_config(cfg, run_dir / CONFIG_NAME)
-                trim_log(run_dir / LOG_NAME, cur_nimg / 1000)  # lines past the checkpoint are redone
-
-            distributed.main_only(record, "writing the config")
+            load_training_state(ckpt, run_dir, G, D, G_ema, prior, opt_g, opt_d, batcher, zgen, device)
+            cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])  # the log is trimmed back to here
+            distributed.main_only(partial(record_config, run_dir, cfg, cur_nimg / 1000), "writing the config")
             say(f"resumed {run_dir} at {cur_nimg / 1000:.3f} kimg (step {step})")
         else:
-            distributed.main_only(lambda: save_config(cfg, run_dir / CONFIG_NAME), "writing the config")
+            distributed.main_only(partial(record_config, run_dir, cfg), "writing the config")
             say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
-            if prior.needs_fit:
-                t0 = time.time()
-                with distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
-                    prior.fit(data.data)
-                say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
-                    f"in {time.time() - t0:.1f} s")
-            _warm_start(G, prior, cfg, zgen, autocast, images, say, data.info.get("spec"))
+            _fit_prior(prior, data, say)
+            _warm_start(G, prior, cfg, zgen, autocast, len(data.shape) == 3, say, data.info.get("spec"))
             distributed.broadcast_state_(prior)  # rank 0's fit (its K too, for n_components='auto')
             for module in (G, D):  # the same start on every rank, whatever the GPUs did
                 distributed.broadcast_module_(module)
             G_ema.load_state_dict(G.state_dict())
-            snapshot()  # a good checkpoint exists from the start
-    except BaseException as e:
-        removed = main and created and remove_unfinished(run_dir, CHECKPOINT_NAME)
-        if isinstance(e, KeyboardInterrupt):
-            raise TrainingInterrupted(
-                "interrupted before the first checkpoint: nothing to resume"
-                + (f"; the new run folder {run_dir} was removed." if removed else ".")
-            ) from None
-        raise
-    last_good = cur_nimg
+            _save(write_state, G, D, G_ema)  # a good checkpoint exists from the start
+
+    # Set up the training step, the log/sample/snapshot ticks, the samples folder and the log.
+    last_good = cur_nimg  # where the last checkpoint on disk is
     step_fn = TrainStep(G, D, G_ema, prior, opt_g, opt_d, get_gan_loss(cfg.loss.kind), r1_gamma=cfg.loss.r1_gamma,
                         gp_weight=cfg.loss.gp_weight, ema_beta=_ema_beta(cfg), autocast=autocast, device=device,
                         graph=graph, first_step=step)
-
-    # Logging (rank 0).
-    distributed.main_only(lambda: (run_dir / "samples").mkdir(exist_ok=True), "creating the samples folder")
-    every = lambda kimg: max(1, round(kimg * 1000))
-    next_at = lambda cur, kimg: (cur // every(kimg) + 1) * every(kimg)
-    next_log, next_snap = next_at(cur_nimg, sched.log_kimg), next_at(cur_nimg, sched.snapshot_kimg)
-    next_sample = next_at(cur_nimg, sched.sample_kimg) if sched.sample_kimg else None
+    distributed.main_only(partial(make_samples_dir, run_dir), "creating the samples folder")
+    next_log, next_snap = _next_at(cur_nimg, sched.log_kimg), _next_at(cur_nimg, sched.snapshot_kimg)
+    next_sample = _next_at(cur_nimg, sched.sample_kimg) if sched.sample_kimg else None
     check_every = 1 if device.type == "cpu" else 50  # .item() syncs the GPU: check NaN less often there
     tick_time, tick_nimg = time.time(), cur_nimg
+    log = TrainingLog(run_dir, console, cur_nimg, total, progress=main and not quiet)  # closed by the finally below
 
-    def check_finite() -> None:
-        s = step_fn.first_bad_step()
-        if s >= 0:
-            raise TrainingDivergedError(
-                f"a loss became NaN or infinite at step {s} (around {s * B / 1000:.3f} kimg); training stopped. "
-                f"The last good checkpoint is {run_dir / CHECKPOINT_NAME} ({last_good / 1000:.3f} kimg), left "
-                "unchanged. Try lower learning rates (optim.g_lr, optim.d_lr), R1 (loss.r1_gamma=1) or spectral "
-                "norm (nets.d_spectral_norm=true)."
-            )
-
-    # Opened last, just before the try whose finally closes them.
-    log_file = distributed.main_only(lambda: open(run_dir / LOG_NAME, "a", encoding="utf-8"), "opening the log")  # noqa: SIM115 - closed below
-    tb = _tensorboard(run_dir) if main else None
-    progress = _progress_bar(console, cur_nimg, total) if main and not quiet and cur_nimg < total else None
+    # Main training loop.
     try:
         while cur_nimg < total:
-            real = batcher.next()[rows.start : rows.stop]
-            z = prior.sample(B, zgen)[rows.start : rows.stop]
-            gp_eps = torch.rand(B, generator=zgen, device=device)[rows.start : rows.stop] if cfg.loss.gp_weight > 0 else None
+            real = batcher.next()[rows]
+            z = prior.sample(B, zgen)[rows]
+            gp_eps = torch.rand(B, generator=zgen, device=device)[rows] if cfg.loss.gp_weight > 0 else None
             step_fn(real, z, gp_eps)
             cur_nimg += B
             step += 1
             done = cur_nimg >= total
             if step % check_every == 0 or done or cur_nimg >= min(next_log, next_snap):
-                check_finite()
+                _check_finite(step_fn, B, run_dir, last_good)
 
             if cur_nimg >= next_log or done:
                 ld, lg = step_fn.pop_means()
@@ -368,93 +322,112 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 rate = (cur_nimg - tick_nimg) / max(now - tick_time, 1e-9)
                 entry = {"kimg": round(cur_nimg / 1000, 4), "step": step, "loss_d": ld, "loss_g": lg,
                          "images_per_s": round(rate, 1), "wall_s": round(now - t_start, 2)}
-                distributed.main_only(partial(_append, log_file, entry), "writing the log")
-                if tb is not None:
-                    for k in ("loss_d", "loss_g", "images_per_s"):
-                        tb.add_scalar(k, entry[k], cur_nimg)
-                if progress is not None:
-                    progress.update(progress.task_ids[0], info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s")
-                tick_time, tick_nimg, next_log = now, cur_nimg, next_at(cur_nimg, sched.log_kimg)
+                log.write(entry, cur_nimg, info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s")
+                tick_time, tick_nimg, next_log = now, cur_nimg, _next_at(cur_nimg, sched.log_kimg)
             if next_sample is not None and (cur_nimg >= next_sample or done):
                 kimg = cur_nimg / 1000
-                distributed.main_only(partial(write_samples, run_dir / "samples" / f"samples-{kimg:010.3f}kimg.png",
-                                              G_ema, prior, data, cfg.seed + 2, device, kimg, cfg.eval_samples),
-                                      "writing a sample grid")
-                next_sample = next_at(cur_nimg, sched.sample_kimg)
+                distributed.main_only(partial(write_samples, sample_path(run_dir, kimg), G_ema, prior, data,
+                                              cfg.seed + 2, device, kimg, cfg.eval_samples), "writing a sample grid")
+                next_sample = _next_at(cur_nimg, sched.sample_kimg)
             if cur_nimg >= next_snap or done:
-                snapshot()
-                last_good, next_snap = cur_nimg, next_at(cur_nimg, sched.snapshot_kimg)
-            if progress is not None and (step % 16 == 0 or done):  # rich costs ~0.1 ms a call: not every step
-                progress.update(progress.task_ids[0], completed=cur_nimg / 1000)
+                _save(write_state, G, D, G_ema)
+                last_good, next_snap = cur_nimg, _next_at(cur_nimg, sched.snapshot_kimg)
+            if step % 16 == 0 or done:  # rich costs ~0.1 ms a call: not every step
+                log.show_progress(cur_nimg)
     except KeyboardInterrupt:
         raise TrainingInterrupted(
             f"interrupted at {cur_nimg / 1000:.1f} kimg; the last checkpoint, {run_dir / CHECKPOINT_NAME}, is at "
             f"{last_good / 1000:.1f} kimg. Continue with: gmmgan train --resume {run_dir}"
         ) from None
     finally:
-        if progress is not None:
-            progress.stop()
-        if log_file is not None:
-            log_file.close()
-        if tb is not None:
-            tb.close()
+        log.close()
 
-    metrics = distributed.main_only(
-        lambda: _final_evaluation(cfg, run_dir, G_ema, prior, data, device, cur_nimg / 1000, say), "evaluating the run")
+    # Evaluate the EMA generator (rank 0) and report.
+    metrics = distributed.main_only(partial(_final_evaluation, cfg, run_dir, G_ema, prior, data, device,
+                                            cur_nimg / 1000, say), "evaluating the run")
     wall = time.time() - t_start
     say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run_dir / SNAPSHOT_NAME}")
     return {"run_dir": run_dir, "kimg": cur_nimg / 1000, "metrics": metrics, "wall_s": wall, "G": G, "D": D,
             "G_ema": G_ema, "prior": prior, "cuda_graph": step_fn.graphed}
 
 
-def _load_training_state(ckpt, run_dir, G, D, G_ema, prior, opt_g, opt_d, batcher, zgen, device) -> None:
-    """Nets, optimisers, batch order and random streams from a checkpoint, as they were when it was saved."""
+# ----------------------------------------------------------------------------------- helpers of train()
+def _silent(*args) -> None:
+    """``say`` of a quiet run, and of every rank but 0."""
+
+
+def _rows_of_this_rank(batch_size: int, pack: int, world: int) -> slice:
+    """This rank's rows of every global batch; each rank's share must be whole packs of D's input."""
+    if batch_size % (pack * world):
+        raise ValueError(f"schedule.batch_size={batch_size} must be a multiple of nets.pack ({pack}) times the "
+                         f"number of processes ({world}).")
+    rows = distributed.shard_range(batch_size)
+    return slice(rows.start, rows.stop)
+
+
+def _optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module, prior: Prior, device: torch.device, graph: bool):
+    """Adam for G (and, at ``optim.prior_lr``, for the parameters of a learnable prior) and for D."""
+    adam_kw = {"betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps}
+    g_groups = [{"params": list(G.parameters())}]
+    if list(prior.parameters()):
+        g_groups.append({"params": list(prior.parameters()), "lr": cfg.optim.prior_lr or cfg.optim.g_lr})
+    opt_g = adam(g_groups, device, graph, lr=cfg.optim.g_lr, **adam_kw)
+    opt_d = adam(D.parameters(), device, graph, lr=cfg.optim.d_lr, **adam_kw)
+    return opt_g, opt_d
+
+
+def _fit_prior(prior: Prior, data: TensorData, say) -> None:
+    """Fit a fitted prior (a GMM in the data's embedding) on all the real data; other priors are left as they are."""
+    if not prior.needs_fit:
+        return
+    t0 = time.time()
+    with distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
+        prior.fit(data.data)
+    say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
+        f"in {time.time() - t0:.1f} s")
+
+
+def _save(write_state, *modules: nn.Module) -> None:
+    """Average the nets' buffers over ranks (a collective: every rank gets here at the same step); rank 0 writes."""
+    for module in modules:
+        distributed.average_buffers_(module)
+    distributed.main_only(write_state, "writing the checkpoint")
+
+
+def _next_at(cur_nimg: int, kimg: float) -> int:
+    """The first image count after ``cur_nimg`` that is a multiple of ``kimg`` thousand images (at least 1)."""
+    every = max(1, round(kimg * 1000))
+    return (cur_nimg // every + 1) * every
+
+
+def _check_finite(step_fn: TrainStep, batch_size: int, run_dir: Path, last_good: int) -> None:
+    """Stop with :class:`TrainingDivergedError` if a loss since the last check was NaN or infinite."""
+    s = step_fn.first_bad_step()
+    if s >= 0:
+        raise TrainingDivergedError(
+            f"a loss became NaN or infinite at step {s} (around {s * batch_size / 1000:.3f} kimg); training stopped. "
+            f"The last good checkpoint is {run_dir / CHECKPOINT_NAME} ({last_good / 1000:.3f} kimg), left "
+            "unchanged. Try lower learning rates (optim.g_lr, optim.d_lr), R1 (loss.r1_gamma=1) or spectral "
+            "norm (nets.d_spectral_norm=true)."
+        )
+
+
+@contextlib.contextmanager
+def _removed_if_unfinished(run_dir: Path, created: bool):
+    """On a failure inside, remove the run folder this training created if it holds no checkpoint yet.
+
+    Ctrl-C inside becomes :class:`TrainingInterrupted`, saying there is nothing to resume.
+    """
     try:
-        for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (prior, "prior")):
-            module.load_state_dict(ckpt[key])
-        opt_g.load_state_dict(match_optimizer_state(ckpt["opt_g"], opt_g))
-        opt_d.load_state_dict(match_optimizer_state(ckpt["opt_d"], opt_d))
-        batcher.load_state_dict(ckpt["batcher"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(
-            f"checkpoint '{run_dir / CHECKPOINT_NAME}' does not fit this config ({str(e).splitlines()[0]}); "
-            "resume with the run's own settings (only schedule.* and similar may change)."
-        ) from None
-    zgen.set_state(ckpt["z_generator"])
-    torch.set_rng_state(ckpt["torch_rng"])
-    gpu = device.index if device.index is not None else (torch.cuda.current_device() if device.type == "cuda" else 0)
-    if device.type == "cuda" and len(ckpt["cuda_rng"]) > gpu:  # the state of this run's own GPU
-        torch.cuda.set_rng_state(ckpt["cuda_rng"][gpu], device)
-
-
-def _append(log_file, entry: dict) -> None:
-    log_file.write(json.dumps(entry) + "\n")
-    log_file.flush()
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # optional
-        return SummaryWriter(str(run_dir))
-    except Exception:  # noqa: BLE001 - TensorBoard is optional; any import failure means: none
-        return None
-
-
-def _progress_bar(console, cur_nimg: int, total: int):
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed:.1f}/{task.total:.1f} kimg"),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console, transient=False)
-    progress.add_task("train", total=total / 1000, completed=cur_nimg / 1000, info="")
-    progress.start()
-    return progress
+        yield
+    except BaseException as e:
+        removed = created and remove_unfinished(run_dir, CHECKPOINT_NAME)
+        if isinstance(e, KeyboardInterrupt):
+            raise TrainingInterrupted(
+                "interrupted before the first checkpoint: nothing to resume"
+                + (f"; the new run folder {run_dir} was removed." if removed else ".")
+            ) from None
+        raise
 
 
 def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, device, kimg: float, say) -> dict | None:
@@ -478,22 +451,3 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, devic
         f"reverse KL {cov.reverse_kl:.4f} (perfect-sampler floor {cov.kl_floor:.4f})")
     say(f"plot: {run_dir / FINAL_PLOT_NAME}")
     return metrics
-
-
-# ----------------------------------------------------------------------------------- sampling
-def load_generator(run: str | Path, device="cpu") -> tuple[nn.Module, Prior, dict]:
-    """(EMA generator in eval mode, prior, metadata) from a run folder or a ``generator.safetensors``."""
-    g_state, p_state, meta = load_snapshot(run)
-    cfg = config_from_dict(meta["config"])
-    shape = tuple(meta["data_shape"])
-    try:
-        prior = build_prior(cfg.prior, shape, cfg.seed)
-        prior.load_state_dict(p_state)
-        G, _ = build_networks(cfg, shape, prior.z_dim)
-        G.load_state_dict(g_state)
-    except (RuntimeError, KeyError) as e:  # weights that do not fit the config stored beside them
-        raise ValueError(
-            f"the generator snapshot in '{run}' is corrupt: its weights do not fit its own config "
-            f"({str(e).splitlines()[0]}). Sample from another snapshot or retrain the run."
-        ) from None
-    return G.to(device).eval().requires_grad_(False), prior.to(device).requires_grad_(False), meta
