@@ -91,13 +91,12 @@ def random_mixture(rng, d: int, k: int, c: float, n_per: int, rotate: bool = Fal
 
 
 def toy_case(name: str, n: int, seed: int):
-    from gmmgan.data import toy
+    from gmmgan.data.toy import toy_spec
 
-    spec = toy.RING if name == "ring" else toy.GRID
+    spec = toy_spec(name)
     X = spec.sample(n, seed)[0].double().numpy()
-    means = spec.means.double().numpy() if hasattr(spec, "means") else None
-    sigma = 0.01 if name == "ring" else 0.05
-    c = c_separation(means, np.full(len(means), sigma**2)) if means is not None else float("nan")
+    means = spec.means.double().numpy()
+    c = c_separation(means, np.full(len(means), spec.sigma**2))
     return X, c
 
 

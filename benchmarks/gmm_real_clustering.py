@@ -51,7 +51,8 @@ def main(argv=None) -> int:
 
     from gmmgan.gan.config import config_from_dict
     from gmmgan.data import load_mnist
-    from gmmgan.gan.training_loop import load_generator, resolve_device
+    from gmmgan._device import resolve_device
+    from gmmgan.gan.training_loop import load_generator
 
     device = resolve_device(args.device)
     _, prior, meta = load_generator(args.run, device)

@@ -9,7 +9,8 @@ import math
 import os
 from pathlib import Path
 
-from gmmgan.commands._args import device_name, positive_int, resolve_device
+from gmmgan._device import resolve_device
+from gmmgan.commands._args import device_name, positive_int
 from gmmgan.commands.sample import _run_path
 
 __all__ = ["add_parser", "run"]
@@ -155,10 +156,11 @@ def _classifier(dataset: str, args, device):
 
 
 def _eval_2d(name, G, prior, n, args, device, say) -> dict:
-    from gmmgan.data.toy import GRID, RING
+    from gmmgan.data.toy import toy_spec
     from gmmgan.metrics import mode_coverage
 
-    rows = [mode_coverage(_generate(G, prior, n, s, device).cpu(), RING if name == "ring" else GRID) for s in args.seeds]
+    spec = toy_spec(name)
+    rows = [mode_coverage(_generate(G, prior, n, s, device).cpu(), spec) for s in args.seeds]
     out = {}
     for field in ("modes_captured", "hq_fraction", "reverse_kl"):
         out[field] = _mean_se([float(getattr(r, field)) for r in rows])

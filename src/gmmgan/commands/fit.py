@@ -16,12 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gmmgan.commands._args import (
-    float_type,
-    non_negative_int,
-    positive_int,
-    resolve_device,
-)
+from gmmgan._device import resolve_device
+from gmmgan.commands._args import float_type, non_negative_int, positive_int
 from gmmgan.commands._fit_report import (
     EMProgress,
     n_parameters,
@@ -30,10 +26,9 @@ from gmmgan.commands._fit_report import (
     to_numpy,
 )
 
-__all__ = ["add_parser", "run", "load_data", "n_parameters", "BUILTIN_DATA"]
+__all__ = ["add_parser", "run", "load_data", "n_parameters"]
 
-# Built-in data sets and their true number of components (the default -k for them).
-BUILTIN_DATA = {"ring": 8, "grid": 25}
+# Built-in data: the 2-D mixtures of gmmgan.data.toy (toy_spec); -k defaults to their number of components.
 DEFAULT_DATA = "grid"
 DEFAULT_OUTPUT = "gmmgan_model.safetensors"
 DEFAULT_PLOT = "gmmgan_fit.png"
@@ -156,12 +151,14 @@ def load_data(spec: str, *, n_samples: int = 100_000, seed: int = 0) -> tuple[np
     description : str
         A short human-readable description of where the data came from.
     """
-    if spec in BUILTIN_DATA:
+    from gmmgan.data.toy import TOY_NAMES, toy_spec
+
+    if toy_spec(spec) is not None:
         return _builtin(spec, n_samples, seed)
     path = Path(spec)
     if not path.exists():
         hint = ("" if path.suffix else
-                f"; built-in data are: {', '.join(BUILTIN_DATA)}")
+                f"; built-in data are: {', '.join(TOY_NAMES)}")
         raise FileNotFoundError(f"data file '{spec}' does not exist{hint}")
     if path.is_dir():
         raise ValueError(f"'{spec}' is a folder; give a .npy, .csv or .txt file")
@@ -173,7 +170,7 @@ def load_data(spec: str, *, n_samples: int = 100_000, seed: int = 0) -> tuple[np
     else:
         raise ValueError(
             f"cannot read '{spec}': unsupported file type '{path.suffix or '(none)'}'; use .npy, "
-            f".csv or .txt, or a built-in data set ({', '.join(BUILTIN_DATA)})"
+            f".csv or .txt, or a built-in data set ({', '.join(TOY_NAMES)})"
         )
     _check_finite(X, spec)
     return X, f"{path.name}{note}"
@@ -182,10 +179,10 @@ def load_data(spec: str, *, n_samples: int = 100_000, seed: int = 0) -> tuple[np
 def _builtin(name: str, n_samples: int, seed: int) -> tuple[np.ndarray, str]:
     import torch
 
-    from gmmgan.data import toy
+    from gmmgan.data.toy import toy_spec
 
-    X = getattr(toy, name)(n_samples, seed, dtype=torch.float64).numpy()
-    spec = toy.RING if name == "ring" else toy.GRID
+    spec = toy_spec(name)
+    X = spec.sample(n_samples, seed, dtype=torch.float64)[0].numpy()
     return X, f"built-in '{name}' ({spec.n_components} Gaussians, sigma {spec.sigma}, seed {seed})"
 
 
@@ -306,16 +303,18 @@ def run(args: argparse.Namespace) -> int:
 
     from gmmgan import GaussianMixture
     from gmmgan.cli import console
+    from gmmgan.data.toy import toy_spec
     from gmmgan.mixture import ConvergenceWarning
 
     out = Console(quiet=True) if args.quiet else console
     data = args.data if args.data is not None else DEFAULT_DATA
+    builtin = toy_spec(data)
     k = args.n_components
     if k is None:
-        if data not in BUILTIN_DATA:
+        if builtin is None:
             raise ValueError("-k/--n-components is required for a data file: give the number of "
                              "mixture components, e.g. -k 8")
-        k = BUILTIN_DATA[data]
+        k = builtin.n_components
     device = resolve_device(args.device)
     dtype = args.dtype or ("float32" if device.type == "cuda" else None)
 
@@ -344,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
                              "another name")
     elif args.criterion_plot is not None:
         raise ValueError("--criterion-plot draws the choice of K: it needs -k auto (or drop it)")
-    if args.n_samples != 100_000 and data not in BUILTIN_DATA:
+    if args.n_samples != 100_000 and builtin is None:
         out.print(f"[yellow]note:[/] --n-samples applies to built-in data only; all {n} rows of "
                   f"the file are used")
 

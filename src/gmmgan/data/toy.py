@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["MixtureSpec", "RING", "GRID", "ring", "grid", "ring_means", "grid_means"]
+__all__ = ["MixtureSpec", "RING", "GRID", "TOY_NAMES", "ring", "grid", "ring_means", "grid_means", "toy_spec"]
 
 
 def _as_f64(x, name: str) -> torch.Tensor:
@@ -152,6 +152,18 @@ def grid_means(values: Sequence[float] = (-4.0, -2.0, 0.0, 2.0, 4.0)) -> torch.T
 
 RING = MixtureSpec.isotropic(ring_means(8, 1.0), sigma=0.01)
 GRID = MixtureSpec.isotropic(grid_means(), sigma=0.05)
+_BUILT_IN = {"ring": RING, "grid": GRID}
+TOY_NAMES = tuple(_BUILT_IN)  # the data-set names of the built-in 2-D mixtures
+
+
+def toy_spec(name) -> MixtureSpec | None:
+    """The MixtureSpec of a built-in 2-D data set ('ring', 'grid'), else None.
+
+    The one test of "is this the ring or the grid" (training, sampling, ``gmmgan fit``/``sample``/
+    ``eval``): ``toy_spec(name) is not None``. Names are matched exactly, as data-set names are
+    written in configs and on the command line.
+    """
+    return _BUILT_IN.get(name) if isinstance(name, str) else None
 
 
 def ring(n: int = 100_000, seed: int = 0, **kw) -> torch.Tensor:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gmmgan.data.toy import toy_spec
 from gmmgan.gan.priors import GMMRegularizedPrior, Prior
 from gmmgan.plotting.samples import plot_points, save_image_grid
 
@@ -36,8 +37,9 @@ def image_grid(path: Path, G, prior: Prior, seed: int, device) -> None:
 
 
 def write_samples(path: Path, G, prior, data, seed: int, device, kimg: float, n_points: int) -> None:
-    if "spec" in data.info:
-        plot_points(path, generate(G, prior, n_points, seed, device), data.info["means"],
+    spec = toy_spec(data.name)
+    if spec is not None:
+        plot_points(path, generate(G, prior, n_points, seed, device), spec.means,
                     f"{data.name}, {kimg:.1f} kimg")
     else:
         image_grid(path, G, prior, seed, device)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmmgan import distributed
+from gmmgan._device import resolve_device
 from gmmgan.gan.checkpoint import (
     CHECKPOINT_NAME,
     SNAPSHOT_NAME,
@@ -48,7 +49,7 @@ from gmmgan.gan.checkpoint import (
     save_snapshot,
 )
 from gmmgan.gan.config import TrainConfig, config_from_dict, config_to_dict, save_config
-from gmmgan.data import TensorData, load_dataset
+from gmmgan.data import TensorData, load_dataset, toy_spec
 from gmmgan.gan.sampling import generate, image_grid, write_samples
 from gmmgan.plotting.samples import plot_points, save_image_grid
 from gmmgan.gan.losses import get_gan_loss
@@ -69,13 +70,11 @@ __all__ = [
     "load_generator",
     "make_run_dir",
     "plot_points",
-    "resolve_device",
     "save_image_grid",
     "train",
 ]
 
 CONFIG_NAME, LOG_NAME, METRICS_NAME, FINAL_PLOT_NAME = "config.yaml", "log.jsonl", "metrics.json", "final.png"
-_TOY = ("ring", "grid")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -87,19 +86,9 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # ----------------------------------------------------------------------------------- setup
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto.")
-    return device
-
-
 def data_root(cfg: TrainConfig) -> str | None:
     """The folder image data are read from: ``data.root``, else $GMMGAN_DATA, else ./data (None for ring/grid)."""
-    if cfg.data.name in _TOY:
+    if toy_spec(cfg.data.name) is not None:
         return None
     if cfg.data.root:
         return cfg.data.root
@@ -200,7 +189,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     from rich.console import Console
 
     t_start = time.time()
-    device = distributed.init_from_env(resolve_device(cfg.device))
+    device = distributed.init_from_env(resolve_device(cfg.device, spelling="device={}"))
     world, main = distributed.world_size(), distributed.is_main()
     console = console or Console(highlight=False)
     say = (lambda *a: console.print(*a, soft_wrap=True)) if main and not quiet else (lambda *a: None)
@@ -211,7 +200,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     def autocast():  # no weight cache: it would be stale inside a replayed CUDA graph
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=False)
 
-    if cfg.data.name not in _TOY and cfg.data.root is None:  # record where the data came from
+    if toy_spec(cfg.data.name) is None and cfg.data.root is None:  # record where the data came from
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root(cfg)))
     sched, B = cfg.schedule, cfg.schedule.batch_size
     if B % (cfg.nets.pack * world):
@@ -308,7 +297,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                     prior.fit(data.data)
                 say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
                     f"in {time.time() - t0:.1f} s")
-            _warm_start(G, prior, cfg, zgen, autocast, images, say, data.info.get("spec"))
+            _warm_start(G, prior, cfg, zgen, autocast, images, say, toy_spec(data.name))
             distributed.broadcast_state_(prior)  # rank 0's fit (its K too, for n_components='auto')
             for module in (G, D):  # the same start on every rank, whatever the GPUs did
                 distributed.broadcast_module_(module)
@@ -459,14 +448,15 @@ def _progress_bar(console, cur_nimg: int, total: int):
 
 def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, device, kimg: float, say) -> dict | None:
     """2-D runs: modes, HQ and reverse KL of the EMA generator (metrics.json + plot); images: a grid."""
-    if "spec" not in data.info:
+    spec = toy_spec(data.name)
+    if spec is None:
         image_grid(run_dir / FINAL_PLOT_NAME, G_ema, prior, cfg.seed + 2, device)
         say(f"samples: {run_dir / FINAL_PLOT_NAME}")
         return None
     from gmmgan.metrics.modes2d import mode_coverage
 
     samples = generate(G_ema, prior, cfg.eval_samples, cfg.seed + 2, device)
-    cov = mode_coverage(samples, data.info["spec"])
+    cov = mode_coverage(samples, spec)
     metrics = {"kimg": kimg, "n_samples": cov.n_samples, "modes": cov.modes_captured, "n_modes": cov.n_modes,
                "hq": cov.hq_fraction, "kl": cov.reverse_kl, "kl_floor": cov.kl_floor}
     (run_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
