@@ -151,6 +151,7 @@ def load_data(spec: str, *, n_samples: int = 100_000, seed: int = 0) -> tuple[np
     description : str
         A short human-readable description of where the data came from.
     """
+    from gmmgan._files import load_npy
     from gmmgan.data.toy import TOY_NAMES, toy_spec
 
     if toy_spec(spec) is not None:
@@ -164,7 +165,8 @@ def load_data(spec: str, *, n_samples: int = 100_000, seed: int = 0) -> tuple[np
         raise ValueError(f"'{spec}' is a folder; give a .npy, .csv or .txt file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        X, note = _load_npy(path), ""
+        X, note = load_npy(path), ""
+        _check_shape(X, str(path))
     elif suffix in (".csv", ".txt"):
         X, note = _load_text(path)
     else:
@@ -184,25 +186,6 @@ def _builtin(name: str, n_samples: int, seed: int) -> tuple[np.ndarray, str]:
     spec = toy_spec(name)
     X = spec.sample(n_samples, seed, dtype=torch.float64)[0].numpy()
     return X, f"built-in '{name}' ({spec.n_components} Gaussians, sigma {spec.sigma}, seed {seed})"
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        X = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as e:  # numpy raises ValueError, OSError or EOFError for unreadable files
-        if "Python objects" in str(e):
-            raise ValueError(f"'{path}' must hold numbers, but it holds Python objects "
-                             "(dtype=object); save a numeric array instead") from None
-        if "pickle" in str(e):  # numpy takes any file without the .npy header for a pickle
-            raise ValueError(f"'{path}' is not a .npy array file (no .npy header); write it with "
-                             "numpy.save") from None
-        raise ValueError(f"cannot read '{path}' as a .npy array: {e}") from None
-    if not isinstance(X, np.ndarray):
-        raise ValueError(f"'{path}' does not hold a single array")
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"'{path}' must hold numbers, but its dtype is {X.dtype}")
-    _check_shape(X, str(path))
-    return X
 
 
 def _first_data_line(path: Path) -> tuple[int, str | None]:
