@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 
@@ -43,7 +42,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="run folder written by 'gmmgan train' with prior.kind=fitted_gmm (MNIST / Fashion-MNIST)")
     p.add_argument("--data-root", default=None,
-                   help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else $GMMGAN_DATA)")
+                   help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else "
+                   "$GMMGAN_DATA, else ./data)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="real images to cluster (default: test)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("-o", "--output", default=None, help="JSON output (default: RUN/gmm_real_clustering.json)")
@@ -51,6 +51,7 @@ def main(argv=None) -> int:
 
     from gmmgan.gan.config import config_from_dict
     from gmmgan.data import load_mnist
+    from gmmgan.data.root import resolve_data_root
     from gmmgan._device import resolve_device
     from gmmgan.gan.training_loop import load_generator
 
@@ -62,9 +63,7 @@ def main(argv=None) -> int:
     dataset = cfg.data.name.removesuffix("-limited")
     if dataset not in ("mnist", "fashion-mnist"):
         p.error(f"the reference uses the labels of MNIST / Fashion-MNIST, not of {cfg.data.name}.")
-    root = args.data_root or cfg.data.root or os.environ.get("GMMGAN_DATA")
-    if not root:
-        p.error("where are the images? pass --data-root (the folder holding MNIST/raw and FashionMNIST/raw).")
+    root = resolve_data_root(args.data_root or cfg.data.root)
     images, labels = load_mnist(root, args.split, dataset)
     report = {"run": str(args.run), "data": cfg.data.name, "split": args.split, "n_components": prior.n_components,
               **gmm_real_clustering(prior, images, labels, device)}

@@ -6,7 +6,6 @@ import argparse
 import difflib
 import json
 import math
-import os
 from pathlib import Path
 
 from gmmgan._device import resolve_device
@@ -93,7 +92,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else "
-                   "$GMMGAN_DATA, else $GMMGAN_DATA_ROOT, else ./data)")
+                   "$GMMGAN_DATA, else ./data)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="feature-classifier cache (default: $GMMGAN_CACHE/classifiers, else ~/.cache/gmmgan/classifiers)")
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="metrics JSON (default: RUN/eval.json)")
@@ -131,10 +130,11 @@ def _fmt(stat: dict) -> str:
     return f"{stat['mean']:.4f}" + ("" if stat["se"] is None else f" +- {stat['se']:.4f}")
 
 
-def _data_root(args, meta: dict) -> str:
+def _data_root(args, meta: dict):
     """Where the IDX files are: as training looked for them, unless --data-root says otherwise."""
-    return (args.data_root or meta["config"]["data"].get("root") or os.environ.get("GMMGAN_DATA")
-            or os.environ.get("GMMGAN_DATA_ROOT") or "data")
+    from gmmgan.data.root import resolve_data_root
+
+    return resolve_data_root(args.data_root or meta["config"]["data"].get("root"))
 
 
 def _check_28px(shape: tuple[int, ...], channels: int, name: str) -> None:
@@ -260,6 +260,7 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
 
 
 def _train_classifier(args, say) -> int:
+    from gmmgan.data.root import DATA_ENV, resolve_data_root
     from gmmgan.metrics import train_classifier
     from gmmgan.metrics.classifier import ClassifierConfig, default_cache_dir
 
@@ -269,10 +270,7 @@ def _train_classifier(args, say) -> int:
         raise ValueError(f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to evaluating a run, "
                          "not to train-classifier (it saves to --cache-dir); drop them.")
     dataset = args.dataset or "mnist"
-    root = args.data_root or os.environ.get("GMMGAN_DATA") or os.environ.get("GMMGAN_DATA_ROOT")
-    if root is None:
-        raise ValueError("train-classifier needs the data: pass --data-root DIR (the folder holding MNIST/raw "
-                         "and FashionMNIST/raw) or set GMMGAN_DATA.")
+    root = resolve_data_root(args.data_root)
     folder = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     weights = folder / f"{dataset}.safetensors"
     cached = [p.name for p in (weights, folder / f"{dataset}.json") if p.exists()]
@@ -285,8 +283,15 @@ def _train_classifier(args, say) -> int:
     device = resolve_device(args.device)
     say(f"training the {dataset} classifier on {root} ({args.epochs or ClassifierConfig().epochs} epochs, "
         f"{device}, seed {args.seeds[0]}); it will be saved to {weights}")
-    _, info = train_classifier(dataset, root=root, out_dir=folder, epochs=args.epochs,
-                               device=device, seed=args.seeds[0], log=say)
+    try:
+        _, info = train_classifier(dataset, root=root, out_dir=folder, epochs=args.epochs,
+                                   device=device, seed=args.seeds[0], log=say)
+    except FileNotFoundError as e:
+        if args.data_root is not None:
+            raise
+        raise FileNotFoundError(f"{e}\nWithout --data-root the data are read from ${DATA_ENV}, else ./data (here "
+                                f"{root}): pass --data-root DIR, the folder holding MNIST/raw and FashionMNIST/raw, "
+                                f"or set {DATA_ENV}.") from None
     say(f"saved the {dataset} classifier to {weights} (test accuracy {info['test_accuracy']:.4%}, "
         f"{info['train_seconds']} s)")
     return 0

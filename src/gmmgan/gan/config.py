@@ -63,7 +63,8 @@ class DataConfig:
 
     name : ring, grid, mnist, fashion-mnist, mnist-limited, fashion-mnist-limited, stacked-mnist, folder.
     root : folder holding MNIST/raw and FashionMNIST/raw (or the image folder); None = the
-        ``GMMGAN_DATA`` environment variable, else ``./data``. Not needed for ring/grid.
+        ``GMMGAN_DATA`` environment variable, else ``./data`` (:func:`gmmgan.data.root.resolve_data_root`).
+        Not needed for ring/grid.
     n : number of points (ring/grid, default 100,000) or images (stacked-mnist, default 128,000).
     resolution : resize images to this size (None = native, 28 px).
     per_class : images per class for the *-limited datasets (50 -> 500 images).

@@ -29,7 +29,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import time
 from functools import partial
 from pathlib import Path
@@ -50,6 +49,7 @@ from gmmgan.gan.checkpoint import (
 )
 from gmmgan.gan.config import TrainConfig, config_from_dict, config_to_dict, save_config
 from gmmgan.data import TensorData, load_dataset, toy_spec
+from gmmgan.data.root import resolve_data_root
 from gmmgan.gan.sampling import generate, image_grid, write_samples
 from gmmgan.plotting.samples import plot_points, save_image_grid
 from gmmgan.gan.losses import get_gan_loss
@@ -87,12 +87,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 # ----------------------------------------------------------------------------------- setup
 def data_root(cfg: TrainConfig) -> str | None:
-    """The folder image data are read from: ``data.root``, else $GMMGAN_DATA, else ./data (None for ring/grid)."""
+    """The folder image data are read from (:func:`gmmgan.data.root.resolve_data_root`; None for ring/grid)."""
     if toy_spec(cfg.data.name) is not None:
         return None
-    if cfg.data.root:
-        return cfg.data.root
-    return str(Path(os.environ.get("GMMGAN_DATA", "data")).expanduser().resolve())
+    return str(resolve_data_root(cfg.data.root))
 
 
 def load_training_data(cfg: TrainConfig, device: torch.device) -> TensorData:
