@@ -1,4 +1,4 @@
-"""Shared pieces of the results scripts (DESIGN.md section 7): jobs, the subprocess runner, JSON.
+"""Shared pieces of the results scripts (docs/protocols.md, 'Targets'): jobs, the subprocess runner, JSON.
 
 A *job* is one training run (one config, one seed) followed by its evaluation, each step a
 ``python -m gmmgan ...`` command in its own process, so the recorded commands are exactly what a

@@ -1,4 +1,4 @@
-"""The reference beside the clustering table (DESIGN.md section 7): the fitted GMM alone on real data.
+"""The reference beside the clustering table (docs/protocols.md, 'Targets'): the fitted GMM alone on real data.
 
 ``gmmgan eval RUN --metrics clustering`` scores the *generator*: images generated from each
 mixture component, labelled by the feature classifier, accuracy (Hungarian) and NMI against the

@@ -1,10 +1,10 @@
-"""Results table (1) of DESIGN.md section 7: ring and grid, five priors, many seeds, on CPU.
+"""Results table (1) of docs/protocols.md, 'Targets': ring and grid, five priors, many seeds, on CPU.
 
 For every data set in ``--data`` and prior in ``--priors``, trains ``configs/<data>_<prior>.yaml``
 once per seed (``seed=S``; the seed drives data, nets, z and batches), each run in its own
 process pinned to one CPU thread (``cpu_threads=1``, OMP/MKL threads 1), ``--jobs`` at a time.
 Each run's metrics are the ones ``gmmgan train`` computes at its end: modes captured, high-quality
-fraction and reverse KL of 2,500 samples of the EMA generator (DESIGN.md section 5). One JSON per
+fraction and reverse KL of 2,500 samples of the EMA generator (docs/protocols.md, section '2-D mixtures'). One JSON per
 run goes to ``OUT/json/<data>/``; render the table with ``benchmarks/results_report.py OUT``.
 
 Examples (repository root)::

@@ -1,4 +1,4 @@
-"""Results tables (2)-(5) of DESIGN.md section 7: the image benchmarks, trained on GPUs in parallel.
+"""Results tables (2)-(5) of docs/protocols.md, 'Targets': the image benchmarks, trained on GPUs in parallel.
 
 Tables (``--tables``, comma-separated; default all):
 

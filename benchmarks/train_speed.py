@@ -1,6 +1,6 @@
 """GAN training speed: gmmgan's training loop against a plain PyTorch DCGAN loop, same nets, same GPU.
 
-The protocol (DESIGN.md section 7, issue "GMM-GANs"): DCGAN on Stacked MNIST, batch 64. The
+The protocol (docs/protocols.md, section 'Targets', row 'GAN training'; issue "GMM-GANs"): DCGAN on Stacked MNIST, batch 64. The
 reference is the loop most code bases have: a ``DataLoader`` over the images, float32, no compile,
 one D step and one G step per batch with Adam. Both are measured in this run, on this GPU, and
 the ratio is printed. gmmgan variants: eager float32 (what the reference does, with data on the

@@ -169,7 +169,7 @@ def test_pycave_without_interpreter_says_how(monkeypatch):
         gmm_em._run_pycave(gmm_em.CONFIGS["a"], data, init, 1e-6, (1, 2), 1, False, None)
 
 
-# ---------------------------------------------------------------- results tables (DESIGN.md section 7)
+# ------------------------------------------- results tables (docs/protocols.md, section 'Targets')
 TINY_2D = ["--data", "ring", "--priors", "fitted_gmm", "--seeds", "0,1", "--jobs", "2", "--kimg", "0.2"] + [
     a for kv in ("data.n=2000", "nets.g_width=16", "nets.d_width=16", "nets.g_layers=2", "nets.d_layers=2",
                  "schedule.batch_size=50", "schedule.sample_kimg=0", "prior.fit_samples=500",

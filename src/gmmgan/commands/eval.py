@@ -1,4 +1,4 @@
-"""``gmmgan eval``: the metrics of DESIGN.md section 6 on a trained run, and the feature classifiers."""
+"""``gmmgan eval``: the metrics of docs/protocols.md on a trained run, and the feature classifiers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = ["add_parser", "run"]
 _EPILOG = """\
 what is measured, by the run's data set (--metrics picks a subset):
   ring, grid        modes: modes captured, high-quality %, reverse KL on -n samples (default
-                    2,500) per seed, mean +- standard error over --seeds (DESIGN section 5)
+                    2,500) per seed, mean +- standard error over --seeds (docs/protocols.md)
   stacked-mnist     modes: modes (of 1,000) and KL on -n samples (default 26,000) per seed, each
                     channel classified by the MNIST feature classifier
   mnist, fashion-mnist (and their -limited subsets)
@@ -48,7 +48,7 @@ _DATASETS = {
 _METRICS = {"2d": ("modes",), "stacked": ("modes",), "images": ("fid", "kid", "prdc", "clustering")}
 _ALL_METRICS = tuple(dict.fromkeys(m for names in _METRICS.values() for m in names))
 _DEFAULT_N = {"2d": 2500, "stacked": 26_000, "images": 10_000}
-_NEAREST_K = 5  # PRDC's k (DESIGN section 6)
+_NEAREST_K = 5  # PRDC's k (docs/protocols.md, section 'Image metrics')
 
 
 def _seeds(text: str) -> list[int]:

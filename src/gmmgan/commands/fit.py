@@ -2,7 +2,7 @@
 
 Data files: ``.npy`` (read memory-mapped, so files larger than memory work) or ``.csv`` / ``.txt``
 (numbers separated by commas or whitespace; one non-numeric header line is skipped; ``#`` starts a
-comment). Built-in data: ``ring`` and ``grid`` from DESIGN.md section 5 (see ``gmmgan.data.toy``).
+comment). Built-in data: ``ring`` and ``grid`` from docs/protocols.md, section '2-D mixtures' (see ``gmmgan.data.toy``).
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def load_dataset(
     Parameters
     ----------
     name : str
-        'ring', 'grid' (DESIGN.md section 5; ``n`` points, default 100,000); 'mnist', 'fashion-mnist';
+        'ring', 'grid' (docs/protocols.md, section '2-D mixtures'; ``n`` points, default 100,000); 'mnist', 'fashion-mnist';
         'mnist-limited', 'fashion-mnist-limited' (``per_class`` train images per class, drawn with
         ``seed``); 'stacked-mnist' (``n`` images, default 128,000, from train+test, ``split``
         ignored); 'folder' (every image under ``root``, ``channels`` 1 or 3, needs ``resolution``).

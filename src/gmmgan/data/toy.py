@@ -1,4 +1,4 @@
-"""2-D (and general) Gaussian-mixture toy datasets: the ring and grid of DESIGN.md section 5.
+"""2-D (and general) Gaussian-mixture toy datasets: the ring and grid of docs/protocols.md, section '2-D mixtures'.
 
 - Ring: 8 Gaussians, means (cos 2*pi*k/8, sin 2*pi*k/8) for k = 0..7, isotropic sigma = 0.01.
 - Grid: 25 Gaussians, means {-4, -2, 0, 2, 4}^2, isotropic sigma = 0.05.
@@ -167,10 +167,10 @@ def toy_spec(name) -> MixtureSpec | None:
 
 
 def ring(n: int = 100_000, seed: int = 0, **kw) -> torch.Tensor:
-    """``n`` points from the 8-Gaussian ring (DESIGN.md section 5); Tensor (n, 2) float32."""
+    """``n`` points from the 8-Gaussian ring (docs/protocols.md, section '2-D mixtures'); Tensor (n, 2) float32."""
     return RING.sample(n, seed, **kw)[0]
 
 
 def grid(n: int = 100_000, seed: int = 0, **kw) -> torch.Tensor:
-    """``n`` points from the 25-Gaussian grid (DESIGN.md section 5); Tensor (n, 2) float32."""
+    """``n`` points from the 25-Gaussian grid (docs/protocols.md, section '2-D mixtures'); Tensor (n, 2) float32."""
     return GRID.sample(n, seed, **kw)[0]

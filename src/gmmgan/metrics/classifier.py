@@ -1,7 +1,7 @@
 """The feature network: a small CNN classifier for 28x28 grey images, trained by gmmgan.
 
 One network per dataset (MNIST, Fashion-MNIST) is trained once, cached, and then used by every
-image metric (DESIGN.md section 6): its argmax labels the channels of Stacked MNIST, its
+image metric (docs/protocols.md, section 'Image metrics'): its argmax labels the channels of Stacked MNIST, its
 penultimate layer (``feature_dim`` = 128 units) is the feature space of FID/KID/PRDC, and its
 labels score per-component clustering. Classifier-based FIDs only compare within one feature
 network, so the cache stores the weights together with the test accuracy and the exact training
