@@ -7,14 +7,15 @@ component of highest posterior in the prior's embedding (the PCA the GMM was fit
 with its true label. The two side by side say whether adversarial training kept, lost or improved
 the clustering the fitted GMM started from.
 
-    PYTHONPATH=src python benchmarks/gmm_real_clustering.py RUN --data-root DATA --device cuda
+    PYTHONPATH=src python -m benchmarks.gmm_real_clustering RUN --data-root DATA --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from benchmarks._common import write_json
 
 
 def gmm_real_clustering(prior, images, labels, device, batch: int = 2000) -> dict:
@@ -49,10 +50,10 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", default=None, help="JSON output (default: RUN/gmm_real_clustering.json)")
     args = p.parse_args(argv)
 
-    from gmmgan.gan.config import config_from_dict
+    from gmmgan._device import resolve_device
     from gmmgan.data import load_mnist
     from gmmgan.data.root import resolve_data_root
-    from gmmgan._device import resolve_device
+    from gmmgan.gan.config import config_from_dict
     from gmmgan.gan.training_loop import load_generator
 
     device = resolve_device(args.device)
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
           f"accuracy {report['accuracy']:.4f}, NMI {report['nmi']:.4f}")
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     out = Path(args.output) if args.output else run_dir / "gmm_real_clustering.json"
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(out, report)
     print(f"wrote {out}")
     return 0
 

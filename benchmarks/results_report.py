@@ -1,6 +1,6 @@
 """Render the result JSON files of results_2d.py / results_images.py as markdown tables.
 
-    python benchmarks/results_report.py RESULTS_DIR [-o docs/results_tables.md]
+    python -m benchmarks.results_report RESULTS_DIR [-o docs/results_tables.md]
 
 One section per table found under ``RESULTS_DIR/json/``: how it was produced (commands, date,
 machine and GPU, torch version, wall time, training budget, shortened or not, overrides), then the
