@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from gmmgan.cli import main
-from gmmgan.gan.config import load_config
 from gmmgan.data.mnist import load_mnist
-from gmmgan.metrics import ClassifierConfig, train_classifier
+from gmmgan.gan.config import load_config
 from gmmgan.gan.training_loop import train
+from gmmgan.metrics import ClassifierConfig, train_classifier
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

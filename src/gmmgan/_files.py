@@ -71,8 +71,8 @@ def load_npy(path: str | Path):
     if not isinstance(X, np.ndarray):  # an .npz archive (np.load opens it whatever its name)
         if hasattr(X, "close"):
             X.close()
-        raise ValueError(f"{name!r} does not hold a single array (it is an .npz archive); save one array "
-                         "with numpy.save(path, X).")
+        raise ValueError(  # noqa: TRY004 - the file's content is wrong, not the argument's type
+            f"{name!r} does not hold a single array (it is an .npz archive); save one array with numpy.save(path, X).")
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{name!r} must hold numbers, but its dtype is {X.dtype}; save a numeric array.")
     return X

@@ -192,8 +192,8 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
     import torch
 
     from gmmgan.data.mnist import load_mnist
-    from gmmgan.metrics import component_clustering, feature_metrics
     from gmmgan.gan.priors import GMMRegularizedPrior
+    from gmmgan.metrics import component_clustering, feature_metrics
 
     _check_28px(shape, 1, "image")
     k = prior.n_components
@@ -312,7 +312,6 @@ def run(args) -> int:
 
     from gmmgan.gan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME
     from gmmgan.gan.config import config_from_dict
-    from gmmgan.plotting import read_training_log
     from gmmgan.gan.training_loop import (
         CONFIG_NAME,
         FINAL_PLOT_NAME,
@@ -320,6 +319,7 @@ def run(args) -> int:
         METRICS_NAME,
         load_generator,
     )
+    from gmmgan.plotting import read_training_log
 
     device = resolve_device(args.device)
     if not Path(args.target).exists() and difflib.get_close_matches(args.target, ["train-classifier"], cutoff=0.75):

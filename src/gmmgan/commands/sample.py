@@ -61,8 +61,8 @@ def run(args) -> int:
 
     from gmmgan.cli import EXIT_OK, console
     from gmmgan.gan.sampling import generate
-    from gmmgan.plotting.samples import plot_points, save_image_grid
     from gmmgan.gan.training_loop import load_generator
+    from gmmgan.plotting.samples import plot_points, save_image_grid
 
     device = resolve_device(args.device)
     G, prior, meta = load_generator(_run_path(args.run), device)
