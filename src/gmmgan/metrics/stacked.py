@@ -20,7 +20,6 @@ from gmmgan.metrics.classifier import prepare_images
 __all__ = ["StackedModes", "classify_channels", "modes_from_digits", "stacked_mnist_modes"]
 
 N_MODES = 1000
-PROTOCOL_SAMPLES = 26_000
 
 
 @dataclass(frozen=True)
