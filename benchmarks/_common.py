@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark scripts: data, a common EM start, timing and machine facts.
+"""Shared pieces of the benchmark scripts: data, a common EM start, timing, machine facts, JSON.
 
 Kept free of scikit-learn and gmmgan imports at module level so that a worker running in
 another interpreter (pycave needs torch < 2 and numpy < 2) can import it too.
@@ -190,47 +190,81 @@ def _lscpu_model() -> str:
     return "unknown"
 
 
-def machine_info() -> Dict[str, Any]:
-    """CPU model, core counts, thread pools (torch and numpy's BLAS) and relevant env vars."""
-    import torch
+def _torch_version() -> str:
+    """torch's version without importing it (a slow import), unless its package metadata is missing."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version("torch")
+    except PackageNotFoundError:  # a torch built without package metadata
+        import torch
+
+        return torch.__version__
+
+
+def machine_info(*, threads: bool = False, cuda: bool = False, gpu_ids: Sequence[int] | None = None) -> Dict[str, Any]:
+    """Where a benchmark ran, for its JSON: the one machine description every script records.
+
+    Always: CPU model and count, platform, hostname, Python, numpy and torch versions (torch is not
+    imported for that). ``threads``: torch's thread count, the thread pools (torch and numpy's BLAS),
+    the thread-related environment variables and scikit-learn's version, which CPU timings depend
+    on. ``cuda``: the name and count of the CUDA devices torch sees, and whether float32 matmuls may
+    use TF32 (imports torch and initialises CUDA). ``gpu_ids``: the GPUs a script hands to its worker
+    processes, named by ``nvidia-smi`` (CUDA is not initialised here).
+    """
     info: Dict[str, Any] = {
         "cpu_model": _lscpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        "hostname": platform.node(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_num_threads": torch.get_num_threads(),
-        "env": {
+        "torch": _torch_version(),
+    }
+    if threads:
+        import torch
+
+        info["torch_num_threads"] = torch.get_num_threads()
+        info["env"] = {
             k: os.environ[k]
             for k in sorted(os.environ)
             if k.startswith(("OPENBLAS", "OMP_", "MKL_", "SCIPY_ARRAY_API", "CUDA_VISIBLE"))
-        },
-    }
-    try:
-        import sklearn
+        }
+        try:
+            import sklearn
 
-        info["sklearn"] = sklearn.__version__
-    except ImportError:
-        info["sklearn"] = None
-    try:
-        from threadpoolctl import threadpool_info
+            info["sklearn"] = sklearn.__version__
+        except ImportError:
+            info["sklearn"] = None
+        try:
+            from threadpoolctl import threadpool_info
 
-        info["threadpools"] = [
-            {
-                k: p.get(k)
-                for k in ("user_api", "internal_api", "num_threads", "version", "architecture")
-                if p.get(k) is not None
-            }
-            | {"file": os.path.basename(p.get("filepath", ""))}
-            for p in threadpool_info()
-        ]
-    except ImportError:
-        info["threadpools"] = "threadpoolctl not installed"
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+            info["threadpools"] = [
+                {
+                    k: p.get(k)
+                    for k in ("user_api", "internal_api", "num_threads", "version", "architecture")
+                    if p.get(k) is not None
+                }
+                | {"file": os.path.basename(p.get("filepath", ""))}
+                for p in threadpool_info()
+            ]
+        except ImportError:
+            info["threadpools"] = "threadpoolctl not installed"
+    if cuda:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+            info["gpu_count"] = torch.cuda.device_count()
+            info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+    if gpu_ids:
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader"],
+                                 check=False, capture_output=True, text=True, timeout=30).stdout
+            info["gpus"] = [line.strip() for line in out.splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError):
+            info["gpus"] = ["nvidia-smi not available"]
+        info["gpu_ids_used"] = list(gpu_ids)
     return info
 
 
@@ -265,11 +299,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_json(path: str, payload: Dict[str, Any]) -> None:
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """``payload`` as indented JSON (numpy scalars and arrays as numbers and lists), parent folders made."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2, default=_json_default)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Shared pieces of the results scripts (DESIGN.md section 7): jobs, the subprocess runner, JSON.
+"""Shared pieces of the results scripts (docs/protocols.md, 'Targets'): jobs, the subprocess runner, JSON.
 
 A *job* is one training run (one config, one seed) followed by its evaluation, each step a
 ``python -m gmmgan ...`` command in its own process, so the recorded commands are exactly what a
@@ -6,7 +6,7 @@ user would type. Jobs run on *slots*: CPU slots (one thread each) for the 2-D ta
 (``CUDA_VISIBLE_DEVICES`` per process) for the image tables. Every finished job writes one JSON
 file, ``OUT/json/<table>/<job>.json``, as soon as it ends, so a run cut short keeps what it
 finished and a second invocation skips the jobs already done (``--force`` redoes them).
-``benchmarks/results_report.py OUT`` renders all of them as markdown tables.
+``python -m benchmarks.results_report OUT`` renders all of them as markdown tables.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from benchmarks._common import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -62,33 +64,6 @@ def protocol_kimg(config_path: Path) -> float:
     return float((d.get("schedule") or {}).get("total_kimg", 100.0))
 
 
-def machine_summary(gpu_ids: list[int] | None = None) -> dict:
-    """CPU model and count, torch version, and the GPU names (without initialising CUDA here)."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from _common import _lscpu_model  # the benchmarks' one place for the CPU model
-
-    try:
-        torch_version = version("torch")  # not imported here: a slow import, needed only for its version
-    except PackageNotFoundError:  # a torch built without package metadata
-        import torch
-
-        torch_version = torch.__version__
-    info = {"cpu_model": _lscpu_model(), "cpu_count": os.cpu_count(), "torch": torch_version,
-            "python": platform.python_version(), "hostname": platform.node()}
-    if gpu_ids:
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader"],
-                                 check=False, capture_output=True, text=True, timeout=30).stdout
-            info["gpus"] = [line.strip() for line in out.splitlines() if line.strip()]
-        except (OSError, subprocess.SubprocessError):
-            info["gpus"] = ["nvidia-smi not available"]
-        info["gpu_ids_used"] = gpu_ids
-    return info
-
-
 def display_command(argv: list[str]) -> str:
     """A command as a user would type it: ``python -m gmmgan`` -> ``gmmgan``, paths relative to the repo."""
     if argv[:3] == [sys.executable, "-m", "gmmgan"]:
@@ -100,9 +75,9 @@ def display_command(argv: list[str]) -> str:
 
 
 def invocation() -> str:
-    """The command line of this script, as typed from the repository root."""
-    script = os.path.relpath(sys.argv[0], ROOT) if os.path.isabs(sys.argv[0]) else sys.argv[0]
-    return "PYTHONPATH=src python " + shlex.join([script, *sys.argv[1:]])
+    """The command line of this script (``python -m benchmarks.NAME ...``), as typed from the repository root."""
+    script = Path(os.path.relpath(Path(sys.argv[0]).resolve(), ROOT)).with_suffix("")
+    return "PYTHONPATH=src python -m " + shlex.join([".".join(script.parts), *sys.argv[1:]])
 
 
 @dataclass
@@ -224,9 +199,7 @@ def run_job(job: Job, out: Path, env: dict, slot: str, timeout: float | None, ru
     result["status"] = status
     result["wall_s"]["total"] = sum(result["wall_s"].values())
     result["finished"] = utc_now()
-    path = result_path(out, job)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(result_path(out, job), result)
     return result
 
 
@@ -278,9 +251,8 @@ def base_env(threads: int) -> dict:
 def write_invocation(out: Path, table: str, record: dict) -> None:
     """Append this script invocation (command, machine, dates, wall time) to OUT/json/<table>/_invocations.json."""
     path = out / "json" / table / "_invocations.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(path.read_text()) if path.is_file() else []
-    path.write_text(json.dumps([*prev, record], indent=2) + "\n", encoding="utf-8")
+    write_json(path, [*prev, record])
 
 
 def read_json(path: Path) -> dict:

@@ -27,9 +27,9 @@ oversubscribed threads make timings meaningless). The ring and grid are timed --
 (medians reported); the random mixtures once each, and their speed ratios are summarised by the
 median over cases and the ratio of total times.
 
-    python benchmarks/auto_k.py                      # the documented run (about 6-8 minutes)
-    python benchmarks/auto_k.py --cases 4 --repeats 1 --json out.json   # quick look
-    PYTHONPATH=src python benchmarks/auto_k.py --device cuda --json auto_k_cuda.json  # GPU row
+    python -m benchmarks.auto_k                      # the documented run (about 6-8 minutes)
+    python -m benchmarks.auto_k --cases 4 --repeats 1 --json out.json   # quick look
+    PYTHONPATH=src python -m benchmarks.auto_k --device cuda --json auto_k_cuda.json  # GPU row
 
 Every method fits the ring once, untimed, before the timed runs (start-up costs). With
 --device cuda the gmmgan methods fit on the GPU (data copied from numpy inside the timed call,
@@ -39,7 +39,6 @@ the device synchronised before the clock stops); scikit-learn's methods stay on 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -47,6 +46,8 @@ import time
 import warnings
 
 import numpy as np
+
+from benchmarks._common import machine_info, write_json
 
 BINS = [(0.25, 0.5, "touching"), (0.5, 1.0, "close"), (1.0, 2.0, "separated"), (2.0, 4.0, "well-separated")]
 D_CHOICES = [2, 3, 4, 6, 8, 12, 16, 24, 32]
@@ -91,13 +92,12 @@ def random_mixture(rng, d: int, k: int, c: float, n_per: int, rotate: bool = Fal
 
 
 def toy_case(name: str, n: int, seed: int):
-    from gmmgan.data import toy
+    from gmmgan.data.toy import toy_spec
 
-    spec = toy.RING if name == "ring" else toy.GRID
+    spec = toy_spec(name)
     X = spec.sample(n, seed)[0].double().numpy()
-    means = spec.means.double().numpy() if hasattr(spec, "means") else None
-    sigma = 0.01 if name == "ring" else 0.05
-    c = c_separation(means, np.full(len(means), sigma**2)) if means is not None else float("nan")
+    means = spec.means.double().numpy()
+    c = c_separation(means, np.full(len(means), spec.sigma**2))
     return X, c
 
 
@@ -213,10 +213,10 @@ def main(argv=None) -> dict:
     print_tables(rows, summary, methods)
     total = time.perf_counter() - start
     print(f"\nwhole run: {total:.0f} s, {args.threads} thread(s), gmmgan on {args.device}")
-    result = {"args": vars(args), "rows": rows, "summary": summary, "seconds": total}
+    result = {"args": vars(args), "machine": machine_info(threads=True, cuda=args.device.startswith("cuda")),
+              "rows": rows, "summary": summary, "seconds": total}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(args.json, result)
     return result
 
 

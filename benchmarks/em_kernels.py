@@ -4,7 +4,7 @@ A development tool: it times the kernels gmmgan could use for the full-covarianc
 the same data and parameters, so design choices rest on numbers, not guesses. Prints seconds per
 pass over N rows for each variant and chunk size.
 
-    PYTHONPATH=src python benchmarks/em_kernels.py --n 200000 --d 16 --k 16 --threads 2
+    PYTHONPATH=src python -m benchmarks.em_kernels --n 200000 --d 16 --k 16 --threads 2
 """
 
 from __future__ import annotations
@@ -75,7 +75,6 @@ def pass_whitened(X, mu, P, logw, chunk):
 def pass_quadratic(X, mu, P, logw, chunk):
     """Quadratic features q = vech(x x^T): half the flops, but float32 cancellation far from 0."""
     n, d = X.shape
-    k = mu.shape[0]
     iu = torch.triu_indices(d, d, device=X.device)
     prec = P @ P.mT
     scale = torch.where(iu[0] == iu[1], 1.0, 2.0).to(X.dtype)

@@ -8,9 +8,9 @@ iterations the held-out mean log-likelihoods must agree: EM is deterministic giv
 
 Examples
 --------
-    python benchmarks/gmm_em.py --configs b,c --json results/gmm_em_cpu.json
-    python benchmarks/gmm_em.py --configs e --device cuda --sklearn-cpu-iters 1,2
-    python benchmarks/gmm_em.py --pycave-python /tmp/pycave-venv/bin/python   # pycave in its own venv
+    python -m benchmarks.gmm_em --configs b,c --json results/gmm_em_cpu.json
+    python -m benchmarks.gmm_em --configs e --device cuda --sklearn-cpu-iters 1,2
+    python -m benchmarks.gmm_em --pycave-python /tmp/pycave-venv/bin/python   # pycave in its own venv
 
 pycave 3.0.1 needs torch < 2 and numpy < 2, so it usually lives in another virtual environment;
 ``--pycave-python`` (or $PYCAVE_PYTHON) runs it there on the same data, saved to a temp dir.
@@ -27,15 +27,14 @@ import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 # scikit-learn's array-API path refuses to start unless scipy was imported with this set.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (  # noqa: E402
+from benchmarks._common import (
     common_init,
     format_table,
     machine_info,
@@ -45,6 +44,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPLS = ("gmmgan", "sklearn", "sklearn-array-api", "pycave")
 LOGLIK_RTOL = 1e-3
 
@@ -236,8 +236,9 @@ def _run_pycave(cfg, data, init, reg_covar, iters, repeats, warmup, python):
                    warmup=warmup, threads=torch.get_num_threads())
         with open(os.path.join(d, "job.json"), "w") as f:
             json.dump(job, f)
-        proc = subprocess.run([python, os.path.abspath(__file__), "--pycave-worker", d],
-                              capture_output=True, text=True)
+        # -m from the repository root, so that the other interpreter finds the benchmarks package.
+        proc = subprocess.run([python, "-m", "benchmarks.gmm_em", "--pycave-worker", d],
+                              capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             raise RuntimeError(f"pycave worker failed ({python}):\n{proc.stderr[-2000:]}")
         with open(os.path.join(d, "result.json")) as f:
@@ -306,7 +307,7 @@ def run_config(cfg: Config, args) -> List[Dict[str, Any]]:
             extra = sorted({j[4][1] for j in jobs}) if impl == "gmmgan" else ()
             row.update(_measure(fit, score, iters, repeats, warmup,
                                 sync if dev != "cpu" else (lambda: None), extra))
-        except Exception as e:  # noqa: BLE001 - one failing implementation must not hide the rest
+        except Exception as e:  # one failing implementation must not hide the rest
             if impl == "gmmgan" and not args.allow_gmmgan_failure:
                 raise
             row["error"] = f"{type(e).__name__}: {e}"
@@ -496,17 +497,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         _pycave_worker(argv[1])
         return {}
     args = parse_args(argv)
-    args.command = "python benchmarks/gmm_em.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.command = "python -m benchmarks.gmm_em " + " ".join(sys.argv[1:] if argv is None else argv)
     import torch
 
     if not args.threads:
         return _main(args)
-    from threadpoolctl import threadpool_limits
-
     # threadpool_limits only reaches libraries already loaded: load scipy's and scikit-learn's
     # OpenBLAS / OpenMP first, so that every pool the benchmark uses is limited.
     import scipy.linalg  # noqa: F401
     import sklearn.mixture  # noqa: F401
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -524,7 +524,7 @@ def _main(args) -> Dict[str, Any]:
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
         torch.backends.cuda.matmul.allow_tf32 = args.allow_tf32
-    info = machine_info()
+    info = machine_info(threads=True, cuda=True)
     print(json.dumps(info, indent=1), flush=True)
     load = os.getloadavg()[0]
     if load > 0.5 * (os.cpu_count() or 1):

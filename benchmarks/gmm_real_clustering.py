@@ -1,4 +1,4 @@
-"""The reference beside the clustering table (DESIGN.md section 7): the fitted GMM alone on real data.
+"""The reference beside the clustering table (docs/protocols.md, 'Targets'): the fitted GMM alone on real data.
 
 ``gmmgan eval RUN --metrics clustering`` scores the *generator*: images generated from each
 mixture component, labelled by the feature classifier, accuracy (Hungarian) and NMI against the
@@ -7,15 +7,15 @@ component of highest posterior in the prior's embedding (the PCA the GMM was fit
 with its true label. The two side by side say whether adversarial training kept, lost or improved
 the clustering the fitted GMM started from.
 
-    PYTHONPATH=src python benchmarks/gmm_real_clustering.py RUN --data-root DATA --device cuda
+    PYTHONPATH=src python -m benchmarks.gmm_real_clustering RUN --data-root DATA --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
+
+from benchmarks._common import write_json
 
 
 def gmm_real_clustering(prior, images, labels, device, batch: int = 2000) -> dict:
@@ -43,15 +43,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="run folder written by 'gmmgan train' with prior.kind=fitted_gmm (MNIST / Fashion-MNIST)")
     p.add_argument("--data-root", default=None,
-                   help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else $GMMGAN_DATA)")
+                   help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else "
+                   "$GMMGAN_DATA, else ./data)")
     p.add_argument("--split", choices=("test", "train"), default="test", help="real images to cluster (default: test)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("-o", "--output", default=None, help="JSON output (default: RUN/gmm_real_clustering.json)")
     args = p.parse_args(argv)
 
-    from gmmgan.gan.config import config_from_dict
+    from gmmgan._device import resolve_device
     from gmmgan.data import load_mnist
-    from gmmgan.gan.training_loop import load_generator, resolve_device
+    from gmmgan.data.root import resolve_data_root
+    from gmmgan.gan.config import config_from_dict
+    from gmmgan.gan.training_loop import load_generator
 
     device = resolve_device(args.device)
     _, prior, meta = load_generator(args.run, device)
@@ -61,9 +64,7 @@ def main(argv=None) -> int:
     dataset = cfg.data.name.removesuffix("-limited")
     if dataset not in ("mnist", "fashion-mnist"):
         p.error(f"the reference uses the labels of MNIST / Fashion-MNIST, not of {cfg.data.name}.")
-    root = args.data_root or cfg.data.root or os.environ.get("GMMGAN_DATA")
-    if not root:
-        p.error("where are the images? pass --data-root (the folder holding MNIST/raw and FashionMNIST/raw).")
+    root = resolve_data_root(args.data_root or cfg.data.root)
     images, labels = load_mnist(root, args.split, dataset)
     report = {"run": str(args.run), "data": cfg.data.name, "split": args.split, "n_components": prior.n_components,
               **gmm_real_clustering(prior, images, labels, device)}
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
           f"accuracy {report['accuracy']:.4f}, NMI {report['nmi']:.4f}")
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     out = Path(args.output) if args.output else run_dir / "gmm_real_clustering.json"
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(out, report)
     print(f"wrote {out}")
     return 0
 

@@ -1,18 +1,18 @@
-"""Results table (1) of DESIGN.md section 7: ring and grid, five priors, many seeds, on CPU.
+"""Results table (1) of docs/protocols.md, 'Targets': ring and grid, five priors, many seeds, on CPU.
 
 For every data set in ``--data`` and prior in ``--priors``, trains ``configs/<data>_<prior>.yaml``
 once per seed (``seed=S``; the seed drives data, nets, z and batches), each run in its own
 process pinned to one CPU thread (``cpu_threads=1``, OMP/MKL threads 1), ``--jobs`` at a time.
 Each run's metrics are the ones ``gmmgan train`` computes at its end: modes captured, high-quality
-fraction and reverse KL of 2,500 samples of the EMA generator (DESIGN.md section 5). One JSON per
-run goes to ``OUT/json/<data>/``; render the table with ``benchmarks/results_report.py OUT``.
+fraction and reverse KL of 2,500 samples of the EMA generator (docs/protocols.md, section '2-D mixtures'). One JSON per
+run goes to ``OUT/json/<data>/``; render the table with ``python -m benchmarks.results_report OUT``.
 
 Examples (repository root)::
 
     # the full table: 2 x 5 configs x 10 seeds = 100 runs of 500 kimg
-    PYTHONPATH=src python benchmarks/results_2d.py --out results --jobs 60
+    PYTHONPATH=src python -m benchmarks.results_2d --out results --jobs 60
     # a quick check of the pipeline: 2 kimg, few warm-start steps, 2 seeds, one config
-    PYTHONPATH=src python benchmarks/results_2d.py --out /tmp/r --data ring --priors gaussian \\
+    PYTHONPATH=src python -m benchmarks.results_2d --out /tmp/r --data ring --priors gaussian \\
         --seeds 0,1 --jobs 2 --kimg 2 --set data.n=5000
 
 A second invocation with the same ``--out`` skips the runs already done (``--force`` redoes them),
@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _results as R
+from benchmarks import _results as R
+from benchmarks._common import machine_info
 
 DATASETS = ("ring", "grid")
 PRIORS = ("fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg", "gaussian")
@@ -111,7 +109,7 @@ def main(argv=None) -> int:
           f"{len(slots)} at a time, one CPU thread each; results in {out}", flush=True)
     results = R.run_all(jobs, out, slots, timeout=args.timeout, force=args.force, runs_dir=runs_dir,
                         log=lambda s: print(s, flush=True))
-    machine = R.machine_summary()
+    machine = machine_info()
     for data in args.data:
         mine = [r for r in results if r["table"] == data]
         R.write_invocation(out, data, {
@@ -121,7 +119,7 @@ def main(argv=None) -> int:
     failed = [r for r in results if r["status"] != "ok"]
     print(f"done in {time.time() - t0:.0f} s: {len(results) - len(failed)} ok, {len(failed)} failed"
           f"{' (' + ', '.join(r['job'] for r in failed) + ')' if failed else ''}. "
-          f"Table: python benchmarks/results_report.py {out}", flush=True)
+          f"Table: python -m benchmarks.results_report {out}", flush=True)
     return 1 if failed else 0
 
 

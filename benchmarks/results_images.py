@@ -1,4 +1,4 @@
-"""Results tables (2)-(5) of DESIGN.md section 7: the image benchmarks, trained on GPUs in parallel.
+"""Results tables (2)-(5) of docs/protocols.md, 'Targets': the image benchmarks, trained on GPUs in parallel.
 
 Tables (``--tables``, comma-separated; default all):
 
@@ -10,22 +10,22 @@ Tables (``--tables``, comma-separated; default all):
 - ``full``: MNIST and Fashion-MNIST, all 60,000 training images, the same metrics.
 - ``cluster``: MNIST, clustering accuracy and NMI of per-component generation
   (``gmmgan eval --metrics clustering``), beside the fitted GMM's own clustering of the real test
-  set (``benchmarks/gmm_real_clustering.py``).
+  set (``python -m benchmarks.gmm_real_clustering``).
 
 Every (config, seed) is one job: ``gmmgan train`` then its evaluation, in processes that see one
 GPU each (``CUDA_VISIBLE_DEVICES``), ``--per-gpu`` jobs per GPU at a time. One JSON per job goes to
-``OUT/json/<table>/``; ``benchmarks/results_report.py OUT`` renders the tables. Data and the
+``OUT/json/<table>/``; ``python -m benchmarks.results_report OUT`` renders the tables. Data and the
 feature classifiers are checked before anything trains.
 
 Examples (repository root)::
 
-    PYTHONPATH=src python benchmarks/results_images.py --gpus 0,1,2,3 --data-root /data \\
+    PYTHONPATH=src python -m benchmarks.results_images --gpus 0,1,2,3 --data-root /data \\
         --cache-dir /data/classifiers --out results --tables stacked --seeds 0
     # shorter schedule (the tables then say so), e.g. 640 kimg = 5 Stacked-MNIST epochs
-    PYTHONPATH=src python benchmarks/results_images.py --gpus 0,1,2,3 --data-root /data \\
+    PYTHONPATH=src python -m benchmarks.results_images --gpus 0,1,2,3 --data-root /data \\
         --cache-dir /data/classifiers --out results --kimg 640
     # the pipeline on CPU, tiny: 2 kimg, 500 evaluation samples
-    PYTHONPATH=src python benchmarks/results_images.py --device cpu --jobs 2 --data-root ../shared/data \\
+    PYTHONPATH=src python -m benchmarks.results_images --device cpu --jobs 2 --data-root ../shared/data \\
         --out /tmp/r --tables mnist500 --kimg 0.5 -n 500
 
 Runs already done in ``--out`` are skipped (``--force`` redoes them), so a table can be finished
@@ -40,9 +40,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _results as R
+from benchmarks import _results as R
+from benchmarks._common import machine_info
 
 # table -> the configs/<name>.yaml of its rows (same nets and budget within a table).
 TABLES = {
@@ -122,8 +121,7 @@ def make_jobs(args, tables: list[str]) -> list[R.Job]:
                     steps = [[sys.executable, "-m", "gmmgan", "eval", str(run_dir), "-n", str(n), "--seeds", str(seed),
                               "--no-plots", *common, *cache, *(["--metrics", "clustering"] if table == "cluster" else [])]]
                     if table == "cluster":
-                        steps.append([sys.executable, str(R.ROOT / "benchmarks" / "gmm_real_clustering.py"),
-                                      str(run_dir), *common])
+                        steps.append([sys.executable, "-m", "benchmarks.gmm_real_clustering", str(run_dir), *common])
                     return steps
 
                 info = {"row": row, "config": os.path.relpath(cfg, R.ROOT), "seed": seed, "overrides": extra,
@@ -198,7 +196,7 @@ def main(argv=None) -> int:
     print(f"{len(jobs)} jobs ({', '.join(tables)}) on {len(slots)} slot(s); results in {out}", flush=True)
     results = R.run_all(jobs, out, slots, timeout=args.timeout, force=args.force, runs_dir=runs_dir,
                         log=lambda s: print(s, flush=True))
-    machine = R.machine_summary(gpus)
+    machine = machine_info(gpu_ids=gpus)
     for table in tables:
         mine = [r for r in results if r["table"] == table]
         R.write_invocation(out, table, {
@@ -207,7 +205,7 @@ def main(argv=None) -> int:
             "failed": sum(r["status"] != "ok" for r in mine), "machine": machine})
     failed = [r for r in results if r["status"] != "ok"]
     print(f"done in {time.time() - t0:.0f} s: {len(results) - len(failed)} ok, {len(failed)} failed. "
-          f"Tables: python benchmarks/results_report.py {out}", flush=True)
+          f"Tables: python -m benchmarks.results_report {out}", flush=True)
     return 1 if failed else 0
 
 

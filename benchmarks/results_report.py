@@ -1,11 +1,11 @@
 """Render the result JSON files of results_2d.py / results_images.py as markdown tables.
 
-    python benchmarks/results_report.py RESULTS_DIR [-o docs/results_tables.md]
+    python -m benchmarks.results_report RESULTS_DIR [-o docs/results_tables.md]
 
 One section per table found under ``RESULTS_DIR/json/``: how it was produced (commands, date,
 machine and GPU, torch version, wall time, training budget, shortened or not, overrides), then the
 rows as mean +- standard error over seeds, the published anchor (marked "published") and the
-target of DESIGN.md section 7; a value that meets its target is marked ✓, one that misses it ✗.
+target of docs/protocols.md, section 'Targets'; a value that meets its target is marked ✓, one that misses it ✗.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 import statistics
 from pathlib import Path
 
-# DESIGN.md section 7. 2-D targets: every seed captures every mode, mean HQ and mean KL bounds.
+# docs/protocols.md, section 'Targets'. 2-D targets: every seed captures every mode, mean HQ and mean KL bounds.
 TARGETS_2D = {"ring": {"n_modes": 8, "hq": 0.98, "kl": 0.01}, "grid": {"n_modes": 25, "hq": 0.97, "kl": 0.02}}
 ANCHORS_2D = {"ring": ("PacGAN2", 7.9, 0.956, 0.07), "grid": ("PacGAN4", 24.8, 0.936, 0.04)}
 PRIOR_ORDER = ("fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg", "gaussian")

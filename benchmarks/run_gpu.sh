@@ -5,8 +5,8 @@
 #
 # Usage (repository root, torch with CUDA, numpy, scikit-learn; no network needed):
 #     OUT=/some/dir bash benchmarks/run_gpu.sh          # OUT defaults to ./bench_out
-# Prints each table and writes $OUT/gmm_em_<step>.json and .log. Whole run: at most BUDGET_S
-# seconds (default 450): each step gets what is left, and steps that no longer fit are skipped.
+# Prints each table and writes $OUT/gmm_em_<step>.json and .log, and $OUT/machine.json. Whole run: at
+# most BUDGET_S seconds (default 450): each step gets what is left, and steps that no longer fit are skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/bench_out}"
@@ -18,9 +18,13 @@ DEVICE="${DEVICE:-cuda}"  # DEVICE=cpu EXTRA="--n-samples 3000" tries the script
 EXTRA="${EXTRA:-}"
 START=$(date +%s)
 
-{ nvidia-smi || true; lscpu; python -c "import torch, numpy, sklearn; print('torch', torch.__version__, 'numpy', numpy.__version__, 'sklearn', sklearn.__version__)"; } \
-    > "$OUT/machine.txt" 2>&1
-tail -1 "$OUT/machine.txt"
+# The machine, as every benchmark JSON records it (benchmarks._common.machine_info), plus nvidia-smi.
+{ nvidia-smi || true; } > "$OUT/nvidia-smi.txt" 2>&1
+python -c "
+from benchmarks._common import machine_info, write_json
+m = machine_info(threads=True, cuda=True)
+write_json('$OUT/machine.json', m)
+print('torch', m['torch'], 'numpy', m['numpy'], 'sklearn', m['sklearn'], 'on', m.get('gpu', 'no GPU'))"
 
 # step NAME MIN_SECONDS ARGS...: run one benchmark process if at least MIN_SECONDS are left.
 step() {
@@ -31,9 +35,9 @@ step() {
         echo "=== $name: skipped, ${left}s left of ${BUDGET_S}s (needs ~${need}s)" | tee "$OUT/gmm_em_$name.log"
         return
     fi
-    echo "=== $name (up to ${left}s): python benchmarks/gmm_em.py $*"
+    echo "=== $name (up to ${left}s): python -m benchmarks.gmm_em $*"
     # shellcheck disable=SC2086  # EXTRA is a list of flags
-    timeout -k 5 "$left" python benchmarks/gmm_em.py "$@" $EXTRA --json "$OUT/gmm_em_$name.json" \
+    timeout -k 5 "$left" python -m benchmarks.gmm_em "$@" $EXTRA --json "$OUT/gmm_em_$name.json" \
         > "$OUT/gmm_em_$name.log" 2>&1
     local rc=$?
     # The machine-info JSON is long; the tables and warnings are what matter on screen.

@@ -15,9 +15,9 @@ the ratio to the 1-GPU run of the same invocation, and the final lower bound (th
 N up to rounding: the fits are the same EM).
 
     # target case: N = 10^8, D = 32, float32 (12.8 GB on the host), K = 16 full covariances
-    PYTHONPATH=src python benchmarks/scaling_em.py --gpus 1,2,4 --json scaling_em.json
+    PYTHONPATH=src python -m benchmarks.scaling_em --gpus 1,2,4 --json scaling_em.json
     # a quick check of the plumbing on the CPU (gloo)
-    PYTHONPATH=src python benchmarks/scaling_em.py --device cpu --n 20000 --d 8 --k 4 --gpus 1,2 --iters 5
+    PYTHONPATH=src python -m benchmarks.scaling_em --device cpu --n 20000 --d 8 --k 4 --gpus 1,2 --iters 5
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
+
+from benchmarks._common import machine_info, write_json
 
 GEN_BLOCK = 1 << 20  # rows per generation block (global; each block has its own seed)
 
@@ -170,12 +172,13 @@ def main(argv=None) -> int:
             p.error("--device cuda but CUDA is not available; use --device cpu for a smoke run.")
         if max(counts) > torch.cuda.device_count():
             p.error(f"--gpus asks for {max(counts)} GPUs but {torch.cuda.device_count()} are visible.")
-    gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
+    machine = machine_info(cuda=args.device == "cuda")
+    gpu = machine.get("gpu", "cpu")
     gb = args.n * args.d * 4 / 1e9
     print(f"# {gpu} x {torch.cuda.device_count() if args.device == 'cuda' else 0}, torch {torch.__version__}; "
           f"N={args.n:,} D={args.d} ({gb:.1f} GB float32), K={args.k} {args.cov}, {args.mode}, {args.iters} iterations",
           flush=True)
-    out = {"device": gpu, "torch": torch.__version__, "args": vars(args), "rows": []}
+    out = {"device": gpu, "torch": torch.__version__, "machine": machine, "args": vars(args), "rows": []}
     base = None
     for world in counts:
         with tempfile.TemporaryDirectory() as tmp:
@@ -196,7 +199,7 @@ def main(argv=None) -> int:
               f"{r['gen_s']:.1f} s{rate}, lower bound {r['lower_bound']:.6f}", flush=True)
         out["rows"].append(r)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return 0
 
 

@@ -9,7 +9,7 @@ settings, since they answer different questions:
 - ``per-gpu``: 64 images per GPU a step, global batch 64 N (weak scaling, what "N GPUs give N times
   the throughput" usually means; the training is then not the same as on one GPU).
 
-    PYTHONPATH=src python benchmarks/scaling_train.py --data-root DATA --gpus 1,2,4 --json scaling_train.json
+    PYTHONPATH=src python -m benchmarks.scaling_train --data-root DATA --gpus 1,2,4 --json scaling_train.json
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchmarks._common import machine_info, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,11 +58,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     # device=cuda first, so that other overrides add to it and an explicit device= still wins.
     args.extra = ["device=cuda", *args.extra]
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    out = {"gpu": gpu, "torch": torch.__version__, "config": Path(args.config).name, "kimg": args.kimg, "rows": []}
-    print(f"# {gpu} x {torch.cuda.device_count()}, torch {torch.__version__}", flush=True)
+    machine = machine_info(cuda=True)
+    gpu = machine.get("gpu", "no GPU")
+    out = {"gpu": gpu, "torch": machine["torch"], "machine": machine, "config": Path(args.config).name,
+           "kimg": args.kimg, "rows": []}
+    print(f"# {gpu} x {machine.get('gpu_count', 0)}, torch {machine['torch']}", flush=True)
     for setting in args.settings.split(","):
         base = None
         for n in [int(g) for g in args.gpus.split(",")]:
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
                 print(f"{setting:8s} N={n}: FAILED\n{r['error']}", flush=True)
             out["rows"].append(r)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return 0
 
 

@@ -1,12 +1,12 @@
 """GAN training speed: gmmgan's training loop against a plain PyTorch DCGAN loop, same nets, same GPU.
 
-The protocol (DESIGN.md section 7, issue "GMM-GANs"): DCGAN on Stacked MNIST, batch 64. The
+The protocol (docs/protocols.md, section 'Targets', row 'GAN training'; issue "GMM-GANs"): DCGAN on Stacked MNIST, batch 64. The
 reference is the loop most code bases have: a ``DataLoader`` over the images, float32, no compile,
 one D step and one G step per batch with Adam. Both are measured in this run, on this GPU, and
 the ratio is printed. gmmgan variants: eager float32 (what the reference does, with data on the
 GPU), CUDA graph float32, CUDA graph bf16 (the default).
 
-    PYTHONPATH=src python benchmarks/train_speed.py --data-root DATA --json train_speed.json
+    PYTHONPATH=src python -m benchmarks.train_speed --data-root DATA --json train_speed.json
 
 Images/s for gmmgan come from its own log (``images_per_s`` of each log line after the first
 quarter of the run, median), so start-up (data, prior fit, warm start, capture) is excluded and
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from benchmarks._common import machine_info, write_json
 
 PROTOCOL_KIMG = 6400  # 50 epochs of 128,000 Stacked-MNIST images
 
@@ -106,7 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
-        raise SystemExit("train_speed.py measures GPU training; no CUDA device is visible.")
+        raise SystemExit("benchmarks.train_speed measures GPU training; no CUDA device is visible.")
     device = torch.device("cuda")
     from gmmgan.data.stacked import load_stacked_mnist
 
@@ -118,7 +117,8 @@ def main(argv=None) -> int:
         "graph-bf16": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true"]),
         "graph-bf16-fitted": ("stacked_mnist_fitted_gmm.yaml", ["cuda_graphs=true", "bf16=true"]),
     }
-    out = {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__, "batch": 64}
+    machine = machine_info(cuda=True)
+    out = {"gpu": machine["gpu"], "torch": torch.__version__, "machine": machine, "batch": 64}
     data = load_stacked_mnist(args.data_root, n=128_000, seed=0)[0]
     print(f"# {out['gpu']}, torch {out['torch']}", flush=True)
     ref = plain_loop(data, device, args.plain_steps, workers=args.workers)
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
               f"start-up {r['startup_s']:.1f} s; protocol {r['protocol_min']:.2f} min"
               f"{'' if r['cuda_graph'] or 'eager' in name else ' (graph capture FAILED: eager)'}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out)
     return 0
 
 

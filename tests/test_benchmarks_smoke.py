@@ -1,4 +1,4 @@
-"""The EM speed benchmark (benchmarks/gmm_em.py) runs on tiny data and its numbers are consistent."""
+"""The benchmark scripts (``python -m benchmarks.NAME``) run on tiny data and their numbers are consistent."""
 
 from __future__ import annotations
 
@@ -15,11 +15,34 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks"
-sys.path.insert(0, str(BENCH))
+if str(ROOT) not in sys.path:  # the benchmarks package lives at the repository root, beside src/
+    sys.path.insert(0, str(ROOT))
 
-import _common
-import gmm_em
+from benchmarks import _common, gmm_em  # noqa: E402
+
+SCRIPTS = sorted(p.stem for p in (ROOT / "benchmarks").glob("[!_]*.py"))
+
+
+def test_every_script_is_a_module_of_the_benchmarks_package():
+    """``python -m benchmarks.NAME`` from the repository root: no script edits sys.path to find its parts."""
+    assert {"gmm_em", "results_2d", "results_report", "train_speed"} <= set(SCRIPTS)
+    before = list(sys.path)
+    for name in SCRIPTS:
+        module = importlib.import_module(f"benchmarks.{name}")
+        assert callable(module.main), name
+        assert 'if __name__ == "__main__":' in (ROOT / "benchmarks" / f"{name}.py").read_text(), name
+    assert sys.path == before
+
+
+def test_machine_info_and_json_writer(tmp_path):
+    info = _common.machine_info()
+    assert {"cpu_model", "cpu_count", "python", "numpy", "torch", "hostname"} <= set(info)
+    assert "threadpools" not in info and "gpus" not in info
+    path = tmp_path / "sub" / "r.json"
+    _common.write_json(path, {"machine": info, "x": np.float32(1.5), "a": np.arange(3)})
+    assert json.loads(path.read_text()) == {"machine": info, "x": 1.5, "a": [0, 1, 2]}
+    assert path.read_text().endswith("}\n")
+
 
 # One thread: fast and steady even when the test runner shares the CPUs.
 TINY = ["--n-samples", "2000", "--n-test", "500", "--iters", "1,3", "--repeats", "1", "--threads", "1"]
@@ -62,9 +85,9 @@ def test_script_with_array_api_and_pycave(tmp_path):
     impls = "gmmgan,sklearn,sklearn-array-api" + (",pycave" if _pycave_available() else "")
     out = tmp_path / "r.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "gmm_em.py"), "--configs", "b", *TINY, "--impls", impls,
+        [sys.executable, "-m", "benchmarks.gmm_em", "--configs", "b", *TINY, "--impls", impls,
          "--dtypes", "float32", "--skip-sklearn-f32", "--json", str(out)],
-        check=False, capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -169,7 +192,7 @@ def test_pycave_without_interpreter_says_how(monkeypatch):
         gmm_em._run_pycave(gmm_em.CONFIGS["a"], data, init, 1e-6, (1, 2), 1, False, None)
 
 
-# ---------------------------------------------------------------- results tables (DESIGN.md section 7)
+# ------------------------------------------- results tables (docs/protocols.md, section 'Targets')
 TINY_2D = ["--data", "ring", "--priors", "fitted_gmm", "--seeds", "0,1", "--jobs", "2", "--kimg", "0.2"] + [
     a for kv in ("data.n=2000", "nets.g_width=16", "nets.d_width=16", "nets.g_layers=2", "nets.d_layers=2",
                  "schedule.batch_size=50", "schedule.sample_kimg=0", "prior.fit_samples=500",
@@ -181,14 +204,14 @@ TINY_2D = ["--data", "ring", "--priors", "fitted_gmm", "--seeds", "0,1", "--jobs
 def test_results_2d_table_end_to_end(tmp_path):
     """Two tiny ring runs in parallel workers, one JSON each, rendered as a table that says the
     budget was shortened; a second invocation skips the finished runs."""
-    import results_report
+    from benchmarks import results_report
 
     out, runs = tmp_path / "out", tmp_path / "runs"
 
     def run_script():
-        return subprocess.run([sys.executable, str(BENCH / "results_2d.py"), "--out", str(out), "--runs-dir", str(runs),
+        return subprocess.run([sys.executable, "-m", "benchmarks.results_2d", "--out", str(out), "--runs-dir", str(runs),
                                *TINY_2D],
-                              check=False, capture_output=True, text=True, timeout=300,
+                              check=False, capture_output=True, text=True, timeout=300, cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
 
     proc = run_script()
@@ -207,15 +230,13 @@ def test_results_2d_table_end_to_end(tmp_path):
     md = results_report.render(out)
     assert "### Ring: 8 Gaussians" in md and "| fitted_gmm | 2 |" in md
     assert "shortened: the protocol is 500 kimg" in md and "PacGAN2 (published)" in md
-    assert "results_2d.py --out" in md and "`data.n=2000`" in md
+    assert "python -m benchmarks.results_2d --out" in md and "`data.n=2000`" in md
     again = run_script()
     assert again.returncode == 0 and again.stdout.count("skip ring/") == 2 and "start ring/" not in again.stdout
 
 
 def test_results_scripts_reject_bad_input(tmp_path, capsys):
-    import _results
-    import results_2d
-    import results_report
+    from benchmarks import _results, results_2d, results_report
 
     with pytest.raises(ValueError, match="runs backwards"):
         _results.parse_seeds("3-1")
@@ -235,7 +256,7 @@ def test_results_scripts_reject_bad_input(tmp_path, capsys):
     (["--device", "cuda", "--gpus", ","], "names no GPU"),
 ])
 def test_results_images_rejects_bad_input_before_training(tmp_path, capsys, argv, msg):
-    import results_images
+    from benchmarks import results_images
 
     with pytest.raises(SystemExit) as e:
         results_images.main(["--device", "cpu", "--data-root", str(tmp_path), "--out", str(tmp_path), *argv])

@@ -2,11 +2,10 @@
 
 The image tests train their own tiny feature classifiers (a few seconds, on a slice of the real
 data) into a temporary cache, so they never depend on ~/.cache; they skip when the MNIST /
-Fashion-MNIST IDX files are absent (set GMMGAN_DATA to the folder holding MNIST/raw).
+Fashion-MNIST IDX files are absent (the ``mnist_root`` / ``fashion_mnist_root`` fixtures of conftest).
 """
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -14,17 +13,12 @@ import pytest
 import torch
 
 from gmmgan.cli import main
-from gmmgan.gan.config import load_config
 from gmmgan.data.mnist import load_mnist
-from gmmgan.metrics import ClassifierConfig, train_classifier
+from gmmgan.gan.config import load_config
 from gmmgan.gan.training_loop import train
+from gmmgan.metrics import ClassifierConfig, train_classifier
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-DATA_ROOT = Path(os.environ.get("GMMGAN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-HAVE_MNIST = (DATA_ROOT / "MNIST" / "raw").is_dir()
-HAVE_FASHION = (DATA_ROOT / "FashionMNIST" / "raw").is_dir()
-needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST IDX files not in {DATA_ROOT}/MNIST/raw (set GMMGAN_DATA)")
-needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason=f"Fashion-MNIST IDX files not in {DATA_ROOT} (set GMMGAN_DATA)")
 
 # A tiny DCGAN run on 28x28 images: a few hundred images shown, under two seconds on a CPU.
 TINY_IMAGES = [
@@ -55,38 +49,54 @@ def run_copy(ring_run, tmp_path):
     return Path(shutil.copytree(ring_run, tmp_path / ring_run.name))
 
 
-def _tiny_run(out: Path, data: str, *overrides: str) -> Path:
-    cfg = load_config(None, [f"data.name={data}", f"data.root={DATA_ROOT}", *TINY_IMAGES, *overrides])
+def _tiny_run(out: Path, data: str, root: Path, *overrides: str) -> Path:
+    cfg = load_config(None, [f"data.name={data}", f"data.root={root}", *TINY_IMAGES, *overrides])
     return Path(train(cfg, run_dir=out / data, quiet=True)["run_dir"])
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A classifier cache with tiny mnist (and fashion-mnist) classifiers trained on 2,000 real images."""
-    folder = tmp_path_factory.mktemp("classifiers")
+    """A classifier cache for the module; mnist_cache / fashion_cache train their tiny classifier into it."""
+    return tmp_path_factory.mktemp("classifiers")
+
+
+def _tiny_classifier(folder: Path, dataset: str, root: Path) -> Path:
+    """A tiny ``dataset`` classifier in ``folder``, trained on 2,000 real images (seconds)."""
     tiny = ClassifierConfig(width=4, feature_dim=16, batch_size=64, lr=1e-2)
-    for dataset, present in (("mnist", HAVE_MNIST), ("fashion-mnist", HAVE_FASHION)):
-        if present:
-            x, y = load_mnist(DATA_ROOT, "train", dataset)
-            xt, yt = load_mnist(DATA_ROOT, "test", dataset)
-            train_classifier(dataset, out_dir=folder, epochs=1, config=tiny, train_data=(x[:2000], y[:2000]),
-                             test_data=(xt[:500], yt[:500]), log=None)
+    x, y = load_mnist(root, "train", dataset)
+    xt, yt = load_mnist(root, "test", dataset)
+    train_classifier(dataset, out_dir=folder, epochs=1, config=tiny, train_data=(x[:2000], y[:2000]),
+                     test_data=(xt[:500], yt[:500]), log=None)
     return folder
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Tiny image runs, trained once for the module (each in about a second)."""
+def mnist_cache(cache, mnist_root):
+    return _tiny_classifier(cache, "mnist", mnist_root)
+
+
+@pytest.fixture(scope="module")
+def fashion_cache(cache, fashion_mnist_root):
+    return _tiny_classifier(cache, "fashion-mnist", fashion_mnist_root)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, mnist_root):
+    """Tiny MNIST and Stacked-MNIST runs, trained once for the module (each in about a second)."""
     out = tmp_path_factory.mktemp("image_runs")
-    made = {}
-    if HAVE_MNIST:
-        made["mnist-limited"] = _tiny_run(out, "mnist-limited", "data.per_class=4", "prior.n_components=3",
-                                          "prior.noise_dim=2")
-        made["mnist"] = _tiny_run(out, "mnist", "prior.kind=fixed_gmm", "prior.n_components=2", "prior.z_dim=6")
-        made["stacked-mnist"] = _tiny_run(out, "stacked-mnist", "data.n=64", "prior.kind=gaussian", "prior.z_dim=8")
-    if HAVE_FASHION:
-        made["fashion-mnist"] = _tiny_run(out, "fashion-mnist", "prior.kind=gaussian", "prior.z_dim=8")
-    return made
+    return {
+        "mnist-limited": _tiny_run(out, "mnist-limited", mnist_root, "data.per_class=4", "prior.n_components=3",
+                                   "prior.noise_dim=2"),
+        "mnist": _tiny_run(out, "mnist", mnist_root, "prior.kind=fixed_gmm", "prior.n_components=2", "prior.z_dim=6"),
+        "stacked-mnist": _tiny_run(out, "stacked-mnist", mnist_root, "data.n=64", "prior.kind=gaussian",
+                                   "prior.z_dim=8"),
+    }
+
+
+@pytest.fixture(scope="module")
+def fashion_run(tmp_path_factory, fashion_mnist_root):
+    out = tmp_path_factory.mktemp("fashion_runs")
+    return _tiny_run(out, "fashion-mnist", fashion_mnist_root, "prior.kind=gaussian", "prior.z_dim=8")
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:
@@ -129,10 +139,9 @@ def test_eval_output_folder_and_curves_named_after_the_json(ring_run, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ image runs
-@needs_mnist
-def test_eval_mnist_limited_fid_kid_prdc_and_clustering(runs, cache, tmp_path, capsys):
+def test_eval_mnist_limited_fid_kid_prdc_and_clustering(runs, mnist_cache, tmp_path, capsys):
     run = _copy(runs["mnist-limited"], tmp_path)
-    rc, out, err = cli(capsys, "eval", run, "-n", 200, "--seeds", "0,1", "--cache-dir", cache)
+    rc, out, err = cli(capsys, "eval", run, "-n", 200, "--seeds", "0,1", "--cache-dir", mnist_cache)
     assert rc == 0, err
     assert "real-vs-real" in out and "clustering accuracy" in out
     r = json.loads((run / "eval.json").read_text())
@@ -156,10 +165,9 @@ def test_eval_mnist_limited_fid_kid_prdc_and_clustering(runs, cache, tmp_path, c
     assert (run / "eval_curves.png").read_bytes()[:8] == PNG_MAGIC
 
 
-@needs_mnist
-def test_eval_mnist_metric_subset(runs, cache, tmp_path, capsys):
+def test_eval_mnist_metric_subset(runs, mnist_cache, tmp_path, capsys):
     out = tmp_path / "e.json"
-    rc, _, err = cli(capsys, "eval", runs["mnist"], "-n", 150, "--metrics", "fid,clustering", "--cache-dir", cache,
+    rc, _, err = cli(capsys, "eval", runs["mnist"], "-n", 150, "--metrics", "fid,clustering", "--cache-dir", mnist_cache,
                      "-o", out, "--no-plots")
     assert rc == 0, err
     r = json.loads(out.read_text())
@@ -168,10 +176,9 @@ def test_eval_mnist_metric_subset(runs, cache, tmp_path, capsys):
     assert r["metrics"]["reference"]["fid"] < r["metrics"]["model"]["fid"]
 
 
-@needs_fashion
-def test_eval_fashion_mnist_uses_the_fashion_classifier(runs, cache, tmp_path, capsys):
+def test_eval_fashion_mnist_uses_the_fashion_classifier(fashion_run, fashion_cache, tmp_path, capsys):
     out = tmp_path / "e.json"
-    rc, stdout, err = cli(capsys, "eval", runs["fashion-mnist"], "-n", 120, "--cache-dir", cache, "-o", out)
+    rc, stdout, err = cli(capsys, "eval", fashion_run, "-n", 120, "--cache-dir", fashion_cache, "-o", out)
     assert rc == 0, err
     r = json.loads(out.read_text())
     assert r["metrics"]["feature_network"]["dataset"] == "fashion-mnist"
@@ -179,14 +186,13 @@ def test_eval_fashion_mnist_uses_the_fashion_classifier(runs, cache, tmp_path, c
     assert "no clustering" in stdout
     assert r["metrics"]["reference"]["fid"] < r["metrics"]["model"]["fid"]
     # Asking for clustering explicitly is an error that says why.
-    rc, _, err = cli(capsys, "eval", runs["fashion-mnist"], "--metrics", "clustering", "--cache-dir", cache)
+    rc, _, err = cli(capsys, "eval", fashion_run, "--metrics", "clustering", "--cache-dir", fashion_cache)
     assert rc == 2 and "no components" in err
 
 
-@needs_mnist
-def test_eval_stacked_mnist_modes_and_kl(runs, cache, tmp_path, capsys):
+def test_eval_stacked_mnist_modes_and_kl(runs, mnist_cache, tmp_path, capsys):
     out = tmp_path / "s.json"
-    rc, stdout, err = cli(capsys, "eval", runs["stacked-mnist"], "-n", 500, "--seeds", "3,4", "--cache-dir", cache,
+    rc, stdout, err = cli(capsys, "eval", runs["stacked-mnist"], "-n", 500, "--seeds", "3,4", "--cache-dir", mnist_cache,
                           "-o", out)
     assert rc == 0, err
     r = json.loads(out.read_text())
@@ -241,7 +247,6 @@ def test_eval_unavailable_device(ring_run, capsys):
     assert rc == 2 and "CUDA is not available" in err
 
 
-@needs_mnist
 def test_eval_missing_classifier_says_how_to_train_it(runs, tmp_path, capsys):
     empty = tmp_path / "empty_cache"
     rc, _, err = cli(capsys, "eval", runs["mnist-limited"], "-n", 50, "--cache-dir", empty, "-o", tmp_path / "e.json")
@@ -251,11 +256,10 @@ def test_eval_missing_classifier_says_how_to_train_it(runs, tmp_path, capsys):
     assert rc == 2 and "train-classifier" in err
 
 
-@needs_mnist
-def test_eval_images_bad_n_and_missing_data(runs, cache, tmp_path, capsys):
-    rc, _, err = cli(capsys, "eval", runs["mnist-limited"], "-n", 5, "--cache-dir", cache, "-o", tmp_path / "e.json")
+def test_eval_images_bad_n_and_missing_data(runs, mnist_cache, tmp_path, capsys):
+    rc, _, err = cli(capsys, "eval", runs["mnist-limited"], "-n", 5, "--cache-dir", mnist_cache, "-o", tmp_path / "e.json")
     assert rc == 2 and "too few" in err
-    rc, _, err = cli(capsys, "eval", runs["mnist-limited"], "-n", 50, "--cache-dir", cache,
+    rc, _, err = cli(capsys, "eval", runs["mnist-limited"], "-n", 50, "--cache-dir", mnist_cache,
                      "--data-root", tmp_path / "no_data", "-o", tmp_path / "e.json")
     assert rc == 2 and "train-images-idx3-ubyte" in err and "no_data" in err
 
@@ -289,8 +293,7 @@ def test_eval_data_set_without_metrics_is_a_clear_error(tmp_path, capsys):
     assert rc == 2 and "no metrics for data set 'folder'" in err and "mnist" in err
 
 
-@needs_mnist
-def test_eval_images_not_28_pixels_is_a_clear_error(tmp_path, cache, capsys):
-    run = _tiny_run(tmp_path, "mnist-limited", "data.per_class=2", "data.resolution=32", "prior.n_components=2")
-    rc, _, err = cli(capsys, "eval", run, "-n", 50, "--cache-dir", cache)
+def test_eval_images_not_28_pixels_is_a_clear_error(tmp_path, mnist_root, mnist_cache, capsys):
+    run = _tiny_run(tmp_path, "mnist-limited", mnist_root, "data.per_class=2", "data.resolution=32", "prior.n_components=2")
+    rc, _, err = cli(capsys, "eval", run, "-n", 50, "--cache-dir", mnist_cache)
     assert rc == 2 and "1x32x32" in err and "28-pixel" in err

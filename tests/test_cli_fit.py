@@ -172,7 +172,7 @@ BAD_INPUTS = [
     ("empty-csv", "x.csv", "# nothing\n\n", ["-k", "1"], ["contains no data rows"]),
     ("nan-npy", "x.npy", _NAN, ["-k", "2"], ["NaN", "row 3"]),
     ("nan-csv", "x.txt", "1 2\n3 nan\n5 6\n", ["-k", "2"], ["NaN", "row 1"]),
-    ("not-npy", "x.npy", "garbage", ["-k", "2"], ["not a .npy array file"]),
+    ("not-npy", "x.npy", "garbage", ["-k", "2"], ["not a .npy file", "no .npy header"]),
     ("header-only", "x.csv", "a,b\n", ["-k", "1"], ["contains no data rows", "'a,b'"]),
     ("1-d", "x.npy", np.arange(10.0), ["-k", "2"], ["1-D array", "reshape(-1, 1)"]),
     ("3-d", "x.npy", np.ones((2, 3, 4)), ["-k", "2"], ["2-D array", "(2, 3, 4)"]),

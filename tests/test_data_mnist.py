@@ -1,7 +1,6 @@
 """IDX parsing and the MNIST / Fashion-MNIST loader (synthetic files + the real ones if present)."""
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,25 +14,9 @@ from gmmgan.data.idx import IDXFormatError, md5sum, read_idx, write_idx
 from gmmgan.data.mnist import find_raw_files, load_mnist
 
 
-def _data_root() -> Path | None:
-    env = os.environ.get("GMMGAN_DATA_ROOT")
-    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return root if (root / "MNIST" / "raw").is_dir() else None
-
-
 @pytest.fixture(scope="module")
-def data_root():
-    root = _data_root()
-    if root is None:
-        pytest.skip(
-            "real MNIST IDX files not found: set GMMGAN_DATA_ROOT or put them in <repo>/../shared/data/MNIST/raw"
-        )
-    return root
-
-
-@pytest.fixture(scope="module")
-def mnist_train(data_root):
-    return load_mnist(data_root, "train")  # read once per module: ~0.3 s with md5
+def mnist_train(mnist_root):
+    return load_mnist(mnist_root, "train")  # read once per module: ~0.3 s with md5
 
 
 # ---------------------------------------------------------------- IDX format
@@ -225,21 +208,21 @@ def test_real_mnist_train(mnist_train):
     assert int(x.max()) == 255 and int(x.min()) == 0
 
 
-def test_real_splits_and_fashion(data_root):
-    x, y = load_mnist(data_root, "test")
+def test_real_splits_and_fashion(mnist_root):
+    x, y = load_mnist(mnist_root, "test")
     assert x.shape == (10000, 28, 28) and y.shape == (10000,)
-    if (data_root / "FashionMNIST" / "raw").is_dir():
-        xf, yf = load_mnist(data_root, "test", dataset="fashion_mnist")
+    if (mnist_root / "FashionMNIST" / "raw").is_dir():
+        xf, yf = load_mnist(mnist_root, "test", dataset="fashion_mnist")
         assert torch.bincount(yf).tolist() == [1000] * 10  # Fashion-MNIST test is balanced
         assert not torch.equal(xf, x)
 
 
-def test_real_uncompressed_copy(data_root, tmp_path):
-    imgs, lbls = find_raw_files(data_root, "test")
+def test_real_uncompressed_copy(mnist_root, tmp_path):
+    imgs, lbls = find_raw_files(mnist_root, "test")
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for p in (imgs, lbls):
         (raw / p.name.removesuffix(".gz")).write_bytes(gzip.decompress(p.read_bytes()))
     x, y = load_mnist(tmp_path, "test")  # md5 of decompressed files checked against the raw table
-    x_ref, y_ref = load_mnist(data_root, "test")
+    x_ref, y_ref = load_mnist(mnist_root, "test")
     assert torch.equal(x, x_ref) and torch.equal(y, y_ref)

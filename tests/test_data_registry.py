@@ -1,7 +1,5 @@
 """load_dataset: names, scaling to [-1, 1], shapes; real MNIST read once per module."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +8,6 @@ import torch
 from gmmgan.data import DATASET_NAMES, from_unit_range, load_dataset, to_unit_range
 from gmmgan.data.idx import write_idx
 from gmmgan.data.toy import GRID, RING
-
-
-def _data_root():
-    env = os.environ.get("GMMGAN_DATA_ROOT")
-    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return root if (root / "MNIST" / "raw").is_dir() else None
 
 
 @pytest.fixture
@@ -88,9 +80,6 @@ def test_errors(tmp_path):
     assert "stacked-mnist" in DATASET_NAMES
 
 
-def test_real_mnist_limited():
-    root = _data_root()
-    if root is None:
-        pytest.skip("real MNIST IDX files not found: set GMMGAN_DATA_ROOT or put them in <repo>/../shared/data")
-    d = load_dataset("mnist-limited", root)
+def test_real_mnist_limited(mnist_root):
+    d = load_dataset("mnist-limited", mnist_root)
     assert d.data.shape == (500, 1, 28, 28) and torch.bincount(d.labels).tolist() == [50] * 10

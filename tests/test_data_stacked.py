@@ -1,7 +1,5 @@
 """Stacked MNIST and the limited-data subset (synthetic digits; real MNIST once if present)."""
 
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -85,11 +83,7 @@ def test_limited_subset_errors():
         limited_subset(images, labels[:3])
 
 
-def test_real_stacked_mnist_small():
-    env = os.environ.get("GMMGAN_DATA_ROOT")
-    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    if not (root / "MNIST" / "raw").is_dir():
-        pytest.skip("real MNIST IDX files not found: set GMMGAN_DATA_ROOT or put them in <repo>/../shared/data")
-    x, t = load_stacked_mnist(root, n=1000, seed=0)
+def test_real_stacked_mnist_small(mnist_root):
+    x, t = load_stacked_mnist(mnist_root, n=1000, seed=0)
     assert x.shape == (1000, 3, 28, 28) and t.shape == (1000, 3)
     assert int(t.min()) >= 0 and int(t.max()) <= 9

@@ -154,7 +154,8 @@ def test_bad_images(images, match):
 def test_bad_arguments(tmp_path, monkeypatch):
     monkeypatch.delenv("GMMGAN_DATA_ROOT", raising=False)
     monkeypatch.delenv("GMMGAN_DATA", raising=False)
-    with pytest.raises(ValueError, match="root is required"):
+    monkeypatch.chdir(tmp_path)  # no root and no $GMMGAN_DATA: ./data, which has no IDX files here
+    with pytest.raises(FileNotFoundError, match=r"MNIST file train-images-idx3-ubyte\[\.gz\] not found"):
         train_classifier("mnist", out_dir=tmp_path)
     with pytest.raises(ValueError, match="Unknown dataset"):
         load_classifier("cifar10", tmp_path)

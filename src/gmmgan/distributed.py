@@ -22,6 +22,8 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+from gmmgan._device import resolve_device
+
 __all__ = [
     "all_gather_cat",
     "all_reduce_mean_grads_",
@@ -118,7 +120,7 @@ def init_from_env(device: str | torch.device = "auto") -> torch.device:
     and the NCCL backend; the CPU means gloo.
     """
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device("auto")
     device = torch.device(device)
     if env_world_size() <= 1 or is_distributed():
         if is_distributed() and device.type == "cuda" and device.index is None:

@@ -1,7 +1,8 @@
 """argparse types shared by the commands: whole numbers, bounded floats, device names.
 
 Each raises ``argparse.ArgumentTypeError`` with what was wrong, so argparse prints a one-line
-usage error naming the option.
+usage error naming the option. A --device value becomes a ``torch.device`` on use, through
+:func:`gmmgan._device.resolve_device`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["device_name", "float_type", "non_negative_int", "positive_int", "resolve_device"]
+__all__ = ["device_name", "float_type", "non_negative_int", "positive_int"]
 
 
 def _int_at_least(text: str, minimum: int) -> int:
@@ -56,21 +57,3 @@ def device_name(text: str) -> str:
             raise argparse.ArgumentTypeError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N") from None
     return text
 
-
-def resolve_device(name: str):
-    """The torch.device of a --device value: auto is CUDA where there is one, else the CPU.
-
-    ValueError, in command-line words, for an unknown name or CUDA asked for where there is none.
-    """
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} but CUDA is not available here; use --device cpu "
-                         "(or --device auto: CUDA where there is one).")
-    return dev

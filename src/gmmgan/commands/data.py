@@ -38,11 +38,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    import os
+
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from gmmgan.cli import EXIT_OK, console, err_console
     from gmmgan.data.download import download_dataset
-    import os
 
     root = args.root or os.environ.get("GMMGAN_DATA") or "data"  # MERGE: the one resolver
     tasks: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""``gmmgan eval``: the metrics of DESIGN.md section 6 on a trained run, and the feature classifiers."""
+"""``gmmgan eval``: the metrics of docs/protocols.md on a trained run, and the feature classifiers."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import argparse
 import difflib
 import json
 import math
-import os
 from pathlib import Path
 
-from gmmgan.commands._args import device_name, positive_int, resolve_device
+from gmmgan._device import resolve_device
+from gmmgan.commands._args import device_name, positive_int
 from gmmgan.commands.sample import _run_path
 
 __all__ = ["add_parser", "run"]
@@ -17,7 +17,7 @@ __all__ = ["add_parser", "run"]
 _EPILOG = """\
 what is measured, by the run's data set (--metrics picks a subset):
   ring, grid        modes: modes captured, high-quality %, reverse KL on -n samples (default
-                    2,500) per seed, mean +- standard error over --seeds (DESIGN section 5)
+                    2,500) per seed, mean +- standard error over --seeds (docs/protocols.md)
   stacked-mnist     modes: modes (of 1,000) and KL on -n samples (default 26,000) per seed, each
                     channel classified by the MNIST feature classifier
   mnist, fashion-mnist (and their -limited subsets)
@@ -48,7 +48,7 @@ _DATASETS = {
 _METRICS = {"2d": ("modes",), "stacked": ("modes",), "images": ("fid", "kid", "prdc", "clustering")}
 _ALL_METRICS = tuple(dict.fromkeys(m for names in _METRICS.values() for m in names))
 _DEFAULT_N = {"2d": 2500, "stacked": 26_000, "images": 10_000}
-_NEAREST_K = 5  # PRDC's k (DESIGN section 6)
+_NEAREST_K = 5  # PRDC's k (docs/protocols.md, section 'Image metrics')
 
 
 def _seeds(text: str) -> list[int]:
@@ -92,7 +92,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else "
-                   "$GMMGAN_DATA, else $GMMGAN_DATA_ROOT, else ./data)")
+                   "$GMMGAN_DATA, else ./data)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="feature-classifier cache (default: $GMMGAN_CACHE/classifiers, else ~/.cache/gmmgan/classifiers)")
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="metrics JSON (default: RUN/eval.json)")
@@ -130,10 +130,11 @@ def _fmt(stat: dict) -> str:
     return f"{stat['mean']:.4f}" + ("" if stat["se"] is None else f" +- {stat['se']:.4f}")
 
 
-def _data_root(args, meta: dict) -> str:
+def _data_root(args, meta: dict):
     """Where the IDX files are: as training looked for them, unless --data-root says otherwise."""
-    return (args.data_root or meta["config"]["data"].get("root") or os.environ.get("GMMGAN_DATA")
-            or os.environ.get("GMMGAN_DATA_ROOT") or "data")
+    from gmmgan.data.root import resolve_data_root
+
+    return resolve_data_root(args.data_root or meta["config"]["data"].get("root"))
 
 
 def _check_28px(shape: tuple[int, ...], channels: int, name: str) -> None:
@@ -155,10 +156,11 @@ def _classifier(dataset: str, args, device):
 
 
 def _eval_2d(name, G, prior, n, args, device, say) -> dict:
-    from gmmgan.data.toy import GRID, RING
+    from gmmgan.data.toy import toy_spec
     from gmmgan.metrics import mode_coverage
 
-    rows = [mode_coverage(_generate(G, prior, n, s, device).cpu(), RING if name == "ring" else GRID) for s in args.seeds]
+    spec = toy_spec(name)
+    rows = [mode_coverage(_generate(G, prior, n, s, device).cpu(), spec) for s in args.seeds]
     out = {}
     for field in ("modes_captured", "hq_fraction", "reverse_kl"):
         out[field] = _mean_se([float(getattr(r, field)) for r in rows])
@@ -190,8 +192,8 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
     import torch
 
     from gmmgan.data.mnist import load_mnist
-    from gmmgan.metrics import component_clustering, feature_metrics
     from gmmgan.gan.priors import GMMRegularizedPrior
+    from gmmgan.metrics import component_clustering, feature_metrics
 
     _check_28px(shape, 1, "image")
     k = prior.n_components
@@ -258,6 +260,7 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
 
 
 def _train_classifier(args, say) -> int:
+    from gmmgan.data.root import DATA_ENV, resolve_data_root
     from gmmgan.metrics import train_classifier
     from gmmgan.metrics.classifier import ClassifierConfig, default_cache_dir
 
@@ -267,10 +270,7 @@ def _train_classifier(args, say) -> int:
         raise ValueError(f"{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to evaluating a run, "
                          "not to train-classifier (it saves to --cache-dir); drop them.")
     dataset = args.dataset or "mnist"
-    root = args.data_root or os.environ.get("GMMGAN_DATA") or os.environ.get("GMMGAN_DATA_ROOT")
-    if root is None:
-        raise ValueError("train-classifier needs the data: pass --data-root DIR (the folder holding MNIST/raw "
-                         "and FashionMNIST/raw) or set GMMGAN_DATA.")
+    root = resolve_data_root(args.data_root)
     folder = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     weights = folder / f"{dataset}.safetensors"
     cached = [p.name for p in (weights, folder / f"{dataset}.json") if p.exists()]
@@ -283,8 +283,15 @@ def _train_classifier(args, say) -> int:
     device = resolve_device(args.device)
     say(f"training the {dataset} classifier on {root} ({args.epochs or ClassifierConfig().epochs} epochs, "
         f"{device}, seed {args.seeds[0]}); it will be saved to {weights}")
-    _, info = train_classifier(dataset, root=root, out_dir=folder, epochs=args.epochs,
-                               device=device, seed=args.seeds[0], log=say)
+    try:
+        _, info = train_classifier(dataset, root=root, out_dir=folder, epochs=args.epochs,
+                                   device=device, seed=args.seeds[0], log=say)
+    except FileNotFoundError as e:
+        if args.data_root is not None:
+            raise
+        raise FileNotFoundError(f"{e}\nWithout --data-root the data are read from ${DATA_ENV}, else ./data (here "
+                                f"{root}): pass --data-root DIR, the folder holding MNIST/raw and FashionMNIST/raw, "
+                                f"or set {DATA_ENV}.") from None
     say(f"saved the {dataset} classifier to {weights} (test accuracy {info['test_accuracy']:.4%}, "
         f"{info['train_seconds']} s)")
     return 0
@@ -305,7 +312,6 @@ def run(args) -> int:
 
     from gmmgan.gan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME
     from gmmgan.gan.config import config_from_dict
-    from gmmgan.plotting import read_training_log
     from gmmgan.gan.training_loop import (
         CONFIG_NAME,
         FINAL_PLOT_NAME,
@@ -313,6 +319,7 @@ def run(args) -> int:
         METRICS_NAME,
         load_generator,
     )
+    from gmmgan.plotting import read_training_log
 
     device = resolve_device(args.device)
     if not Path(args.target).exists() and difflib.get_close_matches(args.target, ["train-classifier"], cutoff=0.75):

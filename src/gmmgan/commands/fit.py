@@ -2,7 +2,7 @@
 
 Data files: ``.npy`` (read memory-mapped, so files larger than memory work) or ``.csv`` / ``.txt``
 (numbers separated by commas or whitespace; one non-numeric header line is skipped; ``#`` starts a
-comment). Built-in data: ``ring`` and ``grid`` from DESIGN.md section 5 (see ``gmmgan.data.toy``).
+comment). Built-in data: ``ring`` and ``grid`` from docs/protocols.md, section '2-D mixtures' (see ``gmmgan.data.toy``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gmmgan.commands._args import (
-    float_type,
-    non_negative_int,
-    positive_int,
-    resolve_device,
-)
+from gmmgan._device import resolve_device
+from gmmgan.commands._args import float_type, non_negative_int, positive_int
 from gmmgan.commands._fit_report import (
     EMProgress,
     n_parameters,
@@ -30,10 +26,9 @@ from gmmgan.commands._fit_report import (
     to_numpy,
 )
 
-__all__ = ["add_parser", "run", "load_data", "n_parameters", "BUILTIN_DATA"]
+__all__ = ["add_parser", "run", "load_data", "n_parameters"]
 
-# Built-in data sets and their true number of components (the default -k for them).
-BUILTIN_DATA = {"ring": 8, "grid": 25}
+# Built-in data: the 2-D mixtures of gmmgan.data.toy (toy_spec); -k defaults to their number of components.
 DEFAULT_DATA = "grid"
 DEFAULT_OUTPUT = "gmmgan_model.safetensors"
 DEFAULT_PLOT = "gmmgan_fit.png"
@@ -156,24 +151,28 @@ def load_data(spec: str, *, n_samples: int = 100_000, seed: int = 0) -> tuple[np
     description : str
         A short human-readable description of where the data came from.
     """
-    if spec in BUILTIN_DATA:
+    from gmmgan._files import load_npy
+    from gmmgan.data.toy import TOY_NAMES, toy_spec
+
+    if toy_spec(spec) is not None:
         return _builtin(spec, n_samples, seed)
     path = Path(spec)
     if not path.exists():
         hint = ("" if path.suffix else
-                f"; built-in data are: {', '.join(BUILTIN_DATA)}")
+                f"; built-in data are: {', '.join(TOY_NAMES)}")
         raise FileNotFoundError(f"data file '{spec}' does not exist{hint}")
     if path.is_dir():
         raise ValueError(f"'{spec}' is a folder; give a .npy, .csv or .txt file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        X, note = _load_npy(path), ""
+        X, note = load_npy(path), ""
+        _check_shape(X, str(path))
     elif suffix in (".csv", ".txt"):
         X, note = _load_text(path)
     else:
         raise ValueError(
             f"cannot read '{spec}': unsupported file type '{path.suffix or '(none)'}'; use .npy, "
-            f".csv or .txt, or a built-in data set ({', '.join(BUILTIN_DATA)})"
+            f".csv or .txt, or a built-in data set ({', '.join(TOY_NAMES)})"
         )
     _check_finite(X, spec)
     return X, f"{path.name}{note}"
@@ -182,30 +181,11 @@ def load_data(spec: str, *, n_samples: int = 100_000, seed: int = 0) -> tuple[np
 def _builtin(name: str, n_samples: int, seed: int) -> tuple[np.ndarray, str]:
     import torch
 
-    from gmmgan.data import toy
+    from gmmgan.data.toy import toy_spec
 
-    X = getattr(toy, name)(n_samples, seed, dtype=torch.float64).numpy()
-    spec = toy.RING if name == "ring" else toy.GRID
+    spec = toy_spec(name)
+    X = spec.sample(n_samples, seed, dtype=torch.float64)[0].numpy()
     return X, f"built-in '{name}' ({spec.n_components} Gaussians, sigma {spec.sigma}, seed {seed})"
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        X = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as e:  # numpy raises ValueError, OSError or EOFError for unreadable files
-        if "Python objects" in str(e):
-            raise ValueError(f"'{path}' must hold numbers, but it holds Python objects "
-                             "(dtype=object); save a numeric array instead") from None
-        if "pickle" in str(e):  # numpy takes any file without the .npy header for a pickle
-            raise ValueError(f"'{path}' is not a .npy array file (no .npy header); write it with "
-                             "numpy.save") from None
-        raise ValueError(f"cannot read '{path}' as a .npy array: {e}") from None
-    if not isinstance(X, np.ndarray):
-        raise ValueError(f"'{path}' does not hold a single array")
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"'{path}' must hold numbers, but its dtype is {X.dtype}")
-    _check_shape(X, str(path))
-    return X
 
 
 def _first_data_line(path: Path) -> tuple[int, str | None]:
@@ -306,16 +286,18 @@ def run(args: argparse.Namespace) -> int:
 
     from gmmgan import GaussianMixture
     from gmmgan.cli import console
+    from gmmgan.data.toy import toy_spec
     from gmmgan.mixture import ConvergenceWarning
 
     out = Console(quiet=True) if args.quiet else console
     data = args.data if args.data is not None else DEFAULT_DATA
+    builtin = toy_spec(data)
     k = args.n_components
     if k is None:
-        if data not in BUILTIN_DATA:
+        if builtin is None:
             raise ValueError("-k/--n-components is required for a data file: give the number of "
                              "mixture components, e.g. -k 8")
-        k = BUILTIN_DATA[data]
+        k = builtin.n_components
     device = resolve_device(args.device)
     dtype = args.dtype or ("float32" if device.type == "cuda" else None)
 
@@ -344,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
                              "another name")
     elif args.criterion_plot is not None:
         raise ValueError("--criterion-plot draws the choice of K: it needs -k auto (or drop it)")
-    if args.n_samples != 100_000 and data not in BUILTIN_DATA:
+    if args.n_samples != 100_000 and builtin is None:
         out.print(f"[yellow]note:[/] --n-samples applies to built-in data only; all {n} rows of "
                   f"the file are used")
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gmmgan.commands._args import (
-    device_name,
-    non_negative_int,
-    positive_int,
-    resolve_device,
-)
+from gmmgan._device import resolve_device
+from gmmgan.commands._args import device_name, non_negative_int, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -65,8 +61,8 @@ def run(args) -> int:
 
     from gmmgan.cli import EXIT_OK, console
     from gmmgan.gan.sampling import generate
-    from gmmgan.plotting.samples import plot_points, save_image_grid
     from gmmgan.gan.training_loop import load_generator
+    from gmmgan.plotting.samples import plot_points, save_image_grid
 
     device = resolve_device(args.device)
     G, prior, meta = load_generator(_run_path(args.run), device)
@@ -89,11 +85,12 @@ def run(args) -> int:
     if out.suffix.lower() == ".npy":
         np.save(out, x.numpy())
     elif points:
+        from gmmgan.data import toy_spec
         from gmmgan.gan.config import config_from_dict
-        from gmmgan.data import load_dataset
 
         name = config_from_dict(meta["config"]).data.name
-        means = load_dataset(name, n=1).info.get("means") if name in ("ring", "grid") else None
+        spec = toy_spec(name)
+        means = spec.means if spec is not None else None
         plot_points(out, x, means, f"{name}, {meta['kimg']:.1f} kimg" + (f", component {k}" if k is not None else ""))
     else:
         save_image_grid(out, x)

@@ -18,14 +18,13 @@ from gmmgan.data.batcher import TensorBatcher
 from gmmgan.data.folder import load_image_folder
 from gmmgan.data.mnist import limited_subset, load_mnist
 from gmmgan.data.stacked import N_STACKED_DEFAULT, load_stacked_mnist
-from gmmgan.data.toy import GRID, RING
+from gmmgan.data.toy import TOY_NAMES, toy_spec
 
 __all__ = ["TensorData", "load_dataset", "DATASET_NAMES", "to_unit_range", "from_unit_range"]
 
 DATASET_NAMES = (
-    "ring", "grid", "mnist", "fashion-mnist", "mnist-limited", "fashion-mnist-limited", "stacked-mnist", "folder",
+    *TOY_NAMES, "mnist", "fashion-mnist", "mnist-limited", "fashion-mnist-limited", "stacked-mnist", "folder",
 )
-_TOY = {"ring": RING, "grid": GRID}
 _TOY_DEFAULT_N = 100_000
 _TEST_SEED_OFFSET = 1_000_003  # toy test split: same distribution, disjoint random stream
 
@@ -121,7 +120,7 @@ def load_dataset(
     Parameters
     ----------
     name : str
-        'ring', 'grid' (DESIGN.md section 5; ``n`` points, default 100,000); 'mnist', 'fashion-mnist';
+        'ring', 'grid' (docs/protocols.md, section '2-D mixtures'; ``n`` points, default 100,000); 'mnist', 'fashion-mnist';
         'mnist-limited', 'fashion-mnist-limited' (``per_class`` train images per class, drawn with
         ``seed``); 'stacked-mnist' (``n`` images, default 128,000, from train+test, ``split``
         ignored); 'folder' (every image under ``root``, ``channels`` 1 or 3, needs ``resolution``).
@@ -145,8 +144,8 @@ def load_dataset(
         raise ValueError(f"Unknown dataset {name!r}; expected one of {DATASET_NAMES}.")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-    if key in _TOY:
-        spec = _TOY[key]
+    spec = toy_spec(key)
+    if spec is not None:
         s = seed + (_TEST_SEED_OFFSET if split == "test" else 0)
         x, y = spec.sample(_TOY_DEFAULT_N if n is None else n, s, dtype=dtype)
         out = TensorData(x, y, key, {"spec": spec, "means": spec.means, "sigma": spec.sigma})

@@ -1,4 +1,4 @@
-"""Stacked MNIST (VEEGAN / PacGAN setting, DESIGN.md section 5).
+"""Stacked MNIST (VEEGAN / PacGAN setting, docs/protocols.md, section 'Stacked MNIST').
 
 Each image stacks 3 MNIST digits, drawn independently and uniformly (with replacement) from the
 70,000 MNIST train+test images, as the 3 channels of one 28x28 image. The digit triple (a, b, c)

@@ -1,4 +1,4 @@
-"""2-D (and general) Gaussian-mixture toy datasets: the ring and grid of DESIGN.md section 5.
+"""2-D (and general) Gaussian-mixture toy datasets: the ring and grid of docs/protocols.md, section '2-D mixtures'.
 
 - Ring: 8 Gaussians, means (cos 2*pi*k/8, sin 2*pi*k/8) for k = 0..7, isotropic sigma = 0.01.
 - Grid: 25 Gaussians, means {-4, -2, 0, 2, 4}^2, isotropic sigma = 0.05.
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["MixtureSpec", "RING", "GRID", "ring", "grid", "ring_means", "grid_means"]
+__all__ = ["MixtureSpec", "RING", "GRID", "TOY_NAMES", "ring", "grid", "ring_means", "grid_means", "toy_spec"]
 
 
 def _as_f64(x, name: str) -> torch.Tensor:
@@ -152,13 +152,25 @@ def grid_means(values: Sequence[float] = (-4.0, -2.0, 0.0, 2.0, 4.0)) -> torch.T
 
 RING = MixtureSpec.isotropic(ring_means(8, 1.0), sigma=0.01)
 GRID = MixtureSpec.isotropic(grid_means(), sigma=0.05)
+_BUILT_IN = {"ring": RING, "grid": GRID}
+TOY_NAMES = tuple(_BUILT_IN)  # the data-set names of the built-in 2-D mixtures
+
+
+def toy_spec(name) -> MixtureSpec | None:
+    """The MixtureSpec of a built-in 2-D data set ('ring', 'grid'), else None.
+
+    The one test of "is this the ring or the grid" (training, sampling, ``gmmgan fit``/``sample``/
+    ``eval``): ``toy_spec(name) is not None``. Names are matched exactly, as data-set names are
+    written in configs and on the command line.
+    """
+    return _BUILT_IN.get(name) if isinstance(name, str) else None
 
 
 def ring(n: int = 100_000, seed: int = 0, **kw) -> torch.Tensor:
-    """``n`` points from the 8-Gaussian ring (DESIGN.md section 5); Tensor (n, 2) float32."""
+    """``n`` points from the 8-Gaussian ring (docs/protocols.md, section '2-D mixtures'); Tensor (n, 2) float32."""
     return RING.sample(n, seed, **kw)[0]
 
 
 def grid(n: int = 100_000, seed: int = 0, **kw) -> torch.Tensor:
-    """``n`` points from the 25-Gaussian grid (DESIGN.md section 5); Tensor (n, 2) float32."""
+    """``n`` points from the 25-Gaussian grid (docs/protocols.md, section '2-D mixtures'); Tensor (n, 2) float32."""
     return GRID.sample(n, seed, **kw)[0]

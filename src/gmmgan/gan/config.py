@@ -2,8 +2,8 @@
 
 The defaults are the built-in quickstart: the 25-Gaussian grid with the fitted-GMM prior, on CPU in
 about two minutes. Its optimiser settings suit a warm-started generator (a small G learning rate
-against a fast D, for gentle adversarial fine-tuning); every other setting of DESIGN.md section 7,
-the Gaussian baseline included, is a YAML file in ``configs/``.
+against a fast D, for gentle adversarial fine-tuning); every other setting of the benchmarks in
+docs/protocols.md (section 'Targets'), the Gaussian baseline included, is a YAML file in ``configs/``.
 
 >>> cfg = load_config(None, ["prior.kind=gaussian", "schedule.total_kimg=10"])
 >>> cfg.prior.kind, cfg.schedule.total_kimg
@@ -63,7 +63,8 @@ class DataConfig:
 
     name : ring, grid, mnist, fashion-mnist, mnist-limited, fashion-mnist-limited, stacked-mnist, folder.
     root : folder holding MNIST/raw and FashionMNIST/raw (or the image folder); None = the
-        ``GMMGAN_DATA`` environment variable, else ``./data``. Not needed for ring/grid.
+        ``GMMGAN_DATA`` environment variable, else ``./data`` (:func:`gmmgan.data.root.resolve_data_root`).
+        Not needed for ring/grid.
     n : number of points (ring/grid, default 100,000) or images (stacked-mnist, default 128,000).
     resolution : resize images to this size (None = native, 28 px).
     per_class : images per class for the *-limited datasets (50 -> 500 images).
@@ -83,7 +84,7 @@ class DataConfig:
 
 @dataclass
 class PriorConfig:
-    """The latent prior (DESIGN.md section 4).
+    """The latent prior (docs/protocols.md, section 'Latent priors').
 
     kind : gaussian (baseline), fitted_gmm (GMM fitted on real data in an embedding), fixed_gmm
         (static GM-GAN), learnable_gmm (DeLiGAN), gmm_reg (Gaussian z + GMM-likelihood regulariser).

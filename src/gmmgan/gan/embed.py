@@ -1,4 +1,4 @@
-"""Embeddings of real data that a Gaussian mixture is fitted in (DESIGN.md section 4).
+"""Embeddings of real data that a Gaussian mixture is fitted in (docs/protocols.md, section 'Latent priors').
 
 An embedding maps data samples of shape (N, *shape) to vectors (N, dim) with :meth:`encode` and,
 where it can, vectors back to samples with :meth:`decode`:

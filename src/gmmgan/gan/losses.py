@@ -13,7 +13,8 @@ wgan            E f - E r                               -E f
 ==============  ======================================  ============================
 
 Penalties (added to the D loss with a weight): :func:`gradient_penalty` (WGAN-GP) and
-:func:`r1_penalty`. The regulariser :func:`gmm_nll` is added to the G loss (DESIGN.md section 4.4):
+:func:`r1_penalty`. The regulariser :func:`gmm_nll` is added to the G loss (docs/protocols.md,
+section 'Latent priors', item 4):
 ``loss_G + lam * gmm_nll(gmm, embed(G(z)))``.
 """
 

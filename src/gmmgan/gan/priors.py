@@ -1,4 +1,4 @@
-"""Latent priors for generators: the five configurations of DESIGN.md section 4.
+"""Latent priors for generators: the five configurations of docs/protocols.md, section 'Latent priors'.
 
 =================  ==========================================================================
 class              z
@@ -390,7 +390,8 @@ class LearnableGMMPrior(Prior):
 
 
 class GMMRegularizedPrior(_EmbeddedMixtureMixin, Prior):
-    """z ~ N(0, I); the generator loss adds ``weight * gmm_nll(gmm, embed(G(z)))`` (DESIGN.md 4.4).
+    """z ~ N(0, I); the generator loss adds ``weight * gmm_nll(gmm, embed(G(z)))`` (docs/protocols.md,
+    section 'Latent priors', item 4).
 
     The GMM is fitted on real-data embeddings by :meth:`fit`; ``sample(component=...)`` is not
     available (z has no components).

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gmmgan.data.toy import toy_spec
 from gmmgan.gan.checkpoint import load_snapshot
 from gmmgan.gan.config import config_from_dict
 from gmmgan.gan.priors import GMMRegularizedPrior, Prior, build_prior
@@ -60,8 +61,9 @@ def image_grid(path: Path, G, prior: Prior, seed: int, device) -> None:
 
 def write_samples(path: Path, G, prior, data, seed: int, device, kimg: float, n_points: int) -> None:
     """The sample picture of training at ``kimg``: ``n_points`` samples over the true modes (2-D), else a grid."""
-    if "spec" in data.info:
-        plot_points(path, generate(G, prior, n_points, seed, device), data.info["means"],
+    spec = toy_spec(data.name)
+    if spec is not None:
+        plot_points(path, generate(G, prior, n_points, seed, device), spec.means,
                     f"{data.name}, {kimg:.1f} kimg")
     else:
         image_grid(path, G, prior, seed, device)

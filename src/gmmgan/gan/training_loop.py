@@ -34,7 +34,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import time
 from functools import partial
 from pathlib import Path
@@ -44,7 +43,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmmgan import distributed
-from gmmgan.data import TensorData, load_dataset
+from gmmgan._device import resolve_device
+from gmmgan.data import TensorData, load_dataset, toy_spec
+from gmmgan.data.root import resolve_data_root
 from gmmgan.gan.checkpoint import (
     CHECKPOINT_NAME,
     SNAPSHOT_NAME,
@@ -64,7 +65,6 @@ from gmmgan.gan.run_folder import (  # the file names are re-exported: commands 
     METRICS_NAME,
     TrainingLog,
     claim_run_dir,
-    make_run_dir,
     make_samples_dir,
     record_config,
     remove_unfinished,
@@ -78,7 +78,7 @@ from gmmgan.nets import (
     build_discriminator,
     build_generator,
 )
-from gmmgan.plotting.samples import plot_points, save_image_grid
+from gmmgan.plotting.samples import plot_points
 
 __all__ = [
     "CONFIG_NAME",
@@ -89,14 +89,9 @@ __all__ = [
     "TrainingInterrupted",
     "build_networks",
     "load_generator",
-    "make_run_dir",
-    "plot_points",
-    "resolve_device",
-    "save_image_grid",
     "train",
 ]
 
-_TOY = ("ring", "grid")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -108,23 +103,11 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 # ----------------------------------------------------------------------------------- setup
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto.")
-    return device
-
-
 def data_root(cfg: TrainConfig) -> str | None:
-    """The folder image data are read from: ``data.root``, else $GMMGAN_DATA, else ./data (None for ring/grid)."""
-    if cfg.data.name in _TOY:
+    """The folder image data are read from (:func:`gmmgan.data.root.resolve_data_root`; None for ring/grid)."""
+    if toy_spec(cfg.data.name) is not None:
         return None
-    if cfg.data.root:
-        return cfg.data.root
-    return str(Path(os.environ.get("GMMGAN_DATA", "data")).expanduser().resolve())
+    return str(resolve_data_root(cfg.data.root))
 
 
 def load_training_data(cfg: TrainConfig, device: torch.device) -> TensorData:
@@ -222,7 +205,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
 
     # Initialise the processes, the device and the console.
     t_start = time.time()
-    device = distributed.init_from_env(resolve_device(cfg.device))
+    device = distributed.init_from_env(resolve_device(cfg.device, spelling="device={}"))
     world, main = distributed.world_size(), distributed.is_main()
     console = console or Console(highlight=False)
     say = partial(console.print, soft_wrap=True) if main and not quiet else _silent
@@ -231,7 +214,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     # bf16 autocast only where it pays off; no weight cache: it would be stale inside a replayed CUDA graph.
     autocast = partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16,
                        enabled=cfg.bf16 and device.type == "cuda", cache_enabled=False)
-    if cfg.data.name not in _TOY and cfg.data.root is None:  # record where the data came from
+    if toy_spec(cfg.data.name) is None and cfg.data.root is None:  # record where the data came from
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_root(cfg)))
     sched, B = cfg.schedule, cfg.schedule.batch_size
     rows = _rows_of_this_rank(B, cfg.nets.pack, world)
@@ -284,7 +267,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             distributed.main_only(partial(record_config, run_dir, cfg), "writing the config")
             say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
             _fit_prior(prior, data, say)
-            _warm_start(G, prior, cfg, zgen, autocast, len(data.shape) == 3, say, data.info.get("spec"))
+            _warm_start(G, prior, cfg, zgen, autocast, len(data.shape) == 3, say, toy_spec(data.name))
             distributed.broadcast_state_(prior)  # rank 0's fit (its K too, for n_components='auto')
             for module in (G, D):  # the same start on every rank, whatever the GPUs did
                 distributed.broadcast_module_(module)
@@ -432,14 +415,15 @@ def _removed_if_unfinished(run_dir: Path, created: bool):
 
 def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, device, kimg: float, say) -> dict | None:
     """2-D runs: modes, HQ and reverse KL of the EMA generator (metrics.json + plot); images: a grid."""
-    if "spec" not in data.info:
+    spec = toy_spec(data.name)
+    if spec is None:
         image_grid(run_dir / FINAL_PLOT_NAME, G_ema, prior, cfg.seed + 2, device)
         say(f"samples: {run_dir / FINAL_PLOT_NAME}")
         return None
     from gmmgan.metrics.modes2d import mode_coverage
 
     samples = generate(G_ema, prior, cfg.eval_samples, cfg.seed + 2, device)
-    cov = mode_coverage(samples, data.info["spec"])
+    cov = mode_coverage(samples, spec)
     metrics = {"kimg": kimg, "n_samples": cov.n_samples, "modes": cov.modes_captured, "n_modes": cov.n_modes,
                "hq": cov.hq_fraction, "kl": cov.reverse_kl, "kl_floor": cov.kl_floor}
     (run_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN.md sections 5-6).
+"""Evaluation metrics (docs/protocols.md, sections '2-D mixtures', 'Stacked MNIST', 'Image metrics').
 
 - :func:`mode_coverage`: 2-D mixtures, high-quality fraction, modes captured, reverse KL.
 - :class:`FeatureClassifier`, :func:`train_classifier`, :func:`load_classifier`: the feature network.

@@ -73,7 +73,7 @@ def kl_floor(n_samples: int, n_modes: int) -> float:
     The multinomial noise of N draws over K equally likely modes gives
     E[KL] = (K - 1) / (2 N) + O(K^2 / N^2) (the chi-square approximation; Paninski 2003). It is the
     smallest reverse KL a sampler can be expected to reach at this sample size: ring 0.0014 and grid
-    0.0048 at 2,500 samples, Stacked MNIST 0.0192 at 26,000 samples (DESIGN.md section 5).
+    0.0048 at 2,500 samples, Stacked MNIST 0.0192 at 26,000 samples (docs/protocols.md, section 'KL floors').
     """
     if n_samples < 1 or n_modes < 1:
         raise ValueError(f"n_samples and n_modes must be >= 1, got {n_samples} and {n_modes}.")

@@ -1,7 +1,7 @@
 """The feature network: a small CNN classifier for 28x28 grey images, trained by gmmgan.
 
 One network per dataset (MNIST, Fashion-MNIST) is trained once, cached, and then used by every
-image metric (DESIGN.md section 6): its argmax labels the channels of Stacked MNIST, its
+image metric (docs/protocols.md, section 'Image metrics'): its argmax labels the channels of Stacked MNIST, its
 penultimate layer (``feature_dim`` = 128 units) is the feature space of FID/KID/PRDC, and its
 labels score per-component clustering. Classifier-based FIDs only compare within one feature
 network, so the cache stores the weights together with the test accuracy and the exact training
@@ -215,7 +215,7 @@ def train_classifier(
     dataset : {'mnist', 'fashion-mnist'}
     root : path, optional
         Folder with the IDX files (see :func:`gmmgan.data.mnist.load_mnist`); default: the
-        ``GMMGAN_DATA_ROOT`` environment variable, else ``GMMGAN_DATA``.
+        ``GMMGAN_DATA`` environment variable, else ``./data`` (:func:`gmmgan.data.root.resolve_data_root`).
     out_dir : path, optional
         Where to write ``<dataset>.safetensors`` and ``<dataset>.json``; default
         :func:`default_cache_dir`. ``None`` with ``train_data`` given still saves there, so pass a
@@ -247,14 +247,9 @@ def train_classifier(
         raise ValueError(f"epochs must be >= 1, got {cfg.epochs}.")
     if train_data is None or test_data is None:
         from gmmgan.data.mnist import load_mnist
+        from gmmgan.data.root import resolve_data_root
 
-        # GMMGAN_DATA is what training reads; GMMGAN_DATA_ROOT is this function's older name for it.
-        root = root if root is not None else (os.environ.get("GMMGAN_DATA") or os.environ.get("GMMGAN_DATA_ROOT"))
-        if root is None:
-            raise ValueError(
-                "root is required: pass the folder holding MNIST/raw or FashionMNIST/raw (torchvision's "
-                "layout), or set GMMGAN_DATA."
-            )
+        root = resolve_data_root(root)
         train_data = train_data or load_mnist(root, "train", dataset)
         test_data = test_data or load_mnist(root, "test", dataset)
     x_train, y_train = prepare_images(train_data[0]), torch.as_tensor(train_data[1]).long()

@@ -1,6 +1,6 @@
 """Clustering accuracy (Hungarian matching) and normalised mutual information.
 
-Used to score per-component generation (DESIGN.md section 6, ClusterGAN's protocol, Mukherjee et
+Used to score per-component generation (docs/protocols.md, section 'Image metrics'; ClusterGAN's protocol, Mukherjee et
 al., AAAI 2019): generate from each mixture component k, label every image with the dataset's
 classifier, and compare the component indices (the "clusters") with the predicted classes.
 """

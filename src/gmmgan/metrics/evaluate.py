@@ -2,7 +2,7 @@
 
 Classifier-based FID/KID/PRDC only compare within one feature network, so every report carries
 the same metrics computed for held-out real images (real-test) against the real training images
-(DESIGN.md section 6): that value is the best a generator can be expected to reach.
+(docs/protocols.md, section 'Image metrics'): that value is the best a generator can be expected to reach.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 FID (Heusel et al., 2017) and KID (Binkowski et al., 2018) are usually computed on Inception-v3
 pool features; for 28x28 grey images gmmgan uses its own classifier's 128-unit penultimate layer
-instead (DESIGN.md section 6), through torchmetrics' ``feature=<nn.Module>`` hook. Such FIDs are
+instead (docs/protocols.md, section 'Image metrics'), through torchmetrics' ``feature=<nn.Module>`` hook. Such FIDs are
 only comparable within one feature network: always report the real-train vs real-test value
 beside the model's (see :func:`gmmgan.metrics.evaluate.image_metrics`).
 

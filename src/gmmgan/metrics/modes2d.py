@@ -1,7 +1,7 @@
 """Mode coverage of 2-D mixtures: high-quality samples, modes captured, reverse KL.
 
 The protocol of VEEGAN (Srivastava et al., 2017, section 5.1) and PacGAN (Lin et al., 2018,
-section 5.1, Table 1), as fixed in DESIGN.md section 5: 2,500 generated samples, a sample is
+section 5.1, Table 1), as fixed in docs/protocols.md, section '2-D mixtures': 2,500 generated samples, a sample is
 high quality (HQ) if its Euclidean distance to the nearest true mean is below 3 sigma, a mode is
 captured if it is the nearest mean of at least one HQ sample, and the reverse KL is
 KL(p_hat || uniform) over the nearest-mode histogram.
@@ -81,7 +81,7 @@ def mode_coverage(samples, means, sigma: float | None = None, *, threshold: floa
     -----
     Which samples form the KL histogram: every sample is assigned to its nearest mean (Euclidean)
     and all N samples are counted, HQ or not. This is the reading under which a perfect sampler
-    reproduces the floors quoted in DESIGN.md section 5: a 20,000-repeat simulation of exact samples
+    reproduces the floors quoted in docs/protocols.md, section 'KL floors': a 20,000-repeat simulation of exact samples
     at N = 2,500 gives 0.00141 (ring) and 0.00481 (grid) with all samples, versus 0.00143 and 0.00486
     with HQ samples only, and the quoted floors are 0.0014 and 0.0048, i.e. (K - 1) / (2 N).
     It also makes the KL well defined when no sample is HQ. ``modes_captured`` counts HQ samples

@@ -1,7 +1,7 @@
 """Stacked-MNIST mode coverage: distinct digit triples and KL to the uniform over 1,000 modes.
 
 The protocol of Metz et al. (Unrolled GANs, 2017), VEEGAN (Srivastava et al., 2017, Table 2) and
-PacGAN (Lin et al., 2018, Tables 2-3), as fixed in DESIGN.md section 5: generate 26,000 images of
+PacGAN (Lin et al., 2018, Tables 2-3), as fixed in docs/protocols.md, section 'Stacked MNIST': generate 26,000 images of
 3 x 28 x 28, classify each channel with a pretrained MNIST classifier (>= 99.2% test accuracy),
 take the digit triple as the mode (1,000 possible), report the number of distinct modes and
 KL(p_hat || uniform over 1,000) of the mode histogram of all samples.
@@ -20,7 +20,6 @@ from gmmgan.metrics.classifier import prepare_images
 __all__ = ["StackedModes", "classify_channels", "modes_from_digits", "stacked_mnist_modes"]
 
 N_MODES = 1000
-PROTOCOL_SAMPLES = 26_000
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from gmmgan import distributed as gdist
+from gmmgan._files import load_npy
 from gmmgan.mixture._transfer import _to_tensor, device_blocks, is_tensor
 
 # In-memory host data (numpy / CPU tensor) is copied to the GPU once when it takes at most this
@@ -231,7 +232,7 @@ def make_source(
                 f"Only .npy files can be read directly (got {str(path)!r}); load other formats "
                 "yourself and pass an array."
             )
-        X = _load_npy(path)
+        X = load_npy(path)
     if _is_sparse(X):
         raise TypeError(
             f"Sparse data was passed for {name}, but dense data is required (a Gaussian mixture's "
@@ -271,23 +272,6 @@ def make_source(
         size = chunk_size or default_chunk_size(n_components, X.shape[1], dev, torch.tensor([], dtype=dt).element_size(), covariance_type)
         return DataSource(X.shape[0], X.shape[1], dev, dt, int(size), "numpy", torch.device("cpu"), _host=X)
     return _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, covariance_type, owner)
-
-
-def _load_npy(path: Path) -> np.memmap:
-    """A .npy file memory-mapped, or a ValueError that says why it cannot be (numpy's own words mislead)."""
-    try:
-        X = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "Python objects" in reason or "pickle" in reason:  # object arrays, or no .npy header at all
-            reason = "it holds Python objects or is not a .npy file"
-        raise ValueError(
-            f"Cannot read {str(path)!r} as a numeric .npy array ({reason}); it may be truncated or corrupt. "
-            "Write it with numpy.save(path, X) where X is a numeric 2-D array."
-        ) from None
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"{str(path)!r} must hold numbers, but its dtype is {X.dtype}; save a numeric array.")
-    return X
 
 
 def _is_sparse(X) -> bool:
