@@ -454,8 +454,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
 
     def _n_parameters(self) -> int:
         k, d = torch.as_tensor(self.means_).shape
-        cov = COVARIANCES[self.covariance_type].n_cov_params(k, d)
-        return int(cov + k * d + k - 1)
+        return COVARIANCES[self.covariance_type].n_parameters(k, d)
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better; over all ranks' shards, as ``score``)."""

@@ -145,7 +145,7 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
     penalty = None
     if prune:
         per_param = math.log(n) if criterion == "bic" else 2.0
-        penalty = {k: _n_parameters(est.covariance_type, k, d) * per_param for k in ks}
+        penalty = {k: cov.n_parameters(k, d) * per_param for k in ks}
     run_em(slots, data, cov, est, n, summary.var.to(source.device), penalty)
 
     best = {}
@@ -159,7 +159,7 @@ def fit_auto(est: GaussianMixture, X, candidates=None, criterion="bic", want_lab
     loglik = [s.log_likelihood if s.log_likelihood is not None else known[id(s)] for s in chosen]
     bic, aic = {}, {}
     for s, ll in zip(chosen, loglik):
-        p = _n_parameters(est.covariance_type, s.k, d)
+        p = cov.n_parameters(s.k, d)
         bic[s.k] = -2 * ll + p * math.log(n)
         aic[s.k] = -2 * ll + 2 * p
     scores = bic if criterion == "bic" else aic
@@ -216,10 +216,6 @@ def _initial_slots(est, proto, ks, data, source, summary, shift, cov) -> list[_S
             state = models[k]._initial_state(data, source, summary, shift, generator)
             slots.append(_Slot(k, init, models[k], state, bounds=[], reseeded=set()))
     return slots
-
-
-def _n_parameters(covariance_type: str, k: int, d: int) -> int:
-    return int(COVARIANCES[covariance_type].n_cov_params(k, d) + k * d + k - 1)
 
 
 def _count_rows(X):
