@@ -36,18 +36,18 @@ def _quiet(fn, *a, **kw):
 def _select_and_refit(monkeypatch, X, ks, **params):
     """select_n_components, and for every candidate a plain GaussianMixture fit started from the
     initial parameters the selection gave that candidate (captured from its stacked k-means)."""
-    import gmmgan.mixture.model_selection as ms_module
+    import gmmgan.mixture._candidates_fit as fit_module
     from gmmgan.mixture._covariance import COVARIANCES
 
     captured = []
-    real = ms_module.kmeans_initial_states
+    real = fit_module.kmeans_initial_states
 
     def spy(est, ks_, data, *args):
         states = real(est, ks_, data, *args)
         captured.append((states, data.shift))
         return states
 
-    monkeypatch.setattr(ms_module, "kmeans_initial_states", spy)
+    monkeypatch.setattr(fit_module, "kmeans_initial_states", spy)
     sel = select_n_components(X, candidates=ks, prune=False, **params)
     assert len(captured) == 1
     states, shift = captured[0]
@@ -347,19 +347,19 @@ def test_pruning_stops_hopeless_candidates_only(criterion):
 def test_pruned_fit_scores_are_those_of_the_parameters_they_kept(monkeypatch):
     # A pruned fit keeps the parameters of its last E-step and the log-likelihood that E-step
     # computed; a fresh pass over the data with those parameters gives the same number.
-    import gmmgan.mixture.model_selection as ms_module
+    import gmmgan.mixture._candidates_fit as fit_module
+    from gmmgan.mixture._candidates_em import log_likelihoods
     from gmmgan.mixture._covariance import COVARIANCES
     from gmmgan.mixture._em_state import _Shifted
-    from gmmgan.mixture._candidates_em import log_likelihoods
 
     seen = {}
-    real = ms_module.run_em
+    real = fit_module.run_em
 
     def spy(slots, data, *args):
         real(slots, data, *args)
         seen["slots"], seen["data"] = slots, data
 
-    monkeypatch.setattr(ms_module, "run_em", spy)
+    monkeypatch.setattr(fit_module, "run_em", spy)
     X = _blobs(13, k=6, d=2, n_per=60, sep=5.0)
     fast = _quiet(select_n_components, X, candidates=range(1, 15), random_state=0)
     pruned = [s for s in seen["slots"] if s.pruned]
@@ -413,7 +413,7 @@ def test_full_covariance_start_is_the_same_in_small_pieces(monkeypatch):
     real = init_module.kmeans_initial_states
     for budget in (init_module.OUTER_PRODUCT_BYTES, 8 * 3 * 3 * 7):  # everything at once; 7 rows a piece
         monkeypatch.setattr(init_module, "OUTER_PRODUCT_BYTES", budget)
-        monkeypatch.setattr("gmmgan.mixture.model_selection.kmeans_initial_states",
+        monkeypatch.setattr("gmmgan.mixture._candidates_fit.kmeans_initial_states",
                             lambda *a, budget=budget: states.setdefault(budget, real(*a)))
         _quiet(select_n_components, X, candidates=[1, 2, 3, 4], covariance_type="full", random_state=0, max_iter=1)
     whole, pieces = states.values()

@@ -18,6 +18,7 @@ from gmmgan.mixture._base import (
     make_generator,
     sklearn_compatible,
 )
+from gmmgan.mixture._candidates_fit import fit_auto
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data_source import (
     DataSource,
@@ -194,8 +195,6 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         check_feature_names(self, X, reset=True)
         if isinstance(self.n_components, str) and self.n_components == "auto":
             # K chosen by BIC over candidates fitted together (gmmgan.mixture.model_selection).
-            from gmmgan.mixture.model_selection import fit_auto
-
             if gdist.is_distributed():
                 warnings.warn(
                     "n_components='auto' is not fitted across processes: each rank selects K on "
