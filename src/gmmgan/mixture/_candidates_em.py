@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
+from gmmgan.mixture._candidates_kmeans import candidate_groups
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._em_state import EMPTY_COMPONENT, _State
-from gmmgan.mixture._candidates_kmeans import candidate_groups
 
 # Up to this many features, full covariances use quadratic features in float64 (see _Stack).
 QUADRATIC_MAX_D = 16

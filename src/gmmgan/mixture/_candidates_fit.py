@@ -17,12 +17,16 @@ import numpy as np
 import torch
 
 from gmmgan.mixture import _validation
-from gmmgan.mixture._base import ConvergenceWarning, make_generator, sklearn_compatible
 from gmmgan.mixture._candidates_em import _Slot, log_likelihoods, run_em
 from gmmgan.mixture._candidates_init import kmeans_initial_states
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data_source import default_chunk_size, make_source, summarize
 from gmmgan.mixture._em_state import _Shifted
+from gmmgan.mixture._estimator import (
+    ConvergenceWarning,
+    make_generator,
+    sklearn_compatible,
+)
 
 CRITERIA = ("bic", "aic")
 # Default candidates are 1..min(MAX_DEFAULT_CANDIDATE, n_samples).

@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 from gmmgan.mixture import _kmeans
-from gmmgan.mixture._em_state import _Shifted, _State
-from gmmgan.mixture._candidates_kmeans import NearestCenters, lloyd_batched
 from gmmgan.mixture._candidates_em import stacked_covariances
+from gmmgan.mixture._candidates_kmeans import NearestCenters, lloyd_batched
+from gmmgan.mixture._em_state import _Shifted, _State
 
 # Lloyd steps of init_params='k-means++' here: half of a single fit's KMEANSPP_LLOYD_STEPS (10).
 # The EM that follows finishes what Lloyd leaves; on the 50 data sets of benchmarks/auto_k.py
