@@ -221,6 +221,22 @@ def test_torch_in_torch_out(cls, dtype):
     np.testing.assert_allclose(_np(est.means_), twin.means_, rtol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_cuda_tensors_in_cuda_tensors_out(cls):
+    X = torch.as_tensor(_blobs())
+    est = _fit(cls, X.cuda())
+    assert est.means_.device.type == "cuda"
+    for out in (est.predict(X.cuda()), est.predict_proba(X.cuda()), est.score_samples(X.cuda()), *est.sample(3)):
+        assert isinstance(out, torch.Tensor) and out.device.type == "cuda"
+    # A CPU tensor is scored on the CPU, with the same result.
+    torch.testing.assert_close(est.predict(X), est.predict(X.cuda()).cpu())
+    # The same optimum as on the CPU (components compared in sorted order: the starts may differ).
+    cpu = _fit(cls, X)
+    order = lambda m: m[np.lexsort(np.round(m).T[::-1])]
+    np.testing.assert_allclose(order(_np(est.means_)), order(_np(cpu.means_)), rtol=1e-6, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- the EM loop
 @pytest.mark.parametrize("cov_type", ["full", "diag"])
 @pytest.mark.parametrize("cls", ESTIMATORS)
@@ -274,7 +290,8 @@ def test_max_iter_one_warns_not_converged(cls, X):
 def test_warm_start_continues_from_the_fitted_parameters(cls, X):
     est = _fit(cls, X, max_iter=3, tol=0.0, warm_start=True, n_init=5)
     first, seen = est.lower_bound_, []
-    est.set_params(callback=seen.append).fit(X)
+    with pytest.warns(ConvergenceWarning):  # 3 more iterations with tol=0 never converge
+        est.set_params(callback=seen.append).fit(X)
     assert {info["init"] for info in seen} == {0}  # one initialisation, n_init ignored
     assert est.lower_bounds_[0] >= first - 1e-9  # picks up where the last fit stopped
     with pytest.raises(ValueError, match="features"):  # and on data of the same width only
