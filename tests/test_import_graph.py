@@ -9,8 +9,9 @@ time. The graph is read from the source with ``ast``, so nothing is imported to 
 - relative imports are resolved against the importing module's package;
 - ``from gmmgan.x import name`` is an edge to ``gmmgan.x.name`` when that is a module, else to
   ``gmmgan.x``;
-- the lazy exports of gmmgan, gmmgan.gan and gmmgan.plotting (an ``_EXPORTS`` table of module
-  names that ``__getattr__`` imports on first use) are edges from the package to those modules;
+- a package's lazy exports (an ``_EXPORTS`` table of module names that ``__getattr__`` imports
+  on first use, as in gmmgan and gmmgan.gan) are edges from the package to those modules: the
+  ``importlib.import_module`` call itself is no import statement;
 - only edges between gmmgan modules are kept (third-party imports cannot close a cycle here).
 
 Left out: the implicit edge from ``gmmgan.x.y`` to its parent package, whose ``__init__`` Python
