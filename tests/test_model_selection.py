@@ -1,4 +1,5 @@
-"""Automatic K: batched BIC/AIC selection equals single fits, finds the true K, rejects bad input."""
+"""Automatic K: BIC/AIC selection over all candidates at once equals single fits, finds the true K,
+rejects bad input."""
 
 import math
 import re
@@ -35,19 +36,19 @@ def _quiet(fn, *a, **kw):
 
 def _select_and_refit(monkeypatch, X, ks, **params):
     """select_n_components, and for every candidate a plain GaussianMixture fit started from the
-    initial parameters the selection gave that candidate (captured from its stacked k-means)."""
-    import gmmgan.mixture.model_selection as ms_module
+    initial parameters the selection gave that candidate (captured from the candidates' k-means)."""
+    import gmmgan.mixture._candidates_fit as fit_module
     from gmmgan.mixture._covariance import COVARIANCES
 
     captured = []
-    real = ms_module.kmeans_initial_states
+    real = fit_module.kmeans_initial_states
 
     def spy(est, ks_, data, *args):
         states = real(est, ks_, data, *args)
         captured.append((states, data.shift))
         return states
 
-    monkeypatch.setattr(ms_module, "kmeans_initial_states", spy)
+    monkeypatch.setattr(fit_module, "kmeans_initial_states", spy)
     sel = select_n_components(X, candidates=ks, prune=False, **params)
     assert len(captured) == 1
     states, shift = captured[0]
@@ -65,9 +66,9 @@ def _select_and_refit(monkeypatch, X, ks, **params):
 
 
 @pytest.mark.parametrize("cov_type", COV_TYPES)
-def test_batched_equals_single_fits_from_the_same_start(monkeypatch, cov_type):
-    # Every candidate of the stacked EM is an ordinary EM fit: started from the parameters the
-    # batched k-means gave it, a single GaussianMixture reaches the same BIC, iterations and
+def test_candidates_equal_single_fits_from_the_same_start(monkeypatch, cov_type):
+    # Every candidate of the joint EM is an ordinary EM fit: started from the parameters the
+    # candidates' k-means gave it, a single GaussianMixture reaches the same BIC, iterations and
     # parameters.
     X = _blobs(1, k=3, d=3, n_per=60)
     ks = [1, 2, 3, 4, 5]
@@ -221,12 +222,12 @@ def test_float32_agrees_with_float64():
 @pytest.mark.parametrize("cov_type", COV_TYPES)
 def test_empty_components_reseeded_as_in_single_fits(monkeypatch, cov_type):
     # A component with fewer than 4 points counts as empty here, so that re-seeding happens on
-    # tiny data; the batched fit must re-seed exactly as single fits do.
+    # tiny data; the candidates' fit must re-seed exactly as single fits do.
+    import gmmgan.mixture._candidates_em as candidates_module
     import gmmgan.mixture._em_state as em_module
-    import gmmgan.mixture._candidates_em as stacked_module
     import gmmgan.mixture.gaussian_mixture as gm_module
 
-    for module in (em_module, gm_module, stacked_module):
+    for module in (em_module, gm_module, candidates_module):
         monkeypatch.setattr(module, "EMPTY_COMPONENT", 4.0, raising=False)
     X = _blobs(0, k=2, d=2, n_per=20, sep=8.0)
     ks = [2, 6, 9]
@@ -252,12 +253,12 @@ def test_cli_fit_k_auto(tmp_path, capsys):
     assert GaussianMixture.load(model).means_.shape == (3, 2)
 
 
-def test_lloyd_batched_matches_lloyd_per_problem():
-    # The stacked Lloyd steps of model selection's initialisation: every problem ends exactly
+def test_lloyd_candidates_matches_lloyd_per_problem():
+    # The joint Lloyd steps of model selection's initialisation: every problem ends exactly
     # where lloyd alone ends, including the move of an empty cluster to the farthest points.
     from gmmgan.mixture import _kmeans
+    from gmmgan.mixture._candidates_kmeans import lloyd_candidates
     from gmmgan.mixture._data_source import make_source
-    from gmmgan.mixture._candidates_kmeans import lloyd_batched
 
     X = torch.as_tensor(_blobs(3, k=4, d=3, n_per=40))
     source = make_source(X, device="cpu", dtype=torch.float64, chunk_size=50, n_components=1)
@@ -267,31 +268,31 @@ def test_lloyd_batched_matches_lloyd_per_problem():
     starts = [X[torch.randperm(len(X), generator=g)[:k]].clone() for k in ks]
     starts[2][4] = 1e3  # a center no point is nearest to: its cluster empties
     for steps in (1, 3, 50):
-        batched = lloyd_batched(source, torch.cat(starts), ks, shift, max_iter=steps, tol=1e-4)
+        together = lloyd_candidates(source, torch.cat(starts), ks, shift, max_iter=steps, tol=1e-4)
         for k, a, c0 in zip(ks, np.cumsum([0] + ks[:-1]), starts):
             single = _kmeans.lloyd(source, c0, shift, max_iter=steps, tol=1e-4)
-            torch.testing.assert_close(batched[a : a + k], single, rtol=1e-12, atol=1e-12)
-    assert not torch.equal(batched[4:9], starts[2])
+            torch.testing.assert_close(together[a : a + k], single, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(together[4:9], starts[2])
 
 
 @pytest.mark.parametrize("segment_reduce", [True, False])
 def test_normalize_is_exact_when_candidates_differ_by_hundreds_of_nats(monkeypatch, segment_reduce):
-    # Responsibilities and per-candidate logsumexp of the stacked E-step against torch's, for a
+    # Responsibilities and per-candidate logsumexp of the candidates' E-step against torch's, for a
     # row where one candidate is 1000 nats below another (the float64 fast path must fall back),
     # with the CPU's segment reductions and with the scatter kernels other devices use.
-    import gmmgan.mixture._candidates_em as stacked_module
-    from gmmgan.mixture._candidates_em import _Stack
+    import gmmgan.mixture._candidates_em as candidates_module
+    from gmmgan.mixture._candidates_em import _Candidates
 
-    monkeypatch.setattr(stacked_module, "SEGMENT_REDUCE_DEVICES", ("cpu",) if segment_reduce else ())
+    monkeypatch.setattr(candidates_module, "SEGMENT_REDUCE_DEVICES", ("cpu",) if segment_reduce else ())
     ks = [1, 2, 3]
     for dtype in (torch.float64, torch.float32):
-        stack = _Stack(ks, torch.full((6,), 0.5, dtype=dtype), torch.zeros(6, 2, dtype=dtype),
+        cands = _Candidates(ks, torch.full((6,), 0.5, dtype=dtype), torch.zeros(6, 2, dtype=dtype),
                        torch.ones(6, 2, dtype=dtype), "diag")
         g = torch.Generator().manual_seed(1)
         wlp = torch.randn(4, 6, generator=g, dtype=torch.float64).to(dtype) * 3
         wlp[1, 1:3] -= 1000.0  # candidate 2 explains row 1 far worse than candidates 1 and 3
         wlp[2, 0] += 700.0
-        lpn, resp = stack.normalize_(wlp.clone(), lambda w=wlp: w.clone())
+        lpn, resp = cands.normalize_(wlp.clone(), lambda w=wlp: w.clone())
         for c, (a, k) in enumerate(zip([0, 1, 3], ks)):
             torch.testing.assert_close(lpn[:, c], torch.logsumexp(wlp[:, a : a + k], 1))
             torch.testing.assert_close(resp[:, a : a + k], torch.softmax(wlp[:, a : a + k], 1))
@@ -301,12 +302,12 @@ def test_normalize_is_exact_when_candidates_differ_by_hundreds_of_nats(monkeypat
 def test_grid_layout_equals_segmented_e_step(monkeypatch, cov_type):
     # The grouped (candidates, max K) layout of the E-step and the segmented one over sum K
     # columns are two layouts of the same arithmetic: same BICs, iterations and parameters.
-    import gmmgan.mixture._candidates_em as stacked_module
+    import gmmgan.mixture._candidates_em as candidates_module
 
     X = _blobs(7, k=5, d=2, n_per=50)
     ks = list(range(1, 13))  # 3 groups of 4 candidates
     grid = _quiet(select_n_components, X, candidates=ks, covariance_type=cov_type, random_state=0)
-    monkeypatch.setattr(stacked_module, "GROUPED_MAX_FEATURES", 0)
+    monkeypatch.setattr(candidates_module, "GROUPED_MAX_FEATURES", 0)
     flat = _quiet(select_n_components, X, candidates=ks, covariance_type=cov_type, random_state=0)
     for k in ks:
         assert grid.bic_[k] == pytest.approx(flat.bic_[k], rel=1e-10)
@@ -347,19 +348,19 @@ def test_pruning_stops_hopeless_candidates_only(criterion):
 def test_pruned_fit_scores_are_those_of_the_parameters_they_kept(monkeypatch):
     # A pruned fit keeps the parameters of its last E-step and the log-likelihood that E-step
     # computed; a fresh pass over the data with those parameters gives the same number.
-    import gmmgan.mixture.model_selection as ms_module
+    import gmmgan.mixture._candidates_fit as fit_module
+    from gmmgan.mixture._candidates_em import log_likelihoods
     from gmmgan.mixture._covariance import COVARIANCES
     from gmmgan.mixture._em_state import _Shifted
-    from gmmgan.mixture._candidates_em import log_likelihoods
 
     seen = {}
-    real = ms_module.run_em
+    real = fit_module.run_em
 
     def spy(slots, data, *args):
         real(slots, data, *args)
         seen["slots"], seen["data"] = slots, data
 
-    monkeypatch.setattr(ms_module, "run_em", spy)
+    monkeypatch.setattr(fit_module, "run_em", spy)
     X = _blobs(13, k=6, d=2, n_per=60, sep=5.0)
     fast = _quiet(select_n_components, X, candidates=range(1, 15), random_state=0)
     pruned = [s for s in seen["slots"] if s.pruned]
@@ -397,8 +398,8 @@ def test_selection_lloyd_steps(monkeypatch, init_params, steps):
     import gmmgan.mixture._candidates_init as init_module
 
     seen = []
-    real = init_module.lloyd_batched
-    monkeypatch.setattr(init_module, "lloyd_batched", lambda *a, **kw: seen.append(kw["max_iter"]) or real(*a, **kw))
+    real = init_module.lloyd_candidates
+    monkeypatch.setattr(init_module, "lloyd_candidates", lambda *a, **kw: seen.append(kw["max_iter"]) or real(*a, **kw))
     _quiet(select_n_components, _blobs(2, k=3), candidates=[1, 2, 3, 4], init_params=init_params, random_state=0)
     assert seen == [steps]
 
@@ -413,7 +414,7 @@ def test_full_covariance_start_is_the_same_in_small_pieces(monkeypatch):
     real = init_module.kmeans_initial_states
     for budget in (init_module.OUTER_PRODUCT_BYTES, 8 * 3 * 3 * 7):  # everything at once; 7 rows a piece
         monkeypatch.setattr(init_module, "OUTER_PRODUCT_BYTES", budget)
-        monkeypatch.setattr("gmmgan.mixture.model_selection.kmeans_initial_states",
+        monkeypatch.setattr("gmmgan.mixture._candidates_fit.kmeans_initial_states",
                             lambda *a, budget=budget: states.setdefault(budget, real(*a)))
         _quiet(select_n_components, X, candidates=[1, 2, 3, 4], covariance_type="full", random_state=0, max_iter=1)
     whole, pieces = states.values()

@@ -20,10 +20,10 @@ def to_numpy(a) -> np.ndarray:
 
 def n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
     """Free parameters of a Gaussian mixture (as in BIC/AIC): covariances, means, weights."""
-    k, d = n_components, n_features
-    cov = {"full": k * d * (d + 1) // 2, "diag": k * d, "spherical": k,
-           "tied": d * (d + 1) // 2}[covariance_type]
-    return cov + k * d + k - 1
+    # Imported here: this module is loaded for `gmmgan fit --help`, which must not wait for torch.
+    from gmmgan.mixture._covariance import COVARIANCES
+
+    return COVARIANCES[covariance_type].n_parameters(n_components, n_features)
 
 
 class EMProgress:

@@ -155,16 +155,6 @@ class GaussianPrior(Prior):
         return f"z_dim={self.z_dim}"
 
 
-def _full_covariances(cov: torch.Tensor, covariance_type: str, k: int, d: int) -> torch.Tensor:
-    if covariance_type == "full":
-        return cov
-    if covariance_type == "tied":
-        return cov.expand(k, d, d)
-    if covariance_type == "diag":
-        return torch.diag_embed(cov)
-    return cov[:, None, None] * torch.eye(d, dtype=cov.dtype, device=cov.device)
-
-
 class FittedMixture(ResizableBuffersMixin, nn.Module):
     """A Gaussian mixture fitted with :class:`gmmgan.GaussianMixture`, kept as tensors for sampling.
 
@@ -203,6 +193,7 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
     def fit(self, e: torch.Tensor) -> FittedMixture:
         """Fit by EM to embeddings ``e`` (N, d)."""
         from gmmgan import GaussianMixture
+        from gmmgan.mixture._covariance import COVARIANCES
 
         if self._k != "auto" and e.shape[0] < self._k:
             raise ValueError(
@@ -214,7 +205,7 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
         gm = GaussianMixture(self._k, covariance_type=self.covariance_type, max_iter=self.max_iter,
                              n_init=self.n_init, reg_covar=self.reg_covar, random_state=self.seed).fit(x)
         k, d = gm.means_.shape
-        cov = _full_covariances(torch.as_tensor(gm.covariances_).double(), self.covariance_type, k, d)
+        cov = COVARIANCES[self.covariance_type].full_covariances(torch.as_tensor(gm.covariances_).double(), k, d)
         device = self.weights.device
         self.weights = torch.as_tensor(gm.weights_).float().to(device)
         self.means = torch.as_tensor(gm.means_).float().to(device)

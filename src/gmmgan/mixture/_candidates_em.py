@@ -1,15 +1,15 @@
 """EM for many Gaussian mixtures at once: every candidate's components on one axis.
 
 This is the engine of :mod:`gmmgan.mixture.model_selection`. The parameters of all candidates
-that are still running live in stacked tensors (sum K components). One E-step pass over a data
+that are still running share one component axis (sum K components). One E-step pass over a data
 block is a product of the block's features ([1, x, x_i x_j] for full covariances of up to 16
 features, [1, x, x^2] for diagonal and spherical ones; whitening otherwise) with one weight
 matrix for every component, a per-candidate normalisation, and one more product that gives
 every component's statistics. With few features, the candidates are laid out as (candidates,
 max K) grids (:class:`_Groups`), so that the per-candidate normalisation is a few plain
 reductions; otherwise it works on the (rows, sum K) array with segment reductions. The M-step
-is GaussianMixture's, batched over all components. A candidate whose lower bound has settled
-leaves the stack, so it stops exactly where a single :class:`GaussianMixture` fit from the same
+is GaussianMixture's, for all candidates' components at once. A candidate whose lower bound has
+settled drops out, so it stops exactly where a single :class:`GaussianMixture` fit from the same
 start stops, and later iterations only pay for the candidates still running.
 """
 
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import torch
 
+from gmmgan.mixture._candidates_kmeans import candidate_groups
 from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._em_state import EMPTY_COMPONENT, _State
-from gmmgan.mixture._candidates_kmeans import candidate_groups
 
-# Up to this many features, full covariances use quadratic features in float64 (see _Stack).
+# Up to this many features, full covariances use quadratic features in float64 (see _Candidates).
 QUADRATIC_MAX_D = 16
 # Resident data's per-block features ([1, x, x_i x_j]) are computed once per fit up to this size.
 FEATURE_CACHE_BYTES = 64 << 20
@@ -33,13 +33,13 @@ _LOG_2PI = math.log(2 * math.pi)
 ROW_SHIFT_SAFE = math.exp(-640.0)
 # ... used while the E-step's features (1 + D + D(D+1)/2 for full covariances) are at most this many.
 GROUPED_MAX_FEATURES = 16
-# Device types whose per-candidate reductions use torch.segment_reduce (see _Stack.segment).
+# Device types whose per-candidate reductions use torch.segment_reduce (see _Candidates.segment).
 SEGMENT_REDUCE_DEVICES = ("cpu",)
 
 
 @dataclass
 class _Slot:
-    """One candidate fit (K components, one initialisation) inside the stacked EM."""
+    """One candidate fit (K components, one initialisation) inside the candidates' joint EM."""
 
     k: int
     init: int
@@ -54,10 +54,10 @@ class _Slot:
     log_likelihood: float | None = None  # of ``state``, where already known (pruned fits)
 
 
-class _Stack:
+class _Candidates:
     """The parameters of C candidates on one component axis, and the E-step over them.
 
-    ``weights`` (sum K,), ``means`` (sum K, D), ``prec_chol`` as the covariance type stacks it
+    ``weights`` (sum K,), ``means`` (sum K, D), ``prec_chol`` as the covariance type lays it out
     ((sum K, ...), or (C, D, D) for 'tied': every candidate has its own shared matrix).
     """
 
@@ -88,7 +88,7 @@ class _Stack:
         """W with log w_k + log N(x | k) = features(x) . W[:, k], shape (1 + D + F, K).
 
         Full (quadratic): (x - mu)^T L (x - mu) = q(x) . W_q + x . W_l + c, q(x) the products
-        x_i x_j (i <= j). With thousands of stacked components, whitening materialises
+        x_i x_j (i <= j). With thousands of candidate components, whitening materialises
         (rows, sum K, D) arrays; here the E-step is one matrix product into (rows, sum K) and
         the scatter another. Cancellation is harmless in float64 (data are centred), which is
         why that path is used for float64 only. Diagonal and spherical: the same expansion as
@@ -136,7 +136,7 @@ class _Stack:
         elif self.cov.name == "full":
             # sum r y y^T in the whitened coordinates of the E-step, as accumulate_em, but always
             # the dense batched product: its sparse CPU variant loops over components in Python,
-            # which for thousands of stacked components costs far more than it saves.
+            # which for thousands of candidate components costs far more than it saves.
             stat = torch.bmm((cache * resp.mT.unsqueeze(-1)).mT, cache)
         else:
             stat = self.cov.accumulate_em(x, resp, self.means, self.prec_chol, cache)
@@ -285,62 +285,64 @@ class _Groups:
         return torch.cat(lpn, 1)
 
     def compact(self, moments):
-        """(sum K, F) float64: the moments of the real columns, in stacked order."""
+        """(sum K, F) float64: the moments of the real columns, in candidate order."""
         return torch.cat([m[:, real] for m, (*_, real) in zip(moments, self.groups)], 1).mT
 
 
-def stack_states(states, cov_name):
-    """(weights, means, covariances, prec_chol) of several _States, stacked."""
+def join_candidates(states, cov_name):
+    """(weights, means, covariances, prec_chol) of several candidates' _States on one component axis
+    (tied: one matrix per candidate)."""
     join = torch.stack if cov_name == "tied" else torch.cat
     return (torch.cat([s.weights for s in states]), torch.cat([s.means for s in states]),
             join([s.covariances for s in states]), join([s.prec_chol for s in states]))
 
 
 def run_em(slots, data, cov, est, n, data_var, penalty=None) -> None:
-    """Stacked EM until every slot has converged or run max_iter iterations; updates the slots.
+    """EM of all candidates at once until every slot has converged or run max_iter iterations;
+    updates the slots.
 
     With ``penalty`` (dict K -> the criterion's penalty in nats, criterion = -2 log-likelihood +
     penalty), hopeless candidates stop early: see :func:`hopeless`.
     """
     active = list(slots)
     f64 = torch.float64
-    weights, means, covs, prec = stack_states([s.state for s in active], cov.name)
+    weights, means, covs, prec = join_candidates([s.state for s in active], cov.name)
     d = means.shape[1]
     blocks = None
     for n_iter in range(1, est.max_iter + 1):
         if not active:
             break
         ks = [s.k for s in active]
-        stack = _Stack(ks, weights, means, prec, cov.name)
+        cands = _Candidates(ks, weights, means, prec, cov.name)
         if blocks is None:
-            blocks = _Blocks(data, stack.kind)
+            blocks = _Blocks(data, cands.kind)
         dev = means.device
-        nk_raw = torch.zeros(stack.total, dtype=f64, device=dev)
-        sx = torch.zeros(stack.total, d, dtype=f64, device=dev)
-        total = torch.zeros(stack.c, dtype=f64, device=dev)
+        nk_raw = torch.zeros(cands.total, dtype=f64, device=dev)
+        sx = torch.zeros(cands.total, d, dtype=f64, device=dev)
+        total = torch.zeros(cands.c, dtype=f64, device=dev)
         stat = None
-        if stack.groups is not None:  # the grid layout: statistics from the moments of features
-            moments = stack.groups.zeros()
+        if cands.groups is not None:  # the grid layout: statistics from the moments of features
+            moments = cands.groups.zeros()
             for x, feats in blocks:
-                total += stack.groups.step(feats, moments).sum(0, dtype=f64)
+                total += cands.groups.step(feats, moments).sum(0, dtype=f64)
                 if cov.name == "tied":  # the shared statistic sum x x^T
                     s = cov.accumulate(x, None, None).to(f64)
                     stat = s if stat is None else stat.add_(s)
-            moments = stack.groups.compact(moments)
+            moments = cands.groups.compact(moments)
             nk_raw, sx = moments[:, 0].contiguous(), moments[:, 1 : 1 + d].contiguous()
             if cov.name != "tied":
                 stat = moments[:, 1 + d :]
-        for x, feats in blocks if stack.groups is None else ():
-            wlp, cache = stack.weighted_log_prob(x, feats)
-            lpn, resp = stack.normalize_(wlp, lambda: stack.weighted_log_prob(x, feats)[0])  # noqa: B023
+        for x, feats in blocks if cands.groups is None else ():
+            wlp, cache = cands.weighted_log_prob(x, feats)
+            lpn, resp = cands.normalize_(wlp, lambda: cands.weighted_log_prob(x, feats)[0])  # noqa: B023
             total += lpn.sum(0, dtype=f64)
-            nk_b, sx_b, s = stack.statistics(x, feats, resp, cache)
+            nk_b, sx_b, s = cands.statistics(x, feats, resp, cache)
             nk_raw += nk_b
             sx += sx_b
             stat = s if stat is None else stat.add_(s)
-        stat = stack.finalize(stat)
+        stat = cands.finalize(stat)
         e_step_params = (weights, means, covs, prec)
-        weights, means, covs, prec = _m_step(stack, active, nk_raw, sx, stat, cov, est, n, data_var, blocks, n_iter)
+        weights, means, covs, prec = _m_step(cands, active, nk_raw, sx, stat, cov, est, n, data_var, blocks, n_iter)
         still, keep = [], []
         changes = []
         for s, bound in zip(active, (total / n).tolist()):
@@ -358,7 +360,7 @@ def run_em(slots, data, cov, est, n, data_var, penalty=None) -> None:
                 w_, m_, c_, p_ = e_step_params if s.pruned else (weights, means, covs, prec)
                 if s.pruned:
                     s.log_likelihood = s.lower_bound * n
-                a, k = stack.starts[i], s.k
+                a, k = cands.starts[i], s.k
                 pc = p_[i] if cov.name == "tied" else p_[a : a + k]
                 cv = c_[i] if cov.name == "tied" else c_[a : a + k]
                 s.state = _State(w_[a : a + k], m_[a : a + k], cv, pc)
@@ -366,7 +368,7 @@ def run_em(slots, data, cov, est, n, data_var, penalty=None) -> None:
                 still.append(s)
                 keep.append(i)
         if len(still) < len(active) and still:  # drop the finished candidates' components
-            rows = torch.cat([torch.arange(stack.starts[i], stack.starts[i] + stack.ks[i], device=dev) for i in keep])
+            rows = torch.cat([torch.arange(cands.starts[i], cands.starts[i] + cands.ks[i], device=dev) for i in keep])
             per_c = torch.tensor(keep, device=dev)
             weights, means = weights[rows], means[rows]
             covs, prec = (covs[per_c], prec[per_c]) if cov.name == "tied" else (covs[rows], prec[rows])
@@ -393,18 +395,18 @@ def hopeless(slots, active, changes, penalty, n, horizon) -> set[int]:
     }
 
 
-def _m_step(stack, active, nk_raw, sx, stat, cov, est, n, data_var, blocks, n_iter):
-    """GaussianMixture's M-step for every stacked component at once, in float64.
+def _m_step(cands, active, nk_raw, sx, stat, cov, est, n, data_var, blocks, n_iter):
+    """GaussianMixture's M-step for every candidate's components at once, in float64.
 
-    Returns stacked (weights, means, covariances, prec_chol) in the compute dtype.
+    Returns (weights, means, covariances, prec_chol) of all candidates in the compute dtype.
     """
-    dtype = stack.means.dtype
+    dtype = cands.means.dtype
     eps = torch.finfo(dtype).eps
     nk = nk_raw + 10 * eps
     means = sx / nk.unsqueeze(1)
-    anchor = stack.anchor.to(torch.float64)
-    starts, ks = stack.starts, stack.ks
-    covs = stacked_covariances(cov, stat, nk_raw, nk, means, sx, anchor, starts, ks, n, est.reg_covar)
+    anchor = cands.anchor.to(torch.float64)
+    starts, ks = cands.starts, cands.ks
+    covs = candidate_covariances(cov, stat, nk_raw, nk, means, sx, anchor, starts, ks, n, est.reg_covar)
     empty_any = bool((nk_raw < EMPTY_COMPONENT).any())  # one check for all candidates
     if empty_any:  # rare: the single-fit path, on the affected candidates only
         worst = None
@@ -413,7 +415,7 @@ def _m_step(stack, active, nk_raw, sx, stat, cov, est, n, data_var, blocks, n_it
             if not empty:
                 continue
             if worst is None:
-                worst = _worst_rows(stack, blocks)
+                worst = _worst_rows(cands, blocks)
             s.reseeded.update(empty)
             order = torch.argsort(worst[0][:, i])[:k]
             cov_i = covs[i] if cov.name == "tied" else covs[a:a + k]
@@ -422,21 +424,21 @@ def _m_step(stack, active, nk_raw, sx, stat, cov, est, n, data_var, blocks, n_it
             nk[a:a + k], means[a:a + k] = nk_i, m_i
             if cov.name != "tied":
                 covs[a:a + k] = c_i
-    weights = nk / stack.segment(nk.unsqueeze(0), "sum")[0, stack.seg]
-    prec = cov.precision_cholesky(covs, est.reg_covar)  # one batched Cholesky for all candidates
+    weights = nk / cands.segment(nk.unsqueeze(0), "sum")[0, cands.seg]
+    prec = cov.precision_cholesky(covs, est.reg_covar)  # one Cholesky call for all candidates
     return weights.to(dtype), means.to(dtype), covs.to(dtype), prec.to(dtype)
 
 
-def _worst_rows(stack, blocks):
-    """(log-likelihoods, rows) of the kmax worst-explained rows of each candidate under ``stack``.
+def _worst_rows(cands, blocks):
+    """(log-likelihoods, rows) of the kmax worst-explained rows of each candidate under ``cands``.
 
     Only needed when a component has emptied (then its candidate re-seeds it there, as
     GaussianMixture does): one more E-step pass with the same parameters.
     """
     worst_v, worst_x = [], []
     for x, feats in blocks:
-        lpn = stack.normalize_(stack.weighted_log_prob(x, feats)[0], lambda: stack.weighted_log_prob(x, feats)[0])[0]  # noqa: B023
-        low = torch.topk(lpn, min(stack.kmax, lpn.shape[0]), dim=0, largest=False)
+        lpn = cands.normalize_(cands.weighted_log_prob(x, feats)[0], lambda: cands.weighted_log_prob(x, feats)[0])[0]  # noqa: B023
+        low = torch.topk(lpn, min(cands.kmax, lpn.shape[0]), dim=0, largest=False)
         worst_v.append(low.values)
         worst_x.append(x[low.indices])  # (kk, C, D)
     return torch.cat(worst_v), torch.cat(worst_x)
@@ -444,19 +446,19 @@ def _worst_rows(stack, blocks):
 
 def log_likelihoods(states, data, cov) -> list[float]:
     """Total log-likelihood of the data under each state, in one pass over the data."""
-    weights, means, _, prec = stack_states(states, cov.name)
-    stack = _Stack([int(s.means.shape[0]) for s in states], weights, means, prec, cov.name)
-    total = torch.zeros(stack.c, dtype=torch.float64, device=means.device)
-    for x, feats in _Blocks(data, stack.kind):
-        if stack.groups is not None:
-            total += stack.groups.step(feats).sum(0, dtype=torch.float64)
+    weights, means, _, prec = join_candidates(states, cov.name)
+    cands = _Candidates([int(s.means.shape[0]) for s in states], weights, means, prec, cov.name)
+    total = torch.zeros(cands.c, dtype=torch.float64, device=means.device)
+    for x, feats in _Blocks(data, cands.kind):
+        if cands.groups is not None:
+            total += cands.groups.step(feats).sum(0, dtype=torch.float64)
             continue
-        redo = lambda: stack.weighted_log_prob(x, feats)[0]  # noqa: B023
-        total += stack.normalize_(redo(), redo)[0].sum(0, dtype=torch.float64)
+        redo = lambda: cands.weighted_log_prob(x, feats)[0]  # noqa: B023
+        total += cands.normalize_(redo(), redo)[0].sum(0, dtype=torch.float64)
     return total.tolist()
 
 
-def stacked_covariances(cov, stat, nk_raw, nk, means, sx, anchor, starts, ks, n, reg_covar) -> torch.Tensor:
+def candidate_covariances(cov, stat, nk_raw, nk, means, sx, anchor, starts, ks, n, reg_covar) -> torch.Tensor:
     """Every candidate's covariances from its statistics (tied: one matrix per candidate, so per slice)."""
     if cov.name == "tied":
         return torch.stack([

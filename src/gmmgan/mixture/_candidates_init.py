@@ -5,7 +5,7 @@ Lloyd steps, each a loop of small kernels; on small data that is as slow as the 
 
 - one greedy k-means++ seeding with the largest K; candidate K starts from its first K centers
   (greedy k-means++ adds one center at a time, so every prefix is itself a k-means++ seeding);
-- Lloyd steps for all candidates together (:func:`gmmgan.mixture._candidates_kmeans.lloyd_batched`), each
+- Lloyd steps for all candidates together (:func:`gmmgan.mixture._candidates_kmeans.lloyd_candidates`), each
   candidate stopping on its own criterion (for 'k-means++' at most SELECTION_LLOYD_STEPS, 5);
 - the first M-step from the candidates' hard assignments, in one pass over the data.
 
@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 from gmmgan.mixture import _kmeans
+from gmmgan.mixture._candidates_em import candidate_covariances
+from gmmgan.mixture._candidates_kmeans import NearestCenters, lloyd_candidates
 from gmmgan.mixture._em_state import _Shifted, _State
-from gmmgan.mixture._candidates_kmeans import NearestCenters, lloyd_batched
-from gmmgan.mixture._candidates_em import stacked_covariances
 
 # Lloyd steps of init_params='k-means++' here: half of a single fit's KMEANSPP_LLOYD_STEPS (10).
 # The EM that follows finishes what Lloyd leaves; on the 50 data sets of benchmarks/auto_k.py
@@ -45,7 +45,7 @@ def kmeans_initial_states(est, ks: list[int], data: _Shifted, source, shift, gen
     pp = _kmeans.kmeans_plusplus(seeds, max(ks), generator)
     centers = torch.cat([pp[:k] for k in ks])
     steps = SELECTION_LLOYD_STEPS if est.init_params == "k-means++" else KMEANS_MAX_STEPS
-    centers = lloyd_batched(source, centers, ks, shift, max_iter=steps, tol=KMEANS_TOL)
+    centers = lloyd_candidates(source, centers, ks, shift, max_iter=steps, tol=KMEANS_TOL)
 
     # Hard assignments to the nearest center of each candidate, summed per component in float64
     # (GaussianMixture's one-hot initial responsibilities; its statistics, accumulated here with
@@ -78,8 +78,8 @@ def kmeans_initial_states(est, ks: list[int], data: _Shifted, source, shift, gen
     eps = torch.finfo(dtype).eps
     nk_e = nk + 10 * eps
     means = sx / nk_e.unsqueeze(1)
-    covs = stacked_covariances(cov, stat, nk, nk_e, means, sx, anchor, starts, ks, n, est.reg_covar)
-    # As GaussianMixture._finish_state, for all candidates in one batch; initial weights are
+    covs = candidate_covariances(cov, stat, nk, nk_e, means, sx, anchor, starts, ks, n, est.reg_covar)
+    # As GaussianMixture._finish_state, for all candidates at once; initial weights are
     # counts over n_samples (not renormalised), as scikit-learn's.
     covs = cov.to_dtype(covs, dtype, est.reg_covar)
     prec = cov.precision_cholesky(covs.to(f64), est.reg_covar).to(dtype)

@@ -35,7 +35,7 @@ def candidate_groups(c: int) -> list[tuple[int, int]]:
 class NearestCenters:
     """The nearest center of each of C problems, for rows of (shifted) data.
 
-    ``centers`` (T, D) stacks the centers of all problems; problem i owns rows
+    ``centers`` (T, D) holds the centers of all problems one after another; problem i owns rows
     ``starts[i] : starts[i] + ks[i]`` (``ks`` ascending). Distances are computed in float32
     (float64 data too): it only decides which center a row goes to, and a row within rounding
     of two centers may go to either; sums and centers stay in the data's dtype. That halves the
@@ -80,7 +80,7 @@ class NearestCenters:
         return d2, lab
 
 
-def lloyd_batched(
+def lloyd_candidates(
     source: DataSource,
     centers: torch.Tensor,
     ks: list[int],
@@ -88,7 +88,7 @@ def lloyd_batched(
     max_iter: int,
     tol: float,
 ) -> torch.Tensor:
-    """:func:`gmmgan.mixture._kmeans.lloyd` for C problems at once; ``centers`` stacked (sum ks, D).
+    """:func:`gmmgan.mixture._kmeans.lloyd` for C problems at once; ``centers`` (sum ks, D), problem after problem.
 
     ``ks`` ascending. Each problem stops on lloyd's own criterion (squared center shift below
     ``tol`` times the mean feature variance) and then drops out; an empty cluster moves to the

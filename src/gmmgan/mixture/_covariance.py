@@ -18,6 +18,11 @@ spherical  (K,)                   (K,)                    sum r x*x, (K, D)
 
 ``a`` is an anchor (the means the E-step used): accumulating around it instead of around the
 origin keeps float32 covariance estimates accurate when components sit far from the origin.
+
+The table is also the one place that knows each type's layout: :meth:`shape`, the number of free
+parameters (:meth:`n_cov_params`, :meth:`n_parameters`, as BIC and AIC count them) and the
+expansion to full (K, D, D) matrices (:meth:`full_covariances`), which takes numpy arrays as well
+as tensors so that numpy-only code (gmmgan.plotting) can use it too.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -131,8 +137,26 @@ def _sparse_scatter(y: torch.Tensor, resp: torch.Tensor) -> torch.Tensor | None:
     return out
 
 
+def _eye_like(a, d: int):
+    """The (D, D) identity as ``a`` is: a numpy array, or a tensor of its dtype and device."""
+    if isinstance(a, torch.Tensor):
+        return torch.eye(d, dtype=a.dtype, device=a.device)
+    return np.eye(d, dtype=a.dtype)
+
+
+def _broadcast_to(a, shape):
+    """A read-only broadcast view of ``a`` (numpy array or tensor) with ``shape``."""
+    return torch.broadcast_to(a, shape) if isinstance(a, torch.Tensor) else np.broadcast_to(a, shape)
+
+
 class _Type:
-    """Defaults for the EM hooks: the E-step keeps nothing for the M-step to reuse."""
+    """Defaults for the EM hooks (the E-step keeps nothing for the M-step to reuse) and the
+    parameter count that every type shares."""
+
+    @classmethod
+    def n_parameters(cls, k: int, d: int) -> int:
+        """Free parameters of a K-component mixture in D dimensions: covariances, means, weights."""
+        return cls.n_cov_params(k, d) + k * d + k - 1
 
     @classmethod
     def e_step_block(cls, X, means, prec_chol):
@@ -243,11 +267,15 @@ class _Full(_Type):
 
     @staticmethod
     def full_covariances(cov, k, d):
+        """``cov`` (numpy array or tensor, this type's shape) as (K, D, D) matrices, of its kind.
+
+        May be ``cov`` itself or a view of it (tied); copy before writing to it.
+        """
         return cov
 
     @staticmethod
     def n_cov_params(k, d):
-        return k * d * (d + 1) / 2.0
+        return k * d * (d + 1) // 2
 
     @staticmethod
     def shape(k, d):
@@ -291,11 +319,11 @@ class _Tied(_Type):
 
     @staticmethod
     def full_covariances(cov, k, d):
-        return cov.expand(k, d, d)
+        return _broadcast_to(cov, (k, d, d))
 
     @staticmethod
     def n_cov_params(k, d):
-        return d * (d + 1) / 2.0
+        return d * (d + 1) // 2
 
     @staticmethod
     def shape(k, d):
@@ -349,7 +377,7 @@ class _Diag(_Type):
 
     @staticmethod
     def full_covariances(cov, k, d):
-        return torch.diag_embed(cov)
+        return cov[:, :, None] * _eye_like(cov, d)
 
     @staticmethod
     def n_cov_params(k, d):
@@ -380,7 +408,7 @@ class _Spherical(_Diag):
 
     @staticmethod
     def full_covariances(cov, k, d):
-        return cov[:, None, None] * torch.eye(d, dtype=cov.dtype, device=cov.device)
+        return cov[:, None, None] * _eye_like(cov, d)
 
     @staticmethod
     def n_cov_params(k, d):

@@ -36,6 +36,9 @@ class _State:
     means: torch.Tensor
     covariances: torch.Tensor | None
     prec_chol: torch.Tensor
+    # (iteration, component) of every emptied component re-seeded so far in this initialisation:
+    # it travels with the parameters, so the best initialisation's list is kept with them.
+    reseeded: tuple = ()
 
 
 @dataclass

@@ -72,6 +72,22 @@ def initial_responsibilities(init_params: str, k: int, data: _Shifted, source: D
     return blocks, anchor
 
 
+def responsibility_stats(blocks, anchor, cov) -> _Stats:
+    """Statistics (float64) of (shifted block, responsibilities) pairs, around ``anchor``.
+
+    What an M-step needs from initial responsibilities; shared by both estimators.
+    """
+    f64 = torch.float64
+    nk = sx = stat = None
+    for x, resp in blocks:
+        parts = (resp.sum(0, dtype=f64), (resp.mT @ x).to(f64), cov.accumulate(x, resp, anchor).to(f64))
+        if nk is None:
+            nk, sx, stat = parts
+        else:
+            nk, sx, stat = nk + parts[0], sx + parts[1], stat + parts[2]
+    return _Stats(nk, sx, stat, anchor.to(f64))
+
+
 def _global_rows(source: DataSource, indices: torch.Tensor, shift) -> torch.Tensor:
     """Rows ``indices`` (global row numbers) of the data, shifted, in that order, on every rank."""
     if source.shard is None:
@@ -110,7 +126,7 @@ class InitializationMixin:
         k, n = self.n_components, source.n_global
         dtype = source.dtype
         blocks, anchor = initial_responsibilities(self.init_params, k, data, source, shift, generator)
-        stats = self._stats_from_blocks(blocks, anchor, cov)
+        stats = responsibility_stats(blocks, anchor, cov)
         if source.shard is not None:
             nk, sx, stat = gdist.all_reduce_sums(stats.nk, stats.sx, stats.stat)
             stats = _Stats(nk, sx, stat, stats.anchor)
@@ -120,16 +136,3 @@ class InitializationMixin:
         covs = cov.covariances(stats.stat, stats.nk, nk, means, stats.sx, stats.anchor, n, self.reg_covar)
         # As scikit-learn: initial weights are counts over n_samples (not renormalised).
         return self._finish_state(nk / n, means, covs, dtype, cov)
-
-    @staticmethod
-    def _stats_from_blocks(blocks, anchor, cov) -> _Stats:
-        f64 = torch.float64
-        nk = sx = stat = None
-        for x, resp in blocks:
-            parts = (resp.sum(0, dtype=f64), (resp.mT @ x).to(f64), cov.accumulate(x, resp, anchor).to(f64))
-            if nk is None:
-                nk, sx, stat = parts
-            else:
-                nk, sx, stat = nk + parts[0], sx + parts[1], stat + parts[2]
-        return _Stats(nk, sx, stat, anchor.to(f64))
-

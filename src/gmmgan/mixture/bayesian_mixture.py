@@ -6,7 +6,9 @@ normalised by the degrees of freedom), so from the same initial responsibilities
 take the same variational steps. The work is done as in :class:`GaussianMixture`: in PyTorch, on
 any device, over row blocks of a :class:`DataSource`, in coordinates shifted by the data mean,
 with the sufficient statistics summed in float64. The per-covariance-type pieces (log-densities,
-statistics, Gaussian covariance estimates, Cholesky factors) are the ones GaussianMixture uses.
+statistics, Gaussian covariance estimates, Cholesky factors) are the ones GaussianMixture uses,
+and so are the EM loop (initialisations, convergence, warm start) and the inference methods, from
+:class:`gmmgan.mixture._base.BaseMixture`; this module holds the variational steps.
 
 Surplus components end with weights near zero; :attr:`n_active_components_` counts the others.
 """
@@ -14,7 +16,6 @@ Surplus components end with weights near zero; :attr:`n_active_components_` coun
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,19 +23,13 @@ import torch
 
 from gmmgan import distributed as gdist
 from gmmgan.mixture import _validation
-from gmmgan.mixture._base import (
-    ConvergenceWarning,
-    ParamsMixin,
-    VerboseReporter,
-    make_generator,
-    sklearn_compatible,
-)
+from gmmgan.mixture._base import BaseMixture, FitData
 from gmmgan.mixture._covariance import COVARIANCES, log_det_precision
-from gmmgan.mixture._data_source import inference_dtype, make_source, resolve_device, summarize
-from gmmgan.mixture._em_state import _Shifted, _Stats
-from gmmgan.mixture._feature_names import check_feature_names
-from gmmgan.mixture._initialization import initial_responsibilities
-from gmmgan.mixture.gaussian_mixture import GaussianMixture
+from gmmgan.mixture._em_state import _Stats
+from gmmgan.mixture._initialization import (
+    initial_responsibilities,
+    responsibility_stats,
+)
 
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 # A component is active when its weight is above this fraction of a uniform weight, 1/n_components.
@@ -62,7 +57,7 @@ class _Priors:
     covariance: torch.Tensor
 
 
-class BayesianGaussianMixture(ParamsMixin):
+class BayesianGaussianMixture(BaseMixture):
     """Variational Bayesian Gaussian mixture, with scikit-learn's API, in PyTorch.
 
     Parameters are scikit-learn's :class:`sklearn.mixture.BayesianGaussianMixture` parameters
@@ -167,7 +162,7 @@ class BayesianGaussianMixture(ParamsMixin):
                 f"n_components must be a positive int (an upper bound on the components used), got "
                 f"{self.n_components!r}."
             )
-        _validation.check_parameters(self)
+        super()._check_parameters()
         if self.weight_concentration_prior_type not in WEIGHT_PRIOR_TYPES:
             raise ValueError(
                 f"Unknown weight_concentration_prior_type {self.weight_concentration_prior_type!r}; "
@@ -234,81 +229,26 @@ class BayesianGaussianMixture(ParamsMixin):
         return prior
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None):
-        """Fit the variational posterior to ``X`` (any input GaussianMixture accepts). Returns self."""
-        self._fit(X)
-        return self
+    def _initialize(self, fit: FitData) -> _VState:
+        return self._m_step(self._initial_stats(fit.data, fit.source, fit.shift, fit.generator, fit.cov),
+                            fit.cov, fit.priors, fit.n_samples)
 
-    def fit_predict(self, X, y=None):
-        """Fit, then return the most probable component of every row, shape (n_samples,)."""
-        self._fit(X)
-        return self.predict(X)
+    def _warm_state(self, fit: FitData) -> _VState:
+        return self._state(fit.shift.device, fit.shift)
 
-    def _fit(self, X) -> None:
-        check_feature_names(self, X, reset=True)
-        self._check_parameters()
-        k = self.n_components
-        warm = self.warm_start and hasattr(self, "converged_")  # a warm start continues on data of the same width
-        source = make_source(X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=k,
-                             n_features=self.n_features_in_ if warm else None, owner=type(self).__name__)
-        n, d = source.n_samples, source.n_features
-        if n < 2:
-            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got n_samples = {n}.")
-        if n < k:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {k}, n_samples = {n}. "
-                "Use fewer components or more data."
-            )
-        summary = summarize(source)
-        shift = summary.mean.to(source.dtype)
-        data = _Shifted(source, shift)
-        priors = self._priors(source, summary, shift)
-        cov = COVARIANCES[self.covariance_type]
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        generator = make_generator(self.random_state)
+    def _em_step(self, fit: FitData, state: _VState, n_iter: int) -> tuple[_VState, float]:
+        # As scikit-learn's: the bound of the updated posterior, after the M-step.
+        stats, entropy = self._e_step(fit.data, state, fit.cov, fit.source.dtype)
+        state = self._m_step(stats, fit.cov, fit.priors, fit.n_samples)
+        return state, self._lower_bound(state, entropy, fit.priors, fit.n_features)
 
-        best, best_bound, best_bounds, best_n_iter, self.converged_ = None, -math.inf, [], 0, False
-        report = VerboseReporter(self.verbose, self.verbose_interval)
-        for init in range(self.n_init if do_init else 1):
-            report.init_begin(init)
-            if do_init:
-                state = self._m_step(self._initial_stats(data, source, shift, generator, cov), cov, priors, n)
-            else:
-                state = self._warm_state(shift)
-            bound = -math.inf if do_init else self.lower_bound_
-            bounds, converged, n_iter = [], False, 0
-            for n_iter in range(1, self.max_iter + 1):
-                prev = bound
-                stats, entropy = self._e_step(data, state, cov, source.dtype)
-                state = self._m_step(stats, cov, priors, n)
-                bound = self._lower_bound(state, entropy, priors, d)
-                bounds.append(bound)
-                change = bound - prev
-                if self.callback is not None:
-                    self.callback({"init": init, "n_iter": n_iter, "lower_bound": bound, "change": change})
-                report.iteration_end(n_iter, change)
-                if abs(change) < self.tol:
-                    converged = True
-                    break
-            if self.max_iter > 0:  # as scikit-learn: no end message for an initialisation-only fit
-                report.init_end(bound, converged)
-            if self.max_iter == 0 or bound > best_bound or best_bound == -math.inf:
-                best, best_bound, best_bounds, best_n_iter, self.converged_ = state, bound, bounds, n_iter, converged
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init parameters, "
-                "or increase max_iter, tol, or check for degenerate data.",
-                sklearn_compatible(ConvergenceWarning),
-                stacklevel=3,
-            )
-        self._set_state(best, shift, priors, source)
-        self.n_iter_, self.lower_bound_, self.lower_bounds_ = best_n_iter, best_bound, best_bounds
-        self.n_features_in_ = d
+    def _set_parameters(self, fit: FitData, state: _VState) -> None:
+        self._set_state(state, fit.shift, fit.priors, fit.source)
 
     def _initial_stats(self, data, source, shift, generator, cov) -> _Stats:
         """Statistics of the initial responsibilities (scikit-learn's ``_initialize_parameters``)."""
         blocks, anchor = self._initial_resp(data, source, shift, generator)
-        return GaussianMixture._stats_from_blocks(blocks, anchor, cov)
+        return responsibility_stats(blocks, anchor, cov)
 
     def _initial_resp(self, data, source, shift, generator):
         """(iterable of (shifted block, responsibilities), anchor) from ``init_params``.
@@ -451,32 +391,18 @@ class BayesianGaussianMixture(ParamsMixin):
         return _VState(wc, t(self.mean_precision_), t(self.means_) - shift.to(device=device, dtype=torch.float64),
                        t(self.degrees_of_freedom_), t(self.covariances_), t(self.precisions_cholesky_))
 
-    def _warm_state(self, shift) -> _VState:
-        return self._state(shift.device, shift)
-
     # --------------------------------------------------------------- inference
-    def _blocks(self, X):
-        """Yield (source, weighted variational log-probabilities (rows, K)) for every block of X."""
-        self._check_is_fitted()
-        check_feature_names(self, X, reset=False)
-        means = torch.as_tensor(self.means_)
-        device = resolve_device(self.device, X if isinstance(X, torch.Tensor) else None)
-        if isinstance(self.means_, torch.Tensor) and self.device is None and not isinstance(X, torch.Tensor):
-            device = self.means_.device
-        source = make_source(
-            X, device=device, dtype=inference_dtype(means.dtype, X, self.dtype), chunk_size=self.chunk_size,
-            n_components=means.shape[0], n_features=means.shape[1], owner=type(self).__name__,
-        )
-        state = self._state(source.device, torch.zeros(means.shape[1], dtype=torch.float64, device=source.device))
-        weights = torch.as_tensor(self.weights_).to(device=source.device, dtype=torch.float64)
-        shift = (weights @ state.means).to(source.dtype)
+    def _inference_model(self, device, dtype):
+        d = torch.as_tensor(self.means_).shape[1]
+        state = self._state(device, torch.zeros(d, dtype=torch.float64, device=device))
+        weights = torch.as_tensor(self.weights_).to(device=device, dtype=torch.float64)
+        shift = (weights @ state.means).to(dtype)
         state.means = state.means - shift.to(torch.float64)
         cov = COVARIANCES[self.covariance_type]
-        d = means.shape[1]
-        offset = (self._log_prob_offset(state, d) + self._log_weights(state)).to(source.dtype)
-        m, pc = state.means.to(source.dtype), state.prec_chol.to(source.dtype)
-        for x in _Shifted(source, shift).checked_chunks():
-            yield source, cov.log_prob(x, m, pc).add_(offset)
+        # The variational log-probabilities: the Gaussian ones plus a per-component offset.
+        offset = (self._log_prob_offset(state, d) + self._log_weights(state)).to(dtype)
+        means, prec_chol = state.means.to(dtype), state.prec_chol.to(dtype)
+        return shift, lambda x: cov.log_prob(x, means, prec_chol).add_(offset)
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample of ``X``.
@@ -486,14 +412,4 @@ class BayesianGaussianMixture(ParamsMixin):
         collective either (one rank may call it alone).
         """
         with gdist.local_only():
-            return GaussianMixture.score(self, X, y)
-
-    # As scikit-learn's BaseMixture: the same reductions over the weighted log-probabilities.
-    _collect = GaussianMixture._collect
-    score_samples = GaussianMixture.score_samples
-    predict = GaussianMixture.predict
-    predict_proba = GaussianMixture.predict_proba
-    # Sampling draws from the mixture with the posterior-mean parameters (weights_, means_, covariances_).
-    sample = GaussianMixture.sample
-    _model = GaussianMixture._model
-    _current_state = GaussianMixture._current_state
+            return super().score(X, y)

@@ -10,23 +10,10 @@ import numpy as np
 import torch
 
 from gmmgan import distributed as gdist
-from gmmgan.mixture import _validation
-from gmmgan.mixture._base import (
-    ConvergenceWarning,
-    ParamsMixin,
-    VerboseReporter,
-    make_generator,
-    sklearn_compatible,
-)
+from gmmgan.mixture._base import BaseMixture, FitData
+from gmmgan.mixture._candidates_fit import fit_auto
 from gmmgan.mixture._covariance import COVARIANCES
-from gmmgan.mixture._data_source import (
-    DataSource,
-    inference_dtype,
-    make_source,
-    resolve_device,
-    shard_source,
-    summarize,
-)
+from gmmgan.mixture._data_source import DataSource, shard_source
 from gmmgan.mixture._em_state import (
     EMPTY_COMPONENT,
     KMEANSPP_LLOYD_STEPS,
@@ -41,7 +28,8 @@ from gmmgan.mixture._io import MixtureIOMixin
 
 __all__ = ["EMPTY_COMPONENT", "KMEANSPP_LLOYD_STEPS", "GaussianMixture", "log_normalize_"]
 
-class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
+
+class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
     """Gaussian mixture model fitted by EM, with scikit-learn's API, in PyTorch.
 
     The density is p(x) = sum_k weights_[k] N(x | means_[k], covariances_[k]). Parameters,
@@ -165,37 +153,10 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         self.callback = callback
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None):
-        """Estimate the parameters with EM.
-
-        Parameters
-        ----------
-        X : array of shape (n_samples, n_features), torch tensor, path to a .npy file, memmap,
-            or a re-iterable of 2-D chunks (read on every pass; exact EM over all of them).
-        y : ignored
-
-        Returns
-        -------
-        self
-
-        Notes
-        -----
-        Under a ``torch.distributed`` process group every rank must call ``fit`` with its own
-        shard (at least one row each) and the same parameters; see the class docstring.
-        """
-        self._fit(X, want_labels=False)
-        return self
-
-    def fit_predict(self, X, y=None):
-        """Fit, then return the component label of every row of ``X``, shape (n_samples,)."""
-        return self._fit(X, want_labels=True)
-
     def _fit(self, X, want_labels: bool):
-        check_feature_names(self, X, reset=True)
         if isinstance(self.n_components, str) and self.n_components == "auto":
             # K chosen by BIC over candidates fitted together (gmmgan.mixture.model_selection).
-            from gmmgan.mixture.model_selection import fit_auto
-
+            check_feature_names(self, X, reset=True)
             if gdist.is_distributed():
                 warnings.warn(
                     "n_components='auto' is not fitted across processes: each rank selects K on "
@@ -205,79 +166,40 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
                     stacklevel=3,
                 )
             return fit_auto(self, X, want_labels=want_labels)
-        _validation.check_parameters(self)
-        warm = self.warm_start and hasattr(self, "converged_")  # a warm start continues on data of the same width
-        source = make_source(
-            X, device=self.device, dtype=self.dtype, chunk_size=self.chunk_size, n_components=self.n_components,
-            covariance_type=self.covariance_type, n_features=self.n_features_in_ if warm else None,
-            owner=type(self).__name__,
-        )
-        source = shard_source(source)  # one rank's rows of data spread over processes (else as is)
-        n, d, k = source.n_global, source.n_features, self.n_components
-        if n < 2:
-            raise ValueError(f"Expected n_samples >= 2 to fit a mixture, got n_samples = {n}; pass at least 2 rows of data.")
-        if n < k:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {k}, "
-                f"n_samples = {n}. Use fewer components or more data."
-            )
-        summary = summarize(source)
-        dtype, dev = source.dtype, source.device
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        if do_init:
-            shift = summary.mean.to(dtype)
-        else:
-            current = self._current_state(dev, dtype, shift=None)
-            shift = (current.weights @ current.means).to(dtype)
-        data = _Shifted(source, shift)
-        generator = make_generator(self.random_state)
-        if source.shard is not None:  # the same draws on every rank, even for random_state=None
-            gdist.broadcast_generator_(generator)
-        cov = COVARIANCES[self.covariance_type]
+        return self._fit_em(X, want_labels)
 
-        best, max_lower_bound, best_bounds, self.converged_ = None, -math.inf, [], False
-        report = VerboseReporter(self.verbose, self.verbose_interval)
-        for init in range(self.n_init if do_init else 1):
-            report.init_begin(init)
-            state = self._initial_state(data, source, summary, shift, generator) if do_init else self._current_state(dev, dtype, shift)
-            lower_bound = -math.inf if do_init else self.lower_bound_
-            bounds, converged, n_iter = [], False, 0
-            self._reseeded = []
-            for n_iter in range(1, self.max_iter + 1):
-                prev = lower_bound
-                stats, lower_bound = self._e_step(data, state, cov)
-                state = self._m_step(stats, state, cov, n, summary.var.to(dev), n_iter)
-                bounds.append(lower_bound)
-                change = lower_bound - prev
-                if self.callback is not None:
-                    self.callback({"init": init, "n_iter": n_iter, "lower_bound": lower_bound, "change": change})
-                report.iteration_end(n_iter, change)
-                if abs(change) < self.tol:
-                    converged = True
-                    break
-            if self.max_iter > 0:  # as scikit-learn: no end message for an initialisation-only fit
-                report.init_end(lower_bound, converged)
-            if lower_bound > max_lower_bound or max_lower_bound == -math.inf:
-                best, max_lower_bound, best_bounds = state, lower_bound, bounds
-                best_n_iter, self.converged_ = n_iter, converged
-                best_reseeded = self._reseeded
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init parameters, "
-                "or increase max_iter, tol, or check for degenerate data.",
-                sklearn_compatible(ConvergenceWarning),
-                stacklevel=3,
-            )
-        self._set_state(best, shift, source)
-        self.n_iter_ = best_n_iter
-        self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = best_bounds
-        self.reseeded_ = best_reseeded
-        self.n_features_in_ = d
-        if not want_labels:
-            return None
-        labels = torch.cat([(cov.log_prob(x, best.means, best.prec_chol) + best.weights.log()).argmax(1) for x in data.chunks()])
-        return source.to_output(labels)
+    def _fit_source(self, X, warm: bool) -> DataSource:
+        # Under a process group, this rank's rows of data spread over processes (else as is).
+        return shard_source(super()._fit_source(X, warm))
+
+    def _fit_shift(self, source, summary, warm: bool) -> torch.Tensor:
+        if not warm:
+            return super()._fit_shift(source, summary, warm)
+        # A warm start continues in the coordinates of the current model's centre.
+        current = self._current_state(source.device, source.dtype, shift=None)
+        return (current.weights @ current.means).to(source.dtype)
+
+    def _initialize(self, fit: FitData) -> _State:
+        return self._initial_state(fit.data, fit.source, fit.summary, fit.shift, fit.generator)
+
+    def _warm_state(self, fit: FitData) -> _State:
+        return self._current_state(fit.source.device, fit.source.dtype, fit.shift)
+
+    def _em_step(self, fit: FitData, state: _State, n_iter: int) -> tuple[_State, float]:
+        # The lower bound is that of the E-step's parameters, as scikit-learn's.
+        stats, lower_bound = self._e_step(fit.data, state, fit.cov)
+        data_var = fit.summary.var.to(fit.source.device)
+        return self._m_step(stats, state, fit.cov, fit.n_samples, data_var, n_iter), lower_bound
+
+    def _set_parameters(self, fit: FitData, state: _State) -> None:
+        self._set_state(state, fit.shift, fit.source)
+        self.reseeded_ = list(state.reseeded)
+
+    def _fit_labels(self, X, fit: FitData, best: _State):
+        # From the chosen parameters in the fit's own coordinates: no second DataSource over X.
+        log_w = best.weights.log()
+        labels = torch.cat([(fit.cov.log_prob(x, best.means, best.prec_chol) + log_w).argmax(1) for x in fit.data.chunks()])
+        return fit.source.to_output(labels)
 
     def _e_step(self, data: _Shifted, state: _State, cov) -> tuple[_Stats, float]:
         """One pass: responsibilities of every block and the statistics the M-step needs."""
@@ -319,13 +241,13 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         covs = cov.covariances(stats.stat, nk_raw, nk, means, stats.sx, stats.anchor, n_samples, self.reg_covar)
         # Each component is re-seeded at most once per initialisation: with fewer distinct points
         # than components, some must stay empty, and moving them again would only oscillate.
-        done = {c for _, c in self._reseeded}
+        done = {c for _, c in state.reseeded}
         empty = [c for c in torch.nonzero(nk_raw < EMPTY_COMPONENT).flatten().tolist() if c not in done]
+        reseeded = state.reseeded + tuple((n_iter, c) for c in empty)
         if empty:
-            self._reseeded.extend((n_iter, c) for c in empty)
             nk, means, covs = self._reseed(empty, nk, means, covs, _global_worst(stats, len(nk)), data_var)
         weights = nk / nk.sum()
-        return self._finish_state(weights, means, covs, dtype, cov)
+        return replace(self._finish_state(weights, means, covs, dtype, cov), reseeded=reseeded)
 
     def _finish_state(self, weights, means, covs, dtype, cov) -> _State:
         """A _State in the compute dtype whose covariances are positive definite in that dtype."""
@@ -338,7 +260,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
             f"Component(s) {empty} lost all their points; re-seeded them at the worst-explained "
             "data points with the data's variance. Consider fewer components or a larger reg_covar.",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=7,  # the caller of fit, past fit, _fit, _fit_em, _em_step and _m_step
         )
         nk, means, covs = nk.clone(), means.clone(), covs.clone()
         var = data_var.to(torch.float64) + self.reg_covar
@@ -354,16 +276,6 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         return nk, means, covs
 
     # ----------------------------------------------------------- fitted params
-    def _current_state(self, device, dtype, shift) -> _State:
-        """The public fitted attributes as a _State on ``device`` (shifted by ``shift`` if given)."""
-        self._check_is_fitted()
-        t = lambda a: torch.as_tensor(a).to(device=device, dtype=dtype)
-        means = t(self.means_)
-        if shift is not None:
-            means = means - shift
-        covs = t(self.covariances_) if getattr(self, "covariances_", None) is not None else None
-        return _State(t(self.weights_), means, covs, t(self.precisions_cholesky_))
-
     def _set_state(self, state: _State, shift: torch.Tensor, source: DataSource) -> None:
         cov = COVARIANCES[self.covariance_type]
         out = (lambda t: t.detach().cpu().numpy()) if source.output_kind == "numpy" else (lambda t: t.detach())
@@ -376,67 +288,12 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
         self.precisions_cholesky_ = out(state.prec_chol)
         self.precisions_ = out(cov.precisions(state.prec_chol))
 
-    def _model(self, device, dtype=None):
-        """(state, shift) for inference: parameters shifted by their weighted mean, for accuracy."""
-        self._check_is_fitted()
-        if dtype is None:
-            dtype = torch.as_tensor(self.means_).dtype
-        state = self._current_state(device, dtype, shift=None)
-        shift = state.weights @ state.means
-        return replace(state, means=state.means - shift), shift
-
     # --------------------------------------------------------------- inference
-    def _blocks(self, X):
-        """Yield (source, weighted log-probabilities (rows, K)) for every block of X."""
-        self._check_is_fitted()
-        check_feature_names(self, X, reset=False)
-        means = torch.as_tensor(self.means_)
-        device = resolve_device(self.device, X if isinstance(X, torch.Tensor) else None)
-        if isinstance(self.means_, torch.Tensor) and self.device is None and not isinstance(X, torch.Tensor):
-            device = self.means_.device
-        source = make_source(
-            X, device=device, dtype=inference_dtype(means.dtype, X, self.dtype), chunk_size=self.chunk_size,
-            n_components=means.shape[0], n_features=means.shape[1], covariance_type=self.covariance_type,
-            owner=type(self).__name__,
-        )
-        state, shift = self._model(source.device, source.dtype)
+    def _inference_model(self, device, dtype):
+        state, shift = self._model(device, dtype)
         cov = COVARIANCES[self.covariance_type]
         log_w = state.weights.log()
-        for x in _Shifted(source, shift).checked_chunks():
-            yield source, cov.log_prob(x, state.means, state.prec_chol).add_(log_w)
-
-    def _collect(self, X, fn):
-        source, parts = None, []
-        for source, wlp in self._blocks(X):
-            parts.append(fn(wlp))
-        return source, torch.cat(parts)
-
-    def score_samples(self, X):
-        """Log-density log p(x) of every row, shape (n_samples,)."""
-        source, out = self._collect(X, lambda w: log_normalize_(w)[0])
-        return source.to_output(out)
-
-    def score(self, X, y=None) -> float:
-        """Mean log-likelihood per sample of ``X``.
-
-        Under a ``torch.distributed`` process group each rank passes its shard and gets the mean
-        over all ranks' rows (every rank must call it).
-        """
-        _, out = self._collect(X, lambda w: log_normalize_(w)[0])
-        if not gdist.is_distributed():
-            return float(out.double().mean())
-        total, count = gdist.all_reduce_sums(out.double().sum().reshape(1), out.new_tensor([out.numel()], dtype=torch.float64))
-        return float(total) / float(count)
-
-    def predict(self, X):
-        """Most probable component of every row, shape (n_samples,)."""
-        source, out = self._collect(X, lambda w: w.argmax(1))
-        return source.to_output(out)
-
-    def predict_proba(self, X):
-        """Posterior probability of each component for every row, shape (n_samples, K)."""
-        source, out = self._collect(X, lambda w: log_normalize_(w)[1])
-        return source.to_output(out)
+        return shift, lambda x: cov.log_prob(x, state.means, state.prec_chol).add_(log_w)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable log-density of ``x`` (torch tensor (n, D)), shape (n,); usable as a loss."""
@@ -454,8 +311,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
 
     def _n_parameters(self) -> int:
         k, d = torch.as_tensor(self.means_).shape
-        cov = COVARIANCES[self.covariance_type].n_cov_params(k, d)
-        return int(cov + k * d + k - 1)
+        return COVARIANCES[self.covariance_type].n_parameters(k, d)
 
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better; over all ranks' shards, as ``score``)."""
@@ -466,57 +322,6 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, ParamsMixin):
     def aic(self, X) -> float:
         """Akaike information criterion on ``X`` (lower is better; over all ranks' shards, as ``score``)."""
         return -2 * self.score(X) * _n_rows(X) + 2 * self._n_parameters()
-
-    def sample(self, n_samples=1, component=None):
-        """Draw samples from the fitted mixture.
-
-        Parameters
-        ----------
-        n_samples : int, default=1
-        component : int, optional
-            Draw only from this component.
-
-        Returns
-        -------
-        X : array of shape (n_samples, D)
-            float64 numpy array (as scikit-learn) for a model fitted on numpy data; a tensor in the
-            model's dtype and device for one fitted on tensors.
-        y : array of shape (n_samples,), the component of each sample (grouped by component)
-        """
-        self._check_is_fitted()
-        if not isinstance(n_samples, (int, np.integer)) or isinstance(n_samples, bool) or n_samples < 1:
-            raise ValueError(
-                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample."
-            )
-        k, d = torch.as_tensor(self.means_).shape
-        if component is not None and not (isinstance(component, (int, np.integer)) and not isinstance(component, bool)
-                                          and 0 <= component < k):
-            raise ValueError(f"component must be an int in [0, {k - 1}], got {component!r}.")
-        ref = self.means_
-        device = ref.device if isinstance(ref, torch.Tensor) else torch.device("cpu")
-        state, shift = self._model(device)
-        gen = make_generator(self.random_state)
-        if component is None:
-            counts = torch.multinomial(state.weights.double().cpu(), n_samples, replacement=True, generator=gen)
-            counts = torch.bincount(counts, minlength=k)
-        else:
-            counts = torch.zeros(k, dtype=torch.long)
-            counts[component] = n_samples
-        cov = COVARIANCES[self.covariance_type]
-        covs = state.covariances if state.covariances is not None else cov.covariances_from_precision_cholesky(state.prec_chol)
-        chol = torch.linalg.cholesky(cov.full_covariances(covs.double(), k, d)).to(state.means.dtype)
-        labels = torch.repeat_interleave(torch.arange(k), counts).to(device)
-        z = torch.randn(n_samples, d, generator=gen, dtype=torch.float64).to(device=device, dtype=state.means.dtype)
-        X = torch.empty_like(z)
-        start = 0
-        for j, count in enumerate(counts.tolist()):
-            if count:
-                X[start : start + count] = state.means[j] + shift + z[start : start + count] @ chol[j].mT
-                start += count
-        if isinstance(ref, torch.Tensor):
-            return X, labels
-        # numpy samples are float64 whatever the model's dtype, as scikit-learn's sample returns.
-        return X.cpu().double().numpy(), labels.cpu().numpy()
 
 
 def _global_worst(stats, k: int) -> torch.Tensor:

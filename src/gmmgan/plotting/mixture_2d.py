@@ -18,15 +18,18 @@ __all__ = ["full_covariances", "plot_gmm_2d"]
 _COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 
+def _covariance_table():
+    # The mixture library's table knows each type's shape and expansion. Imported on first use
+    # so that importing this numpy-only module does not import torch.
+    from gmmgan.mixture._covariance import COVARIANCES
+
+    return COVARIANCES
+
+
 def _infer_covariance_type(covariances: np.ndarray, n_components: int, n_features: int) -> str:
     shape = covariances.shape
-    candidates = {
-        "full": (n_components, n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-        "tied": (n_features, n_features),
-    }
-    matches = [name for name, s in candidates.items() if s == shape]
+    table = _covariance_table()
+    matches = [name for name in _COVARIANCE_TYPES if table[name].shape(n_components, n_features) == shape]
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -74,25 +77,15 @@ def full_covariances(
         raise ValueError(
             f"covariance_type must be one of {', '.join(_COVARIANCE_TYPES)}, got {covariance_type!r}"
         )
-    expected = {
-        "full": (n_components, n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-        "tied": (n_features, n_features),
-    }[covariance_type]
+    layout = _covariance_table()[covariance_type]
+    expected = layout.shape(n_components, n_features)
     if cov.shape != expected:
         raise ValueError(
             f"{covariance_type!r} covariances for {n_components} components in {n_features} "
             f"dimensions must have shape {expected}, got {cov.shape}"
         )
-    eye = np.eye(n_features)
-    if covariance_type == "full":
-        return cov.copy()
-    if covariance_type == "diag":
-        return cov[:, :, None] * eye
-    if covariance_type == "spherical":
-        return cov[:, None, None] * eye
-    return np.broadcast_to(cov, (n_components, n_features, n_features)).copy()
+    # A copy: the table may hand back ``cov`` itself or a read-only view of it.
+    return np.array(layout.full_covariances(cov, n_components, n_features))
 
 
 def _ellipse_geometry(cov: np.ndarray, n_std: float) -> tuple[float, float, float]:
