@@ -14,6 +14,7 @@ from torch import nn
 from gmmgan.data.toy import toy_spec
 from gmmgan.gan.checkpoint import load_snapshot
 from gmmgan.gan.config import config_from_dict
+from gmmgan.gan.networks import build_networks
 from gmmgan.gan.priors import GMMRegularizedPrior, Prior, build_prior
 from gmmgan.plotting.samples import plot_points, save_image_grid
 
@@ -22,9 +23,6 @@ __all__ = ["generate", "image_grid", "load_generator", "write_samples"]
 
 def load_generator(run: str | Path, device="cpu") -> tuple[nn.Module, Prior, dict]:
     """(EMA generator in eval mode, prior, metadata) from a run folder or a ``generator.safetensors``."""
-    # The nets as training builds them; imported here because training_loop imports this module.
-    from gmmgan.gan.training_loop import build_networks
-
     g_state, p_state, meta = load_snapshot(run)
     cfg = config_from_dict(meta["config"])
     shape = tuple(meta["data_shape"])

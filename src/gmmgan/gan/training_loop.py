@@ -57,6 +57,7 @@ from gmmgan.gan.checkpoint import (
 )
 from gmmgan.gan.config import TrainConfig
 from gmmgan.gan.losses import get_gan_loss
+from gmmgan.gan.networks import build_networks
 from gmmgan.gan.priors import Prior, build_prior
 from gmmgan.gan.run_folder import (  # the file names are re-exported: commands import them from here
     CONFIG_NAME,
@@ -72,12 +73,6 @@ from gmmgan.gan.run_folder import (  # the file names are re-exported: commands 
 )
 from gmmgan.gan.sampling import generate, image_grid, load_generator, write_samples
 from gmmgan.gan.train_step import TrainStep, adam
-from gmmgan.nets import (
-    DiscriminatorConfig,
-    GeneratorConfig,
-    build_discriminator,
-    build_generator,
-)
 from gmmgan.plotting.samples import plot_points
 
 __all__ = [
@@ -115,30 +110,6 @@ def load_training_data(cfg: TrainConfig, device: torch.device) -> TensorData:
     d = cfg.data
     return load_dataset(d.name, data_root(cfg), "train", d.resolution, n=d.n, seed=cfg.seed, per_class=d.per_class,
                         device=device)
-
-
-def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) -> tuple[nn.Module, nn.Module]:
-    """G and D for samples of ``data_shape`` (MLP for vectors, DCGAN for square images)."""
-    n = cfg.nets
-    arch = n.arch if n.arch != "auto" else ("mlp" if len(data_shape) == 1 else "dcgan")
-    if arch == "mlp":
-        if len(data_shape) != 1:
-            raise ValueError(f"nets.arch=mlp needs vector data (N, D) but samples have shape {data_shape}; use dcgan.")
-        g = GeneratorConfig("mlp", z_dim=z_dim, out_dim=data_shape[0], width=n.g_width, width_mult=n.g_width_mult,
-                            n_layers=n.g_layers, batch_norm=n.g_batch_norm, spectral_norm=n.g_spectral_norm)
-        d = DiscriminatorConfig("mlp", in_dim=data_shape[0], width=n.d_width, width_mult=n.d_width_mult,
-                                n_layers=n.d_layers, spectral_norm=n.d_spectral_norm, pack=n.pack,
-                                leaky_slope=n.leaky_slope)
-    else:
-        if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
-            raise ValueError(f"nets.arch=dcgan needs square images (N, C, H, H) but samples have shape {data_shape}.")
-        c, r = data_shape[0], data_shape[1]
-        g = GeneratorConfig("dcgan", z_dim=z_dim, channels=c, resolution=r, width=n.g_width,
-                            width_mult=n.g_width_mult, spectral_norm=n.g_spectral_norm)
-        d = DiscriminatorConfig("dcgan", channels=c, resolution=r, width=n.d_width, width_mult=n.d_width_mult,
-                                batch_norm=n.d_batch_norm, spectral_norm=n.d_spectral_norm, pack=n.pack,
-                                leaky_slope=n.leaky_slope)
-    return build_generator(g), build_discriminator(d)
 
 
 # ----------------------------------------------------------------------------------- training

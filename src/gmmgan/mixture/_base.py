@@ -214,7 +214,8 @@ class BaseMixture(ParamsMixin):
     def _current_state(self, device, dtype, shift) -> _State:
         """The public fitted attributes as a _State on ``device`` (shifted by ``shift`` if given)."""
         self._check_is_fitted()
-        t = lambda a: torch.as_tensor(a).to(device=device, dtype=dtype)
+        def t(a):
+            return torch.as_tensor(a).to(device=device, dtype=dtype)
         means = t(self.means_)
         if shift is not None:
             means = means - shift
@@ -249,8 +250,10 @@ class BaseMixture(ParamsMixin):
             yield source, weighted_log_prob(x)
 
     def _collect(self, X, fn):
+        # Every block comes with the same source; the last one's is returned for the output's kind.
         source, parts = None, []
-        for source, wlp in self._blocks(X):
+        for block_source, wlp in self._blocks(X):
+            source = block_source
             parts.append(fn(wlp))
         return source, torch.cat(parts)
 

@@ -453,7 +453,8 @@ def log_likelihoods(states, data, cov) -> list[float]:
         if cands.groups is not None:
             total += cands.groups.step(feats).sum(0, dtype=torch.float64)
             continue
-        redo = lambda: cands.weighted_log_prob(x, feats)[0]  # noqa: B023
+        def redo():
+            return cands.weighted_log_prob(x, feats)[0]  # noqa: B023
         total += cands.normalize_(redo(), redo)[0].sum(0, dtype=torch.float64)
     return total.tolist()
 

@@ -385,7 +385,8 @@ class BayesianGaussianMixture(BaseMixture):
     def _state(self, device, shift) -> _VState:
         """The fitted variational parameters as float64 tensors on ``device``, means shifted."""
         self._check_is_fitted()
-        t = lambda a: torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).to(device=device, dtype=torch.float64)
+        def t(a):
+            return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).to(device=device, dtype=torch.float64)
         wc = self.weight_concentration_
         wc = (t(wc[0]), t(wc[1])) if isinstance(wc, tuple) else t(wc)
         return _VState(wc, t(self.mean_precision_), t(self.means_) - shift.to(device=device, dtype=torch.float64),

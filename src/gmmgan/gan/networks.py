@@ -1,0 +1,38 @@
+"""The generator and discriminator a training config asks for, for samples of a given shape.
+
+Training builds its nets here, and so does :func:`gmmgan.gan.sampling.load_generator` when it
+rebuilds a generator from a snapshot: both must build exactly the same architecture.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from gmmgan.gan.config import TrainConfig
+from gmmgan.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
+
+__all__ = ["build_networks"]
+
+
+def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) -> tuple[nn.Module, nn.Module]:
+    """G and D for samples of ``data_shape`` (MLP for vectors, DCGAN for square images)."""
+    n = cfg.nets
+    arch = n.arch if n.arch != "auto" else ("mlp" if len(data_shape) == 1 else "dcgan")
+    if arch == "mlp":
+        if len(data_shape) != 1:
+            raise ValueError(f"nets.arch=mlp needs vector data (N, D) but samples have shape {data_shape}; use dcgan.")
+        g = GeneratorConfig("mlp", z_dim=z_dim, out_dim=data_shape[0], width=n.g_width, width_mult=n.g_width_mult,
+                            n_layers=n.g_layers, batch_norm=n.g_batch_norm, spectral_norm=n.g_spectral_norm)
+        d = DiscriminatorConfig("mlp", in_dim=data_shape[0], width=n.d_width, width_mult=n.d_width_mult,
+                                n_layers=n.d_layers, spectral_norm=n.d_spectral_norm, pack=n.pack,
+                                leaky_slope=n.leaky_slope)
+    else:
+        if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
+            raise ValueError(f"nets.arch=dcgan needs square images (N, C, H, H) but samples have shape {data_shape}.")
+        c, r = data_shape[0], data_shape[1]
+        g = GeneratorConfig("dcgan", z_dim=z_dim, channels=c, resolution=r, width=n.g_width,
+                            width_mult=n.g_width_mult, spectral_norm=n.g_spectral_norm)
+        d = DiscriminatorConfig("dcgan", channels=c, resolution=r, width=n.d_width, width_mult=n.d_width_mult,
+                                batch_norm=n.d_batch_norm, spectral_norm=n.d_spectral_norm, pack=n.pack,
+                                leaky_slope=n.leaky_slope)
+    return build_generator(g), build_discriminator(d)
