@@ -14,8 +14,6 @@ from gmmgan.cli import main
 from gmmgan.data.download import download_dataset, files_of
 from gmmgan.data.idx import md5sum
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def _serve(folder: Path):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
@@ -26,11 +24,9 @@ def _serve(folder: Path):
 
 
 @pytest.fixture()
-def mirror(tmp_path):
+def mirror(tmp_path, mnist_root):
     """A mirror serving MNIST's four files (copied so a test may corrupt one)."""
-    src = SHARED / "MNIST" / "raw"
-    if not src.is_dir():
-        pytest.skip(f"MNIST files not found in {src}")
+    src = mnist_root / "MNIST" / "raw"
     folder = tmp_path / "mirror"
     shutil.copytree(src, folder)
     server, url = _serve(folder)
@@ -104,3 +100,28 @@ def test_a_missing_file_on_the_mirror_is_a_clear_error(tmp_path, capsys):
 def test_unknown_dataset_is_a_usage_error(capsys):
     assert main(["data", "download", "cifar10"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_training_with_data_download_fetches_the_files_first(mirror, tmp_path, monkeypatch):
+    from gmmgan.data import download as download_module
+    from gmmgan.gan.config import load_config
+    from gmmgan.gan.training_loop import load_training_data
+
+    _, url = mirror
+    monkeypatch.setattr(download_module, "MIRRORS", {"mnist": (url,), "fashion-mnist": (url,)})
+    root = tmp_path / "data"
+    cfg = load_config(None, ["data.name=mnist-limited", "data.per_class=2", f"data.root={root}",
+                             "data.download=true"])
+    data = load_training_data(cfg, __import__("torch").device("cpu"))
+    assert tuple(data.shape) == (1, 28, 28) and len(data.data) == 20
+    assert (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file()
+
+
+def test_without_data_download_nothing_is_fetched(tmp_path):
+    from gmmgan.gan.config import load_config
+    from gmmgan.gan.training_loop import load_training_data
+
+    cfg = load_config(None, ["data.name=mnist", f"data.root={tmp_path}"])
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_training_data(cfg, __import__("torch").device("cpu"))
+    assert not (tmp_path / "MNIST").exists()

@@ -149,7 +149,7 @@ def test_missing_files_lists_every_path(tmp_path):
         tmp_path / "t10k-images-idx3-ubyte",
     ]:
         assert str(p) in msg
-    assert "download=True" in msg and "copy the raw IDX files" in msg
+    assert "gmmgan data download fashion-mnist" in msg and "copy the raw IDX files" in msg
 
 
 def test_root_may_be_the_raw_folder(tmp_path):

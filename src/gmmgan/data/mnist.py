@@ -20,6 +20,7 @@ __all__ = ["load_mnist", "limited_subset", "find_raw_files", "DATASETS", "SPLITS
 
 # dataset name -> torchvision folder name
 DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_NAME_OF = {folder: name for name, folder in DATASETS.items()}
 SPLITS = ("train", "test", "all")
 
 _STEMS = {
@@ -73,9 +74,9 @@ def _find_one(root: Path, folder: str, stem: str) -> Path:
     looked = "\n  ".join(str(p) for p in tried)
     raise FileNotFoundError(
         f"{folder} file {stem}[.gz] not found. Looked in:\n  {looked}\n"
-        f"To get the files, either run `torchvision.datasets.{folder}({str(root)!r}, download=True)` "
-        f"(it writes {root / folder / 'raw'}), or copy the raw IDX files "
-        f"(train/t10k images and labels, .gz or not) into {root / folder / 'raw'}."
+        f"To get the files, run `gmmgan data download {_NAME_OF[folder]} --root {root}` (or train with "
+        f"data.download=true), or copy the raw IDX files (train/t10k images and labels, .gz or not) "
+        f"into {root / folder / 'raw'}."
     )
 
 
@@ -97,7 +98,7 @@ def _verify_md5(path: Path, folder: str, stem: str) -> None:
         raise ValueError(
             f"md5 mismatch for {path}: got {actual}, expected {expected}. The file is corrupt, "
             f"truncated or from another dataset (e.g. MNIST vs Fashion-MNIST). Delete it and fetch "
-            f"it again (torchvision.datasets.{folder}(root, download=True)), or pass verify=False "
+            f"it again (gmmgan data download {_NAME_OF[folder]}), or pass verify=False "
             f"if you deliberately use a modified file."
         )
 

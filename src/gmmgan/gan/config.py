@@ -68,6 +68,9 @@ class DataConfig:
     n : number of points (ring/grid, default 100,000) or images (stacked-mnist, default 128,000).
     resolution : resize images to this size (None = native, 28 px).
     per_class : images per class for the *-limited datasets (50 -> 500 images).
+    download : fetch MNIST / Fashion-MNIST into ``root`` first if its files are missing
+        (md5-verified, as ``gmmgan data download`` does). Off by default: nothing is downloaded
+        unless asked for.
     """
 
     name: str = "grid"
@@ -75,6 +78,7 @@ class DataConfig:
     n: int | None = None
     resolution: int | None = None
     per_class: int = 50
+    download: bool = False
 
     def __post_init__(self):
         _positive("data.n", self.n)

@@ -105,9 +105,20 @@ def data_root(cfg: TrainConfig) -> str | None:
     return str(resolve_data_root(cfg.data.root))
 
 
+# The data sets that data.download can fetch, and the files each needs.
+_DOWNLOADABLE = {"mnist": "mnist", "mnist-limited": "mnist", "stacked-mnist": "mnist",
+                 "fashion-mnist": "fashion-mnist", "fashion-mnist-limited": "fashion-mnist"}
+
+
 def load_training_data(cfg: TrainConfig, device: torch.device) -> TensorData:
     """The training set of ``cfg.data``, on ``device`` (images in [-1, 1], points as they are)."""
     d = cfg.data
+    source = _DOWNLOADABLE.get(d.name)
+    if d.download and source is not None:
+        from gmmgan.data.download import download_dataset
+
+        # Rank 0 alone writes; the others wait for its files (or learn that it failed).
+        distributed.main_only(partial(download_dataset, source, data_root(cfg)), f"downloading {source}")
     return load_dataset(d.name, data_root(cfg), "train", d.resolution, n=d.n, seed=cfg.seed, per_class=d.per_class,
                         device=device)
 
