@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from gmmgan.gan.checkpoint import load_checkpoint
@@ -24,6 +26,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _group_ref():
+    """A weak reference to the default process group (None before init): it must not outlive shutdown()."""
+    return weakref.ref(dist.group.WORLD) if dist.is_initialized() else None
+
+
+def _left_behind(group_ref) -> str:
+    """What of the process group outlives ``distributed.shutdown()``: the group itself, its gloo threads.
+
+    A group still alive when the interpreter finalises makes gloo abort the process now and then
+    ("terminate called without an active exception"), so both must be gone.
+    """
+    left = ["the process group"] if group_ref is not None and group_ref() is not None else []
+    tasks = "/proc/self/task"  # thread names, on Linux
+    for tid in sorted(os.listdir(tasks)) if os.path.isdir(tasks) else []:
+        try:
+            with open(os.path.join(tasks, tid, "comm")) as f:
+                name = f.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if "gloo" in name:
+            left.append(f"thread {name}")
+    return ", ".join(left)
+
+
 def _worker(rank: int, world: int, port: int, run_dir: str, overrides: list[str], out: str) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "60"})
@@ -31,13 +57,17 @@ def _worker(rank: int, world: int, port: int, run_dir: str, overrides: list[str]
     from gmmgan.gan.training_loop import train
 
     torch.set_num_threads(1)
+    group = None
     try:
         result = train(load_config(None, overrides), run_dir=run_dir, quiet=True)
+        group = _group_ref()
         state = {f"G.{k}": v for k, v in result["G"].state_dict().items()}
         state.update({f"D.{k}": v for k, v in result["D"].state_dict().items()})
         torch.save(state, os.path.join(out, f"rank{rank}.pt"))
     finally:
-        distributed.shutdown()
+        distributed.shutdown(synchronize=group is not None)
+    with open(os.path.join(out, f"rank{rank}_left.txt"), "w") as f:
+        f.write(_left_behind(group))
 
 
 def _spawn(world: int, run_dir, overrides, out) -> None:
@@ -62,6 +92,14 @@ def test_two_ranks_end_with_identical_weights(two_rank_run):
     assert ckpt["cur_nimg"] == 1280 and ckpt["step"] == 20
     # Rank 0 alone wrote the log: one line per log_kimg.
     assert len((two_rank_run / "run" / "log.jsonl").read_text().splitlines()) == 4
+
+
+def test_shutdown_frees_the_process_group_and_its_threads(two_rank_run):
+    # The default group used to stay referenced after destroy_process_group (by defaults of
+    # torch.distributed.nn, imported lazily after init), so its gloo threads lived into interpreter
+    # shutdown, where they aborted the process about one run in eight.
+    for r in range(2):
+        assert (two_rank_run / f"rank{r}_left.txt").read_text() == "", f"rank {r}"
 
 
 def test_two_rank_checkpoint_resumes_in_one_process(two_rank_run):
@@ -144,9 +182,12 @@ def _rank0_disk_full_worker(rank: int, world: int, port: int, run_dir: str, out:
     except Exception as e:  # noqa: BLE001 - the test reads what each rank raised
         outcome = f"{type(e).__name__}: {e}"
     finally:
+        group = _group_ref()
         distributed.shutdown()
     with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
         f.write(f"{time.time() - t0:.1f}\n{outcome}")
+    with open(os.path.join(out, f"rank{rank}_left.txt"), "w") as f:
+        f.write(_left_behind(group))
 
 
 def test_a_failure_of_rank_0_alone_stops_the_others_at_once(tmp_path):
@@ -166,3 +207,39 @@ def test_a_failure_of_rank_0_alone_stops_the_others_at_once(tmp_path):
     assert "No space left" in out1
     assert float(t1) < 120, "rank 1 waited for the collective timeout"
     assert (run / "checkpoint.pt").read_bytes() == before
+    # Both ranks left the group for good on this error path too (nothing aborts at exit).
+    for r in range(2):
+        assert (tmp_path / f"rank{r}_left.txt").read_text() == "", f"rank {r}"
+
+
+def _cli_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "60"})
+    import gmmgan.distributed
+    from gmmgan.cli import main
+
+    torch.set_num_threads(1)
+    groups = []
+    init = gmmgan.distributed.init_from_env
+
+    def init_and_watch(*args, **kwargs):  # remember the group that `gmmgan train` joins
+        device = init(*args, **kwargs)
+        groups.append(_group_ref())
+        return device
+
+    gmmgan.distributed.init_from_env = init_and_watch
+    code = main(["train", "--quiet", "--out", os.path.join(out, "runs"), *TINY, "schedule.total_kimg=0.64"])
+    with open(os.path.join(out, f"cli{rank}.txt"), "w") as f:
+        f.write(f"{code}\n{_left_behind(groups[0] if groups else None)}")
+
+
+def test_train_command_under_two_ranks_exits_0_and_leaves_the_group(tmp_path):
+    # What `torchrun --nproc_per_node 2 -m gmmgan train` runs on each rank: exit status 0, and by
+    # the time `main` returns, the process group and its threads are gone (the abort at exit came
+    # from a group that outlived shutdown).
+    mp.start_processes(_cli_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    for r in range(2):
+        code, left = (tmp_path / f"cli{r}.txt").read_text().split("\n", 1)
+        assert (code, left) == ("0", ""), f"rank {r}"
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "checkpoint.pt").is_file() and (run / "generator.safetensors").is_file()
