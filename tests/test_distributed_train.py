@@ -50,36 +50,41 @@ def _left_behind(group_ref) -> str:
     return ", ".join(left)
 
 
-def _worker(rank: int, world: int, port: int, run_dir: str, overrides: list[str], out: str) -> None:
+def _worker(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
+    """One rank of `torchrun ... -m gmmgan train --out OUT/runs`: its nets, exit status and leftovers to OUT."""
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "60"})
-    from gmmgan import distributed
-    from gmmgan.gan.training_loop import train
+    import gmmgan.gan.training_loop as training_loop
+    from gmmgan.cli import main
 
     torch.set_num_threads(1)
-    group = None
-    try:
-        result = train(load_config(None, overrides), run_dir=run_dir, quiet=True)
-        group = _group_ref()
-        state = {f"G.{k}": v for k, v in result["G"].state_dict().items()}
-        state.update({f"D.{k}": v for k, v in result["D"].state_dict().items()})
-        torch.save(state, os.path.join(out, f"rank{rank}.pt"))
-    finally:
-        distributed.shutdown(synchronize=group is not None)
-    with open(os.path.join(out, f"rank{rank}_left.txt"), "w") as f:
-        f.write(_left_behind(group))
+    train, results, groups = training_loop.train, [], []
 
+    def train_and_keep(*args, **kwargs):  # the command's own training, its result kept for the tests
+        results.append(train(*args, **kwargs))
+        groups.append(_group_ref())  # before the command leaves the group
+        return results[-1]
 
-def _spawn(world: int, run_dir, overrides, out) -> None:
-    mp.start_processes(_worker, args=(world, _free_port(), str(run_dir), overrides, str(out)), nprocs=world,
-                       join=True, start_method="spawn")
+    training_loop.train = train_and_keep
+    code = main(["train", "--quiet", "--out", os.path.join(out, "runs"), *overrides])
+    with open(os.path.join(out, f"rank{rank}_exit.txt"), "w") as f:
+        f.write(f"{code}\n{_left_behind(groups[0] if groups else None)}")
+    state = {f"G.{k}": v for k, v in results[0]["G"].state_dict().items()}
+    state.update({f"D.{k}": v for k, v in results[0]["D"].state_dict().items()})
+    torch.save(state, os.path.join(out, f"rank{rank}.pt"))
 
 
 @pytest.fixture(scope="module")
 def two_rank_run(tmp_path_factory):
+    """What each rank of a 2-process `gmmgan train` run left: rank{0,1}.pt, rank{0,1}_exit.txt, runs/<run>."""
     tmp = tmp_path_factory.mktemp("ddp")
-    _spawn(2, tmp / "run", TINY, tmp)
+    mp.start_processes(_worker, args=(2, _free_port(), TINY, str(tmp)), nprocs=2, join=True, start_method="spawn")
     return tmp
+
+
+def _run_of(two_rank_run):
+    (run,) = (two_rank_run / "runs").iterdir()
+    return run
 
 
 def test_two_ranks_end_with_identical_weights(two_rank_run):
@@ -88,24 +93,26 @@ def test_two_ranks_end_with_identical_weights(two_rank_run):
     assert s0.keys() == s1.keys()
     for k in s0:
         torch.testing.assert_close(s0[k], s1[k], rtol=0, atol=0, msg=k)
-    ckpt = load_checkpoint(two_rank_run / "run" / "checkpoint.pt")
+    ckpt = load_checkpoint(_run_of(two_rank_run) / "checkpoint.pt")
     assert ckpt["cur_nimg"] == 1280 and ckpt["step"] == 20
     # Rank 0 alone wrote the log: one line per log_kimg.
-    assert len((two_rank_run / "run" / "log.jsonl").read_text().splitlines()) == 4
+    assert len((_run_of(two_rank_run) / "log.jsonl").read_text().splitlines()) == 4
 
 
-def test_shutdown_frees_the_process_group_and_its_threads(two_rank_run):
-    # The default group used to stay referenced after destroy_process_group (by defaults of
-    # torch.distributed.nn, imported lazily after init), so its gloo threads lived into interpreter
-    # shutdown, where they aborted the process about one run in eight.
+def test_train_command_exits_0_and_leaves_nothing_of_the_group(two_rank_run):
+    # By the time `gmmgan train` returns, the process group and its gloo threads are gone. The group
+    # used to stay referenced after destroy_process_group (by defaults of torch.distributed.nn,
+    # imported lazily after init), so its threads lived into interpreter shutdown, where they aborted
+    # the process about one run in eight ("terminate called without an active exception").
     for r in range(2):
-        assert (two_rank_run / f"rank{r}_left.txt").read_text() == "", f"rank {r}"
+        code, left = (two_rank_run / f"rank{r}_exit.txt").read_text().split("\n", 1)
+        assert (code, left) == ("0", ""), f"rank {r}"
 
 
 def test_two_rank_checkpoint_resumes_in_one_process(two_rank_run):
     from gmmgan.gan.training_loop import train
 
-    run = two_rank_run / "run"
+    run = _run_of(two_rank_run)
     result = train(load_config(run / "config.yaml", ["schedule.total_kimg=1.92"]), run_dir=run, resume=True,
                    quiet=True)
     assert result["kimg"] == pytest.approx(1.92)
@@ -210,36 +217,3 @@ def test_a_failure_of_rank_0_alone_stops_the_others_at_once(tmp_path):
     # Both ranks left the group for good on this error path too (nothing aborts at exit).
     for r in range(2):
         assert (tmp_path / f"rank{r}_left.txt").read_text() == "", f"rank {r}"
-
-
-def _cli_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "60"})
-    import gmmgan.distributed
-    from gmmgan.cli import main
-
-    torch.set_num_threads(1)
-    groups = []
-    init = gmmgan.distributed.init_from_env
-
-    def init_and_watch(*args, **kwargs):  # remember the group that `gmmgan train` joins
-        device = init(*args, **kwargs)
-        groups.append(_group_ref())
-        return device
-
-    gmmgan.distributed.init_from_env = init_and_watch
-    code = main(["train", "--quiet", "--out", os.path.join(out, "runs"), *TINY, "schedule.total_kimg=0.64"])
-    with open(os.path.join(out, f"cli{rank}.txt"), "w") as f:
-        f.write(f"{code}\n{_left_behind(groups[0] if groups else None)}")
-
-
-def test_train_command_under_two_ranks_exits_0_and_leaves_the_group(tmp_path):
-    # What `torchrun --nproc_per_node 2 -m gmmgan train` runs on each rank: exit status 0, and by
-    # the time `main` returns, the process group and its threads are gone (the abort at exit came
-    # from a group that outlived shutdown).
-    mp.start_processes(_cli_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
-    for r in range(2):
-        code, left = (tmp_path / f"cli{r}.txt").read_text().split("\n", 1)
-        assert (code, left) == ("0", ""), f"rank {r}"
-    (run,) = (tmp_path / "runs").iterdir()
-    assert (run / "checkpoint.pt").is_file() and (run / "generator.safetensors").is_file()
