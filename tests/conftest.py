@@ -1,28 +1,24 @@
 """Test-wide settings and shared fixtures.
 
 Hypothesis draws the same examples on every run (CI must be deterministic); ``ring_run`` is one
-tiny 2-D training run shared by the CLI tests (read it, or copy it before writing into it).
-``mnist_root`` / ``fashion_mnist_root``: the folder holding the real IDX files (``MNIST/raw``,
-``FashionMNIST/raw``), found in ``$GMMGAN_DATA``, else in ``<repo>/../shared/data``; a test that
-asks for one is skipped where the files are absent.
+tiny 2-D training run shared by the CLI tests (read it, or copy it before writing into it: the
+``run_copy`` fixture). ``mnist_root`` / ``fashion_mnist_root``: the folder holding the real IDX
+files (``MNIST/raw``, ``FashionMNIST/raw``), found in ``$GMMGAN_DATA``, else in
+``<repo>/../shared/data``; a test that asks for one is skipped where the files are absent.
+Helpers that are not fixtures are in ``_helpers.py``.
 """
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from _helpers import TINY_RING
 from hypothesis import settings
 
 from gmmgan.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-
-TINY_RING = [
-    "data.name=ring", "data.n=2000", "prior.n_components=8", "prior.fit_samples=500", "prior.fit_max_iter=20",
-    "prior.warm_start_steps=20", "nets.g_width=16", "nets.d_width=16", "nets.g_layers=2", "nets.d_layers=2",
-    "schedule.batch_size=50", "schedule.total_kimg=0.3", "schedule.snapshot_kimg=0.1", "schedule.log_kimg=0.1",
-    "schedule.sample_kimg=0.15", "schedule.ema_kimg=0.1", "eval_samples=300", "device=cpu",
-]
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +27,12 @@ def ring_run(tmp_path_factory):
     assert main(["train", "--out", str(out), *TINY_RING]) == 0
     (run,) = out.iterdir()
     return run
+
+
+@pytest.fixture
+def run_copy(ring_run, tmp_path):
+    """The shared tiny ring run, copied into this test's tmp_path (for commands that write into it)."""
+    return Path(shutil.copytree(ring_run, tmp_path / ring_run.name))
 
 
 def _real_data_root(folder: str) -> Path:

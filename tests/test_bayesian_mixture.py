@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _helpers import blob_data, fit_quietly, rel_error, without_times
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -214,3 +215,41 @@ def test_streamed_chunks_match_in_memory(monkeypatch):
     _close(streamed.means_, whole.means_, 1e-9)
     _close(streamed.covariances_, whole.covariances_, 1e-9)
     assert streamed.n_iter_ == whole.n_iter_
+
+
+# --------------------------------------- every attribute and the verbose output, as scikit-learn's
+BGM_ATTRS = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "mean_precision_",
+             "degrees_of_freedom_", "mean_prior_", "covariance_prior_", "mean_precision_prior_",
+             "weight_concentration_prior_", "degrees_of_freedom_prior_")
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_bayesian_every_attribute_and_warm_start_match_sklearn(monkeypatch, cov_type):
+    X = blob_data(3, d=2)
+    rng = np.random.default_rng(0)
+    resp = rng.uniform(size=(len(X), 4))
+    _same_start(monkeypatch, resp / resp.sum(1, keepdims=True))
+    kw = {"n_components": 4, "covariance_type": cov_type, "weight_concentration_prior_type": "dirichlet_distribution",
+              "mean_precision_prior": 0.5, "tol": 1e-6, "max_iter": 3, "warm_start": True}
+    ours, ref = BayesianGaussianMixture(**kw), sk_mixture.BayesianGaussianMixture(**kw)
+    for _ in range(2):
+        fit_quietly(ours, X)
+        fit_quietly(ref, X)
+        assert (ours.n_iter_, ours.converged_) == (ref.n_iter_, ref.converged_)
+        for name in BGM_ATTRS + ("weight_concentration_",):
+            assert rel_error(getattr(ours, name), getattr(ref, name)) < 1e-6, name
+        assert ours.lower_bound_ == pytest.approx(float(np.squeeze(ref.lower_bound_)), rel=1e-6)
+        np.testing.assert_allclose(ours.lower_bounds_, np.ravel(ref.lower_bounds_), rtol=1e-6)
+        assert rel_error(ours.predict_proba(X), ref.predict_proba(X)) < 1e-6
+        np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+
+
+def test_bayesian_verbose_output_is_sklearns(capsys, monkeypatch):
+    X = blob_data(5, d=2)
+    resp = np.random.default_rng(1).uniform(size=(len(X), 3))
+    _same_start(monkeypatch, resp / resp.sum(1, keepdims=True))
+    kw = {"n_components": 3, "max_iter": 6, "verbose": 2, "verbose_interval": 2}
+    fit_quietly(BayesianGaussianMixture(**kw), X)
+    ours = capsys.readouterr().out
+    fit_quietly(sk_mixture.BayesianGaussianMixture(**kw), X)
+    assert without_times(ours) == without_times(capsys.readouterr().out)

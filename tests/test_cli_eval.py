@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import PNG_MAGIC, assert_clean_error, cli, rewrite_snapshot_metadata
 
+import gmmgan.metrics
 from gmmgan.cli import main
 from gmmgan.data.mnist import load_mnist
 from gmmgan.gan.config import load_config
 from gmmgan.gan.training_loop import train
-from gmmgan.metrics import ClassifierConfig, train_classifier
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from gmmgan.metrics import ClassifierConfig, load_classifier, train_classifier
 
 # A tiny DCGAN run on 28x28 images: a few hundred images shown, under two seconds on a CPU.
 TINY_IMAGES = [
@@ -28,12 +28,6 @@ TINY_IMAGES = [
 ]
 
 
-def cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     # Tiny nets gain nothing from threads; on a busy 2-core runner their spin-waits cost seconds.
@@ -41,12 +35,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@pytest.fixture
-def run_copy(ring_run, tmp_path):
-    """The shared tiny ring run, copied: eval writes into the run folder."""
-    return Path(shutil.copytree(ring_run, tmp_path / ring_run.name))
 
 
 def _tiny_run(out: Path, data: str, root: Path, *overrides: str) -> Path:
@@ -297,3 +285,126 @@ def test_eval_images_not_28_pixels_is_a_clear_error(tmp_path, mnist_root, mnist_
     run = _tiny_run(tmp_path, "mnist-limited", mnist_root, "data.per_class=2", "data.resolution=32", "prior.n_components=2")
     rc, _, err = cli(capsys, "eval", run, "-n", 50, "--cache-dir", mnist_cache)
     assert rc == 2 and "1x32x32" in err and "28-pixel" in err
+
+
+# ------------------------------------------------------------ paths, devices and damaged snapshots
+def test_unknown_device_is_a_usage_error(tmp_path, capsys):
+    rc, _, err = cli(capsys, "eval", tmp_path / "run", "--device", "gpu")
+    assert_clean_error(rc, err, "--device", "unknown device 'gpu'", "cuda:N")
+
+
+def test_cuda_without_cuda_says_the_command_line_option(ring_run, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    rc, _, err = cli(capsys, "eval", ring_run, "--device", "cuda", "-o", tmp_path / "x.npy")
+    assert rc == 2 and "CUDA is not available" in err and "--device cpu" in err and "device=cpu" not in err
+
+
+def test_eval_of_a_checkpoint_says_it_is_not_a_snapshot(ring_run, tmp_path, capsys):
+    rc, _, err = cli(capsys, "eval", ring_run / "checkpoint.pt", "-o", tmp_path / "e.json")
+    assert rc == 2 and "not a generator snapshot" in err
+
+
+@pytest.mark.parametrize("metadata", ["{not json", "[1, 2]", '{"kimg": 0.3}'])
+def test_snapshot_with_unreadable_metadata_is_a_clear_error(run_copy, tmp_path, capsys, metadata):
+    rewrite_snapshot_metadata(run_copy / "generator.safetensors", metadata)
+    out = tmp_path / "e.json"
+    rc, _, err = cli(capsys, "eval", run_copy, "-n", "50", "-o", out)
+    assert_clean_error(rc, err, "generator.safetensors", "no readable metadata", "Re-run or resume training")
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- no silent overwrites
+def test_eval_refuses_to_overwrite_eval_json(run_copy, capsys):
+    args = ("eval", run_copy, "-n", 100, "--no-plots")
+    assert cli(capsys, *args)[0] == 0
+    (run_copy / "eval.json").write_text("earlier")
+    rc, _, err = cli(capsys, *args)
+    assert rc == 2 and "eval.json' exists" in err and "--force" in err and "-o" in err
+    assert (run_copy / "eval.json").read_text() == "earlier"
+    rc, _, err = cli(capsys, *args, "--force")
+    assert rc == 0, err
+    assert json.loads((run_copy / "eval.json").read_text())["n_samples"] == 100
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "config.yaml", "generator.safetensors", "checkpoint.pt", "log.jsonl"])
+def test_eval_never_writes_over_the_runs_own_files(run_copy, capsys, name):
+    before = (run_copy / name).read_bytes()
+    rc, _, err = cli(capsys, "eval", run_copy, "-n", "50", "-o", run_copy / name)
+    assert_clean_error(rc, err, f"would overwrite the run's own {name}", "choose another file")
+    assert (run_copy / name).read_bytes() == before
+
+
+@pytest.fixture
+def tiny_training(monkeypatch):
+    """train-classifier trains a tiny net on 64 random images (seconds), whatever --data-root says."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8, generator=g)
+    labels = torch.arange(64) % 10
+
+    def tiny(dataset, root=None, out_dir=None, epochs=None, device="cpu", seed=0, log=print):
+        return train_classifier(dataset, out_dir=out_dir, epochs=1, device=device, seed=seed, log=log,
+                                     config=ClassifierConfig(width=2, feature_dim=4, batch_size=32),
+                                     train_data=(images, labels), test_data=(images[:16], labels[:16]))
+
+    monkeypatch.setattr(gmmgan.metrics, "train_classifier", tiny)
+
+
+def test_train_classifier_refuses_to_replace_a_cached_classifier(tmp_path, capsys, tiny_training):
+    cache = tmp_path / "cache"
+    rc, out, err = cli(capsys, "eval", "train-classifier", "--data-root", tmp_path, "--cache-dir", cache)
+    assert rc == 0, err
+    weights = cache / "mnist.safetensors"
+    # A start line (data set, data root, epochs, where it saves) and a last line naming the saved file.
+    first, last = out.strip().splitlines()[0], out.strip().splitlines()[-1]
+    assert "mnist" in first and str(tmp_path) in first and "epochs" in first and str(weights) in first
+    assert last.startswith("saved") and str(weights) in last
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+
+    rc, _, err = cli(capsys, "eval", "train-classifier", "--data-root", tmp_path, "--cache-dir", cache, "--seeds", "1")
+    assert rc == 2 and "already cached" in err and "--force" in err and "--cache-dir OTHER" in err
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before
+
+    rc, _, err = cli(capsys, "eval", "train-classifier", "--data-root", tmp_path, "--cache-dir", cache, "--seeds", "1",
+                     "--force")
+    assert rc == 0, err
+    assert weights.read_bytes() != before["mnist.safetensors"]  # another seed: another classifier
+    assert load_classifier("mnist", cache).info["config"]["seed"] == 1  # and its JSON matches it
+
+
+# ---------------------------------------------------------- options that do not apply, hints, help
+@pytest.mark.parametrize("option, value", [("--seeds", "0,,1"), ("--seeds", ","), ("--metrics", "fid,,kid")])
+def test_empty_list_items_are_errors(ring_run, capsys, option, value):
+    rc, _, err = cli(capsys, "eval", ring_run, option, value)
+    assert rc == 2 and "empty item" in err and option in err
+
+
+@pytest.mark.parametrize("argv, pieces", [
+    (["--dataset", "mnist"], ["--dataset", "only appl", "train-classifier"]),
+    (["--epochs", "2"], ["--epochs", "only appl", "train-classifier"]),
+])
+def test_train_classifier_options_on_a_run_are_errors(ring_run, tmp_path, capsys, argv, pieces):
+    rc, _, err = cli(capsys, "eval", ring_run, "-o", tmp_path / "e.json", *argv)
+    assert rc == 2 and all(p in err for p in pieces)
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_run_options_on_train_classifier_are_errors(tmp_path, capsys):
+    rc, _, err = cli(capsys, "eval", "train-classifier", "--data-root", tmp_path, "--cache-dir", tmp_path,
+                     "-o", tmp_path / "e.json")
+    assert rc == 2 and "-o only applies to evaluating a run" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_misspelt_train_classifier_gets_a_hint(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli(capsys, "eval", "train-clasifier")
+    assert rc == 2 and "did you mean train-classifier?" in err
+    rc, _, err = cli(capsys, "eval", "runs/00000-ring")
+    assert rc == 2 and "does not exist" in err and "did you mean" not in err
+
+
+def test_help_uses_placeholders(capsys):
+    rc, out, _ = cli(capsys, "eval", "--help")
+    assert rc == 0
+    assert "../shared" not in out and "--data-root DIR" in out and "--force" in out

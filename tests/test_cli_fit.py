@@ -10,19 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import PNG_MAGIC, assert_clean_error, cli
 
 import gmmgan
 from gmmgan import GaussianMixture
 from gmmgan.cli import main
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CENTERS = np.array([[-5.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def _sorted_rows(a) -> np.ndarray:
@@ -280,3 +274,34 @@ def test_plot_paths_must_be_png_and_are_checked_before_the_fit(npy, tmp_path, ca
     assert rc == 2 and "ending in .png" in err and not out.exists()
     rc, _, err = cli(capsys, "fit", npy, "-k", "auto", "-o", out, "--criterion-plot", tmp_path / "bic.jpg")
     assert rc == 2 and "ending in .png" in err and not out.exists()
+
+
+# ---------------------------------------------------------------- numbers, failed fits, plot paths
+@pytest.mark.parametrize("argv, pieces", [
+    (["--seed", "-1"], ["--seed", "must be at least 0"]),
+    (["--reg-covar", "inf"], ["--reg-covar", "finite"]),
+    (["--tol", "nan"], ["--tol", "finite"]),
+])
+def test_fit_bad_numbers_are_usage_errors(tmp_path, capsys, argv, pieces):
+    rc, _, err = cli(capsys, "fit", "ring", "-k", "2", "-o", tmp_path / "m.safetensors", *argv)
+    assert_clean_error(rc, err, *pieces)
+    assert not list(tmp_path.iterdir())
+
+
+def test_failed_fit_with_force_keeps_the_saved_model(tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    assert cli(capsys, "fit", "ring", "-k", "2", "--n-samples", "200", "--no-plot", "-q", "-o", model)[0] == 0
+    before = model.read_bytes()
+    bad = np.ones((20, 2))
+    bad[3, 1] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    rc, _, err = cli(capsys, "fit", tmp_path / "bad.npy", "-k", "2", "--no-plot", "--force", "-o", model)
+    assert_clean_error(rc, err, "NaN", "row 3")
+    assert model.read_bytes() == before
+
+
+def test_fit_plot_and_model_with_the_same_name(tmp_path, capsys):
+    path = tmp_path / "same.png"
+    rc, _, err = cli(capsys, "fit", "ring", "-k", "2", "--n-samples", "200", "-q", "-o", path, "--plot", path)
+    assert_clean_error(rc, err, "--plot and -o are both", "another name")
+    assert not path.exists()

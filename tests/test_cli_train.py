@@ -1,25 +1,16 @@
-"""`gmmgan train` and `gmmgan sample` end to end through the CLI, on tiny runs in tmp_path."""
+"""`gmmgan train` end to end through the CLI, on tiny runs in tmp_path: run folders, resume rules, bad configs."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import torch
+import pytest
+from _helpers import PNG_MAGIC, assert_clean_error, cli
+from _helpers import TINY_RING as TINY
 
-from gmmgan.cli import main
+from gmmgan.gan.checkpoint import CHECKPOINT_NAME
 from gmmgan.gan.config import load_config
-from gmmgan.gan.training_loop import load_generator
-
-from conftest import TINY_RING as TINY
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def test_train_writes_a_complete_run_folder(ring_run):
@@ -92,29 +83,6 @@ def test_nan_through_cli_exits_1_with_message(tmp_path, capsys):
     assert rc == 1 and "NaN or infinite at step" in err and "checkpoint.pt" in err
 
 
-def test_sample_npy_png_and_component(ring_run, tmp_path, capsys):
-    rc, _, err = cli(capsys, "sample", ring_run, "-n", 123, "-o", tmp_path / "s.npy")
-    assert rc == 0, err
-    x = np.load(tmp_path / "s.npy")
-    assert x.shape == (123, 2) and np.isfinite(x).all()
-    # Same seed, same samples; a component's samples are G applied to that component's z.
-    rc, _, _ = cli(capsys, "sample", ring_run, "-n", 50, "--component", 3, "-o", tmp_path / "c3.npy", "--seed", 7)
-    assert rc == 0
-    G, prior, _ = load_generator(ring_run)
-    z = prior.sample(50, torch.Generator().manual_seed(7), component=3)
-    np.testing.assert_allclose(np.load(tmp_path / "c3.npy"), G(z).numpy(), rtol=1e-5, atol=1e-6)
-    rc, _, _ = cli(capsys, "sample", ring_run, "-o", tmp_path / "s.png")
-    assert rc == 0 and (tmp_path / "s.png").read_bytes()[:8] == PNG_MAGIC
-    rc, _, err = cli(capsys, "sample", ring_run, "-o", tmp_path / "s.npy")
-    assert rc == 2 and "--force" in err
-    rc, _, err = cli(capsys, "sample", ring_run, "--component", 8, "-o", tmp_path / "c8.npy")
-    assert rc == 2 and "out of range" in err and "8 component" in err
-    rc, _, err = cli(capsys, "sample", ring_run, "-o", tmp_path / "s.txt")
-    assert rc == 2 and ".npy or .png" in err
-    rc, _, err = cli(capsys, "sample", tmp_path / "no_run")
-    assert rc == 2 and "does not exist" in err
-
-
 def test_image_run_with_pca_prior_and_sampling(mnist_root, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GMMGAN_DATA", str(mnist_root))
     rc, _, err = cli(capsys, "train", "--out", tmp_path, "data.name=mnist-limited", "data.per_class=4",
@@ -131,3 +99,47 @@ def test_image_run_with_pca_prior_and_sampling(mnist_root, tmp_path, capsys, mon
     rc, _, err = cli(capsys, "sample", run, "-n", 5, "-o", tmp_path / "g.npy")
     x = np.load(tmp_path / "g.npy")
     assert rc == 0 and x.shape == (5, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
+
+
+# ----------------------------------------------------------------- resume rules, bad configs, help
+def test_resume_given_a_file_asks_for_the_run_folder(ring_run, capsys):
+    rc, _, err = cli(capsys, "train", "--resume", ring_run / "checkpoint.pt")
+    assert rc == 2 and "run folder, not a file" in err and f"--resume {ring_run}" in err
+
+
+@pytest.mark.parametrize("override, changed", [
+    ("data.name=grid", "data.name ('ring' -> 'grid')"),
+    ("prior.n_components=5", "prior.n_components (8 -> 5)"),
+    ("seed=3", "seed (0 -> 3)"),
+])
+def test_resume_refuses_settings_that_change_what_the_checkpoint_is(run_copy, capsys, override, changed):
+    saved = {name: (run_copy / name).read_bytes() for name in ("config.yaml", CHECKPOINT_NAME, "generator.safetensors")}
+    rc, _, err = cli(capsys, "train", "-q", "--resume", run_copy, override, "schedule.total_kimg=0.4")
+    assert_clean_error(rc, err, changed, "start a new run", "schedule.*")
+    assert {name: (run_copy / name).read_bytes() for name in saved} == saved  # nothing saved is touched
+
+
+def test_resume_still_takes_schedule_and_device_overrides(run_copy, capsys):
+    rc, _, err = cli(capsys, "train", "-q", "--resume", run_copy, "schedule.total_kimg=0.4", "device=cpu",
+                     "data.root=/somewhere/else")
+    assert rc == 0, err
+    assert load_config(run_copy / "config.yaml").schedule.total_kimg == 0.4
+
+
+def test_train_with_a_malformed_cuda_device_is_one_error_line(tmp_path, capsys):
+    rc, _, err = cli(capsys, "train", "--out", tmp_path, "device=cuda:x")
+    assert_clean_error(rc, err, "device must be auto, cpu, cuda or cuda:N")
+    assert not list(tmp_path.iterdir())
+
+
+def test_config_file_that_is_not_text(tmp_path, capsys):
+    (tmp_path / "model.pt").write_bytes(b"\x80\x02\x00binary")
+    rc, _, err = cli(capsys, "train", "--config", tmp_path / "model.pt", "--out", tmp_path / "runs")
+    assert_clean_error(rc, err, "is not a text file", "YAML config")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_says_measured_times(capsys):
+    rc, out, _ = cli(capsys, "train", "--help")
+    assert rc == 0
+    assert "a few minutes" not in out and "under a minute" in out

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from gmmgan.gan.checkpoint import load_checkpoint
@@ -24,32 +26,65 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, run_dir: str, overrides: list[str], out: str) -> None:
+def _group_ref():
+    """A weak reference to the default process group (None before init): it must not outlive shutdown()."""
+    return weakref.ref(dist.group.WORLD) if dist.is_initialized() else None
+
+
+def _left_behind(group_ref) -> str:
+    """What of the process group outlives ``distributed.shutdown()``: the group itself, its gloo threads.
+
+    A group still alive when the interpreter finalises makes gloo abort the process now and then
+    ("terminate called without an active exception"), so both must be gone.
+    """
+    left = ["the process group"] if group_ref is not None and group_ref() is not None else []
+    tasks = "/proc/self/task"  # thread names, on Linux
+    for tid in sorted(os.listdir(tasks)) if os.path.isdir(tasks) else []:
+        try:
+            with open(os.path.join(tasks, tid, "comm")) as f:
+                name = f.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if "gloo" in name:
+            left.append(f"thread {name}")
+    return ", ".join(left)
+
+
+def _worker(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
+    """One rank of `torchrun ... -m gmmgan train --out OUT/runs`: its nets, exit status and leftovers to OUT."""
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "60"})
-    from gmmgan import distributed
-    from gmmgan.gan.training_loop import train
+    import gmmgan.gan.training_loop as training_loop
+    from gmmgan.cli import main
 
     torch.set_num_threads(1)
-    try:
-        result = train(load_config(None, overrides), run_dir=run_dir, quiet=True)
-        state = {f"G.{k}": v for k, v in result["G"].state_dict().items()}
-        state.update({f"D.{k}": v for k, v in result["D"].state_dict().items()})
-        torch.save(state, os.path.join(out, f"rank{rank}.pt"))
-    finally:
-        distributed.shutdown()
+    train, results, groups = training_loop.train, [], []
 
+    def train_and_keep(*args, **kwargs):  # the command's own training, its result kept for the tests
+        results.append(train(*args, **kwargs))
+        groups.append(_group_ref())  # before the command leaves the group
+        return results[-1]
 
-def _spawn(world: int, run_dir, overrides, out) -> None:
-    mp.start_processes(_worker, args=(world, _free_port(), str(run_dir), overrides, str(out)), nprocs=world,
-                       join=True, start_method="spawn")
+    training_loop.train = train_and_keep
+    code = main(["train", "--quiet", "--out", os.path.join(out, "runs"), *overrides])
+    with open(os.path.join(out, f"rank{rank}_exit.txt"), "w") as f:
+        f.write(f"{code}\n{_left_behind(groups[0] if groups else None)}")
+    state = {f"G.{k}": v for k, v in results[0]["G"].state_dict().items()}
+    state.update({f"D.{k}": v for k, v in results[0]["D"].state_dict().items()})
+    torch.save(state, os.path.join(out, f"rank{rank}.pt"))
 
 
 @pytest.fixture(scope="module")
 def two_rank_run(tmp_path_factory):
+    """What each rank of a 2-process `gmmgan train` run left: rank{0,1}.pt, rank{0,1}_exit.txt, runs/<run>."""
     tmp = tmp_path_factory.mktemp("ddp")
-    _spawn(2, tmp / "run", TINY, tmp)
+    mp.start_processes(_worker, args=(2, _free_port(), TINY, str(tmp)), nprocs=2, join=True, start_method="spawn")
     return tmp
+
+
+def _run_of(two_rank_run):
+    (run,) = (two_rank_run / "runs").iterdir()
+    return run
 
 
 def test_two_ranks_end_with_identical_weights(two_rank_run):
@@ -58,16 +93,26 @@ def test_two_ranks_end_with_identical_weights(two_rank_run):
     assert s0.keys() == s1.keys()
     for k in s0:
         torch.testing.assert_close(s0[k], s1[k], rtol=0, atol=0, msg=k)
-    ckpt = load_checkpoint(two_rank_run / "run" / "checkpoint.pt")
+    ckpt = load_checkpoint(_run_of(two_rank_run) / "checkpoint.pt")
     assert ckpt["cur_nimg"] == 1280 and ckpt["step"] == 20
     # Rank 0 alone wrote the log: one line per log_kimg.
-    assert len((two_rank_run / "run" / "log.jsonl").read_text().splitlines()) == 4
+    assert len((_run_of(two_rank_run) / "log.jsonl").read_text().splitlines()) == 4
+
+
+def test_train_command_exits_0_and_leaves_nothing_of_the_group(two_rank_run):
+    # By the time `gmmgan train` returns, the process group and its gloo threads are gone. The group
+    # used to stay referenced after destroy_process_group (by defaults of torch.distributed.nn,
+    # imported lazily after init), so its threads lived into interpreter shutdown, where they aborted
+    # the process about one run in eight ("terminate called without an active exception").
+    for r in range(2):
+        code, left = (two_rank_run / f"rank{r}_exit.txt").read_text().split("\n", 1)
+        assert (code, left) == ("0", ""), f"rank {r}"
 
 
 def test_two_rank_checkpoint_resumes_in_one_process(two_rank_run):
     from gmmgan.gan.training_loop import train
 
-    run = two_rank_run / "run"
+    run = _run_of(two_rank_run)
     result = train(load_config(run / "config.yaml", ["schedule.total_kimg=1.92"]), run_dir=run, resume=True,
                    quiet=True)
     assert result["kimg"] == pytest.approx(1.92)
@@ -144,9 +189,12 @@ def _rank0_disk_full_worker(rank: int, world: int, port: int, run_dir: str, out:
     except Exception as e:  # noqa: BLE001 - the test reads what each rank raised
         outcome = f"{type(e).__name__}: {e}"
     finally:
+        group = _group_ref()
         distributed.shutdown()
     with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
         f.write(f"{time.time() - t0:.1f}\n{outcome}")
+    with open(os.path.join(out, f"rank{rank}_left.txt"), "w") as f:
+        f.write(_left_behind(group))
 
 
 def test_a_failure_of_rank_0_alone_stops_the_others_at_once(tmp_path):
@@ -166,3 +214,6 @@ def test_a_failure_of_rank_0_alone_stops_the_others_at_once(tmp_path):
     assert "No space left" in out1
     assert float(t1) < 120, "rank 1 waited for the collective timeout"
     assert (run / "checkpoint.pt").read_bytes() == before
+    # Both ranks left the group for good on this error path too (nothing aborts at exit).
+    for r in range(2):
+        assert (tmp_path / f"rank{r}_left.txt").read_text() == "", f"rank {r}"

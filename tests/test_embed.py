@@ -107,3 +107,12 @@ def test_module_embedding_and_factory():
     assert isinstance(build_embedding("auto", (1, 6, 6), 3), PCAEmbedding)
     with pytest.raises(ValueError, match="unknown embedding 'umap'"):
         build_embedding("umap", (2,))
+
+
+def test_pca_embedding_of_nan_data():
+    from gmmgan.gan.embed import PCAEmbedding
+
+    x = torch.rand(10, 1, 2, 2)
+    x[4, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        PCAEmbedding((1, 2, 2), 2).fit(x)

@@ -161,3 +161,23 @@ def test_bad_arguments(tmp_path, monkeypatch):
         load_classifier("cifar10", tmp_path)
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         train_classifier("mnist", out_dir=tmp_path, epochs=0, train_data=_toy_digits(8, 0), test_data=_toy_digits(8, 1))
+
+
+def test_missing_classifier_names_the_cache_dir_option(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--cache-dir DIR .command line. / cache_dir .Python."):
+        load_classifier("mnist", tmp_path)
+
+
+@pytest.mark.parametrize("json_text, weights", [
+    ("{bad json", b"x" * 10),
+    ("{}", b"x" * 10),
+    ("[1, 2]", b"x" * 10),
+    ('{"config": {}}', b"x" * 10),
+])
+def test_corrupt_classifier_cache_is_a_value_error(tmp_path, json_text, weights):
+    from gmmgan.metrics import load_classifier
+
+    (tmp_path / "mnist.json").write_text(json_text)
+    (tmp_path / "mnist.safetensors").write_bytes(weights)
+    with pytest.raises(ValueError, match="corrupt.*Retrain with `gmmgan eval train-classifier --dataset mnist`"):
+        load_classifier("mnist", tmp_path)

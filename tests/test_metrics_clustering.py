@@ -96,3 +96,8 @@ def test_component_clustering_bad_inputs():
         component_clustering(torch.zeros(5, 28, 28, dtype=torch.uint8), [0, 1], ReadDigit())
     with pytest.raises(ValueError, match="predict"):
         component_clustering(torch.zeros(2, 28, 28, dtype=torch.uint8), [0, 1], torch.nn.Identity())
+
+
+def test_string_labels_are_a_value_error():
+    with pytest.raises(ValueError, match="labels_true must hold integer labels"):
+        clustering_accuracy(["a", "b"], [0, 1])

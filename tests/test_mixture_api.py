@@ -1,14 +1,33 @@
-"""GaussianMixture beyond parity: sampling, torch extras, persistence, initialisation, degenerate data."""
+"""GaussianMixture beyond parity: sampling, torch extras, persistence, initialisation, degenerate data.
 
+And the estimator API a scikit-learn user expects of both mixtures: scikit-learn's exception and
+warning classes, sorted parameters and repr, sample types, scikit-learn's own estimator checks.
+"""
+
+import pickle
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from _helpers import blob_data
 
-from gmmgan import GaussianMixture
+from gmmgan import BayesianGaussianMixture, GaussianMixture
+from gmmgan.mixture import ConvergenceWarning, NotFittedError
+
+try:  # a test dependency; without it the tests of scikit-learn compatibility are skipped
+    import sklearn
+    from sklearn import exceptions as sk_exceptions
+    from sklearn import mixture as sk_mixture
+except ImportError:
+    sklearn = sk_exceptions = sk_mixture = None
+needs_sklearn = pytest.mark.skipif(sklearn is None, reason="scikit-learn is not installed")
 
 COV_TYPES = ["full", "tied", "diag", "spherical"]
+ESTIMATORS = [GaussianMixture, BayesianGaussianMixture]
+SK = {} if sklearn is None else {GaussianMixture: sk_mixture.GaussianMixture,
+                                 BayesianGaussianMixture: sk_mixture.BayesianGaussianMixture}
+SKLEARN_16 = sklearn is not None and tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 6)
 CENTERS = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
 
 
@@ -204,3 +223,76 @@ def test_degenerate_data_gives_finite_parameters(cov_type):
             for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
                 assert np.isfinite(getattr(gm, name)).all(), (name, dtype)
             assert np.isfinite(gm.score(X))
+
+
+# -------------------------------- scikit-learn's exceptions, warnings, parameters and sample types
+@needs_sklearn
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_not_fitted_error_is_sklearns(cls):
+    est = cls(n_components=2)
+    for method in ("predict", "predict_proba", "score_samples", "score"):
+        with pytest.raises(sk_exceptions.NotFittedError, match="not fitted yet"):
+            getattr(est, method)(blob_data())
+    with pytest.raises(NotFittedError):
+        est.sample(3)
+    try:
+        est.predict(blob_data())
+    except NotFittedError as e:  # still ours, and picklable
+        assert isinstance(pickle.loads(pickle.dumps(e)), sk_exceptions.NotFittedError)
+
+
+@needs_sklearn
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_convergence_warning_is_sklearns_and_ours(cls):
+    with pytest.warns(sk_exceptions.ConvergenceWarning) as record:
+        cls(n_components=2, max_iter=1, random_state=0).fit(blob_data())
+    assert any(issubclass(w.category, ConvergenceWarning) and w.category.__name__ == "ConvergenceWarning" for w in record)
+    assert pickle.loads(pickle.dumps(record[0].category)) is record[0].category
+
+
+@needs_sklearn
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_params_sorted_and_repr_as_sklearn(cls):
+    kw = {"n_components": 3, "covariance_type": "diag", "random_state": 0, "tol": 1e-4}
+    ours, ref = cls(**kw), SK[cls](**kw)
+    names = list(ours.get_params())
+    assert names == sorted(names)
+    assert repr(ours) == " ".join(repr(ref).split())  # scikit-learn wraps long lines; ours is one line
+    shared = set(ref.get_params())
+    assert shared <= set(names)  # every scikit-learn parameter, plus device/dtype/chunk_size/callback
+    assert {n: ours.get_params()[n] for n in shared if n != "init_params"} == {n: v for n, v in ref.get_params().items() if n != "init_params"}
+    twin = sklearn.base.clone(ours)
+    assert twin is not ours and twin.get_params() == ours.get_params()
+    assert ours.set_params(max_iter=7) is ours and ours.max_iter == 7
+
+
+@needs_sklearn
+@pytest.mark.filterwarnings("ignore:covariance is not symmetric positive-semidefinite")  # sklearn's float32 sampling
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_sample_types_as_sklearn(cls):
+    X = blob_data(6)
+    for Xin in (X, X.astype(np.float32), X.tolist()):
+        est = cls(n_components=3, random_state=0).fit(Xin)
+        Xs, ys = est.sample(7)
+        ref_Xs, ref_ys = SK[cls](n_components=3, random_state=0).fit(Xin).sample(7)
+        assert (type(Xs), Xs.dtype, Xs.shape) == (type(ref_Xs), ref_Xs.dtype, ref_Xs.shape) == (np.ndarray, np.float64, (7, 3))
+        assert (type(ys), ys.dtype, ys.shape) == (type(ref_ys), ref_ys.dtype, ref_ys.shape)
+        assert np.all(np.diff(ys) >= 0) and set(ys.tolist()) <= {0, 1, 2}  # grouped by component
+    est = cls(n_components=3, random_state=0).fit(torch.as_tensor(X, dtype=torch.float32))
+    Xs, ys = est.sample(4)
+    assert isinstance(Xs, torch.Tensor) and Xs.dtype == torch.float32 and ys.dtype == torch.int64
+
+
+# ----------------------------------------------------------------------- scikit-learn's own checks
+if SKLEARN_16:
+    from sklearn.utils.estimator_checks import parametrize_with_checks
+
+    with warnings.catch_warnings():  # "does not inherit from BaseEstimator": by design (torch, not sklearn)
+        warnings.filterwarnings("ignore", message="Estimator .* does not inherit from")
+        _checks = parametrize_with_checks([GaussianMixture(), BayesianGaussianMixture()])
+
+    @_checks
+    def test_sklearn_estimator_checks(estimator, check):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check(estimator)

@@ -233,7 +233,8 @@ def test_cuda_tensors_in_cuda_tensors_out(cls):
     torch.testing.assert_close(est.predict(X), est.predict(X.cuda()).cpu())
     # The same optimum as on the CPU (components compared in sorted order: the starts may differ).
     cpu = _fit(cls, X)
-    order = lambda m: m[np.lexsort(np.round(m).T[::-1])]
+    def order(m):
+        return m[np.lexsort(np.round(m).T[::-1])]
     np.testing.assert_allclose(order(_np(est.means_)), order(_np(cpu.means_)), rtol=1e-6, atol=1e-6)
 
 

@@ -1,13 +1,33 @@
-"""Every bad input to GaussianMixture is a ValueError that names the problem."""
+"""Every bad input to GaussianMixture (and BayesianGaussianMixture) is an error that names the problem.
+
+Parameters, arrays, data files and fitted-model calls; scikit-learn's checks and messages where it
+has them (its texts are matched by tests ported from scikit-learn).
+"""
+
+import re
 
 import numpy as np
 import pytest
 import torch
+from _helpers import blob_data
 
-from gmmgan import GaussianMixture
+from gmmgan import BayesianGaussianMixture, GaussianMixture
 from gmmgan.mixture import NotFittedError
 
+try:  # a test dependency; without it the tests of scikit-learn compatibility are skipped
+    import sklearn
+    from sklearn import exceptions as sk_exceptions
+except ImportError:
+    sklearn = sk_exceptions = None
+needs_sklearn = pytest.mark.skipif(sklearn is None, reason="scikit-learn is not installed")
+
 X = np.random.default_rng(0).normal(size=(50, 2))
+ESTIMATORS = [GaussianMixture, BayesianGaussianMixture]
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return GaussianMixture(2, random_state=0).fit(X)
 
 
 @pytest.mark.parametrize(
@@ -152,3 +172,167 @@ def test_inference_on_streamed_data_names_a_bad_row(tmp_path, monkeypatch, host)
         with pytest.raises(ValueError, match="NaN or infinity .*row 37"):
             method(bad)
     assert gm.predict(X).shape == (50,)  # finite streamed data still works
+
+
+# -------------------------------------------------------------------------------------- parameters
+@pytest.mark.parametrize("params, message", [
+    ({"device": "gpu"}, "device must be 'cpu', 'cuda', 'cuda:N'"),
+    ({"device": "cuda:x"}, "device must be 'cpu', 'cuda', 'cuda:N'"),
+    ({"verbose": "yes"}, "verbose must be a non-negative int"),
+    ({"verbose": -1}, "verbose must be a non-negative int"),
+    ({"verbose": 2, "verbose_interval": 0}, "verbose_interval must be a positive int"),
+    ({"warm_start": "no"}, "warm_start must be True or False"),
+])
+@pytest.mark.parametrize("estimator", [GaussianMixture, BayesianGaussianMixture])
+def test_bad_parameters_are_value_errors(estimator, params, message):
+    with pytest.raises(ValueError, match=message):
+        estimator(n_components=2, **params).fit(X)
+
+
+@needs_sklearn
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_parameter_values_sklearn_accepts(cls, capsys):
+    """tol=0 (a fixed number of iterations), reg_covar=0 and verbose=True are valid, as in scikit-learn."""
+    X = blob_data(9)
+    with pytest.warns(sk_exceptions.ConvergenceWarning):
+        est = cls(n_components=2, tol=0, max_iter=4, random_state=0).fit(X)
+    assert est.n_iter_ == 4 and not est.converged_
+    cls(n_components=2, reg_covar=0.0, verbose=True, random_state=0).fit(X)
+    assert capsys.readouterr().out.startswith("Initialization 0\n")
+    for bad in ({"tol": -1e-3}, {"reg_covar": -1e-6}, {"verbose": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            cls(n_components=2, **bad).fit(X)
+
+
+@pytest.mark.parametrize("estimator, params, message", [
+    (GaussianMixture, {"weights_init": ["a", "b"]}, "weights_init must be an array of numbers"),
+    (GaussianMixture, {"means_init": [["a", "b"], ["c", "d"]]}, "means_init must be an array of numbers"),
+    (BayesianGaussianMixture, {"mean_prior": ["a", "b"]}, "mean_prior must be an array of numbers"),
+])
+def test_non_numeric_initial_parameters(estimator, params, message):
+    with pytest.raises(ValueError, match=message):
+        estimator(n_components=2, **params).fit(X)
+
+
+def test_integer_device_is_a_cuda_index():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        GaussianMixture(2, device=0).fit(X)
+
+
+def test_error_messages_in_sklearns_words():
+    """The texts scikit-learn's own mixture tests match (re.escape'd there), for ported tests."""
+    X = blob_data(11, d=2)
+    with pytest.raises(NotFittedError, match=re.escape(
+            "This GaussianMixture instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator.")):
+        GaussianMixture(2).predict(X)
+    with pytest.raises(ValueError, match=re.escape("The parameter 'weights' should have the shape of (2,), but got (2, 1)")):
+        GaussianMixture(2, weights_init=np.full((2, 1), 0.5)).fit(X)
+    with pytest.raises(ValueError, match="The parameter 'means' should have the shape of "):
+        GaussianMixture(2, means_init=np.zeros((3, 2))).fit(X)
+    with pytest.raises(ValueError, match="The parameter 'full precision' should have the shape of"):
+        GaussianMixture(2, precisions_init=np.ones((3, 2, 2))).fit(X)
+    with pytest.raises(ValueError, match=re.escape("The parameter 'degrees_of_freedom_prior' should be greater than 1, but got 1.000.")):
+        BayesianGaussianMixture(n_components=2, degrees_of_freedom_prior=1.0).fit(X)
+    with pytest.raises(ValueError, match=re.escape("The parameter 'means' should have the shape of (2,), but got (3,)")):
+        BayesianGaussianMixture(n_components=2, mean_prior=np.zeros(3)).fit(X)
+    with pytest.raises(ValueError, match=re.escape("'full covariance_prior' should have the shape of (2, 2), but got (3, 3)")):
+        BayesianGaussianMixture(n_components=2, covariance_prior=np.eye(3)).fit(X)
+
+
+# -------------------------------------------------------------------------------------------- data
+def test_ragged_rows_say_every_row_needs_the_same_features():
+    with pytest.raises(ValueError, match="not a rectangular array.*same number of features"):
+        GaussianMixture(2).fit([[1.0, 2.0], [3.0], [4.0, 5.0]])
+
+
+def test_one_sample_says_what_to_do():
+    with pytest.raises(ValueError, match="n_samples >= 2.*pass at least 2 rows"):
+        GaussianMixture(1).fit(X[:1])
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_inputs_accepted_and_refused_as_sklearn(cls):
+    X = blob_data(7)
+    ref = cls(n_components=2, random_state=0).fit(X)
+    # Numbers held as Python objects are numbers (scikit-learn converts them too).
+    objects = cls(n_components=2, random_state=0).fit(X.astype(object))
+    np.testing.assert_array_equal(objects.means_, ref.means_)
+    np.testing.assert_array_equal(objects.predict(X.astype(object)), ref.predict(X))
+    bad = X.astype(object)
+    bad[0, 0] = {"foo": "bar"}
+    with pytest.raises(TypeError, match="argument must be .* string.* number"):
+        cls(n_components=2).fit(bad)
+    with pytest.raises(ValueError, match="Complex data not supported"):
+        cls(n_components=2).fit(X + 1j)
+    with pytest.raises(ValueError, match=r"n_samples = 1"):
+        cls(n_components=1).fit(X[:1])
+    with pytest.raises(ValueError, match=r"0 feature\(s\) \(shape=\(5, 0\)\) while a minimum of 1 is required"):
+        cls(n_components=1).fit(np.zeros((5, 0)))
+    with pytest.raises(ValueError, match="Reshape your data"):
+        ref.predict(X[0])
+    with pytest.raises(ValueError, match=f"X has 2 features, but {cls.__name__} is expecting 3 features as input"):
+        ref.predict(X[:, :2])
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_sparse_input_says_dense_is_required(cls):
+    sparse = pytest.importorskip("scipy.sparse")
+    X = sparse.csr_matrix(blob_data(8))
+    with pytest.raises(TypeError, match="Sparse data .*toarray"):
+        cls(n_components=2).fit(X)
+    est = cls(n_components=2, random_state=0).fit(X.toarray())
+    with pytest.raises(TypeError, match="Sparse data"):
+        est.predict(X)
+
+
+@pytest.mark.parametrize("estimator", [GaussianMixture, BayesianGaussianMixture])
+def test_warm_start_on_data_of_another_width(estimator):
+    gm = estimator(n_components=2, warm_start=True, max_iter=500, random_state=0).fit(X)
+    with pytest.raises(ValueError, match=r"X has 3 features, but \w+ is expecting 2 features as input"):
+        gm.fit(np.zeros((10, 3)))
+
+
+# ----------------------------------------------------------------------------------- fitted models
+def test_nan_at_predict_time_does_not_talk_about_fitting(fitted):
+    with pytest.raises(ValueError, match="NaN or infinity") as info:
+        fitted.predict(np.array([[np.nan, 0.0]]))
+    assert "before fitting" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs", [{"n_samples": True}, {"n_samples": 2, "component": True}])
+def test_sample_rejects_booleans(fitted, kwargs):
+    with pytest.raises(ValueError, match="n_samples|component"):
+        fitted.sample(**kwargs)
+
+
+# -------------------------------------------------------------------------------------- .npy paths
+def _bad_npy_files(tmp_path):
+    np.save(tmp_path / "good.npy", X)
+    raw = (tmp_path / "good.npy").read_bytes()
+    (tmp_path / "truncated.npy").write_bytes(raw[:60])
+    (tmp_path / "short_data.npy").write_bytes(raw[:400])
+    (tmp_path / "text.npy").write_text("hello")
+    np.save(tmp_path / "objects.npy", np.array([[1, None], [2, 3]], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "strings.npy", np.array([["a", "b"], ["c", "d"], ["e", "f"]]))
+    return tmp_path
+
+
+@pytest.mark.parametrize("name, message", [
+    ("truncated.npy", "Cannot read .* as a numeric .npy array"),
+    ("short_data.npy", "Cannot read .* as a numeric .npy array"),
+    ("text.npy", "is not a .npy file"),
+    ("objects.npy", "holds Python objects"),
+    ("strings.npy", "must hold numbers, but its dtype is <U1"),
+])
+def test_fit_on_a_bad_npy_path(tmp_path, name, message):
+    folder = _bad_npy_files(tmp_path)
+    with pytest.raises(ValueError, match=message) as info:
+        GaussianMixture(2).fit(folder / name)
+    assert "allow_pickle" not in str(info.value)  # numpy's advice to unpickle an untrusted file
+
+
+def test_bic_on_a_missing_file_says_it_does_not_exist(fitted, tmp_path):
+    with pytest.raises(FileNotFoundError, match="Data file .* does not exist"):
+        fitted.bic(tmp_path / "missing.npy")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 import pytest
+from _helpers import png_size
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.patches import Ellipse
@@ -16,15 +15,6 @@ from gmmgan.plotting import (
     plot_training_curves,
     read_training_log,
 )
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _png_size(path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == PNG_MAGIC, "not a PNG file"
-    assert data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
 
 
 def _random_spd(rng, k, d):
@@ -113,7 +103,7 @@ def test_plot_writes_png_with_two_ellipses_per_component(tmp_path, ctype):
     }[ctype]
     path = tmp_path / "sub" / "fit.png"  # parent folder is created
     fig = plot_gmm_2d(X, weights, means, covs, path, covariance_type=ctype, title="t")
-    width, height = _png_size(path)
+    width, height = png_size(path)
     assert width > 300 and height > 300
     ax = fig.axes[0]
     ellipses = [p for p in ax.patches if isinstance(p, Ellipse)]
@@ -154,7 +144,7 @@ def test_plot_zoom_panel_for_tiny_components(tmp_path):
     zoom = fig.axes[1]
     x0, x1 = zoom.get_xlim()
     assert x0 < means[3, 0] < x1 and (x1 - x0) < 0.2  # zoomed on the heaviest component
-    _png_size(tmp_path / "ring.png")
+    png_size(tmp_path / "ring.png")
 
 
 def test_plot_subsamples_large_data(tmp_path):
@@ -235,7 +225,7 @@ def test_plot_training_curves_panels_and_png(tmp_path):
     (tmp_path / "run").mkdir()
     path = _write_log(tmp_path / "run" / "log.jsonl", _log_rows([0.1, 0.2, 0.3]))
     fig = plot_training_curves(path, tmp_path / "out" / "curves.png")
-    width, height = _png_size(tmp_path / "out" / "curves.png")
+    width, height = png_size(tmp_path / "out" / "curves.png")
     assert width > 300 and height > 300
     assert len(fig.axes) == 2  # losses together; images/s; step and wall_s are not curves
     losses, speed = fig.axes

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import pytest
 import torch
 
-from gmmgan.gan.config import PriorConfig
 from gmmgan.data.toy import MixtureSpec
+from gmmgan.gan.config import PriorConfig
 from gmmgan.gan.embed import IdentityEmbedding, PCAEmbedding
 from gmmgan.gan.priors import (
     FittedGMMPrior,
@@ -164,3 +165,34 @@ def test_fitted_prior_with_automatic_k(points):
     assert torch.equal(rebuilt.sample(5, _gen(1)), prior.sample(5, _gen(1)))
     with pytest.raises(ValueError, match="positive int or 'auto'"):
         FittedGMMPrior(IdentityEmbedding((2,)), "many")
+
+
+# --------------------------------------------------------------------------------- argument checks
+@pytest.mark.parametrize("make, message", [
+    (lambda: GaussianPrior(0), "z_dim must be an int >= 1"),
+    (lambda: GaussianPrior(-2), "z_dim must be an int >= 1"),
+    (lambda: GaussianPrior(2.5), "z_dim must be an int >= 1"),
+    (lambda: FixedGMMPrior(2, 0), "n_components must be an int >= 1"),
+    (lambda: FixedGMMPrior(2, 3, sigma=-1.0), "sigma must be a finite number > 0"),
+    (lambda: FixedGMMPrior(2, 3, sigma=float("nan")), "sigma must be a finite number > 0"),
+    (lambda: FixedGMMPrior(2, 3, mean_range=0.0), "mean_range must be a finite number > 0"),
+    (lambda: LearnableGMMPrior(2, 0), "n_components must be an int >= 1"),
+    (lambda: LearnableGMMPrior(2, 3, sigma_init=0.0), "sigma_init must be a finite number > 0"),
+    (lambda: LearnableGMMPrior(2, 3, sigma_penalty=-0.1), "sigma_penalty must be a finite number >= 0"),
+    (lambda: GMMRegularizedPrior(0, None, 3), "z_dim must be an int >= 1"),
+    (lambda: GMMRegularizedPrior(2, None, 3, weight=-1.0), "weight must be a finite number >= 0"),
+])
+def test_prior_constructors_check_their_arguments(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_fitted_prior_noise_dim_is_checked():
+    from gmmgan.gan.embed import IdentityEmbedding
+
+    with pytest.raises(ValueError, match="noise_dim must be an int >= 0"):
+        FittedGMMPrior(IdentityEmbedding((2,)), 3, noise_dim=-1)
+
+
+def test_prior_sizes_accept_numpy_integers():
+    assert GaussianPrior(np.int64(3)).z_dim == 3

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from _helpers import TINY_TRAIN as TINY  # the tiny ring run of the training-loop tests
+from _helpers import tiny_train_config as tiny
 
 from gmmgan.gan import training_loop as train_mod
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME
 from gmmgan.gan.run_folder import make_run_dir, trim_log
 from gmmgan.gan.training_loop import TrainingInterrupted, train
-
-from test_train import TINY, tiny  # the same tiny ring run
 
 
 def test_a_bad_config_leaves_no_run_folder(tmp_path):

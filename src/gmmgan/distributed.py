@@ -10,13 +10,22 @@ torchrun sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MA
 :func:`init_from_env` reads them, picks NCCL for CUDA and gloo for the CPU, and binds each rank to
 its GPU. Collectives time out (``GMMGAN_DIST_TIMEOUT`` seconds, default 600): a rank that dies makes
 the others fail with an error instead of hanging forever (torchrun then stops the whole job).
+
+Leaving: call :func:`shutdown` on every path out (``synchronize=True`` after a normal end); an
+atexit hook calls it anyway before the interpreter shuts down. With gloo, a process group still
+alive while Python finalises aborts the process now and then ("terminate called without an active
+exception"): its worker threads release the tensors of the last collective and need the GIL, which a
+finalising interpreter no longer hands out.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime
+import gc
 import os
 import threading
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -139,14 +148,51 @@ def init_from_env(device: str | torch.device = "auto") -> torch.device:
         backend = "nccl"
     else:
         backend = "gloo"
+    _import_group_defaults()
     dist.init_process_group(backend=backend, timeout=_timeout())
+    global _ATEXIT_REGISTERED
+    if not _ATEXIT_REGISTERED:  # the group is gone before the interpreter finalises, whatever the path out
+        atexit.register(shutdown)
+        _ATEXIT_REGISTERED = True
     return device
 
 
-def shutdown() -> None:
-    """Leave the process group (if any); safe to call twice."""
-    if dist.is_available() and dist.is_initialized():
+_ATEXIT_REGISTERED = False
+
+
+def _import_group_defaults() -> None:
+    """Import, before the process group exists, the torch modules whose defaults are ``group.WORLD``.
+
+    ``torch.distributed.nn.functional`` has ``def broadcast(..., group=group.WORLD)`` and the like:
+    imported after ``init_process_group`` (torch imports it lazily, e.g. through torch._dynamo when
+    the first optimizer is built), those defaults hold the default group for good, so
+    ``destroy_process_group`` cannot free it and its gloo threads live on into interpreter shutdown.
+    Imported first, the defaults are None.
+    """
+    try:
+        import torch.distributed.nn  # noqa: F401
+    except ImportError:  # pragma: no cover - a build without it has no such defaults either
+        pass
+
+
+def shutdown(*, synchronize: bool = False) -> None:
+    """Leave the process group (if any) and free it, so no backend thread outlives it; safe to call twice.
+
+    ``synchronize=True`` (a normal end, where every rank calls this): first wait for all ranks (a
+    barrier), so no rank closes its connections while a peer still uses them. Leave it False on a
+    path out after an error: a peer may be dead or stuck elsewhere, and the barrier would wait for it
+    until the collective timeout.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if synchronize and is_distributed():
+            dist.barrier()
+    finally:
+        group = weakref.ref(dist.group.WORLD)
         dist.destroy_process_group()
+        if group() is not None:  # held in a reference cycle (e.g. an exception's frames): free it now
+            gc.collect()
 
 
 def barrier() -> None:

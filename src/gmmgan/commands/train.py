@@ -110,12 +110,16 @@ def run(args) -> int:
         _check_resume_overrides(load_config(config_path), cfg)
     if args.out is not None:
         cfg = dataclasses.replace(cfg, out=str(args.out))
+    finished = False
     try:
         train(cfg, run_dir=run_dir, resume=args.resume is not None, console=console, quiet=args.quiet)
+        finished = True
     except TrainingDivergedError as e:
         if distributed.is_main():  # every rank stops; one says why
             print_error(str(e))
         return EXIT_FAILURE
     finally:
-        distributed.shutdown()  # under torchrun: leave the process group cleanly
+        # Under torchrun: leave the process group on every path; after a normal end all ranks are
+        # here, so wait for each other first (after an error a peer may never come).
+        distributed.shutdown(synchronize=finished)
     return EXIT_OK

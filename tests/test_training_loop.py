@@ -1,4 +1,4 @@
-"""Tests of gmmgan.gan.training_loop and gmmgan.gan.checkpoint on tiny 2-D runs: exact resume, NaN stop, bad checkpoints."""
+"""Tests of gmmgan.gan.training_loop on tiny 2-D runs: exact resume, NaN stop, bad checkpoints and settings."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from _helpers import tiny_train_config as tiny  # the tiny ring run: 8 steps of 50
 
 from gmmgan.gan import training_loop as train_mod
 from gmmgan.gan.checkpoint import (
@@ -13,22 +14,8 @@ from gmmgan.gan.checkpoint import (
     SNAPSHOT_NAME,
     load_checkpoint,
     load_snapshot,
-    save_checkpoint,
 )
-from gmmgan.gan.config import load_config
 from gmmgan.gan.training_loop import TrainingDivergedError, load_generator, train
-
-# A few hundred images of the ring: 8 steps of 50, snapshots every 100 images.
-TINY = [
-    "data.name=ring", "data.n=2000", "prior.n_components=8", "prior.fit_samples=500", "prior.fit_max_iter=20",
-    "prior.warm_start_steps=5", "nets.g_width=16", "nets.d_width=16", "nets.g_layers=2", "nets.d_layers=2",
-    "schedule.batch_size=50", "schedule.total_kimg=0.4", "schedule.snapshot_kimg=0.1", "schedule.log_kimg=0.1",
-    "schedule.sample_kimg=0", "schedule.ema_kimg=0.1", "eval_samples=200", "device=cpu",
-]
-
-
-def tiny(*overrides):
-    return load_config(None, TINY + list(overrides))
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
@@ -114,31 +101,6 @@ def test_resume_with_incompatible_nets_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint '.*checkpoint.pt' does not fit this config"):
         train(tiny("nets.g_width=32"), run_dir=tmp_path / "r", resume=True, quiet=True)
     assert (tmp_path / "r" / "config.yaml").read_text() == before, "the run's config must stay as it was"
-
-
-def test_truncated_checkpoint_is_an_error(tmp_path):
-    path = tmp_path / CHECKPOINT_NAME
-    save_checkpoint(path, {"step": 1, "w": torch.arange(1000.0)})
-    assert load_checkpoint(path)["step"] == 1
-    path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(ValueError, match="is corrupt or truncated"):
-        load_checkpoint(path)
-
-
-def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = tmp_path / CHECKPOINT_NAME
-    save_checkpoint(path, {"step": 1})
-
-    def crash(obj, f):
-        with open(f, "wb") as fh:
-            fh.write(b"half")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, {"step": 2})
-    assert load_checkpoint(path)["step"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME], "no temporary file left behind"
 
 
 def test_bad_settings_are_value_errors(tmp_path):

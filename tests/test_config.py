@@ -104,3 +104,28 @@ def test_shipped_configs_load_and_cover_the_design():
         cfg = load_config(path)
         assert isinstance(cfg, TrainConfig)
         assert cfg.prior.kind in path.stem.replace("dquarter_", "")
+
+
+# ---------------------------------------------------------------------- bad values, files and keys
+@pytest.mark.parametrize("override, message", [
+    ("device=cuda:x", "device must be auto, cpu, cuda or cuda:N"),
+    ("device=cuda:-1", "device must be auto, cpu, cuda or cuda:N"),
+    ("data.resolution=0", "data.resolution must be > 0"),
+])
+def test_config_values_checked_before_training(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+
+
+def test_config_path_that_is_a_folder(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder; give a YAML file"):
+        load_config(tmp_path)
+
+
+def test_unknown_config_key_suggests_the_close_one():
+    with pytest.raises(ValueError, match=r"unknown config key 'schedule.total_kim' \(did you mean schedule.total_kimg\?\)"):
+        load_config(None, ["schedule.total_kim=3"])
+    with pytest.raises(ValueError, match=r"'total_kimg' \(did you mean schedule.total_kimg\?\)"):  # section left out
+        load_config(None, ["total_kimg=3"])
+    with pytest.raises(ValueError, match=r"unknown config key 'zzz'; valid keys: data.name"):  # nothing close: no hint
+        load_config(None, ["zzz=3"])
