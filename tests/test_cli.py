@@ -7,6 +7,7 @@ import sys
 import pytest
 from _helpers import TINY_RING, assert_clean_error, cli
 
+import gmmgan
 from gmmgan.cli import _COMMANDS
 from gmmgan.gan.config import load_config
 
@@ -64,3 +65,12 @@ def test_os_errors_name_the_path_and_the_fix(tmp_path, capsys):
     assert_clean_error(rc, err, "cannot use", "afile", "choose another path")
     assert "[Errno" not in err
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_help_and_version(capsys):
+    rc, out, _ = cli(capsys, "--help")
+    assert rc == 0 and "fit" in out and "--version" in out and "examples:" in out
+    rc, out, _ = cli(capsys, "--version")
+    assert rc == 0 and out.strip() == f"gmmgan {gmmgan.__version__}"
+    rc, out, _ = cli(capsys)  # no command: help, usage error status
+    assert rc == 2 and "COMMAND" in out

@@ -219,16 +219,6 @@ def test_debug_shows_the_exception(tmp_path, monkeypatch):
         main(["fit", str(tmp_path / "nope.npy"), "-k", "2", "--debug"])
 
 
-# ------------------------------------------------------------------------------ help and version
-def test_help_and_version(capsys):
-    rc, out, _ = cli(capsys, "--help")
-    assert rc == 0 and "fit" in out and "--version" in out and "examples:" in out
-    rc, out, _ = cli(capsys, "--version")
-    assert rc == 0 and out.strip() == f"gmmgan {gmmgan.__version__}"
-    rc, out, _ = cli(capsys)  # no command: help, usage error status
-    assert rc == 2 and "COMMAND" in out
-
-
 def test_fit_help_describes_every_option(capsys):
     rc, out, _ = cli(capsys, "fit", "--help")
     assert rc == 0

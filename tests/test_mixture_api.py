@@ -150,48 +150,6 @@ def test_to_distribution_agrees(cov_type):
     assert dist.sample((7,)).shape == (7, 2)
 
 
-@pytest.mark.parametrize("cov_type", COV_TYPES)
-def test_save_load_round_trip(tmp_path, cov_type):
-    X = _blobs()
-    gm = GaussianMixture(4, covariance_type=cov_type, random_state=3).fit(X)
-    path = gm.save(tmp_path / "sub" / "model.safetensors")
-    back = GaussianMixture.load(path)
-    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
-        np.testing.assert_array_equal(getattr(back, name), getattr(gm, name))
-    assert back.get_params()["covariance_type"] == cov_type and back.random_state == 3
-    assert (back.n_iter_, back.converged_, back.lower_bound_) == (gm.n_iter_, gm.converged_, gm.lower_bound_)
-    np.testing.assert_array_equal(back.predict(X), gm.predict(X))
-    assert not list((tmp_path / "sub").glob("*.tmp"))
-
-
-def test_save_load_torch_model(tmp_path):
-    X = torch.as_tensor(_blobs(), dtype=torch.float32)
-    gm = GaussianMixture(4, random_state=0).fit(X)
-    back = GaussianMixture.load(gm.save(tmp_path / "m.safetensors"))
-    assert isinstance(back.means_, torch.Tensor) and back.means_.dtype == torch.float32
-    torch.testing.assert_close(back.score_samples(X), gm.score_samples(X))
-
-
-def test_load_corrupt_or_foreign_files(tmp_path):
-    bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(b"this is not a safetensors file")
-    with pytest.raises(ValueError, match="not a readable safetensors file"):
-        GaussianMixture.load(bad)
-    gm = GaussianMixture(2, random_state=0).fit(_blobs())
-    good = gm.save(tmp_path / "good.safetensors")
-    truncated = tmp_path / "truncated.safetensors"
-    truncated.write_bytes(good.read_bytes()[:-40])
-    with pytest.raises(ValueError, match="truncated or corrupt"):
-        GaussianMixture.load(truncated)
-    from safetensors.torch import save_file
-
-    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(ValueError, match="not a gmmgan GaussianMixture"):
-        GaussianMixture.load(tmp_path / "other.safetensors")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        GaussianMixture.load(tmp_path / "missing.safetensors")
-
-
 def test_sklearn_clone_and_params():
     base = pytest.importorskip("sklearn.base")
     gm = GaussianMixture(3, covariance_type="diag", device="cpu", dtype="float32")
