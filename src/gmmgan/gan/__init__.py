@@ -13,7 +13,7 @@ _EXPORTS = {
     "load_config": "gmmgan.gan.config",
     "save_config": "gmmgan.gan.config",
     "train": "gmmgan.gan.training_loop",
-    "load_generator": "gmmgan.gan.training_loop",
+    "load_generator": "gmmgan.gan.sampling",
     "TrainingDivergedError": "gmmgan.gan.training_loop",
     "TrainingInterrupted": "gmmgan.gan.training_loop",
     "build_prior": "gmmgan.gan.priors",
