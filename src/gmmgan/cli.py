@@ -8,8 +8,9 @@ Each subcommand lives in its own module ``gmmgan.commands.<name>`` with two func
 To add a command, write the module and append its name to ``_COMMANDS``. Command modules keep
 heavy imports (torch, matplotlib) inside ``run`` so that ``gmmgan --help`` stays fast.
 
-Errors a user can fix (``ValueError``, ``OSError`` such as ``FileNotFoundError``) are printed as one
-red ``error: ...`` line with exit status 2 and no traceback; ``--debug`` shows the traceback instead.
+Errors a user can fix (``ValueError``, ``OSError`` such as ``FileNotFoundError``, a full disk) are
+printed as one red ``error: ...`` line with exit status 2 and no traceback; ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.markup import escape
+
+from gmmgan._files import DISK_FULL_ERRNOS
 
 # Subcommand modules under gmmgan.commands, in the order `gmmgan --help` lists them.
 _COMMANDS: tuple[str, ...] = ("quickstart", "fit", "train", "sample", "eval", "data")
@@ -122,7 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (ValueError, OSError, MemoryError, RuntimeError) as e:
         message = str(e) or type(e).__name__
-        if isinstance(e, OSError) and e.filename and message.startswith("[Errno"):  # the OS's own words
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS and message.startswith("[Errno"):
+            where = f" while writing '{e.filename}'" if e.filename else ""
+            message = (f"no space left on the device{where} ({e.strerror}); free some space (or choose a "
+                       "folder on another disk) and run the command again.")
+        elif isinstance(e, OSError) and e.filename and message.startswith("[Errno"):  # the OS's own words
             message = (f"cannot use '{e.filename}': {e.strerror}; check that the path exists and that its "
                        "folder is writable, or choose another path.")
         out_of_memory = isinstance(e, MemoryError) or "out of memory" in message.lower()

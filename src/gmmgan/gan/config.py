@@ -443,7 +443,9 @@ def load_config(path: str | Path | None = None, overrides=()) -> TrainConfig:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
+    """Write the resolved config as YAML (atomically: a full disk leaves the previous file as it was)."""
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    from gmmgan._files import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

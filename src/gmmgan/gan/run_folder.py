@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from gmmgan import distributed
-from gmmgan._files import atomic_write
+from gmmgan._files import atomic_write, disk_full_error, is_disk_full
 from gmmgan.gan.config import TrainConfig, save_config
 
 __all__ = [
@@ -138,7 +138,7 @@ class TrainingLog:
         # Opened for appending: a resumed run goes on where its trimmed log ends.
         self.file = distributed.main_only(partial(open, run_dir / LOG_NAME, "a", encoding="utf-8"), "opening the log")
         self.tb = _tensorboard(run_dir) if distributed.is_main() else None
-        self.progress = None
+        self.progress, self._unwritten = None, False
         if progress and cur_nimg < total:
             from rich.progress import (
                 BarColumn,
@@ -156,8 +156,12 @@ class TrainingLog:
             self.progress.start()
 
     def write(self, entry: dict, cur_nimg: int, info: str) -> None:
-        """``entry`` as a JSON line and its losses and speed as TensorBoard scalars; ``info`` beside the bar."""
-        distributed.main_only(partial(_append, self.file, entry), "writing the log")
+        """``entry`` as a JSON line and its losses and speed as TensorBoard scalars; ``info`` beside the bar.
+
+        A full disk is a :class:`gmmgan._files.DiskFullError` naming log.jsonl (a line cut off there
+        is dropped on resume, :func:`trim_log`).
+        """
+        distributed.main_only(partial(self._append, entry), "writing the log")
         if self.tb is not None:
             for k in ("loss_d", "loss_g", "images_per_s"):
                 self.tb.add_scalar(k, entry[k], cur_nimg)
@@ -168,11 +172,24 @@ class TrainingLog:
         if self.progress is not None:
             self.progress.update(self.progress.task_ids[0], completed=cur_nimg / 1000)
 
+    def _append(self, entry: dict) -> None:
+        try:
+            _append(self.file, entry)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            self._unwritten = True  # close() must not fail again on the buffered rest
+            raise disk_full_error(Path(self.file.name), e) from e
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
         if self.file is not None:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError:
+                if not self._unwritten:
+                    raise
         if self.tb is not None:
             self.tb.close()
 

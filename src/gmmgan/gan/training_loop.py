@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gmmgan import distributed
+from gmmgan._files import DiskFullError, atomic_write_text, disk_full_error, is_disk_full
 from gmmgan.data import TensorData, load_dataset
 from gmmgan.gan.checkpoint import (
     CHECKPOINT_NAME,
@@ -268,13 +269,16 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         run_dir, created = distributed.broadcast_object(distributed.main_only(claim, "creating the run folder"))
 
     def write_state() -> None:  # rank 0: the full training state, then the snapshot of the nets that are sampled
+        nonlocal last_good
         save_checkpoint(run_dir / CHECKPOINT_NAME, training_state(G, D, G_ema, prior, opt_g, opt_d, batcher, zgen,
                                                                   device, cur_nimg=cur_nimg, step=step, cfg=cfg))
+        last_good = cur_nimg  # on disk now, whatever happens to the snapshot
         save_generator(run_dir / SNAPSHOT_NAME, G_ema, prior, cfg=cfg, data_shape=data.shape, cur_nimg=cur_nimg,
                        step=step)
 
     # Resume training state, or start the new run: fit the prior, warm-start G, write a first checkpoint.
-    with _removed_if_unfinished(run_dir, main and created):  # until a new run's first checkpoint exists
+    last_good = int(ckpt["cur_nimg"]) if resume else 0  # where the checkpoint on disk is (once one is)
+    with _removed_if_unfinished(run_dir, main and created, last_good):  # until a new run's first checkpoint exists
         if resume:
             load_training_state(ckpt, run_dir, G, D, G_ema, prior, opt_g, opt_d, batcher, zgen, device)
             cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])  # the log is trimmed back to here
@@ -292,7 +296,6 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             _save(write_state, G, D, G_ema)  # a good checkpoint exists from the start
 
     # Set up the training step, the log/sample/snapshot ticks, the samples folder and the log.
-    last_good = cur_nimg  # where the last checkpoint on disk is
     step_fn = TrainStep(G, D, G_ema, prior, opt_g, opt_d, get_gan_loss(cfg.loss.kind), r1_gamma=cfg.loss.r1_gamma,
                         gp_weight=cfg.loss.gp_weight, ema_beta=_ema_beta(cfg), autocast=autocast, device=device,
                         graph=graph, first_step=step)
@@ -339,12 +342,25 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             f"interrupted at {cur_nimg / 1000:.1f} kimg; the last checkpoint, {run_dir / CHECKPOINT_NAME}, is at "
             f"{last_good / 1000:.1f} kimg. Continue with: gmmgan train --resume {run_dir}"
         ) from None
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        raise _disk_full(e, run_dir, f"; training stopped at {cur_nimg / 1000:.1f} kimg. The last checkpoint, "
+                         f"{run_dir / CHECKPOINT_NAME}, is intact at {last_good / 1000:.3f} kimg: free some space, "
+                         f"then continue with: gmmgan train --resume {run_dir}") from None
     finally:
         log.close()
 
     # Evaluate the EMA generator (rank 0) and report.
-    metrics = distributed.main_only(partial(_final_evaluation, cfg, run_dir, G_ema, prior, data, device,
-                                            cur_nimg / 1000, say), "evaluating the run")
+    try:
+        metrics = distributed.main_only(partial(_final_evaluation, cfg, run_dir, G_ema, prior, data, device,
+                                                cur_nimg / 1000, say), "evaluating the run")
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        raise _disk_full(e, run_dir, f" after training ended. The run is complete: its checkpoint, "
+                         f"{run_dir / CHECKPOINT_NAME} ({cur_nimg / 1000:.3f} kimg), and {SNAPSHOT_NAME} are intact; "
+                         f"free some space, then measure it with: gmmgan eval {run_dir}") from None
     wall = time.time() - t_start
     say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run_dir / SNAPSHOT_NAME}")
     return {"run_dir": run_dir, "kimg": cur_nimg / 1000, "metrics": metrics, "wall_s": wall, "G": G, "D": D,
@@ -412,11 +428,19 @@ def _check_finite(step_fn: TrainStep, batch_size: int, run_dir: Path, last_good:
         )
 
 
+def _disk_full(e: OSError, run_dir: Path, then: str) -> DiskFullError:
+    """The one-line error of a full disk during training: the file it was writing, then ``then``."""
+    file = e.filename or f"a file in {run_dir}"
+    return disk_full_error(file, e, message=f"no space left on the device while writing '{file}' "
+                                            f"({e.strerror or 'No space left on device'}){then}")
+
+
 @contextlib.contextmanager
-def _removed_if_unfinished(run_dir: Path, created: bool):
+def _removed_if_unfinished(run_dir: Path, created: bool, checkpoint_nimg: int):
     """On a failure inside, remove the run folder this training created if it holds no checkpoint yet.
 
-    Ctrl-C inside becomes :class:`TrainingInterrupted`, saying there is nothing to resume.
+    Ctrl-C inside becomes :class:`TrainingInterrupted`, saying there is nothing to resume; a full
+    disk says which file and where the run stands (its checkpoint at ``checkpoint_nimg``, if any).
     """
     try:
         yield
@@ -427,6 +451,15 @@ def _removed_if_unfinished(run_dir: Path, created: bool):
                 "interrupted before the first checkpoint: nothing to resume"
                 + (f"; the new run folder {run_dir} was removed." if removed else ".")
             ) from None
+        if isinstance(e, OSError) and is_disk_full(e):
+            if (run_dir / CHECKPOINT_NAME).is_file():
+                then = (f". The last checkpoint, {run_dir / CHECKPOINT_NAME}, is intact at {checkpoint_nimg / 1000:.3f}"
+                        f" kimg: free some space, then continue with: gmmgan train --resume {run_dir}")
+            else:
+                then = (" before the first checkpoint: nothing to resume"
+                        + (f"; the new run folder {run_dir} was removed" if removed else "")
+                        + ". Free some space and start the run again.")
+            raise _disk_full(e, run_dir, then) from None
         raise
 
 
@@ -442,7 +475,7 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, devic
     cov = mode_coverage(samples, data.info["spec"])
     metrics = {"kimg": kimg, "n_samples": cov.n_samples, "modes": cov.modes_captured, "n_modes": cov.n_modes,
                "hq": cov.hq_fraction, "kl": cov.reverse_kl, "kl_floor": cov.kl_floor}
-    (run_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(run_dir / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
     plot_points(run_dir / FINAL_PLOT_NAME, samples, data.info["means"],
                 f"{data.name} / {cfg.prior.kind}: {cov.modes_captured}/{cov.n_modes} modes, "
                 f"HQ {100 * cov.hq_fraction:.1f}%, KL {cov.reverse_kl:.4f}")
