@@ -228,6 +228,11 @@ class ScheduleConfig:
     sample_kimg : sample plot / image grid every this many kimg (0 = only at the end).
     log_kimg : JSONL log line every this many kimg.
     ema_kimg : half-life of the EMA of G, in kimg (0 = no averaging: the EMA is a copy of G).
+    keep_snapshots : 0 keeps only the latest generator snapshot (``generator.safetensors``); N > 0
+        also keeps a copy of it for each of the last N snapshot times,
+        ``snapshots/generator-000001.500kimg.safetensors`` (older copies are deleted), for
+        ``gmmgan sample`` / ``gmmgan eval`` on an earlier point of the run. No metric is computed
+        during training (modes / HQ / KL only at the end), so there is no "best" snapshot.
     """
 
     total_kimg: float = 100.0
@@ -236,6 +241,7 @@ class ScheduleConfig:
     sample_kimg: float = 25.0
     log_kimg: float = 5.0
     ema_kimg: float = 20.0
+    keep_snapshots: int = 0
 
     def __post_init__(self):
         _positive("schedule.total_kimg", self.total_kimg)
@@ -244,6 +250,7 @@ class ScheduleConfig:
         _positive("schedule.sample_kimg", self.sample_kimg, allow_zero=True)
         _positive("schedule.log_kimg", self.log_kimg)
         _positive("schedule.ema_kimg", self.ema_kimg, allow_zero=True)
+        _positive("schedule.keep_snapshots", self.keep_snapshots, allow_zero=True)
 
 
 @dataclass

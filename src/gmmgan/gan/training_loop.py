@@ -16,8 +16,9 @@ What happens, top to bottom (the section comments of :func:`train`):
    (half-life ``ema_kimg``) that is what gets sampled, plotted and saved for ``gmmgan sample``.
 5. Every ``log_kimg``: a JSONL line (and TensorBoard, if it imports); every ``sample_kimg``: a plot
    of ``eval_samples`` fixed-z samples over the true modes (2-D) or an image grid (a row per component
-   for mixture priors of up to 16 components; :mod:`gmmgan.gan.sampling`); every ``snapshot_kimg``
-   and at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.gan.checkpoint`).
+   for mixture priors of up to 16 components; :mod:`gmmgan.gan.sampling`), also as a TensorBoard
+   image; every ``snapshot_kimg`` and at the end: the full checkpoint and the generator snapshot
+   (:mod:`gmmgan.gan.checkpoint`), and with ``keep_snapshots`` a copy of it in snapshots/.
 6. At the end of a 2-D run: modes captured, high-quality fraction and reverse KL on
    ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted; an
    image run ends with a grid of samples.
@@ -32,9 +33,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
+import signal
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -65,6 +69,8 @@ from gmmgan.gan.run_folder import (  # the file names are re-exported: commands 
     METRICS_NAME,
     TrainingLog,
     claim_run_dir,
+    keep_snapshot,
+    lock_run_dir,
     make_run_dir,
     make_samples_dir,
     record_config,
@@ -105,7 +111,93 @@ class TrainingDivergedError(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; the message says where the run stands and how to continue it."""
+    """Ctrl-C (or SIGTERM) during training; the message says where the run stands and how to continue it.
+
+    ``signum`` is the signal that stopped it (SIGINT for Ctrl-C); ``gmmgan train`` exits with 128 + it.
+    """
+
+    def __init__(self, message: str = "", signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
+
+
+def _stopped_by(e: BaseException) -> str:
+    """' by SIGTERM' for an interruption by SIGTERM, '' for Ctrl-C: the interruption message says which."""
+    signum = getattr(e, "signum", signal.SIGINT)
+    return "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+
+
+# ----------------------------------------------------------------------------------- the session of train()
+_SESSION = threading.local()  # this thread's stack of train() calls: what each releases when it returns
+
+
+def _session(train_fn):
+    """Run ``train_fn`` (train()) with what it changes in the process restored on every exit path.
+
+    - SIGTERM (``timeout``, ``docker stop``, SLURM) is handled as Ctrl-C: a :class:`TrainingInterrupted`
+      with the same clean-up and message (:func:`_sigterm_as_interrupt`);
+    - torch's number of threads (``cpu_threads`` sets it) is put back as it was;
+    - whatever train() hands to :func:`_until_train_returns` (the run folder's lock) is released.
+    """
+
+    @functools.wraps(train_fn)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        stacks = _SESSION.__dict__.setdefault("stacks", [])
+        with contextlib.ExitStack() as stack:
+            stack.callback(_restore_threads, threads)
+            stack.enter_context(_sigterm_as_interrupt())
+            stacks.append(stack)
+            try:
+                return train_fn(*args, **kwargs)
+            finally:
+                stacks.pop()
+
+    return wrapper
+
+
+def _until_train_returns(cm) -> None:
+    """Exit the context manager ``cm`` (already entered) when the current train() returns or raises."""
+    _SESSION.stacks[-1].push(cm)
+
+
+def _restore_threads(n: int) -> None:
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise TrainingInterrupted(f"interrupted{_stopped_by(TrainingInterrupted(signum=signum))}", signum)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """In the main thread: SIGTERM raises :class:`TrainingInterrupted` as Ctrl-C raises KeyboardInterrupt.
+
+    The previous handler comes back after. Elsewhere (other threads, no SIGTERM), or where the
+    process was told to ignore SIGTERM (SIG_IGN, kept as it is, as Python keeps an ignored
+    SIGINT), nothing changes.
+    """
+    sigterm = getattr(signal, "SIGTERM", None)
+    if sigterm is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(sigterm)
+    if previous == signal.SIG_IGN:
+        yield
+        return
+    signal.signal(sigterm, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(sigterm, previous if previous is not None else signal.SIG_DFL)
+
+
+def _hold_run_folder(run_dir: Path) -> None:
+    """Rank 0 locks the run folder until train() returns (a second training there is an error) and clears stale temps."""
+    lock = distributed.main_only(partial(lock_run_dir, run_dir), "locking the run folder")
+    if lock is not None:
+        _until_train_returns(lock)
 
 
 # ----------------------------------------------------------------------------------- setup
@@ -194,6 +286,7 @@ def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool,
             f"{100 * cov.hq_fraction:.1f}%, reverse KL {cov.reverse_kl:.4f}")
 
 
+@_session
 def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False, console=None,
           quiet: bool = False) -> dict:
     """Train a GAN as ``cfg`` says; returns {'run_dir', 'kimg', 'metrics', 'wall_s', ...}.
@@ -218,6 +311,17 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     ------
     TrainingDivergedError
         A loss became NaN/inf; the message names the step and the last good checkpoint.
+    TrainingInterrupted
+        Ctrl-C or SIGTERM (handled alike while train() runs in the main thread); the message names
+        the last checkpoint and the resume command. A new run stopped before its first checkpoint
+        has its folder removed.
+    gmmgan.gan.run_folder.RunFolderInUseError
+        Another process is training in ``run_dir`` (it holds the folder's lock, ``RUN/.lock``).
+    gmmgan._files.DiskFullError
+        The disk filled up; the message names the file, the intact checkpoint and its kimg.
+
+    train() leaves the process as it found it: torch's thread count (``cpu_threads``) and the
+    SIGTERM handler are restored, and the run folder's lock released, however it ends.
     """
     from rich.console import Console
 
@@ -239,6 +343,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     total = round(sched.total_kimg * 1000)
     if resume:  # a resumed run keeps its folder; check it can go on before anything is written
         run_dir = Path(run_dir)
+        if (run_dir / CHECKPOINT_NAME).exists():  # one training at a time in a folder
+            _hold_run_folder(run_dir)
         ckpt = load_resumable(run_dir, sched.total_kimg)
 
     # Load training data. The global RNG is used only from here to the optimizers, to initialise the nets.
@@ -267,6 +373,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     if not resume:
         claim = partial(claim_run_dir, cfg.out, f"{cfg.data.name}-{cfg.prior.kind}", run_dir)
         run_dir, created = distributed.broadcast_object(distributed.main_only(claim, "creating the run folder"))
+        _hold_run_folder(run_dir)
 
     def write_state() -> None:  # rank 0: the full training state, then the snapshot of the nets that are sampled
         nonlocal last_good
@@ -275,6 +382,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         last_good = cur_nimg  # on disk now, whatever happens to the snapshot
         save_generator(run_dir / SNAPSHOT_NAME, G_ema, prior, cfg=cfg, data_shape=data.shape, cur_nimg=cur_nimg,
                        step=step)
+        keep_snapshot(run_dir, cur_nimg / 1000, sched.keep_snapshots)  # and the last few in snapshots/
 
     # Resume training state, or start the new run: fit the prior, warm-start G, write a first checkpoint.
     last_good = int(ckpt["cur_nimg"]) if resume else 0  # where the checkpoint on disk is (once one is)
@@ -331,16 +439,18 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 kimg = cur_nimg / 1000
                 distributed.main_only(partial(write_samples, sample_path(run_dir, kimg), G_ema, prior, data,
                                               cfg.seed + 2, device, kimg, cfg.eval_samples), "writing a sample grid")
+                log.add_picture(sample_path(run_dir, kimg), cur_nimg)  # TensorBoard (rank 0), if it imports
                 next_sample = _next_at(cur_nimg, sched.sample_kimg)
             if cur_nimg >= next_snap or done:
                 _save(write_state, G, D, G_ema)
                 last_good, next_snap = cur_nimg, _next_at(cur_nimg, sched.snapshot_kimg)
             if step % 16 == 0 or done:  # rich costs ~0.1 ms a call: not every step
                 log.show_progress(cur_nimg)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
         raise TrainingInterrupted(
-            f"interrupted at {cur_nimg / 1000:.1f} kimg; the last checkpoint, {run_dir / CHECKPOINT_NAME}, is at "
-            f"{last_good / 1000:.1f} kimg. Continue with: gmmgan train --resume {run_dir}"
+            f"interrupted{_stopped_by(e)} at {cur_nimg / 1000:.1f} kimg; the last checkpoint, "
+            f"{run_dir / CHECKPOINT_NAME}, is at {last_good / 1000:.1f} kimg. Continue with: gmmgan train --resume "
+            f"{run_dir}", getattr(e, "signum", signal.SIGINT)
         ) from None
     except OSError as e:
         if not is_disk_full(e):
@@ -439,20 +549,23 @@ def _disk_full(e: OSError, run_dir: Path, then: str) -> DiskFullError:
 def _removed_if_unfinished(run_dir: Path, created: bool, checkpoint_nimg: int):
     """On a failure inside, remove the run folder this training created if it holds no checkpoint yet.
 
-    Ctrl-C inside becomes :class:`TrainingInterrupted`, saying there is nothing to resume; a full
-    disk says which file and where the run stands (its checkpoint at ``checkpoint_nimg``, if any).
+    Ctrl-C (or SIGTERM) inside becomes :class:`TrainingInterrupted`, saying there is nothing to
+    resume, or (a resumed run) where its checkpoint is; a full disk says which file and where the
+    run stands (its checkpoint at ``checkpoint_nimg``, if any).
     """
     try:
         yield
     except BaseException as e:
         removed = created and remove_unfinished(run_dir, CHECKPOINT_NAME)
+        resumable = not removed and (run_dir / CHECKPOINT_NAME).is_file()
         if isinstance(e, KeyboardInterrupt):
-            raise TrainingInterrupted(
-                "interrupted before the first checkpoint: nothing to resume"
-                + (f"; the new run folder {run_dir} was removed." if removed else ".")
-            ) from None
+            where = (f"; the last checkpoint, {run_dir / CHECKPOINT_NAME}, is at {checkpoint_nimg / 1000:.1f} kimg. "
+                     f"Continue with: gmmgan train --resume {run_dir}" if resumable else
+                     " before the first checkpoint: nothing to resume"
+                     + (f"; the new run folder {run_dir} was removed." if removed else "."))
+            raise TrainingInterrupted(f"interrupted{_stopped_by(e)}{where}", getattr(e, "signum", signal.SIGINT)) from None
         if isinstance(e, OSError) and is_disk_full(e):
-            if (run_dir / CHECKPOINT_NAME).is_file():
+            if resumable:
                 then = (f". The last checkpoint, {run_dir / CHECKPOINT_NAME}, is intact at {checkpoint_nimg / 1000:.3f}"
                         f" kimg: free some space, then continue with: gmmgan train --resume {run_dir}")
             else:
