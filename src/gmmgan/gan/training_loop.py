@@ -62,6 +62,7 @@ from gmmgan.gan.checkpoint import (
 from gmmgan.gan.config import TrainConfig
 from gmmgan.gan.losses import get_gan_loss
 from gmmgan.gan.priors import Prior, build_prior
+from gmmgan.gan.progress import PhaseProgress
 from gmmgan.gan.run_folder import (  # the file names are re-exported: commands import them from here
     CONFIG_NAME,
     FINAL_PLOT_NAME,
@@ -220,11 +221,14 @@ def data_root(cfg: TrainConfig) -> str | None:
     return str(Path(os.environ.get("GMMGAN_DATA", "data")).expanduser().resolve())
 
 
-def load_training_data(cfg: TrainConfig, device: torch.device) -> TensorData:
-    """The training set of ``cfg.data``, on ``device`` (images in [-1, 1], points as they are)."""
+def load_training_data(cfg: TrainConfig, device: torch.device, progress=None) -> TensorData:
+    """The training set of ``cfg.data``, on ``device`` (images in [-1, 1], points as they are).
+
+    ``progress(done, total)`` is called while an image folder is read.
+    """
     d = cfg.data
     return load_dataset(d.name, data_root(cfg), "train", d.resolution, n=d.n, seed=cfg.seed, per_class=d.per_class,
-                        device=device)
+                        device=device, progress=progress)
 
 
 def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) -> tuple[nn.Module, nn.Module]:
@@ -257,25 +261,34 @@ def _ema_beta(cfg: TrainConfig) -> float:
     return 0.5 ** (cfg.schedule.batch_size / half_life) if half_life > 0 else 0.0
 
 
-def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool, say, spec=None) -> None:
-    """Regress G(z) onto the prior's target (the embedding's decoder): a head start on the modes."""
+def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool, say, spec=None,
+                phase=PhaseProgress) -> None:
+    """Regress G(z) onto the prior's target (the embedding's decoder): a head start on the modes.
+
+    ``phase(description, total=..., unit=...)`` makes its progress bar (:class:`PhaseProgress`).
+    """
     steps = cfg.prior.warm_start_steps
     if not steps or type(prior).warm_start_target is Prior.warm_start_target:
         return  # this prior has no decoder to regress onto
     opt = torch.optim.Adam(G.parameters(), lr=cfg.prior.warm_start_lr)
     # Cosine decay to 0: the regression ends precise (errors well below the modes' widths).
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
-    for _ in range(steps):
-        z = prior.sample(cfg.schedule.batch_size, zgen)
-        with torch.no_grad():
-            target = prior.warm_start_target(z)
-            target = target.clamp(-1, 1) if images else target
-        with autocast():
-            loss = F.mse_loss(G(z).float(), target.float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    with phase("warm start", total=steps, unit="steps") as bar:
+        for i in range(steps):
+            z = prior.sample(cfg.schedule.batch_size, zgen)
+            with torch.no_grad():
+                target = prior.warm_start_target(z)
+                target = target.clamp(-1, 1) if images else target
+            with autocast():
+                loss = F.mse_loss(G(z).float(), target.float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if (i + 1) % 100 == 0:  # .item() syncs the GPU: not every step
+                bar.update(i + 1, info=f"MSE {loss.item():.4g}")
+            elif (i + 1) % 10 == 0:
+                bar.update(i + 1)
     say(f"warm start: {steps} steps regressing G onto the embedding's decoder, final MSE {loss.item():.4g}")
     if spec is not None:
         from gmmgan.metrics.modes2d import mode_coverage
@@ -331,6 +344,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     world, main = distributed.world_size(), distributed.is_main()
     console = console or Console(highlight=False)
     say = partial(console.print, soft_wrap=True) if main and not quiet else _silent
+    phase = partial(PhaseProgress, console, enabled=main and not quiet)  # progress of the long set-up phases
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
     # bf16 autocast only where it pays off; no weight cache: it would be stale inside a replayed CUDA graph.
@@ -349,7 +363,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
 
     # Load training data. The global RNG is used only from here to the optimizers, to initialise the nets.
     torch.manual_seed(cfg.seed)
-    data = load_training_data(cfg, device)
+    with phase("loading images", unit="images", enabled=main and not quiet and cfg.data.name == "folder") as bar:
+        data = load_training_data(cfg, device, progress=bar.count)
 
     # Construct the prior and the networks.
     prior = build_prior(cfg.prior, data.shape, cfg.seed).to(device)
@@ -395,8 +410,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         else:
             distributed.main_only(partial(record_config, run_dir, cfg), "writing the config")
             say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
-            _fit_prior(prior, data, say)
-            _warm_start(G, prior, cfg, zgen, autocast, len(data.shape) == 3, say, data.info.get("spec"))
+            _fit_prior(prior, data, say, phase)
+            _warm_start(G, prior, cfg, zgen, autocast, len(data.shape) == 3, say, data.info.get("spec"), phase)
             distributed.broadcast_state_(prior)  # rank 0's fit (its K too, for n_components='auto')
             for module in (G, D):  # the same start on every rank, whatever the GPUs did
                 distributed.broadcast_module_(module)
@@ -502,15 +517,29 @@ def _optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module, prior: Prior, devi
     return opt_g, opt_d
 
 
-def _fit_prior(prior: Prior, data: TensorData, say) -> None:
-    """Fit a fitted prior (a GMM in the data's embedding) on all the real data; other priors are left as they are."""
+def _fit_prior(prior: Prior, data: TensorData, say, phase=PhaseProgress) -> None:
+    """Fit a fitted prior (a GMM in the data's embedding) on all the real data; other priors are left as they are.
+
+    The bar (``phase``, :class:`PhaseProgress`) counts EM iterations over all initialisations (it
+    only pulses while K is chosen by BIC, ``n_components='auto'``, which reports no iterations).
+    """
     if not prior.needs_fit:
         return
     t0 = time.time()
-    with distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
-        prior.fit(data.data)
+    mixture = getattr(prior, "mixture", None)
+    em = (mixture.max_iter, mixture.n_init) if mixture is not None and mixture._k != "auto" else None
+    with phase("prior fit", total=em[0] * em[1] if em else None,
+               unit="EM iterations" if em else "(K chosen by BIC)") as bar, \
+            distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
+        prior.fit(data.data, callback=partial(_em_progress, bar, em[0]) if em else None)
     say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
         f"in {time.time() - t0:.1f} s")
+
+
+def _em_progress(bar: PhaseProgress, max_iter: int, info: dict) -> None:
+    """GaussianMixture's callback after each EM iteration: the prior-fit bar counts over the initialisations."""
+    bar.update(info["init"] * max_iter + info["n_iter"], info=f"init {info['init'] + 1}, lower bound "
+                                                              f"{info['lower_bound']:.4f}")
 
 
 def _save(write_state, *modules: nn.Module) -> None:
