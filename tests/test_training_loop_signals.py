@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -132,6 +133,10 @@ def test_stale_temporary_files_of_the_run_are_removed_on_resume_and_on_start(tmp
              run / "samples" / ".samples-000000.150kimg.png.a1b2c3d4.tmp"]
     foreign = [run / ".notes.txt.abcdefgh.tmp", run / ".checkpoint.pt.tmp", run / "checkpoint.pt.abcdefgh.tmp",
                run / ".checkpoint.pt.ABCDEFGH.tmp", run / "samples" / ".mine.png.abcdefgh.tmp"]
+    # And one named exactly as the atomic writer names its temporary file (a checkpoint write killed by kill -9).
+    fd, killed = tempfile.mkstemp(prefix=f".{CHECKPOINT_NAME}.", suffix=".tmp", dir=run)
+    os.close(fd)
+    stale.append(Path(killed))
     for p in stale + foreign:
         p.write_bytes(b"half a file")
     train(tiny("schedule.total_kimg=0.2"), run_dir=run, resume=True, quiet=True)
