@@ -209,7 +209,7 @@ def test_a_failure_of_rank_0_alone_stops_the_others_at_once(tmp_path):
     mp.start_processes(_rank0_disk_full_worker, args=(2, _free_port(), str(run), str(tmp_path)), nprocs=2,
                        join=True, start_method="spawn")
     (t0, out0), (t1, out1) = [(tmp_path / f"rank{r}.txt").read_text().split("\n", 1) for r in range(2)]
-    assert out0.startswith("OSError") and "No space left" in out0
+    assert out0.startswith("DiskFullError") and "No space left" in out0  # an OSError (ENOSPC) saying where the run stands
     assert out1.startswith("PeerFailedError") and "rank 0 failed while writing the checkpoint" in out1
     assert "No space left" in out1
     assert float(t1) < 120, "rank 1 waited for the collective timeout"

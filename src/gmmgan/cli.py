@@ -8,8 +8,13 @@ Each subcommand lives in its own module ``gmmgan.commands.<name>`` with two func
 To add a command, write the module and append its name to ``_COMMANDS``. Command modules keep
 heavy imports (torch, matplotlib) inside ``run`` so that ``gmmgan --help`` stays fast.
 
-Errors a user can fix (``ValueError``, ``OSError`` such as ``FileNotFoundError``) are printed as one
-red ``error: ...`` line with exit status 2 and no traceback; ``--debug`` shows the traceback instead.
+Ctrl-C prints where training stopped and the resume command, exit status 130; SIGTERM during
+``gmmgan train`` is handled the same way (the same message and clean-up) with exit status 143,
+128 + 15, as a shell reports a process ended by SIGTERM.
+
+Errors a user can fix (``ValueError``, ``OSError`` such as ``FileNotFoundError``, a full disk) are
+printed as one red ``error: ...`` line with exit status 2 and no traceback; ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.markup import escape
 
+from gmmgan._files import DISK_FULL_ERRNOS
+
 # Subcommand modules under gmmgan.commands, in the order `gmmgan --help` lists them.
 _COMMANDS: tuple[str, ...] = ("quickstart", "fit", "train", "sample", "eval", "data")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2  # bad arguments or bad input data, as argparse uses
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT
+EXIT_TERMINATED = 143  # SIGTERM during training (timeout, docker stop, SLURM): 128 + 15, same message as Ctrl-C
 
 # Consoles resolve sys.stdout/sys.stderr when they write, so output redirection (and pytest's
 # capture) works even though these are created at import time.
@@ -119,10 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args))
     except KeyboardInterrupt as e:  # training says where it stopped and how to resume
         print_error(str(e) or "interrupted")
-        return EXIT_INTERRUPTED
+        # 128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 for SIGTERM (training handles it as Ctrl-C).
+        return 128 + getattr(e, "signum", EXIT_INTERRUPTED - 128)
     except (ValueError, OSError, MemoryError, RuntimeError) as e:
         message = str(e) or type(e).__name__
-        if isinstance(e, OSError) and e.filename and message.startswith("[Errno"):  # the OS's own words
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS and message.startswith("[Errno"):
+            where = f" while writing '{e.filename}'" if e.filename else ""
+            message = (f"no space left on the device{where} ({e.strerror}); free some space (or choose a "
+                       "folder on another disk) and run the command again.")
+        elif isinstance(e, OSError) and e.filename and message.startswith("[Errno"):  # the OS's own words
             message = (f"cannot use '{e.filename}': {e.strerror}; check that the path exists and that its "
                        "folder is writable, or choose another path.")
         out_of_memory = isinstance(e, MemoryError) or "out of memory" in message.lower()

@@ -22,7 +22,12 @@ quickstart:
 
 run folder (OUT/NNNNN-<data>-<prior>/):
   config.yaml, log.jsonl, samples/*.png, checkpoint.pt (full state, for --resume),
-  generator.safetensors (for 'gmmgan sample'), final.png and metrics.json (2-D data).
+  generator.safetensors (for 'gmmgan sample'), final.png and metrics.json (2-D data);
+  snapshots/ with schedule.keep_snapshots=N. One training at a time per folder (RUN/.lock).
+
+stopping:
+  Ctrl-C or SIGTERM (timeout, docker stop, SLURM) stops at once and prints the resume command
+  (exit status 130, or 143 for SIGTERM); the last checkpoint (every schedule.snapshot_kimg) is kept.
 
 examples:
   gmmgan train                                           # the quickstart

@@ -7,6 +7,7 @@ order does not depend on the file system.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ def load_image_folder(
     channels: int = 3,
     recursive: bool = True,
     max_images: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Load every image under ``path`` as one tensor.
 
@@ -51,6 +53,9 @@ def load_image_folder(
     recursive : bool, default=True
     max_images : int, optional
         Keep only the first ``max_images`` files in sorted order.
+    progress : callable, optional
+        ``progress(done, total)``: called with 0 once the files are listed, then after every image
+        (a progress bar; see :class:`gmmgan.gan.progress.PhaseProgress`).
 
     Returns
     -------
@@ -89,6 +94,8 @@ def load_image_folder(
         )
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(files), resolution, resolution, channels), dtype=np.uint8)
+    if progress is not None:
+        progress(0, len(files))
     for i, f in enumerate(files):
         try:
             with Image.open(f) as im:
@@ -96,4 +103,6 @@ def load_image_folder(
                 out[i] = np.asarray(im, dtype=np.uint8).reshape(resolution, resolution, channels)
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"Cannot read image {f}: {e}. Remove or replace the file.") from e
+        if progress is not None:
+            progress(i + 1, len(files))
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()

@@ -114,6 +114,7 @@ def load_dataset(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     verify: bool = True,
+    progress=None,
 ) -> TensorData:
     """Load a dataset by name as one tensor.
 
@@ -134,6 +135,8 @@ def load_dataset(
     device, dtype : where and as what the data tensor is put.
     verify : bool, default=True
         Check MNIST md5s.
+    progress : callable, optional
+        'folder': ``progress(done, total)`` while the images are read (see :func:`load_image_folder`).
 
     Returns
     -------
@@ -152,7 +155,7 @@ def load_dataset(
     elif key == "folder":
         if resolution is None:
             raise ValueError("dataset 'folder' needs resolution= (images are resized and center-cropped to it).")
-        imgs = load_image_folder(_need_root(key, root), resolution, channels=channels)
+        imgs = load_image_folder(_need_root(key, root), resolution, channels=channels, progress=progress)
         out = TensorData(to_unit_range(imgs, dtype), None, key, {"root": str(root)})
     elif key == "stacked-mnist":
         n_images = N_STACKED_DEFAULT if n is None else n

@@ -18,6 +18,9 @@ missing or unreadable file is an error that names it, never a silent fresh start
 from __future__ import annotations
 
 import json
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +64,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     FileNotFoundError
         The file does not exist.
     ValueError
-        The file is truncated, corrupt, or not a gmmgan training checkpoint.
+        The file is truncated, corrupt, or not a gmmgan training checkpoint (one holding Python objects
+        other than tensors and plain containers is refused unread: loading it could run code).
     """
     path = Path(path)
     if path.is_dir():
@@ -72,8 +76,25 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
             "that got as far as its first snapshot (schedule.snapshot_kimg)."
         )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickle, zip and EOF errors all mean: not a readable checkpoint
+        with warnings.catch_warnings():  # a foreign pickle's protocol: it is refused below, in other words
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's refusal to unpickle anything but tensors and plain containers. Its hint that
+        # weights_only=False "will likely succeed" is not repeated: that would run code from the file.
+        text = str(e)
+        found = re.search(r"GLOBAL (\S+)", text)
+        found = found[1] if found else next(iter(_foreign_globals(path)), None)
+        if found or "unrecognized function" in text or "Can only create new object" in text:
+            raise ValueError(
+                f"'{path}' is not a gmmgan checkpoint: it holds Python objects other than tensors and plain "
+                f"containers{f' ({found})' if found else ''}, which gmmgan never writes, so it was not loaded. "
+                "gmmgan reads only tensors and plain values from a checkpoint and never runs code from a file; "
+                "resume a run folder written by 'gmmgan train', or start a new run."
+            ) from None
+        raise ValueError(f"checkpoint '{path}' is corrupt or truncated and cannot be loaded (damaged pickle data); "
+                         "restore it from a copy or start a new run.") from None
+    except Exception as e:  # noqa: BLE001 - zip and EOF errors all mean: not a readable checkpoint
         raise ValueError(
             f"checkpoint '{path}' is corrupt or truncated and cannot be loaded ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}); restore it from a copy or start a new run."
@@ -83,6 +104,36 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     if state.get("version") != _VERSION:
         raise ValueError(f"checkpoint '{path}' has version {state.get('version')!r}; this gmmgan reads {_VERSION}.")
     return state
+
+
+def _foreign_globals(path: Path) -> list[str]:
+    """The classes and functions a pickle names, other than torch's own (read with pickletools: nothing runs).
+
+    torch's refusal does not always name them (a pickle of protocol 4 stops it at the first frame).
+    """
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+        else:
+            data = path.read_bytes()
+    except (OSError, StopIteration, zipfile.BadZipFile, KeyError):
+        return []
+    names, strings = [], []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                names.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - damaged data: what was read so far
+        pass
+    return [n for n in names if not n.startswith(("torch.", "collections.OrderedDict"))]
 
 
 def load_resumable(run_dir: Path, total_kimg: float) -> dict[str, Any]:

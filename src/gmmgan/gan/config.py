@@ -233,6 +233,11 @@ class ScheduleConfig:
     sample_kimg : sample plot / image grid every this many kimg (0 = only at the end).
     log_kimg : JSONL log line every this many kimg.
     ema_kimg : half-life of the EMA of G, in kimg (0 = no averaging: the EMA is a copy of G).
+    keep_snapshots : 0 keeps only the latest generator snapshot (``generator.safetensors``); N > 0
+        also keeps a copy of it for each of the last N snapshot times,
+        ``snapshots/generator-000001.500kimg.safetensors`` (older copies are deleted), for
+        ``gmmgan sample`` / ``gmmgan eval`` on an earlier point of the run. No metric is computed
+        during training (modes / HQ / KL only at the end), so there is no "best" snapshot.
     """
 
     total_kimg: float = 100.0
@@ -241,6 +246,7 @@ class ScheduleConfig:
     sample_kimg: float = 25.0
     log_kimg: float = 5.0
     ema_kimg: float = 20.0
+    keep_snapshots: int = 0
 
     def __post_init__(self):
         _positive("schedule.total_kimg", self.total_kimg)
@@ -249,6 +255,7 @@ class ScheduleConfig:
         _positive("schedule.sample_kimg", self.sample_kimg, allow_zero=True)
         _positive("schedule.log_kimg", self.log_kimg)
         _positive("schedule.ema_kimg", self.ema_kimg, allow_zero=True)
+        _positive("schedule.keep_snapshots", self.keep_snapshots, allow_zero=True)
 
 
 @dataclass
@@ -448,7 +455,9 @@ def load_config(path: str | Path | None = None, overrides=()) -> TrainConfig:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
+    """Write the resolved config as YAML (atomically: a full disk leaves the previous file as it was)."""
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+    from gmmgan._files import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

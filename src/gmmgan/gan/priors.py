@@ -15,7 +15,8 @@ GMMRegularizedPrior  z ~ N(0, I), and the generator loss adds lambda * (-log p_G
 =================  ==========================================================================
 
 Common interface: ``sample(n, generator=None, component=None) -> z (n, z_dim)``, ``z_dim``,
-``n_components``, ``fit(real)`` (a no-op for priors that are not fitted), ``penalty(fake)`` (the
+``n_components``, ``fit(real, callback=None)`` (a no-op for priors that are not fitted; ``callback``
+is called after every EM iteration of a fitted mixture, see :class:`gmmgan.GaussianMixture`), ``penalty(fake)`` (the
 extra generator loss, or None), ``warm_start_target(z)`` (what G(z) is regressed onto, or None),
 and ``state_dict`` / ``load_state_dict`` (priors are ``nn.Module`` s; fitted quantities are buffers
 that take the saved shapes on load).
@@ -89,8 +90,12 @@ class Prior(ResizableBuffersMixin, nn.Module):
     def n_components(self) -> int:
         return 1
 
-    def fit(self, real: torch.Tensor) -> Prior:
-        """Fit to real data samples (N, *shape); priors that need no data ignore it."""
+    def fit(self, real: torch.Tensor, callback=None) -> Prior:
+        """Fit to real data samples (N, *shape); priors that need no data ignore it.
+
+        ``callback(info)`` is called after every EM iteration of a fitted mixture (info: init,
+        n_iter, lower_bound, change; see :class:`gmmgan.GaussianMixture`).
+        """
         return self
 
     def sample(self, n: int, generator: torch.Generator | None = None, component: int | None = None) -> torch.Tensor:
@@ -190,8 +195,8 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
         return self._k
 
     @torch.no_grad()
-    def fit(self, e: torch.Tensor) -> FittedMixture:
-        """Fit by EM to embeddings ``e`` (N, d)."""
+    def fit(self, e: torch.Tensor, callback=None) -> FittedMixture:
+        """Fit by EM to embeddings ``e`` (N, d); ``callback`` as :class:`gmmgan.GaussianMixture`'s (not for 'auto')."""
         from gmmgan import GaussianMixture
         from gmmgan.mixture._covariance import COVARIANCES
 
@@ -203,7 +208,8 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
         # float32: several times faster than float64 on CPU and ample for a latent prior.
         x = e.float()
         gm = GaussianMixture(self._k, covariance_type=self.covariance_type, max_iter=self.max_iter,
-                             n_init=self.n_init, reg_covar=self.reg_covar, random_state=self.seed).fit(x)
+                             n_init=self.n_init, reg_covar=self.reg_covar, random_state=self.seed,
+                             callback=callback).fit(x)
         k, d = gm.means_.shape
         cov = COVARIANCES[self.covariance_type].full_covariances(torch.as_tensor(gm.covariances_).double(), k, d)
         device = self.weights.device
@@ -252,14 +258,17 @@ class _EmbeddedMixtureMixin:
         self.fit_samples, self.seed = int(fit_samples), int(seed)
 
     @torch.no_grad()
-    def fit(self, real: torch.Tensor):
-        """Fit the embedding and the mixture on (at most ``fit_samples``) real samples (N, *shape)."""
+    def fit(self, real: torch.Tensor, callback=None):
+        """Fit the embedding and the mixture on (at most ``fit_samples``) real samples (N, *shape).
+
+        ``callback`` is called after every EM iteration of the mixture (see :meth:`FittedMixture.fit`).
+        """
         n = real.shape[0]
         if n > self.fit_samples:
             g = torch.Generator().manual_seed(self.seed)
             real = real[torch.randperm(n, generator=g)[: self.fit_samples].to(real.device)]
         self.embedding.fit(real)
-        self.mixture.fit(self.embedding.encode(real))
+        self.mixture.fit(self.embedding.encode(real), callback=callback)
         return self
 
     @property

@@ -16,8 +16,9 @@ What happens, top to bottom (the section comments of :func:`train`):
    (half-life ``ema_kimg``) that is what gets sampled, plotted and saved for ``gmmgan sample``.
 5. Every ``log_kimg``: a JSONL line (and TensorBoard, if it imports); every ``sample_kimg``: a plot
    of ``eval_samples`` fixed-z samples over the true modes (2-D) or an image grid (a row per component
-   for mixture priors of up to 16 components; :mod:`gmmgan.gan.sampling`); every ``snapshot_kimg``
-   and at the end: the full checkpoint and the generator snapshot (:mod:`gmmgan.gan.checkpoint`).
+   for mixture priors of up to 16 components; :mod:`gmmgan.gan.sampling`), also as a TensorBoard
+   image; every ``snapshot_kimg`` and at the end: the full checkpoint and the generator snapshot
+   (:mod:`gmmgan.gan.checkpoint`), and with ``keep_snapshots`` a copy of it in snapshots/.
 6. At the end of a 2-D run: modes captured, high-quality fraction and reverse KL on
    ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted; an
    image run ends with a grid of samples.
@@ -29,11 +30,11 @@ run stopped and resumed ends with the same weights as one that never stopped.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
 import math
+import signal
 import time
 from functools import partial
 from pathlib import Path
@@ -44,6 +45,7 @@ from torch import nn
 
 from gmmgan import distributed
 from gmmgan._device import resolve_device
+from gmmgan._files import atomic_write_text, is_disk_full
 from gmmgan.data import TensorData, load_dataset, toy_spec
 from gmmgan.data.root import resolve_data_root
 from gmmgan.gan.checkpoint import (
@@ -59,6 +61,7 @@ from gmmgan.gan.config import TrainConfig
 from gmmgan.gan.losses import get_gan_loss
 from gmmgan.gan.networks import build_networks
 from gmmgan.gan.priors import Prior, build_prior
+from gmmgan.gan.progress import PhaseProgress
 from gmmgan.gan.run_folder import (  # the file names are re-exported: commands import them from here
     CONFIG_NAME,
     FINAL_PLOT_NAME,
@@ -66,12 +69,20 @@ from gmmgan.gan.run_folder import (  # the file names are re-exported: commands 
     METRICS_NAME,
     TrainingLog,
     claim_run_dir,
+    keep_snapshot,
     make_samples_dir,
     record_config,
-    remove_unfinished,
     sample_path,
 )
 from gmmgan.gan.sampling import generate, image_grid, load_generator, write_samples
+from gmmgan.gan.session import (
+    TrainingInterrupted,
+    disk_full_during_training,
+    hold_run_folder,
+    removed_if_unfinished,
+    stopped_by,
+    train_session,
+)
 from gmmgan.gan.train_step import TrainStep, adam
 from gmmgan.plotting.samples import plot_points
 
@@ -93,10 +104,6 @@ class TrainingDivergedError(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint on disk is left as it was."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; the message says where the run stands and how to continue it."""
-
-
 # ----------------------------------------------------------------------------------- setup
 def data_root(cfg: TrainConfig) -> str | None:
     """The folder image data are read from (:func:`gmmgan.data.root.resolve_data_root`; None for ring/grid)."""
@@ -110,8 +117,11 @@ _DOWNLOADABLE = {"mnist": "mnist", "mnist-limited": "mnist", "stacked-mnist": "m
                  "fashion-mnist": "fashion-mnist", "fashion-mnist-limited": "fashion-mnist"}
 
 
-def load_training_data(cfg: TrainConfig, device: torch.device) -> TensorData:
-    """The training set of ``cfg.data``, on ``device`` (images in [-1, 1], points as they are)."""
+def load_training_data(cfg: TrainConfig, device: torch.device, progress=None) -> TensorData:
+    """The training set of ``cfg.data``, on ``device`` (images in [-1, 1], points as they are).
+
+    ``progress(done, total)`` is called while an image folder is read.
+    """
     d = cfg.data
     source = _DOWNLOADABLE.get(d.name)
     if d.download and source is not None:
@@ -120,7 +130,7 @@ def load_training_data(cfg: TrainConfig, device: torch.device) -> TensorData:
         # Rank 0 alone writes; the others wait for its files (or learn that it failed).
         distributed.main_only(partial(download_dataset, source, data_root(cfg)), f"downloading {source}")
     return load_dataset(d.name, data_root(cfg), "train", d.resolution, n=d.n, seed=cfg.seed, per_class=d.per_class,
-                        device=device)
+                        device=device, progress=progress)
 
 
 # ----------------------------------------------------------------------------------- training
@@ -129,25 +139,34 @@ def _ema_beta(cfg: TrainConfig) -> float:
     return 0.5 ** (cfg.schedule.batch_size / half_life) if half_life > 0 else 0.0
 
 
-def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool, say, spec=None) -> None:
-    """Regress G(z) onto the prior's target (the embedding's decoder): a head start on the modes."""
+def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool, say, spec=None,
+                phase=PhaseProgress) -> None:
+    """Regress G(z) onto the prior's target (the embedding's decoder): a head start on the modes.
+
+    ``phase(description, total=..., unit=...)`` makes its progress bar (:class:`PhaseProgress`).
+    """
     steps = cfg.prior.warm_start_steps
     if not steps or type(prior).warm_start_target is Prior.warm_start_target:
         return  # this prior has no decoder to regress onto
     opt = torch.optim.Adam(G.parameters(), lr=cfg.prior.warm_start_lr)
     # Cosine decay to 0: the regression ends precise (errors well below the modes' widths).
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
-    for _ in range(steps):
-        z = prior.sample(cfg.schedule.batch_size, zgen)
-        with torch.no_grad():
-            target = prior.warm_start_target(z)
-            target = target.clamp(-1, 1) if images else target
-        with autocast():
-            loss = F.mse_loss(G(z).float(), target.float())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    with phase("warm start", total=steps, unit="steps") as bar:
+        for i in range(steps):
+            z = prior.sample(cfg.schedule.batch_size, zgen)
+            with torch.no_grad():
+                target = prior.warm_start_target(z)
+                target = target.clamp(-1, 1) if images else target
+            with autocast():
+                loss = F.mse_loss(G(z).float(), target.float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if (i + 1) % 100 == 0:  # .item() syncs the GPU: not every step
+                bar.update(i + 1, info=f"MSE {loss.item():.4g}")
+            elif (i + 1) % 10 == 0:
+                bar.update(i + 1)
     say(f"warm start: {steps} steps regressing G onto the embedding's decoder, final MSE {loss.item():.4g}")
     if spec is not None:
         from gmmgan.metrics.modes2d import mode_coverage
@@ -158,6 +177,7 @@ def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool,
             f"{100 * cov.hq_fraction:.1f}%, reverse KL {cov.reverse_kl:.4f}")
 
 
+@train_session
 def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool = False, console=None,
           quiet: bool = False) -> dict:
     """Train a GAN as ``cfg`` says; returns {'run_dir', 'kimg', 'metrics', 'wall_s', ...}.
@@ -182,6 +202,17 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     ------
     TrainingDivergedError
         A loss became NaN/inf; the message names the step and the last good checkpoint.
+    TrainingInterrupted
+        Ctrl-C or SIGTERM (handled alike while train() runs in the main thread); the message names
+        the last checkpoint and the resume command. A new run stopped before its first checkpoint
+        has its folder removed.
+    gmmgan.gan.run_folder.RunFolderInUseError
+        Another process is training in ``run_dir`` (it holds the folder's lock, ``RUN/.lock``).
+    gmmgan._files.DiskFullError
+        The disk filled up; the message names the file, the intact checkpoint and its kimg.
+
+    train() leaves the process as it found it: torch's thread count (``cpu_threads``) and the
+    SIGTERM handler are restored, and the run folder's lock released, however it ends.
     """
     from rich.console import Console
 
@@ -191,6 +222,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     world, main = distributed.world_size(), distributed.is_main()
     console = console or Console(highlight=False)
     say = partial(console.print, soft_wrap=True) if main and not quiet else _silent
+    phase = partial(PhaseProgress, console, enabled=main and not quiet)  # progress of the long set-up phases
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
     # bf16 autocast only where it pays off; no weight cache: it would be stale inside a replayed CUDA graph.
@@ -203,11 +235,14 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     total = round(sched.total_kimg * 1000)
     if resume:  # a resumed run keeps its folder; check it can go on before anything is written
         run_dir = Path(run_dir)
+        if (run_dir / CHECKPOINT_NAME).exists():  # one training at a time in a folder
+            hold_run_folder(run_dir)
         ckpt = load_resumable(run_dir, sched.total_kimg)
 
     # Load training data. The global RNG is used only from here to the optimizers, to initialise the nets.
     torch.manual_seed(cfg.seed)
-    data = load_training_data(cfg, device)
+    with phase("loading images", unit="images", enabled=main and not quiet and cfg.data.name == "folder") as bar:
+        data = load_training_data(cfg, device, progress=bar.count)
 
     # Construct the prior and the networks.
     prior = build_prior(cfg.prior, data.shape, cfg.seed).to(device)
@@ -231,15 +266,20 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     if not resume:
         claim = partial(claim_run_dir, cfg.out, f"{cfg.data.name}-{cfg.prior.kind}", run_dir)
         run_dir, created = distributed.broadcast_object(distributed.main_only(claim, "creating the run folder"))
+        hold_run_folder(run_dir)
 
     def write_state() -> None:  # rank 0: the full training state, then the snapshot of the nets that are sampled
+        nonlocal last_good
         save_checkpoint(run_dir / CHECKPOINT_NAME, training_state(G, D, G_ema, prior, opt_g, opt_d, batcher, zgen,
                                                                   device, cur_nimg=cur_nimg, step=step, cfg=cfg))
+        last_good = cur_nimg  # on disk now, whatever happens to the snapshot
         save_generator(run_dir / SNAPSHOT_NAME, G_ema, prior, cfg=cfg, data_shape=data.shape, cur_nimg=cur_nimg,
                        step=step)
+        keep_snapshot(run_dir, cur_nimg / 1000, sched.keep_snapshots)  # and the last few in snapshots/
 
     # Resume training state, or start the new run: fit the prior, warm-start G, write a first checkpoint.
-    with _removed_if_unfinished(run_dir, main and created):  # until a new run's first checkpoint exists
+    last_good = int(ckpt["cur_nimg"]) if resume else 0  # where the checkpoint on disk is (once one is)
+    with removed_if_unfinished(run_dir, main and created, last_good):  # until a new run's first checkpoint exists
         if resume:
             load_training_state(ckpt, run_dir, G, D, G_ema, prior, opt_g, opt_d, batcher, zgen, device)
             cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])  # the log is trimmed back to here
@@ -248,8 +288,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         else:
             distributed.main_only(partial(record_config, run_dir, cfg), "writing the config")
             say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
-            _fit_prior(prior, data, say)
-            _warm_start(G, prior, cfg, zgen, autocast, len(data.shape) == 3, say, toy_spec(data.name))
+            _fit_prior(prior, data, say, phase)
+            _warm_start(G, prior, cfg, zgen, autocast, len(data.shape) == 3, say, toy_spec(data.name), phase)
             distributed.broadcast_state_(prior)  # rank 0's fit (its K too, for n_components='auto')
             for module in (G, D):  # the same start on every rank, whatever the GPUs did
                 distributed.broadcast_module_(module)
@@ -257,7 +297,6 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             _save(write_state, G, D, G_ema)  # a good checkpoint exists from the start
 
     # Set up the training step, the log/sample/snapshot ticks, the samples folder and the log.
-    last_good = cur_nimg  # where the last checkpoint on disk is
     step_fn = TrainStep(G, D, G_ema, prior, opt_g, opt_d, get_gan_loss(cfg.loss.kind), r1_gamma=cfg.loss.r1_gamma,
                         gp_weight=cfg.loss.gp_weight, ema_beta=_ema_beta(cfg), autocast=autocast, device=device,
                         graph=graph, first_step=step)
@@ -293,23 +332,38 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 kimg = cur_nimg / 1000
                 distributed.main_only(partial(write_samples, sample_path(run_dir, kimg), G_ema, prior, data,
                                               cfg.seed + 2, device, kimg, cfg.eval_samples), "writing a sample grid")
+                log.add_picture(sample_path(run_dir, kimg), cur_nimg)  # TensorBoard (rank 0), if it imports
                 next_sample = _next_at(cur_nimg, sched.sample_kimg)
             if cur_nimg >= next_snap or done:
                 _save(write_state, G, D, G_ema)
                 last_good, next_snap = cur_nimg, _next_at(cur_nimg, sched.snapshot_kimg)
             if step % 16 == 0 or done:  # rich costs ~0.1 ms a call: not every step
                 log.show_progress(cur_nimg)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
         raise TrainingInterrupted(
-            f"interrupted at {cur_nimg / 1000:.1f} kimg; the last checkpoint, {run_dir / CHECKPOINT_NAME}, is at "
-            f"{last_good / 1000:.1f} kimg. Continue with: gmmgan train --resume {run_dir}"
+            f"interrupted{stopped_by(e)} at {cur_nimg / 1000:.1f} kimg; the last checkpoint, "
+            f"{run_dir / CHECKPOINT_NAME}, is at {last_good / 1000:.1f} kimg. Continue with: gmmgan train --resume "
+            f"{run_dir}", getattr(e, "signum", signal.SIGINT)
         ) from None
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        raise disk_full_during_training(e, run_dir, f"; training stopped at {cur_nimg / 1000:.1f} kimg. The last checkpoint, "
+                         f"{run_dir / CHECKPOINT_NAME}, is intact at {last_good / 1000:.3f} kimg: free some space, "
+                         f"then continue with: gmmgan train --resume {run_dir}") from None
     finally:
         log.close()
 
     # Evaluate the EMA generator (rank 0) and report.
-    metrics = distributed.main_only(partial(_final_evaluation, cfg, run_dir, G_ema, prior, data, device,
-                                            cur_nimg / 1000, say), "evaluating the run")
+    try:
+        metrics = distributed.main_only(partial(_final_evaluation, cfg, run_dir, G_ema, prior, data, device,
+                                                cur_nimg / 1000, say), "evaluating the run")
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        raise disk_full_during_training(e, run_dir, f" after training ended. The run is complete: its checkpoint, "
+                         f"{run_dir / CHECKPOINT_NAME} ({cur_nimg / 1000:.3f} kimg), and {SNAPSHOT_NAME} are intact; "
+                         f"free some space, then measure it with: gmmgan eval {run_dir}") from None
     wall = time.time() - t_start
     say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run_dir / SNAPSHOT_NAME}")
     return {"run_dir": run_dir, "kimg": cur_nimg / 1000, "metrics": metrics, "wall_s": wall, "G": G, "D": D,
@@ -341,15 +395,29 @@ def _optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module, prior: Prior, devi
     return opt_g, opt_d
 
 
-def _fit_prior(prior: Prior, data: TensorData, say) -> None:
-    """Fit a fitted prior (a GMM in the data's embedding) on all the real data; other priors are left as they are."""
+def _fit_prior(prior: Prior, data: TensorData, say, phase=PhaseProgress) -> None:
+    """Fit a fitted prior (a GMM in the data's embedding) on all the real data; other priors are left as they are.
+
+    The bar (``phase``, :class:`PhaseProgress`) counts EM iterations over all initialisations (it
+    only pulses while K is chosen by BIC, ``n_components='auto'``, which reports no iterations).
+    """
     if not prior.needs_fit:
         return
     t0 = time.time()
-    with distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
-        prior.fit(data.data)
+    mixture = getattr(prior, "mixture", None)
+    em = (mixture.max_iter, mixture.n_init) if mixture is not None and mixture._k != "auto" else None
+    with phase("prior fit", total=em[0] * em[1] if em else None,
+               unit="EM iterations" if em else "(K chosen by BIC)") as bar, \
+            distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
+        prior.fit(data.data, callback=partial(_em_progress, bar, em[0]) if em else None)
     say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
         f"in {time.time() - t0:.1f} s")
+
+
+def _em_progress(bar: PhaseProgress, max_iter: int, info: dict) -> None:
+    """GaussianMixture's callback after each EM iteration: the prior-fit bar counts over the initialisations."""
+    bar.update(info["init"] * max_iter + info["n_iter"], info=f"init {info['init'] + 1}, lower bound "
+                                                              f"{info['lower_bound']:.4f}")
 
 
 def _save(write_state, *modules: nn.Module) -> None:
@@ -377,24 +445,6 @@ def _check_finite(step_fn: TrainStep, batch_size: int, run_dir: Path, last_good:
         )
 
 
-@contextlib.contextmanager
-def _removed_if_unfinished(run_dir: Path, created: bool):
-    """On a failure inside, remove the run folder this training created if it holds no checkpoint yet.
-
-    Ctrl-C inside becomes :class:`TrainingInterrupted`, saying there is nothing to resume.
-    """
-    try:
-        yield
-    except BaseException as e:
-        removed = created and remove_unfinished(run_dir, CHECKPOINT_NAME)
-        if isinstance(e, KeyboardInterrupt):
-            raise TrainingInterrupted(
-                "interrupted before the first checkpoint: nothing to resume"
-                + (f"; the new run folder {run_dir} was removed." if removed else ".")
-            ) from None
-        raise
-
-
 def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, device, kimg: float, say) -> dict | None:
     """2-D runs: modes, HQ and reverse KL of the EMA generator (metrics.json + plot); images: a grid."""
     spec = toy_spec(data.name)
@@ -408,7 +458,7 @@ def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, devic
     cov = mode_coverage(samples, spec)
     metrics = {"kimg": kimg, "n_samples": cov.n_samples, "modes": cov.modes_captured, "n_modes": cov.n_modes,
                "hq": cov.hq_fraction, "kl": cov.reverse_kl, "kl_floor": cov.kl_floor}
-    (run_dir / METRICS_NAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(run_dir / METRICS_NAME, json.dumps(metrics, indent=2) + "\n")
     plot_points(run_dir / FINAL_PLOT_NAME, samples, data.info["means"],
                 f"{data.name} / {cfg.prior.kind}: {cov.modes_captured}/{cov.n_modes} modes, "
                 f"HQ {100 * cov.hq_fraction:.1f}%, KL {cov.reverse_kl:.4f}")

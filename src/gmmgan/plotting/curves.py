@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from gmmgan.plotting._arrays import as_numpy as _as_numpy
+from gmmgan.plotting._save import save_figure
 
 __all__ = ["plot_training_curves", "read_training_log"]
 
@@ -139,5 +140,5 @@ def plot_training_curves(log: str | Path | dict, path: str | Path | None, *, tit
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, format="png")
+        save_figure(fig, path, dpi=dpi, format="png")
     return fig

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from gmmgan.plotting._arrays import as_numpy as _as_numpy
+from gmmgan.plotting._save import save_figure
 
 __all__ = ["full_covariances", "plot_gmm_2d"]
 
@@ -262,5 +263,5 @@ def plot_gmm_2d(
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, format="png")
+        save_figure(fig, path, dpi=dpi, format="png")
     return fig

@@ -7,9 +7,13 @@ for image grids, so both work on headless machines.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import torch
+
+from gmmgan._files import atomic_write
+from gmmgan.plotting._save import image_format, save_figure
 
 __all__ = ["plot_comparison", "plot_points", "save_image_grid"]
 
@@ -34,7 +38,7 @@ def plot_points(path: str | Path, points: torch.Tensor, means=None, title: str =
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int | None = None) -> None:
@@ -54,7 +58,8 @@ def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int | None = N
         r, q = divmod(i, nrow)
         grid[:, r * (h + 2) + 1 : r * (h + 2) + 1 + h, q * (w + 2) + 1 : q * (w + 2) + 1 + w] = x[i]
     arr = grid[0].numpy() if c == 1 else grid.permute(1, 2, 0).numpy()
-    Image.fromarray(arr).save(path)
+    image = Image.fromarray(arr)
+    atomic_write(path, partial(image.save, format=image_format(path)))
 
 
 def plot_comparison(path: str | Path, panels: list[tuple[str, torch.Tensor]], means=None, suptitle: str = "") -> None:
@@ -87,4 +92,4 @@ def plot_comparison(path: str | Path, panels: list[tuple[str, torch.Tensor]], me
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)

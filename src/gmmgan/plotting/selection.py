@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gmmgan.plotting._save import save_figure
+
 __all__ = ["plot_criterion"]
 
 
@@ -77,5 +79,5 @@ def plot_criterion(model_or_scores: Any, path: str | Path | None = None, *, titl
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi)
+        save_figure(fig, path, dpi=dpi)
     return fig
