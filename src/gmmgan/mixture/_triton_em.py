@@ -1,0 +1,278 @@
+"""Fused Triton EM kernels for float32 Gaussian mixtures on CUDA: the host side.
+
+This module imports cleanly without Triton: the kernels (``_triton_kernels``) are imported the
+first time one is launched. Each covariance type that has kernels gets an object with the same
+inputs as the torch per-block path it replaces (``gaussian_mixture.GaussianMixture._e_step``'s
+``e_step_block`` + ``log_normalize_`` + ``accumulate_em`` for one block of shifted rows):
+
+* ``em_block(x, means, prec_chol, log_w) -> (lpn, nk, sx, stat)``: the per-row log-likelihood
+  (float32, (n,)) and this block's statistics in float64 -- ``nk`` (K,), ``sx = sum r x`` (K, D)
+  and ``stat`` in the form ``COVARIANCES[type].covariances`` takes *after* ``finalize_em``:
+  ``sum r x^2`` (K, D) for diag/spherical, ``sum r (x - mu)(x - mu)^T`` around the E-step means
+  (the anchor) for full.
+* ``weighted_log_prob(x, means, prec_chol, log_w) -> (n, K)``: log w_k + log N(x | k), for
+  ``score_samples`` / ``predict_proba`` / ``predict``.
+
+Use :func:`resolve` to pick the kernels (or None for the torch path) from a ``backend`` value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+BACKENDS = ("auto", "torch", "triton")
+KERNEL_TYPES = ("full", "diag", "spherical")
+MAX_FEATURES = {"full": 128, "diag": 256, "spherical": 256}
+_LOG_2PI = math.log(2 * math.pi)
+# tl.dot input precision of the E-step products and of the statistics products. "tf32x3" (a
+# hi/lo split into three TF32 products) keeps float32's accuracy, "tf32" is one product.
+PRECISION = {"full": ("tf32x3", "tf32"), "diag": ("tf32x3", "tf32x3"), "spherical": ("tf32x3", "tf32x3")}
+_INT32_MAX = 2**31 - 1
+
+_triton_error: str | None = None
+_kernels = None
+
+
+def _load():
+    """The kernel module, imported on first use; None (and the reason kept) without Triton."""
+    global _kernels, _triton_error
+    if _kernels is None and _triton_error is None:
+        try:
+            from gmmgan.mixture import _triton_kernels
+
+            _kernels = _triton_kernels
+        except Exception as e:  # noqa: BLE001 - ImportError, or a broken Triton install
+            _triton_error = f"{type(e).__name__}: {e}"
+    return _kernels
+
+
+def unavailable_reason(device: torch.device, dtype: torch.dtype, covariance_type: str, n_features: int) -> str | None:
+    """Why the Triton kernels cannot run this fit (None when they can)."""
+    if covariance_type not in KERNEL_TYPES:
+        return f"covariance_type={covariance_type!r} has no Triton kernel (only {', '.join(map(repr, KERNEL_TYPES))})"
+    if n_features > MAX_FEATURES[covariance_type]:
+        return f"the kernels for {covariance_type!r} take at most {MAX_FEATURES[covariance_type]} features, got {n_features}"
+    if torch.device(device).type != "cuda":
+        return f"the Triton kernels run on CUDA devices only, and this fit computes on {str(device)!r}"
+    if dtype != torch.float32:
+        return f"the Triton kernels compute in float32 only, and this fit's dtype is {str(dtype).replace('torch.', '')}"
+    if _load() is None:
+        return f"Triton could not be imported ({_triton_error})"
+    return None
+
+
+def resolve(backend: str, device, dtype, covariance_type: str, n_features: int):
+    """The kernel object for ``backend`` on this device/dtype, or None for the torch code."""
+    if backend == "torch":
+        return None
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(repr(b) for b in BACKENDS)}.")
+    reason = unavailable_reason(device, dtype, covariance_type, n_features)
+    if reason is None:
+        return _TYPES[covariance_type]
+    if backend == "triton":
+        raise ValueError(
+            f"backend='triton' cannot be used: {reason}. Use backend='auto' (Triton kernels where they "
+            "apply, the torch code elsewhere) or backend='torch'; the kernels need a CUDA device, "
+            "dtype float32, the 'triton' package, and covariance_type 'full', 'diag' or 'spherical'."
+        )
+    return None
+
+
+def default_chunk_size(n_components: int, n_features: int) -> int:
+    """Rows per block for the kernels: their temporaries are (rows, K) + (rows, D), ~1 GB."""
+    per_row = 4 * (n_components + n_features + 1)
+    return int(min(max((1 << 30) // per_row, 256), 1 << 20))
+
+
+def _pow2(v: int, low: int = 16) -> int:
+    return max(low, triton_next_power_of_2(v))
+
+
+def triton_next_power_of_2(v: int) -> int:
+    return 1 << max(0, (int(v) - 1).bit_length())
+
+
+def _n_sm(device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _splits(n: int, block_n: int, programs_per_split: int, device) -> tuple[int, int]:
+    """(splits, rows per split) so that about 4 programs run per multiprocessor."""
+    tiles = max(1, -(-n // block_n))
+    splits = max(1, min(tiles, -(-4 * _n_sm(device) // programs_per_split)))
+    rows = -(-tiles // splits) * block_n
+    return -(-n // rows), rows
+
+
+def _row_blocks(x: torch.Tensor, k: int):
+    """Rows of ``x`` in pieces whose (rows, K) and (rows, D) offsets fit in int32."""
+    step = max(1, _INT32_MAX // max(k, x.shape[1], 1) - 1)
+    for start in range(0, x.shape[0], step):
+        yield x[start : start + step]
+
+
+class _DiagKernels:
+    """diag: precisions_cholesky (K, D); spherical reuses it with (K,) broadcast to (K, D)."""
+
+    name = "diag"
+
+    @classmethod
+    def _prec(cls, prec_chol, d):
+        return prec_chol
+
+    @classmethod
+    def _prepare(cls, means, prec_chol, log_w):
+        d = means.shape[1]
+        p = cls._prec(prec_chol, d).double()
+        mu = means.double()
+        p2 = p.square()
+        b1t = p2.mT.contiguous().float()
+        b2t = (-2.0 * mu * p2).mT.contiguous().float()
+        const = log_w.double() + p.log().sum(1) - 0.5 * (d * _LOG_2PI + (mu.square() * p2).sum(1))
+        return b1t, b2t, const.float().contiguous()
+
+    @classmethod
+    def _config(cls, k, d):
+        block_d = _pow2(d)
+        block_k = min(64, _pow2(k))
+        block_n = 128 if block_d <= 64 else 64
+        return block_n, block_k, block_d, (4 if block_d <= 64 else 8)
+
+    @classmethod
+    def _estep(cls, x, b1t, b2t, const, store_w):
+        kern = _load()
+        n, d = x.shape
+        k = const.shape[0]
+        block_n, block_k, block_d, warps = cls._config(k, d)
+        w = torch.empty((n, k) if store_w else (1, 1), dtype=torch.float32, device=x.device)
+        lse = torch.empty(n, dtype=torch.float32, device=x.device)
+        kern.diag_estep[(triton_cdiv(n, block_n),)](
+            x, b1t, b2t, const, w, lse, n, k, d, x.stride(0),
+            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, PREC=PRECISION[cls.name][0],
+            STORE_W=store_w, num_warps=warps, num_stages=2,
+        )
+        return w, lse
+
+    @classmethod
+    def em_block(cls, x, means, prec_chol, log_w):
+        x = x if x.stride(-1) == 1 else x.contiguous()
+        prep = cls._prepare(means, prec_chol, log_w)
+        parts = [cls._em_rows(xb, *prep) for xb in _row_blocks(x, means.shape[0])]
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([p[0] for p in parts]), *(sum(p[i] for p in parts) for i in (1, 2, 3))
+
+    @classmethod
+    def _em_rows(cls, x, b1t, b2t, const):
+        kern = _load()
+        n, d = x.shape
+        k = const.shape[0]
+        w, lse = cls._estep(x, b1t, b2t, const, True)
+        block_n, block_k, block_d, warps = cls._config(k, d)
+        block_n = 64
+        n_kb = triton_cdiv(k, block_k)
+        splits, rows = _splits(n, block_n, n_kb, x.device)
+        pn = torch.empty((splits, k), dtype=torch.float32, device=x.device)
+        px = torch.empty((splits, k, d), dtype=torch.float32, device=x.device)
+        pxx = torch.empty_like(px)
+        kern.diag_stats[(splits * n_kb,)](
+            x, w, lse, pn, px, pxx, n, k, d, x.stride(0), rows,
+            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, PREC=PRECISION[cls.name][1],
+            num_warps=warps, num_stages=2,
+        )
+        f64 = torch.float64
+        return lse, pn.sum(0, dtype=f64), px.sum(0, dtype=f64), pxx.sum(0, dtype=f64)
+
+    @classmethod
+    def weighted_log_prob(cls, x, means, prec_chol, log_w):
+        x = x if x.stride(-1) == 1 else x.contiguous()
+        prep = cls._prepare(means, prec_chol, log_w)
+        return torch.cat([cls._estep(xb, *prep, True)[0] for xb in _row_blocks(x, means.shape[0])])
+
+
+class _SphericalKernels(_DiagKernels):
+    name = "spherical"
+
+    @classmethod
+    def _prec(cls, prec_chol, d):
+        return prec_chol.unsqueeze(1).expand(-1, d)
+
+
+class _FullKernels:
+    """full: precisions_cholesky (K, D, D), upper triangular, y = (x - mu_k) P_k."""
+
+    name = "full"
+
+    @staticmethod
+    def _prepare(means, prec_chol, log_w):
+        d = means.shape[1]
+        logdet = prec_chol.double().diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        const = (log_w.double() + logdet - 0.5 * d * _LOG_2PI).float().contiguous()
+        return means.float().contiguous(), prec_chol.float().contiguous(), const
+
+    @staticmethod
+    def _config(d):
+        block_d = _pow2(d)
+        return (128 if block_d <= 64 else 64), block_d, (4 if block_d <= 32 else 8)
+
+    @classmethod
+    def _estep(cls, x, mu, p, const, store_w):
+        kern = _load()
+        n, d = x.shape
+        k = const.shape[0]
+        block_n, block_d, warps = cls._config(d)
+        wt = torch.empty((k, n) if store_w else (1, 1), dtype=torch.float32, device=x.device)
+        lse = torch.empty(n, dtype=torch.float32, device=x.device)
+        kern.full_estep[(triton_cdiv(n, block_n),)](
+            x, mu, p, const, wt, lse, n, k, d, x.stride(0),
+            BLOCK_N=block_n, BLOCK_D=block_d, PREC=PRECISION["full"][0], STORE_W=store_w,
+            num_warps=warps, num_stages=2,
+        )
+        return wt, lse
+
+    @classmethod
+    def em_block(cls, x, means, prec_chol, log_w):
+        x = x if x.stride(-1) == 1 else x.contiguous()
+        prep = cls._prepare(means, prec_chol, log_w)
+        parts = [cls._em_rows(xb, *prep) for xb in _row_blocks(x, means.shape[0])]
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([p[0] for p in parts]), *(sum(p[i] for p in parts) for i in (1, 2, 3))
+
+    @classmethod
+    def _em_rows(cls, x, mu, p, const):
+        kern = _load()
+        n, d = x.shape
+        k = const.shape[0]
+        wt, lse = cls._estep(x, mu, p, const, True)
+        _, block_d, warps = cls._config(d)
+        block_n = 64
+        splits, rows = _splits(n, block_n, k, x.device)
+        pn = torch.empty((splits, k), dtype=torch.float32, device=x.device)
+        pz = torch.empty((splits, k, d), dtype=torch.float32, device=x.device)
+        pzz = torch.empty((splits, k, d, d), dtype=torch.float32, device=x.device)
+        kern.full_stats[(splits * k,)](
+            x, mu, wt, lse, pn, pz, pzz, n, k, d, x.stride(0), rows,
+            BLOCK_N=block_n, BLOCK_D=block_d, PREC=PRECISION["full"][1], num_warps=warps, num_stages=2,
+        )
+        f64 = torch.float64
+        nk = pn.sum(0, dtype=f64)
+        # sum r x = sum r (x - mu) + N_k mu, in float64; the scatter stays centred at mu (the anchor).
+        sx = pz.sum(0, dtype=f64) + nk.unsqueeze(1) * mu.double()
+        return lse, nk, sx, pzz.sum(0, dtype=f64)
+
+    @classmethod
+    def weighted_log_prob(cls, x, means, prec_chol, log_w):
+        x = x if x.stride(-1) == 1 else x.contiguous()
+        prep = cls._prepare(means, prec_chol, log_w)
+        return torch.cat([cls._estep(xb, *prep, True)[0].mT for xb in _row_blocks(x, means.shape[0])])
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+_TYPES = {"full": _FullKernels, "diag": _DiagKernels, "spherical": _SphericalKernels}
