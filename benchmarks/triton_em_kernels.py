@@ -33,10 +33,72 @@ SHAPES = {  # name: (N, D, K, covariance type), the issue's
     "s": (1_000_000, 32, 64, "spherical"),
 }
 VARIANTS = {
-    "diag": [("tf32x3", "tf32x3"), ("tf32x3", "tf32"), ("tf32", "tf32")],
+    "diag": [("tf32x3", "tf32x3"), ("tf32x3", "tf32r"), ("tf32r", "tf32r")],
     "spherical": [("tf32x3", "tf32x3")],
-    "full": [("tf32x3", "tf32"), ("tf32", "tf32"), ("tf32x3", "tf32x3")],
+    "full": [("tf32x3", "tf32r"), ("tf32x3", "tf32x3"), ("tf32r", "tf32r")],
 }
+
+
+def _sweep_configs(kernel, d):
+    """Launch configurations tried by --sweep (OVERRIDES entries), small on purpose."""
+    big = d >= 128
+    if kernel == "diag_estep":
+        c = [(64, 32, 8, 2), (64, 32, 4, 2), (128, 32, 8, 1), (64, 64, 8, 1)] if big else \
+            [(128, 64, 4, 2), (128, 64, 8, 2), (256, 64, 8, 2), (64, 64, 4, 2)]
+        return [dict(BLOCK_N=a, BLOCK_K=b, num_warps=w, num_stages=st) for a, b, w, st in c]
+    if kernel == "diag_stats":
+        c = [(64, 32, 8), (128, 32, 8), (64, 64, 8), (256, 32, 8)] if big else \
+            [(64, 64, 4), (128, 64, 4), (128, 64, 8), (256, 64, 8)]
+        return [dict(BLOCK_N=a, BLOCK_K=b, num_warps=w) for a, b, w in c]
+    if kernel == "full_estep":
+        c = [(64, 8), (128, 8)] if big else [(128, 8), (64, 4), (256, 8)]
+        return [dict(BLOCK_N=a, num_warps=w, FOLD=f) for f in (False, True) for a, w in c]
+    c = [(1, 64, 8), (1, 128, 8), (2, 32, 8), (2, 64, 8)] if big else \
+        [(1, 64, 8), (1, 128, 8), (1, 256, 8), (2, 64, 8), (4, 32, 8), (4, 64, 8)]
+    return [dict(G=g, BLOCK_N=a, num_warps=w) for g, a, w in c]
+
+
+def sweep_shape(name, args, dev):
+    """Each kernel alone over one chunk, for each configuration, scaled to N rows."""
+    n, d, k, cov_type = SHAPES[name]
+    n = args.n or n
+    gen = torch.Generator().manual_seed(0)
+    weights, means, prec_chol = _params(cov_type, k, d, gen, dev)
+    log_w = weights.log()
+    comp = torch.randint(0, k, (n,), generator=gen).to(dev)
+    x = means[comp] + torch.randn(n, d, device=dev)
+    kern = _triton_em.resolve("triton", dev, torch.float32, cov_type, d)
+    chunk = min(n, _triton_em.default_chunk_size(k, d))
+    xc = x[:chunk]
+    scale = n / chunk
+    sub = slice(0, min(n, 65536))
+    ref = _reference(cov_type, x[sub].double(), means.double(), prec_chol.double(), log_w.double())
+    prep = kern._prepare(means, prec_chol, log_w)
+    kind = "full" if cov_type == "full" else "diag"
+    rows = []
+    for part in ("estep", "stats"):
+        kname = f"{kind}_{part}"
+        for cfg in _sweep_configs(kname, d):
+            _triton_em.OVERRIDES.clear()
+            _triton_em.OVERRIDES[kname] = cfg
+            try:
+                if part == "estep":
+                    t = _time(lambda: kern._estep(xc, *prep, True), args.reps) * scale
+                else:
+                    w, lse = kern._estep(xc, *prep, True)
+                    if kind == "full":
+                        t = _time(lambda: kern._stats(xc, prep[0], w, lse), args.reps) * scale
+                    else:
+                        t = _time(lambda: kern._stats(xc, w, lse, k), args.reps) * scale
+                lpn, nk, sx, stat = kern.em_block(x[sub].contiguous(), means, prec_chol, log_w)
+                err = max(_rel(lpn, ref[0]), _rel(nk, ref[1]), _rel(sx, ref[2]), _rel(stat, ref[3]))
+                row = dict(shape=name, kernel=kname, cfg=cfg, ms=t * 1e3, err=err)
+            except Exception as e:  # noqa: BLE001 - a configuration that does not fit is a result too
+                row = dict(shape=name, kernel=kname, cfg=cfg, error=f"{type(e).__name__}: {str(e)[:120]}")
+            rows.append(row)
+            print(f"sweep {name} {kname:<11} {cfg}  " + (f"{row['ms']:.3f} ms  max err {row['err']:.1e}" if "ms" in row else row["error"]), flush=True)
+    _triton_em.OVERRIDES.clear()
+    return rows
 PEAK = {"fp32": 67e12, "tf32": 495e12, "hbm": 4.8e12}
 
 
@@ -178,6 +240,7 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--torch-reps", type=int, default=2)
     p.add_argument("--skip-torch", action="store_true")
+    p.add_argument("--sweep", action="store_true", help="time each kernel's launch configurations instead")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     dev = torch.device("cuda")
@@ -190,7 +253,7 @@ def main(argv=None):
     print(json.dumps(info), flush=True)
     rows = []
     for name in args.shapes.split(","):
-        rows += run_shape(name.strip(), args, dev)
+        rows += (sweep_shape if args.sweep else run_shape)(name.strip(), args, dev)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(info, rows=rows), f, indent=1)

@@ -154,9 +154,16 @@ def test_fit_matches_float64_torch(cuda, kind, cov_type):
         ref = GaussianMixture(k, dtype="float64", device=cuda, backend="torch", **common).fit(X.astype(np.float64))
         got = GaussianMixture(k, dtype="float32", device=cuda, backend="triton", **common).fit(X)
         f32 = GaussianMixture(k, dtype="float32", device=cuda, backend="torch", **common).fit(X)
-    errs = {name: _rel(getattr(got, name), getattr(ref, name)) for name in ("weights_", "means_", "covariances_")}
     torch_errs = {name: _rel(getattr(f32, name), getattr(ref, name)) for name in ("weights_", "means_", "covariances_")}
-    ll_ref, ll = ref.score(X_test.astype(np.float64)), got.score(X_test)
+    if cov_type == "full" and kind == "scales":
+        # Full covariances whose features span 1e-3..1e3 (condition ~1e12) are not positive
+        # definite in float32 by the M-step's test (pivots above 4 eps of the largest diagonal),
+        # so any float32 fit, either backend, adds jitter there and leaves the float64 path; the
+        # kernels are then held to the torch float32 path, which shares that M-step.
+        ref = f32
+    errs = {name: _rel(getattr(got, name), getattr(ref, name)) for name in ("weights_", "means_", "covariances_")}
+    X_ref = X_test.astype(np.float64) if ref.means_.dtype == np.float64 else X_test
+    ll_ref, ll = ref.score(X_ref), got.score(X_test)
     ll_gap = abs(ll - ll_ref) / abs(ll_ref)
     print(f"\n{cov_type} {kind}: triton {errs} loglik {ll_gap:.2e}; torch float32 {torch_errs} "
           f"loglik {abs(f32.score(X_test) - ll_ref) / abs(ll_ref):.2e}")
@@ -164,11 +171,11 @@ def test_fit_matches_float64_torch(cuda, kind, cov_type):
         assert e < 1e-4, (name, e)
     assert ll_gap < 1e-5
     # Inference through the kernels too: score_samples, predict_proba, predict.
-    s_ref, s = ref.score_samples(X_test.astype(np.float64)), got.score_samples(X_test)
+    s_ref, s = ref.score_samples(X_ref), got.score_samples(X_test)
     assert _rel(s, s_ref) < 1e-5
-    p_ref, p = ref.predict_proba(X_test.astype(np.float64)), got.predict_proba(X_test)
+    p_ref, p = ref.predict_proba(X_ref), got.predict_proba(X_test)
     assert np.abs(p - p_ref).max() < 1e-3
-    assert (got.predict(X_test) == ref.predict(X_test.astype(np.float64))).mean() > 0.999
+    assert (got.predict(X_test) == ref.predict(X_ref)).mean() > 0.999
 
 
 def test_auto_takes_the_kernels_on_cuda_float32(cuda, monkeypatch):

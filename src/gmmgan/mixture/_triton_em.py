@@ -24,11 +24,13 @@ import torch
 
 BACKENDS = ("auto", "torch", "triton")
 KERNEL_TYPES = ("full", "diag", "spherical")
-MAX_FEATURES = {"full": 128, "diag": 256, "spherical": 256}
+MAX_FEATURES = {"full": 128, "diag": 128, "spherical": 128}
 _LOG_2PI = math.log(2 * math.pi)
 # tl.dot input precision of the E-step products and of the statistics products. "tf32x3" (a
-# hi/lo split into three TF32 products) keeps float32's accuracy, "tf32" is one product.
-PRECISION = {"full": ("tf32x3", "tf32"), "diag": ("tf32x3", "tf32x3"), "spherical": ("tf32x3", "tf32x3")}
+# hi/lo split into three TF32 products) keeps float32's accuracy; "tf32r" is one TF32 product
+# of operands rounded to nearest (unbiased errors that average over rows): enough for the full
+# scatter, which is centred at the E-step means, not for diag's raw second moments.
+PRECISION = {"full": ("tf32x3", "tf32r"), "diag": ("tf32x3", "tf32x3"), "spherical": ("tf32x3", "tf32x3")}
 _INT32_MAX = 2**31 - 1
 
 _triton_error: str | None = None
@@ -114,6 +116,26 @@ def _row_blocks(x: torch.Tensor, k: int):
         yield x[start : start + step]
 
 
+# Launch configurations per kernel, from the shape; ``OVERRIDES[kernel name]`` (a dict) replaces
+# entries (benchmarks/triton_em_kernels.py sweeps them this way).
+OVERRIDES: dict = {}
+
+
+def _config(name: str, k: int, d: int) -> dict:
+    block_d = _pow2(d)
+    if name == "diag_estep":
+        big = block_d >= 128
+        cfg = dict(BLOCK_N=64 if big else 128, BLOCK_K=min(32 if big else 64, _pow2(k)), num_warps=8 if big else 4, num_stages=2)
+    elif name == "diag_stats":
+        cfg = dict(BLOCK_N=64, BLOCK_K=min(32 if block_d >= 128 else 64, _pow2(k)), num_warps=8 if block_d >= 128 else 4, num_stages=2)
+    elif name == "full_estep":
+        cfg = dict(BLOCK_N=128 if block_d <= 64 else 64, FOLD=False, num_warps=4 if block_d <= 32 else 8, num_stages=2)
+    else:  # full_stats
+        cfg = dict(BLOCK_N=64, G=1, num_warps=4 if block_d <= 32 else 8, num_stages=2)
+    cfg.update(OVERRIDES.get(name, {}))
+    return cfg
+
+
 class _DiagKernels:
     """diag: precisions_cholesky (K, D); spherical reuses it with (K,) broadcast to (K, D)."""
 
@@ -135,56 +157,43 @@ class _DiagKernels:
         return b1t, b2t, const.float().contiguous()
 
     @classmethod
-    def _config(cls, k, d):
-        block_d = _pow2(d)
-        block_k = min(64, _pow2(k))
-        block_n = 128 if block_d <= 64 else 64
-        return block_n, block_k, block_d, (4 if block_d <= 64 else 8)
-
-    @classmethod
     def _estep(cls, x, b1t, b2t, const, store_w):
-        kern = _load()
         n, d = x.shape
         k = const.shape[0]
-        block_n, block_k, block_d, warps = cls._config(k, d)
+        cfg = _config("diag_estep", k, d)
         w = torch.empty((n, k) if store_w else (1, 1), dtype=torch.float32, device=x.device)
         lse = torch.empty(n, dtype=torch.float32, device=x.device)
-        kern.diag_estep[(triton_cdiv(n, block_n),)](
+        _load().diag_estep[(triton_cdiv(n, cfg["BLOCK_N"]),)](
             x, b1t, b2t, const, w, lse, n, k, d, x.stride(0),
-            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, PREC=PRECISION[cls.name][0],
-            STORE_W=store_w, num_warps=warps, num_stages=2,
+            BLOCK_D=_pow2(d), PREC=PRECISION[cls.name][0], STORE_W=store_w, **cfg,
         )
         return w, lse
+
+    @classmethod
+    def _stats(cls, x, w, lse, k):
+        n, d = x.shape
+        cfg = _config("diag_stats", k, d)
+        n_kb = triton_cdiv(k, cfg["BLOCK_K"])
+        splits, rows = _splits(n, cfg["BLOCK_N"], n_kb, x.device)
+        pn = torch.empty((splits, k), dtype=torch.float32, device=x.device)
+        px = torch.empty((splits, k, d), dtype=torch.float32, device=x.device)
+        pxx = torch.empty_like(px)
+        _load().diag_stats[(splits * n_kb,)](
+            x, w, lse, pn, px, pxx, n, k, d, x.stride(0), rows,
+            BLOCK_D=_pow2(d), PREC=PRECISION[cls.name][1], **cfg,
+        )
+        f64 = torch.float64
+        return pn.sum(0, dtype=f64), px.sum(0, dtype=f64), pxx.sum(0, dtype=f64)
 
     @classmethod
     def em_block(cls, x, means, prec_chol, log_w):
         x = x if x.stride(-1) == 1 else x.contiguous()
         prep = cls._prepare(means, prec_chol, log_w)
-        parts = [cls._em_rows(xb, *prep) for xb in _row_blocks(x, means.shape[0])]
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat([p[0] for p in parts]), *(sum(p[i] for p in parts) for i in (1, 2, 3))
-
-    @classmethod
-    def _em_rows(cls, x, b1t, b2t, const):
-        kern = _load()
-        n, d = x.shape
-        k = const.shape[0]
-        w, lse = cls._estep(x, b1t, b2t, const, True)
-        block_n, block_k, block_d, warps = cls._config(k, d)
-        block_n = 64
-        n_kb = triton_cdiv(k, block_k)
-        splits, rows = _splits(n, block_n, n_kb, x.device)
-        pn = torch.empty((splits, k), dtype=torch.float32, device=x.device)
-        px = torch.empty((splits, k, d), dtype=torch.float32, device=x.device)
-        pxx = torch.empty_like(px)
-        kern.diag_stats[(splits * n_kb,)](
-            x, w, lse, pn, px, pxx, n, k, d, x.stride(0), rows,
-            BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_D=block_d, PREC=PRECISION[cls.name][1],
-            num_warps=warps, num_stages=2,
-        )
-        f64 = torch.float64
-        return lse, pn.sum(0, dtype=f64), px.sum(0, dtype=f64), pxx.sum(0, dtype=f64)
+        parts = []
+        for xb in _row_blocks(x, means.shape[0]):
+            w, lse = cls._estep(xb, *prep, True)
+            parts.append((lse, *cls._stats(xb, w, lse, means.shape[0])))
+        return _combine(parts)
 
     @classmethod
     def weighted_log_prob(cls, x, means, prec_chol, log_w):
@@ -209,66 +218,68 @@ class _FullKernels:
     @staticmethod
     def _prepare(means, prec_chol, log_w):
         d = means.shape[1]
-        logdet = prec_chol.double().diagonal(dim1=-2, dim2=-1).log().sum(-1)
+        p64 = prec_chol.double()
+        logdet = p64.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         const = (log_w.double() + logdet - 0.5 * d * _LOG_2PI).float().contiguous()
-        return means.float().contiguous(), prec_chol.float().contiguous(), const
-
-    @staticmethod
-    def _config(d):
-        block_d = _pow2(d)
-        return (128 if block_d <= 64 else 64), block_d, (4 if block_d <= 32 else 8)
+        mup = torch.einsum("kd,kde->ke", means.double(), p64).float().contiguous()
+        return means.float().contiguous(), mup, prec_chol.float().contiguous(), const
 
     @classmethod
-    def _estep(cls, x, mu, p, const, store_w):
-        kern = _load()
+    def _estep(cls, x, mu, mup, p, const, store_w):
         n, d = x.shape
         k = const.shape[0]
-        block_n, block_d, warps = cls._config(d)
+        cfg = _config("full_estep", k, d)
         wt = torch.empty((k, n) if store_w else (1, 1), dtype=torch.float32, device=x.device)
         lse = torch.empty(n, dtype=torch.float32, device=x.device)
-        kern.full_estep[(triton_cdiv(n, block_n),)](
-            x, mu, p, const, wt, lse, n, k, d, x.stride(0),
-            BLOCK_N=block_n, BLOCK_D=block_d, PREC=PRECISION["full"][0], STORE_W=store_w,
-            num_warps=warps, num_stages=2,
+        _load().full_estep[(triton_cdiv(n, cfg["BLOCK_N"]),)](
+            x, mu, mup, p, const, wt, lse, n, k, d, x.stride(0),
+            BLOCK_D=_pow2(d), PREC=PRECISION["full"][0], STORE_W=store_w, **cfg,
         )
         return wt, lse
+
+    @classmethod
+    def _stats(cls, x, mu, wt, lse):
+        n, d = x.shape
+        k = mu.shape[0]
+        cfg = dict(_config("full_stats", k, d))
+        g = cfg.pop("G")
+        n_kg = triton_cdiv(k, g)
+        splits, rows = _splits(n, cfg["BLOCK_N"], n_kg, x.device)
+        pn = torch.empty((splits, k), dtype=torch.float32, device=x.device)
+        pz = torch.empty((splits, k, d), dtype=torch.float32, device=x.device)
+        pzz = torch.empty((splits, k, d, d), dtype=torch.float32, device=x.device)
+        args = (x, mu, wt, lse, pn, pz, pzz, n, k, d, x.stride(0), rows)
+        if g == 1:
+            _load().full_stats[(splits * k,)](*args, BLOCK_D=_pow2(d), PREC=PRECISION["full"][1], **cfg)
+        else:
+            _load().full_stats_g[(splits * n_kg,)](*args, G=g, BLOCK_D=_pow2(d), PREC=PRECISION["full"][1], **cfg)
+        f64 = torch.float64
+        nk = pn.sum(0, dtype=f64)
+        # sum r x = sum r (x - mu) + N_k mu, in float64; the scatter stays centred at mu (the anchor).
+        sx = pz.sum(0, dtype=f64) + nk.unsqueeze(1) * mu.double()
+        return nk, sx, pzz.sum(0, dtype=f64)
 
     @classmethod
     def em_block(cls, x, means, prec_chol, log_w):
         x = x if x.stride(-1) == 1 else x.contiguous()
         prep = cls._prepare(means, prec_chol, log_w)
-        parts = [cls._em_rows(xb, *prep) for xb in _row_blocks(x, means.shape[0])]
-        if len(parts) == 1:
-            return parts[0]
-        return torch.cat([p[0] for p in parts]), *(sum(p[i] for p in parts) for i in (1, 2, 3))
-
-    @classmethod
-    def _em_rows(cls, x, mu, p, const):
-        kern = _load()
-        n, d = x.shape
-        k = const.shape[0]
-        wt, lse = cls._estep(x, mu, p, const, True)
-        _, block_d, warps = cls._config(d)
-        block_n = 64
-        splits, rows = _splits(n, block_n, k, x.device)
-        pn = torch.empty((splits, k), dtype=torch.float32, device=x.device)
-        pz = torch.empty((splits, k, d), dtype=torch.float32, device=x.device)
-        pzz = torch.empty((splits, k, d, d), dtype=torch.float32, device=x.device)
-        kern.full_stats[(splits * k,)](
-            x, mu, wt, lse, pn, pz, pzz, n, k, d, x.stride(0), rows,
-            BLOCK_N=block_n, BLOCK_D=block_d, PREC=PRECISION["full"][1], num_warps=warps, num_stages=2,
-        )
-        f64 = torch.float64
-        nk = pn.sum(0, dtype=f64)
-        # sum r x = sum r (x - mu) + N_k mu, in float64; the scatter stays centred at mu (the anchor).
-        sx = pz.sum(0, dtype=f64) + nk.unsqueeze(1) * mu.double()
-        return lse, nk, sx, pzz.sum(0, dtype=f64)
+        parts = []
+        for xb in _row_blocks(x, means.shape[0]):
+            wt, lse = cls._estep(xb, *prep, True)
+            parts.append((lse, *cls._stats(xb, prep[0], wt, lse)))
+        return _combine(parts)
 
     @classmethod
     def weighted_log_prob(cls, x, means, prec_chol, log_w):
         x = x if x.stride(-1) == 1 else x.contiguous()
         prep = cls._prepare(means, prec_chol, log_w)
         return torch.cat([cls._estep(xb, *prep, True)[0].mT for xb in _row_blocks(x, means.shape[0])])
+
+
+def _combine(parts):
+    if len(parts) == 1:
+        return parts[0]
+    return torch.cat([p[0] for p in parts]), *(sum(p[i] for p in parts) for i in (1, 2, 3))
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -17,14 +17,29 @@ sum_d p^2 (x - mu)^2 = x^2 . p^2 - 2 x . mu p^2 + mu^2 . p^2 as two (rows, D) x 
 only sees the centred rows) and accumulates the scatter sum r (x - mu_k)(x - mu_k)^T around the
 E-step's means, which is what the M-step's centred formula expects.
 
-``PREC`` is tl.dot's ``input_precision``: "tf32" (one TF32 product), "tf32x3" (hi/lo split,
-about float32's accuracy for three products' cost) or "ieee" (no tensor cores, for checks).
+``PREC`` is tl.dot's ``input_precision``: "tf32x3" (hi/lo split, about float32's accuracy for
+three products' cost), "tf32r" (one TF32 product of operands rounded to nearest first: the
+tensor cores otherwise truncate float32 operands, a bias of ~7e-4 that does not average out),
+"tf32" (truncating) or "ieee" (no tensor cores, for checks).
 """
 
 from __future__ import annotations
 
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def _round_tf32(x):
+    return tl.inline_asm_elementwise("cvt.rna.tf32.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _dot(a, b, acc, PREC: tl.constexpr):
+    if PREC == "tf32r":
+        return tl.dot(_round_tf32(a), _round_tf32(b), acc, input_precision="tf32")
+    else:
+        return tl.dot(a, b, acc, input_precision=PREC)
 
 
 @triton.jit
@@ -53,8 +68,8 @@ def diag_estep(
         bmask = dmask[:, None] & kmask[None, :]
         b1 = tl.load(B1T + cols[:, None] * K + ks[None, :], mask=bmask, other=0.0)
         b2 = tl.load(B2T + cols[:, None] * K + ks[None, :], mask=bmask, other=0.0)
-        acc = tl.dot(x2, b1, input_precision=PREC)
-        acc = tl.dot(x, b2, acc, input_precision=PREC)
+        acc = _dot(x2, b1, tl.zeros([BLOCK_N, BLOCK_K], tl.float32), PREC)
+        acc = _dot(x, b2, acc, PREC)
         c = tl.load(C + ks, mask=kmask, other=float("-inf"))
         wlp = c[None, :] - 0.5 * acc
         if STORE_W:
@@ -97,8 +112,8 @@ def diag_stats(
         x = tl.load(X + rows64[:, None] * stride_x + cols[None, :], mask=rmask[:, None] & dmask[None, :], other=0.0)
         nk += tl.sum(r, 0)
         rt = tl.trans(r)
-        acc1 = tl.dot(rt, x, acc1, input_precision=PREC)
-        acc2 = tl.dot(rt, x * x, acc2, input_precision=PREC)
+        acc1 = _dot(rt, x, acc1, PREC)
+        acc2 = _dot(rt, x * x, acc2, PREC)
     out = split * K * D + ks[:, None] * D + cols[None, :]
     omask = kmask[:, None] & dmask[None, :]
     tl.store(PX + out, acc1, mask=omask)
@@ -108,11 +123,16 @@ def diag_stats(
 
 @triton.jit
 def full_estep(
-    X, MU, P, C, WT, LSE, n, K, D, stride_x,
+    X, MU, MUP, P, C, WT, LSE, n, K, D, stride_x,
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr, STORE_W: tl.constexpr,
+    FOLD: tl.constexpr,
 ):
     """WT[k, row] = C[k] - 0.5 ||(x - mu_k) P_k||^2 (component-major, so each k's row is one
-    contiguous store and the stats pass reads it contiguously); LSE[row] = logsumexp_k."""
+    contiguous store and the stats pass reads it contiguously); LSE[row] = logsumexp_k.
+
+    FOLD: y = x P_k - (mu_k P_k) (MUP), so the row tile is the same product operand for every
+    component (an exact-enough float32 accumulation with "tf32x3"); else y = (x - mu_k) P_k.
+    """
     pid = tl.program_id(0)
     rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, BLOCK_D)
@@ -124,10 +144,13 @@ def full_estep(
     m = tl.full([BLOCK_N], float("-inf"), tl.float32)
     s = tl.zeros([BLOCK_N], tl.float32)
     for k in range(0, K):
-        mu = tl.load(MU + k * D + cols, mask=dmask, other=0.0)
         p = tl.load(P + k * D * D + cols[:, None] * D + cols[None, :], mask=pmask, other=0.0)
-        z = x - mu[None, :]
-        y = tl.dot(z, p, input_precision=PREC)
+        if FOLD:
+            mup = tl.load(MUP + k * D + cols, mask=dmask, other=0.0)
+            y = _dot(x, p, tl.zeros([BLOCK_N, BLOCK_D], tl.float32) - mup[None, :], PREC)
+        else:
+            mu = tl.load(MU + k * D + cols, mask=dmask, other=0.0)
+            y = _dot(x - mu[None, :], p, tl.zeros([BLOCK_N, BLOCK_D], tl.float32), PREC)
         wlp = tl.load(C + k) - 0.5 * tl.sum(y * y, 1)
         if STORE_W:
             tl.store(WT + k * n + rows64, wlp, mask=rmask)
@@ -165,10 +188,52 @@ def full_stats(
         x = tl.load(X + rows64[:, None] * stride_x + cols[None, :], mask=rmask[:, None] & dmask[None, :], other=0.0)
         z = tl.where(dmask[None, :], x - mu[None, :], 0.0)
         rz = z * r[:, None]
-        acc = tl.dot(tl.trans(rz), z, acc, input_precision=PREC)
+        acc = _dot(tl.trans(rz), z, acc, PREC)
         sz += tl.sum(rz, 0)
         nk += r
     base = split * K + k
     tl.store(PZZ + base * D * D + cols[:, None] * D + cols[None, :], acc, mask=dmask[:, None] & dmask[None, :])
     tl.store(PZ + base * D + cols, sz, mask=dmask)
     tl.store(PN + base, tl.sum(nk, 0))
+
+
+@triton.jit
+def full_stats_g(
+    X, MU, WT, LSE, PN, PZ, PZZ, n, K, D, stride_x, rows_per_split,
+    G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr,
+):
+    """:func:`full_stats` for G components per program: one load of each row tile serves G
+    batched products (G, D, rows) x (G, rows, D)."""
+    pid = tl.program_id(0)
+    n_kg = tl.cdiv(K, G)
+    split = pid // n_kg
+    kg = (pid % n_kg) * G + tl.arange(0, G)
+    gmask = kg < K
+    cols = tl.arange(0, BLOCK_D)
+    dmask = cols < D
+    mu = tl.load(MU + kg[:, None] * D + cols[None, :], mask=gmask[:, None] & dmask[None, :], other=0.0)
+    acc = tl.zeros([G, BLOCK_D, BLOCK_D], tl.float32)
+    sz = tl.zeros([G, BLOCK_D], tl.float32)
+    nk = tl.zeros([G, BLOCK_N], tl.float32)
+    start = split * rows_per_split
+    end = tl.minimum(start + rows_per_split, n)
+    kg64 = kg.to(tl.int64)
+    for r0 in range(start, end, BLOCK_N):
+        rows = r0 + tl.arange(0, BLOCK_N)
+        rmask = rows < end
+        rows64 = rows.to(tl.int64)
+        w = tl.load(WT + kg64[:, None] * n + rows64[None, :], mask=gmask[:, None] & rmask[None, :], other=float("-inf"))
+        lse = tl.load(LSE + rows, mask=rmask, other=0.0)
+        r = tl.exp(w - lse[None, :])
+        x = tl.load(X + rows64[:, None] * stride_x + cols[None, :], mask=rmask[:, None] & dmask[None, :], other=0.0)
+        z = tl.where(dmask[None, None, :], x[None, :, :] - mu[:, None, :], 0.0)
+        rz = z * r[:, :, None]
+        acc = _dot(tl.permute(rz, (0, 2, 1)), z, acc, PREC)
+        sz += tl.sum(rz, 1)
+        nk += r
+    base = split * K + kg64
+    i = cols[:, None] * D + cols[None, :]
+    tl.store(PZZ + base[:, None, None] * D * D + i[None, :, :], acc,
+             mask=gmask[:, None, None] & (dmask[:, None] & dmask[None, :])[None, :, :])
+    tl.store(PZ + base[:, None] * D + cols[None, :], sz, mask=gmask[:, None] & dmask[None, :])
+    tl.store(PN + base, tl.sum(nk, 1), mask=gmask)
