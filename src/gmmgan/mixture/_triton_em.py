@@ -30,7 +30,9 @@ _LOG_2PI = math.log(2 * math.pi)
 # hi/lo split into three TF32 products) keeps float32's accuracy; "tf32r" is one TF32 product
 # of operands rounded to nearest (unbiased errors that average over rows): enough for the full
 # scatter, which is centred at the E-step means, not for diag's raw second moments.
-PRECISION = {"full": ("tf32x3", "tf32r"), "diag": ("tf32x3", "tf32x3"), "spherical": ("tf32x3", "tf32x3")}
+# "auto" for the full scatter: "tf32r" where a block has at least 8 D rows per component (its
+# rounding errors, ~4e-4 sqrt(D / N_k) relative, then stay under 1e-4), "tf32x3" below that.
+PRECISION = {"full": ("tf32x3", "auto"), "diag": ("tf32x3", "tf32x3"), "spherical": ("tf32x3", "tf32x3")}
 _INT32_MAX = 2**31 - 1
 
 _triton_error: str | None = None
@@ -117,7 +119,8 @@ def _row_blocks(x: torch.Tensor, k: int):
 
 
 # Launch configurations per kernel, from the shape; ``OVERRIDES[kernel name]`` (a dict) replaces
-# entries (benchmarks/triton_em_kernels.py sweeps them this way).
+# entries (benchmarks/triton_em_kernels.py sweeps them this way). The defaults are the fastest
+# of that sweep on one H200 (2026-12-01, docs/benchmarks.md).
 OVERRIDES: dict = {}
 
 
@@ -125,13 +128,15 @@ def _config(name: str, k: int, d: int) -> dict:
     block_d = _pow2(d)
     if name == "diag_estep":
         big = block_d >= 128
-        cfg = dict(BLOCK_N=64 if big else 128, BLOCK_K=min(32 if big else 64, _pow2(k)), num_warps=8 if big else 4, num_stages=2)
+        cfg = dict(BLOCK_N=64 if big else 128, BLOCK_K=min(32 if big else 64, _pow2(k)), num_warps=4, num_stages=2)
     elif name == "diag_stats":
         cfg = dict(BLOCK_N=64, BLOCK_K=min(32 if block_d >= 128 else 64, _pow2(k)), num_warps=8 if block_d >= 128 else 4, num_stages=2)
     elif name == "full_estep":
-        cfg = dict(BLOCK_N=128 if block_d <= 64 else 64, FOLD=False, num_warps=4 if block_d <= 32 else 8, num_stages=2)
+        # FOLD (y = x P - mu P, the row tile one operand for all components) needs more shared
+        # memory than D = 128 leaves; it is the faster form below that.
+        cfg = dict(BLOCK_N=256 if block_d <= 64 else 128, FOLD=block_d <= 64, num_warps=8, num_stages=2)
     else:  # full_stats
-        cfg = dict(BLOCK_N=64, G=1, num_warps=4 if block_d <= 32 else 8, num_stages=2)
+        cfg = dict(BLOCK_N=256 if block_d <= 64 else 128, G=1, num_warps=8, num_stages=2)
     cfg.update(OVERRIDES.get(name, {}))
     return cfg
 
@@ -249,10 +254,13 @@ class _FullKernels:
         pz = torch.empty((splits, k, d), dtype=torch.float32, device=x.device)
         pzz = torch.empty((splits, k, d, d), dtype=torch.float32, device=x.device)
         args = (x, mu, wt, lse, pn, pz, pzz, n, k, d, x.stride(0), rows)
+        prec = PRECISION["full"][1]
+        if prec == "auto":
+            prec = "tf32r" if n >= 8 * d * k else "tf32x3"
         if g == 1:
-            _load().full_stats[(splits * k,)](*args, BLOCK_D=_pow2(d), PREC=PRECISION["full"][1], **cfg)
+            _load().full_stats[(splits * k,)](*args, BLOCK_D=_pow2(d), PREC=prec, **cfg)
         else:
-            _load().full_stats_g[(splits * n_kg,)](*args, G=g, BLOCK_D=_pow2(d), PREC=PRECISION["full"][1], **cfg)
+            _load().full_stats_g[(splits * n_kg,)](*args, G=g, BLOCK_D=_pow2(d), PREC=prec, **cfg)
         f64 = torch.float64
         nk = pn.sum(0, dtype=f64)
         # sum r x = sum r (x - mu) + N_k mu, in float64; the scatter stays centred at mu (the anchor).
