@@ -100,6 +100,16 @@ def common_init(
         xb = X[start : start + chunk]
         labels[start : start + chunk] = np.argmin(c_sq - 2.0 * xb @ centers.T, axis=1)
     counts = np.bincount(labels, minlength=n_components).astype(np.float64)
+    for _ in range(10):  # many centres in many dimensions: move a centre whose cell is (nearly) empty
+        bad = np.flatnonzero(counts < 2)
+        if bad.size == 0:
+            break
+        centers[bad] = X[rng.choice(n, size=bad.size, replace=False)]
+        c_sq = (centers**2).sum(1)
+        for start in range(0, n, chunk):
+            xb = X[start : start + chunk]
+            labels[start : start + chunk] = np.argmin(c_sq - 2.0 * xb @ centers.T, axis=1)
+        counts = np.bincount(labels, minlength=n_components).astype(np.float64)
     if np.any(counts < 2):
         raise ValueError(
             "A k-means++ centre got fewer than 2 points; use more samples or fewer components."

@@ -31,7 +31,7 @@ _LOG_2PI = math.log(2 * math.pi)
 # of operands rounded to nearest (unbiased errors that average over rows): enough for the full
 # scatter, which is centred at the E-step means, not for diag's raw second moments.
 # "auto" for the full scatter: "tf32r" where a block has at least 8 D rows per component (its
-# rounding errors, ~4e-4 sqrt(D / N_k) relative, then stay under 1e-4), "tf32x3" below that.
+# rounding errors, measured at ~2e-4 sqrt(D / N_k) relative, then stay under 1e-4), "tf32x3" below.
 PRECISION = {"full": ("tf32x3", "auto"), "diag": ("tf32x3", "tf32x3"), "spherical": ("tf32x3", "tf32x3")}
 _INT32_MAX = 2**31 - 1
 
@@ -246,7 +246,12 @@ class _FullKernels:
     def _stats(cls, x, mu, wt, lse):
         n, d = x.shape
         k = mu.shape[0]
+        prec = PRECISION["full"][1]
+        if prec == "auto":
+            prec = "tf32r" if n >= 8 * d * k else "tf32x3"
         cfg = dict(_config("full_stats", k, d))
+        if prec == "tf32x3" and "full_stats" not in OVERRIDES:
+            cfg["BLOCK_N"] = 64  # the hi/lo halves of both operands need twice the shared memory
         g = cfg.pop("G")
         n_kg = triton_cdiv(k, g)
         splits, rows = _splits(n, cfg["BLOCK_N"], n_kg, x.device)
@@ -254,9 +259,6 @@ class _FullKernels:
         pz = torch.empty((splits, k, d), dtype=torch.float32, device=x.device)
         pzz = torch.empty((splits, k, d, d), dtype=torch.float32, device=x.device)
         args = (x, mu, wt, lse, pn, pz, pzz, n, k, d, x.stride(0), rows)
-        prec = PRECISION["full"][1]
-        if prec == "auto":
-            prec = "tf32r" if n >= 8 * d * k else "tf32x3"
         if g == 1:
             _load().full_stats[(splits * k,)](*args, BLOCK_D=_pow2(d), PREC=prec, **cfg)
         else:
