@@ -100,25 +100,35 @@ def common_init(
         xb = X[start : start + chunk]
         labels[start : start + chunk] = np.argmin(c_sq - 2.0 * xb @ centers.T, axis=1)
     counts = np.bincount(labels, minlength=n_components).astype(np.float64)
+    for _ in range(10):  # many centres in many dimensions: move a centre whose cell is (nearly) empty
+        bad = np.flatnonzero(counts < 2)
+        if bad.size == 0:
+            break
+        centers[bad] = X[rng.choice(n, size=bad.size, replace=False)]
+        c_sq = (centers**2).sum(1)
+        for start in range(0, n, chunk):
+            xb = X[start : start + chunk]
+            labels[start : start + chunk] = np.argmin(c_sq - 2.0 * xb @ centers.T, axis=1)
+        counts = np.bincount(labels, minlength=n_components).astype(np.float64)
     if np.any(counts < 2):
         raise ValueError(
             "A k-means++ centre got fewer than 2 points; use more samples or fewer components."
         )
     weights = counts / n
-    means = np.zeros((n_components, d))
-    np.add.at(means, labels, X)
-    means /= counts[:, None]
+    # Rows grouped by label once (np.add.at over a million rows takes tens of seconds).
+    order = np.argsort(labels, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts[:-1]).astype(np.int64)])
+    Xs = X[order]
+    means = np.add.reduceat(Xs, starts, axis=0) / counts[:, None]
     if covariance_type == "full":
         precisions = np.empty((n_components, d, d))
         for k in range(n_components):
-            diff = X[labels == k] - means[k]
+            diff = Xs[starts[k] : starts[k] + int(counts[k])] - means[k]
             cov = diff.T @ diff / counts[k] + reg_covar * np.eye(d)
             precisions[k] = np.linalg.inv(cov)
             precisions[k] = 0.5 * (precisions[k] + precisions[k].T)
     else:
-        var = np.zeros((n_components, d))
-        np.add.at(var, labels, X**2)
-        var = var / counts[:, None] - means**2 + reg_covar
+        var = np.add.reduceat((Xs - means[labels[order]]) ** 2, starts, axis=0) / counts[:, None] + reg_covar
         precisions = 1.0 / var
     return InitParams(centers=centers, weights=weights, means=means, precisions=precisions)
 

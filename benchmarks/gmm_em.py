@@ -11,6 +11,8 @@ Examples
     python -m benchmarks.gmm_em --configs b,c --json results/gmm_em_cpu.json
     python -m benchmarks.gmm_em --configs e --device cuda --sklearn-cpu-iters 1,2
     python -m benchmarks.gmm_em --pycave-python /tmp/pycave-venv/bin/python   # pycave in its own venv
+    python -m benchmarks.gmm_em --configs d,e,f,g --device cuda --impls gmmgan --backend torch,triton
+        # gmmgan's torch code against its Triton kernels, side by side, with the ratio
 
 pycave 3.0.1 needs torch < 2 and numpy < 2, so it usually lives in another virtual environment;
 ``--pycave-python`` (or $PYCAVE_PYTHON) runs it there on the same data, saved to a temp dir.
@@ -65,7 +67,13 @@ CONFIGS = {
     "c": Config("c", 60_000, 64, 10, "full"),
     "d": Config("d", 1_000_000, 32, 64, "diag"),
     "e": Config("e", 1_000_000, 64, 64, "full", gpu_only=True),
+    # The Triton-kernel issue's larger shapes.
+    "f": Config("f", 1_000_000, 128, 1024, "diag", gpu_only=True),
+    "g": Config("g", 1_000_000, 128, 256, "full", gpu_only=True),
 }
+
+# backend='triton' targets (s/iteration, float32, one H200), from the fused-kernel issue.
+TRITON_TARGETS = {"d": 1.5e-3, "e": 10e-3, "f": 10e-3, "g": 100e-3}
 
 
 # --------------------------------------------------------------------------- implementations
@@ -114,7 +122,7 @@ def _sklearn_runner(cfg, data, init, dtype, reg_covar, array_api_device=None):
     return fit, score
 
 
-def _gmmgan_runner(cfg, data, init, dtype, reg_covar, device):
+def _gmmgan_runner(cfg, data, init, dtype, reg_covar, device, backend="auto"):
     import torch
 
     from gmmgan import GaussianMixture
@@ -134,7 +142,7 @@ def _gmmgan_runner(cfg, data, init, dtype, reg_covar, device):
         gmm = GaussianMixture(cfg.n_components, covariance_type=cfg.covariance_type, tol=1e-300,
                               reg_covar=reg_covar, max_iter=m, init_params="random_from_data",
                               weights_init=w, means_init=mu, precisions_init=prec,
-                              random_state=0, device=device, dtype=t_dtype)
+                              random_state=0, device=device, dtype=t_dtype, backend=backend)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gmm.fit(X)
@@ -280,9 +288,10 @@ def run_config(cfg: Config, args) -> List[Dict[str, Any]]:
     jobs: List[tuple] = []
     for dt in args.dtypes:
         if "gmmgan" in args.impls:
-            jobs.append(("gmmgan", dt, args.device,
-                         lambda dt=dt: _gmmgan_runner(cfg, data, init, dt, args.reg_covar, args.device),
-                         args.iters, args.repeats, True))
+            for be in args.backend:
+                jobs.append(("gmmgan", dt, args.device,
+                             lambda dt=dt, be=be: _gmmgan_runner(cfg, data, init, dt, args.reg_covar, args.device, be),
+                             args.iters, args.repeats, True, be))
     if "sklearn" in args.impls:
         for dt in ("float64", "float32"):
             if (dt == "float64" and args.skip_sklearn_f64) or (dt == "float32" and args.skip_sklearn_f32):
@@ -300,8 +309,10 @@ def run_config(cfg: Config, args) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
     base = dict(config=cfg.name, n=n, d=cfg.n_features, k=cfg.n_components,
                 cov=cfg.covariance_type)
-    for impl, dt, dev, make, iters, repeats, warmup in jobs:
+    for impl, dt, dev, make, iters, repeats, warmup, *be in jobs:
         row = dict(base, impl=impl, dtype=dt, device=dev)
+        if be:
+            row["backend"] = be[0]
         try:
             fit, score = make()
             extra = sorted({j[4][1] for j in jobs}) if impl == "gmmgan" else ()
@@ -336,7 +347,8 @@ def run_config(cfg: Config, args) -> List[Dict[str, Any]]:
 
 
 def _print_progress(row: Dict[str, Any]) -> None:
-    what = f"  {row['impl']:<18} {row['dtype']:<8} {row['device']:<6}"
+    impl = row["impl"] + (f"[{row['backend']}]" if "backend" in row else "")
+    what = f"  {impl:<18} {row['dtype']:<8} {row['device']:<6}"
     if "error" in row:
         print(f"{what} ERROR {row['error'].splitlines()[0][:200]}", flush=True)
     else:
@@ -393,7 +405,7 @@ def targets(rows: List[Dict[str, Any]], device: str) -> List[Dict[str, Any]]:
         elif device != "cpu":
             # The GPU targets are set for (e) only; other configs report the same ratios as info.
             is_e = name == "e"
-            f32 = next((r for r in gm if r["dtype"] == "float32"), None)
+            f32 = min((r for r in gm if r["dtype"] == "float32"), key=lambda r: r["s_per_iter"], default=None)
             if f32 is None:
                 continue
             out.append(dict(config=name, target="<= 10 ms/iter float32" if is_e else "(info) s/iter",
@@ -414,6 +426,26 @@ def targets(rows: List[Dict[str, Any]], device: str) -> List[Dict[str, Any]]:
         for t in out:
             if t["config"] == name:
                 t["loglik_agree"] = agree
+    return out
+
+
+def backend_table(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """gmmgan's torch and triton backends side by side, per config and dtype (when both ran)."""
+    out = []
+    keys = sorted({(r["config"], r["dtype"]) for r in rows if r.get("backend") in ("torch", "triton")})
+    for name, dt in keys:
+        pick = {r["backend"]: r for r in rows if r["config"] == name and r["dtype"] == dt
+                and r["impl"] == "gmmgan" and "error" not in r and r.get("backend")}
+        if "torch" not in pick or "triton" not in pick:
+            continue
+        t, k = pick["torch"], pick["triton"]
+        target = TRITON_TARGETS.get(name) if dt == "float32" else None
+        out.append(dict(config=name, n=t["n"], d=t["d"], k=t["k"], cov=t["cov"],
+                        torch_ms=t["s_per_iter"] * 1e3, triton_ms=k["s_per_iter"] * 1e3,
+                        ratio=t["s_per_iter"] / k["s_per_iter"],
+                        target_ms=None if target is None else target * 1e3,
+                        met=None if target is None else k["s_per_iter"] <= target,
+                        loglik_gap=relative_gap(k["heldout_loglik"], t["heldout_loglik"])))
     return out
 
 
@@ -443,6 +475,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--allow-tf32", action="store_true", help="let cuda float32 matmuls use TF32")
     p.add_argument("--allow-gmmgan-failure", action="store_true",
                    help="record a gmmgan error in the table instead of stopping")
+    p.add_argument("--backend", default="auto",
+                   help="comma list of auto,torch,triton: gmmgan's backend, one row each (default auto)")
     p.add_argument("--json", default=None, help="write machine-readable results here")
     args = p.parse_args(argv)
 
@@ -464,6 +498,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if not args.dtypes or any(d not in ("float32", "float64") for d in args.dtypes):
         p.error(f"--dtypes must be a comma list of float32,float64, got {args.dtypes}")
+    args.backend = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if not args.backend or any(b not in ("auto", "torch", "triton") for b in args.backend):
+        p.error(f"--backend must be a comma list of auto,torch,triton, got {args.backend}")
     args.iters = _parse_iters(p, args.iters, "--iters")
     if args.sklearn_cpu_iters is not None:
         args.sklearn_cpu_iters = _parse_iters(p, args.sklearn_cpu_iters, "--sklearn-cpu-iters")
@@ -485,7 +522,7 @@ def _parse_iters(p, text: str, flag: str) -> tuple:
 
 
 COLUMNS = [("config", "cfg"), ("n", "N"), ("d", "D"), ("k", "K"), ("cov", "cov"),
-           ("impl", "implementation"), ("dtype", "dtype"), ("device", "device"),
+           ("impl", "implementation"), ("backend", "backend"), ("dtype", "dtype"), ("device", "device"),
            ("s_per_iter", "s/iter"), ("s_per_iter_from_min", "s/iter (min)"),
            ("cpu_s_per_iter", "CPU s/iter"), ("x_slower_than_gmmgan", "x gmmgan"),
            ("iters_m2", "m2"), ("heldout_loglik", "held-out loglik"), ("loglik_gap", "rel. gap"),
@@ -538,6 +575,13 @@ def _main(args) -> Dict[str, Any]:
     errors = [r for r in rows if "error" in r]
     for r in errors:
         print(f"not measured: {r['config']} {r['impl']} {r['dtype']}: {r['error'].splitlines()[0][:300]}")
+    side = backend_table(rows)
+    if side:
+        print()
+        print(format_table(side, [("config", "cfg"), ("n", "N"), ("d", "D"), ("k", "K"), ("cov", "cov"),
+                                  ("torch_ms", "torch ms/iter"), ("triton_ms", "triton ms/iter"),
+                                  ("ratio", "torch/triton"), ("target_ms", "target ms"), ("met", "met"),
+                                  ("loglik_gap", "loglik rel. gap")]))
     tgt = targets(rows, "cpu" if args.device == "cpu" else "cuda")
     if tgt:
         print()
@@ -550,7 +594,7 @@ def _main(args) -> Dict[str, Any]:
     print(f"(held-out loglik: mean log-likelihood after m2 EM iterations; 'agree' = relative gap "
           f"<= {LOGLIK_RTOL:g} to the reference named in the JSON's loglik_ref)")
     result = dict(machine=info, args={k: v for k, v in vars(args).items()},
-                  command=args.command,
+                  command=args.command, backend_table=side,
                   date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), rows=rows, targets=tgt)
     if args.json:
         write_json(args.json, result)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from gmmgan.mixture._covariance import COVARIANCE_TYPES, COVARIANCES
+from gmmgan.mixture._triton_em import BACKENDS
 
 INIT_PARAMS = ("k-means++", "kmeans", "random", "random_from_data")
 
@@ -62,6 +63,11 @@ def check_parameters(est) -> None:
         raise ValueError(f"verbose must be a non-negative int (0, 1 or 2), got {est.verbose!r}.")
     if not _is_int(est.verbose_interval) or est.verbose_interval < 1:
         raise ValueError(f"verbose_interval must be a positive int, got {est.verbose_interval!r}.")
+    if getattr(est, "backend", "auto") not in BACKENDS:
+        raise ValueError(
+            f"Unknown backend {est.backend!r}; choose one of {', '.join(repr(b) for b in BACKENDS)} "
+            "('auto' uses the Triton kernels on CUDA float32 fits where they apply, the torch code elsewhere)."
+        )
 
 
 def _as_tensor(value, name, dtype, device) -> torch.Tensor:

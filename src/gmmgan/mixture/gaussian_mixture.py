@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from gmmgan import distributed as gdist
+from gmmgan.mixture import _triton_em
 from gmmgan.mixture._base import BaseMixture, FitData
 from gmmgan.mixture._candidates_fit import fit_auto
 from gmmgan.mixture._covariance import COVARIANCES
@@ -79,6 +80,11 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
         K, D and the device.
     callback : callable, optional
         Called after every EM iteration with a dict: init, n_iter, lower_bound, change.
+    backend : {'auto', 'torch', 'triton'}, default='auto'
+        'triton': fused Triton kernels for the E-step and the sufficient statistics (CUDA,
+        float32, 'full'/'diag'/'spherical'), also used by ``score_samples``, ``predict`` and
+        ``predict_proba``; a ValueError says why where they cannot run. 'auto': the kernels
+        where they can run, the torch code elsewhere. 'torch': always the torch code.
 
     Attributes
     ----------
@@ -132,6 +138,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
         dtype=None,
         chunk_size=None,
         callback=None,
+        backend="auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -151,6 +158,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
         self.dtype = dtype
         self.chunk_size = chunk_size
         self.callback = callback
+        self.backend = backend
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, X, want_labels: bool):
@@ -169,8 +177,15 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
         return self._fit_em(X, want_labels)
 
     def _fit_source(self, X, warm: bool) -> DataSource:
+        source = super()._fit_source(X, warm)
+        if self._kernels(source) is not None and self.chunk_size is None:  # their temporaries are (rows, K) only
+            source = replace(source, chunk_size=_triton_em.default_chunk_size(self.n_components, source.n_features))
         # Under a process group, this rank's rows of data spread over processes (else as is).
-        return shard_source(super()._fit_source(X, warm))
+        return shard_source(source)
+
+    def _kernels(self, source: DataSource):
+        """The Triton kernels for this fit's data (``backend``), or None for the torch code."""
+        return _triton_em.resolve(getattr(self, "backend", "auto"), source.device, source.dtype, self.covariance_type, source.n_features)
 
     def _fit_shift(self, source, summary, warm: bool) -> torch.Tensor:
         if not warm:
@@ -187,7 +202,7 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
 
     def _em_step(self, fit: FitData, state: _State, n_iter: int) -> tuple[_State, float]:
         # The lower bound is that of the E-step's parameters, as scikit-learn's.
-        stats, lower_bound = self._e_step(fit.data, state, fit.cov)
+        stats, lower_bound = self._e_step(fit.data, state, fit.cov, self._kernels(fit.source))
         data_var = fit.summary.var.to(fit.source.device)
         return self._m_step(stats, state, fit.cov, fit.n_samples, data_var, n_iter), lower_bound
 
@@ -198,11 +213,19 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
     def _fit_labels(self, X, fit: FitData, best: _State):
         # From the chosen parameters in the fit's own coordinates: no second DataSource over X.
         log_w = best.weights.log()
+        kernel = self._kernels(fit.source)
+        if kernel is not None:
+            labels = torch.cat([kernel.weighted_log_prob(x, best.means, best.prec_chol, log_w).argmax(1) for x in fit.data.chunks()])
+            return fit.source.to_output(labels)
         labels = torch.cat([(fit.cov.log_prob(x, best.means, best.prec_chol) + log_w).argmax(1) for x in fit.data.chunks()])
         return fit.source.to_output(labels)
 
-    def _e_step(self, data: _Shifted, state: _State, cov) -> tuple[_Stats, float]:
-        """One pass: responsibilities of every block and the statistics the M-step needs."""
+    def _e_step(self, data: _Shifted, state: _State, cov, kernel=None) -> tuple[_Stats, float]:
+        """One pass: responsibilities of every block and the statistics the M-step needs.
+
+        ``kernel`` (from ``_triton_em.resolve``) computes each block's log-likelihoods and
+        statistics in fused Triton kernels instead, its statistic already in finalised form.
+        """
         k = state.means.shape[0]
         dev, f64 = state.means.device, torch.float64
         nk = torch.zeros(k, dtype=f64, device=dev)
@@ -212,12 +235,18 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
         log_w = state.weights.log()
         worst_v, worst_x = [], []
         for x in data.chunks():
-            log_prob, cache = cov.e_step_block(x, state.means, state.prec_chol)
-            lpn, resp = log_normalize_(log_prob.add_(log_w))
-            total += lpn.sum(dtype=f64)
-            nk += resp.sum(0, dtype=f64)
-            sx += (resp.mT @ x).to(f64)
-            s = cov.accumulate_em(x, resp, state.means, state.prec_chol, cache).to(f64)
+            if kernel is not None:
+                lpn, nk_b, sx_b, s = kernel.em_block(x, state.means, state.prec_chol, log_w)
+                total += lpn.sum(dtype=f64)
+                nk += nk_b
+                sx += sx_b
+            else:
+                log_prob, cache = cov.e_step_block(x, state.means, state.prec_chol)
+                lpn, resp = log_normalize_(log_prob.add_(log_w))
+                total += lpn.sum(dtype=f64)
+                nk += resp.sum(0, dtype=f64)
+                sx += (resp.mT @ x).to(f64)
+                s = cov.accumulate_em(x, resp, state.means, state.prec_chol, cache).to(f64)
             stat = s if stat is None else stat.add_(s)
             # The worst-explained points are where empty components get re-seeded.
             low = torch.topk(lpn, min(k, lpn.shape[0]), largest=False)
@@ -227,7 +256,8 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
         order = torch.argsort(worst_v)[:k]
         if data.source.shard is not None:  # one collective for all statistics of this rank's shard
             nk, sx, stat, total = gdist.all_reduce_sums(nk, sx, stat, total)
-        stat = cov.finalize_em(stat, state.prec_chol)
+        if kernel is None:
+            stat = cov.finalize_em(stat, state.prec_chol)
         stats = _Stats(nk, sx, stat, state.means.to(f64), torch.cat(worst_x)[order], worst_v[order])
         return stats, float(total) / data.n_global
 
@@ -293,6 +323,9 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
         state, shift = self._model(device, dtype)
         cov = COVARIANCES[self.covariance_type]
         log_w = state.weights.log()
+        kernel = _triton_em.resolve(getattr(self, "backend", "auto"), device, dtype, self.covariance_type, state.means.shape[1])
+        if kernel is not None:
+            return shift, lambda x: kernel.weighted_log_prob(x, state.means, state.prec_chol, log_w)
         return shift, lambda x: cov.log_prob(x, state.means, state.prec_chol).add_(log_w)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
