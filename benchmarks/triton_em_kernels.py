@@ -87,9 +87,9 @@ def sweep_shape(name, args, dev):
                 else:
                     w, lse = kern._estep(xc, *prep, True)
                     if kind == "full":
-                        t = _time(lambda: kern._stats(xc, prep[0], w, lse), args.reps) * scale
+                        t = _time(lambda: kern._stats(xc, prep[0], w, lse), args.reps) * scale  # noqa: B023 - timed at once, in this iteration
                     else:
-                        t = _time(lambda: kern._stats(xc, w, lse, k), args.reps) * scale
+                        t = _time(lambda: kern._stats(xc, w, lse, k), args.reps) * scale  # noqa: B023 - timed at once, in this iteration
                 lpn, nk, sx, stat = kern.em_block(x[sub].contiguous(), means, prec_chol, log_w)
                 err = max(_rel(lpn, ref[0]), _rel(nk, ref[1]), _rel(sx, ref[2]), _rel(stat, ref[3]))
                 row = dict(shape=name, kernel=kname, cfg=cfg, ms=t * 1e3, err=err)
@@ -206,7 +206,7 @@ def run_shape(name, args, dev):
             _triton_em.PRECISION[cov_type] = prec
             t = _time(lambda: triton_pass(kern, x, tf_chunk, means, prec_chol, log_w), args.reps)
             prep = kern._prepare(means, prec_chol, log_w)
-            te = _time(lambda: kern._estep(x[:tf_chunk], *prep, True), args.reps) * (n / min(n, tf_chunk))
+            te = _time(lambda: kern._estep(x[:tf_chunk], *prep, True), args.reps) * (n / min(n, tf_chunk))  # noqa: B023 - timed at once, in this iteration
             lpn, nk, sx, stat = kern.em_block(x[sub].contiguous(), means, prec_chol, log_w)
             err = dict(lpn=_rel(lpn, ref[0]), nk=_rel(nk, ref[1]), sx=_rel(sx, ref[2]), stat=_rel(stat, ref[3]))
             rows.append(dict(shape=name, n=n, d=d, k=k, cov=cov_type, path="triton", precision="/".join(prec),
