@@ -21,6 +21,13 @@ from gmmgan.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _in_a_fresh_folder(tmp_path, monkeypatch):
+    """Every test runs in its own empty current folder: none may depend on (or write into) the
+    folder pytest was started from, e.g. a clone where `gmmgan fit` or `gmmgan quickstart` left files."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def ring_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
