@@ -17,7 +17,6 @@ from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data_source import DataSource, shard_source
 from gmmgan.mixture._em_state import (
     EMPTY_COMPONENT,
-    KMEANSPP_LLOYD_STEPS,
     _Shifted,
     _State,
     _Stats,
@@ -27,7 +26,7 @@ from gmmgan.mixture._feature_names import check_feature_names
 from gmmgan.mixture._initialization import InitializationMixin
 from gmmgan.mixture._io import MixtureIOMixin
 
-__all__ = ["EMPTY_COMPONENT", "KMEANSPP_LLOYD_STEPS", "GaussianMixture", "log_normalize_"]
+__all__ = ["GaussianMixture"]
 
 
 class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
