@@ -14,6 +14,7 @@ Across processes (torch.distributed) each rank's DataSource holds its own shard 
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gmmgan import _device
 from gmmgan import distributed as gdist
 from gmmgan._files import load_npy
 from gmmgan.mixture._transfer import _to_tensor, device_blocks, is_tensor
@@ -64,21 +66,27 @@ def inference_dtype(model_dtype: torch.dtype, X, dtype=None) -> torch.dtype:
 
 
 def resolve_device(device, X=None) -> torch.device:
-    """The compute device: the ``device`` parameter, else the input tensor's device, else CPU."""
-    if device is not None:
-        try:  # a bare int is a CUDA index, as in torch
-            dev = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}.") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} was requested but CUDA is not available in this PyTorch "
-                "build; use device='cpu' or install a CUDA build of torch."
-            )
-        return dev
-    if is_tensor(X):
-        return X.device
-    return torch.device("cpu")
+    """The compute device: the ``device`` parameter, else the input tensor's device, else CPU.
+
+    ``device`` is a name ('auto', 'cpu', 'cuda', 'cuda:N'), a ``torch.device``, or a bare int (a
+    CUDA index, as in torch); all follow the one rule of :mod:`gmmgan._device`: gmmgan computes on
+    the CPU or on CUDA GPUs.
+    """
+    if device is None:
+        return X.device if is_tensor(X) else torch.device("cpu")
+    name = None
+    if isinstance(device, str):
+        name = device
+    elif isinstance(device, torch.device):
+        name = "cpu" if device.type == "cpu" else str(device)
+    elif isinstance(device, numbers.Integral) and not isinstance(device, bool):
+        name = f"cuda:{int(device)}" if device >= 0 else None
+    problem = "unknown" if name is None else _device.device_name_problem(name)
+    if problem is not None:
+        reason = " (a PyTorch device gmmgan does not compute on)" if problem == "unsupported" else ""
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device of one of them, "
+                         f"got {device!r}{reason}.")
+    return _device.resolve_device(name, spelling="device='{}'")
 
 
 def _check_block(block: torch.Tensor, row_offset: int, name: str) -> None:
