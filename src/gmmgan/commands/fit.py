@@ -189,8 +189,12 @@ def _builtin(name: str, n_samples: int, seed: int) -> tuple[np.ndarray, str]:
 
 
 def _first_data_line(path: Path) -> tuple[int, str | None]:
-    """Index and text of the first line that is not blank or a '#' comment."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    """Index and text of the first line that is not blank or a '#' comment.
+
+    Text files are read as 'utf-8-sig': a byte-order mark (spreadsheet programs write one) is not
+    part of the first line, which would otherwise not parse as numbers and be taken for a header.
+    """
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for i, line in enumerate(f):
             text = line.split("#", 1)[0].strip()
             if text:
@@ -215,7 +219,7 @@ def _load_text(path: Path) -> tuple[np.ndarray, str]:
     if not _is_numeric_row(first, delimiter):
         skip, note = index + 1, " (header line skipped)"
     try:
-        with open(path, encoding="utf-8", errors="replace") as f, warnings.catch_warnings():
+        with open(path, encoding="utf-8-sig", errors="replace") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data": our error says it
             X = np.loadtxt(f, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64,
                            comments="#")
