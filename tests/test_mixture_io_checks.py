@@ -111,7 +111,7 @@ def test_nan_names_the_field(saved, tmp_path, field):
     _load_fails(_edit(saved, tmp_path, {field: with_nan}), f"field '{field}'", "NaN or infinite")
 
 
-@pytest.mark.filterwarnings("ignore:Covariance of component:RuntimeWarning")  # float32 jitter, on purpose
+@pytest.mark.filterwarnings("ignore:Covariance of component:RuntimeWarning", "ignore::UserWarning")  # on purpose
 def test_a_float32_model_of_ill_conditioned_data_still_loads(tmp_path):
     # float32 rounding of an ill-conditioned (nearly collinear) fit must not look like an edit.
     rng = np.random.default_rng(1)
