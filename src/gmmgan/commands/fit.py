@@ -283,6 +283,25 @@ def _check_writable(path: Path, force: bool, what: str, suffix: str | None = Non
                               "another path")
 
 
+# The remedies of a fit too large for memory (gmmgan.mixture._memory), as options of this command.
+_CLI_SPELLING = {
+    "k": "-k {}", "diag": "--covariance-type diag", "chunk": "--chunk-size {}", "float32": "--dtype float32",
+    "auto": "-k N instead of auto",
+}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    """An allocator's out-of-memory error: numpy's MemoryError, torch's CPU or CUDA allocator."""
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or any(
+        words in text for words in ("out of memory", "can't allocate memory", "cannot allocate memory"))
+
+
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     from rich.console import Console
@@ -291,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
     from gmmgan import GaussianMixture
     from gmmgan.cli import console
     from gmmgan.data.toy import toy_spec
-    from gmmgan.mixture import ConvergenceWarning
+    from gmmgan.mixture import ConvergenceWarning, _memory
 
     out = Console(quiet=True) if args.quiet else console
     data = args.data if args.data is not None else DEFAULT_DATA
@@ -353,11 +372,20 @@ def run(args: argparse.Namespace) -> int:
         callback=None if args.quiet or k == "auto" else progress.callback,
     )
     t_fit = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, progress:
+    with warnings.catch_warnings(record=True) as caught, progress, _memory.spelled_as(_CLI_SPELLING):
         warnings.simplefilter("always")
         # torch warns once per process on read-only arrays (our memory map); EM never writes.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        gm.fit(X)
+        try:  # the fit checks its estimated memory first (one line naming these options)
+            gm.fit(X)
+        except (MemoryError, RuntimeError) as e:
+            if isinstance(e, MemoryError) and str(e).startswith("Not enough memory"):
+                raise
+            if not _is_out_of_memory(e):
+                raise
+            raise MemoryError(
+                f"ran out of memory during the fit ({_first_line(e)}); try a smaller -k, --covariance-type "
+                "diag, a smaller --chunk-size or --dtype float32") from None
     fit_seconds = time.perf_counter() - t_fit
     for w in caught:  # non-convergence is in the summary; others (e.g. re-seeded components) here
         if not issubclass(w.category, ConvergenceWarning):
