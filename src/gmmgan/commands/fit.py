@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ from gmmgan.commands._fit_report import (
     print_summary,
     to_numpy,
 )
+from gmmgan.commands._outputs import check_output_path
 
 __all__ = ["add_parser", "run", "load_data", "n_parameters"]
 
@@ -268,19 +268,7 @@ def _check_finite(X: np.ndarray, name: str) -> None:
 # ------------------------------------------------------------------------------------ run
 def _check_writable(path: Path, force: bool, what: str, suffix: str | None = None) -> None:
     """Refuse, before the fit, an output that could not or should not be written afterwards."""
-    if path.is_dir():
-        raise ValueError(f"the {what} path '{path}' is a folder; give a file name")
-    if suffix is not None and path.suffix.lower() != suffix:
-        raise ValueError(f"the {what} is a {suffix[1:].upper()} image; give a file name ending in {suffix}, "
-                         f"not '{path.name}'")
-    if path.exists() and not force:
-        raise FileExistsError(f"{what} file '{path}' already exists; pass --force to overwrite "
-                              f"it or choose another name")
-    # The nearest existing folder must be writable (missing ones are created), or the fit is wasted.
-    folder = next(p for p in [path.parent, *path.parent.parents] if p.exists())
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"cannot write the {what} to '{path}': '{folder}' is not writable; choose "
-                              "another path")
+    check_output_path(path, force, what, suffix)
 
 
 # The remedies of a fit too large for memory (gmmgan.mixture._memory), as options of this command.
