@@ -91,7 +91,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, default=[0], metavar="S,S,...", help="sampling seeds (default: 0)")
     p.add_argument("--metrics", type=_metric_names, default=None, metavar="NAME,...",
                    help=f"what to compute, from {', '.join(_ALL_METRICS)} (default: all that apply to the run)")
-    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else "
                    "$GMMGAN_DATA, else ./data)")

@@ -82,7 +82,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="FILE",
                    help="output .npy or .png (default: samples.npy for 2-D data, samples.png for images)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
-    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     return p
 
