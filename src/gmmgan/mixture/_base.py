@@ -200,8 +200,8 @@ class BaseMixture(ParamsMixin):
         d, dev, ct = source.n_features, source.device, self.covariance_type
         check_fit_memory(
             n_samples=source.n_samples, n_features=d, n_components=k, covariance_type=ct,
-            chunk_size=self.chunk_size, itemsize=itemsize, device=dev,
-            default_chunk=lambda kk: default_chunk_size(kk, d, dev, itemsize, ct),
+            chunk_size=source.chunk_size, itemsize=itemsize, device=dev,
+            default_chunk=None if self.chunk_size is not None else (lambda kk: default_chunk_size(kk, d, dev, itemsize, ct)),
         )
 
     def _fit_source(self, X, warm: bool) -> DataSource:

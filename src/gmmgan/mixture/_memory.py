@@ -198,11 +198,12 @@ def _either(options: list[str]) -> str:
 
 
 def check_fit_memory(*, n_samples: int, n_features: int, n_components: int, covariance_type: str,
-                     chunk_size: int | None, itemsize: int, device, default_chunk=None, what: str | None = None,
+                     chunk_size: int, itemsize: int, device, default_chunk=None, what: str | None = None,
                      auto: bool = False) -> FitMemory:
     """Raise MemoryError, before any work, if the fit's estimated memory exceeds what ``device`` has.
 
-    ``chunk_size=None`` means the default, ``default_chunk(k)``; the message suggests, spelled as
+    ``chunk_size`` is the fit's rows per block; ``default_chunk(k)``, where given, the chunk size a
+    fit of ``k`` components would get instead (the default one; None: the same). The message suggests, spelled as
     :func:`spelled_as` says (default: as estimator parameters), what would fit: fewer components
     (fewer candidates for ``auto``, n_components='auto'), diagonal covariances, a smaller chunk
     size, float32. ``what`` names the fit. Returns the estimate.
@@ -210,7 +211,7 @@ def check_fit_memory(*, n_samples: int, n_features: int, n_components: int, cova
     spelling = _SPELLING.get()
 
     def chunk(k):
-        return chunk_size if chunk_size is not None else default_chunk(k)
+        return chunk_size if default_chunk is None or k == n_components else default_chunk(k)
 
     def estimate(k=n_components, cov=covariance_type, size=None, b=itemsize):
         return fit_memory(n_samples, n_features, k, cov, size if size is not None else chunk(k), b)
