@@ -67,7 +67,7 @@ def test_output_in_a_folder_that_is_not_writable_fails_first(ring_run, tmp_path,
     # Simulated: tests may run as root, for whom a chmod'ed folder is still writable.
     no_evaluation.setattr(_outputs.os, "access", lambda path, mode: False)
     rc, _, err = _cli(capsys, "eval", ring_run, "-o", tmp_path / "reports" / "eval.json")
-    _one_clean_line(rc, err, "cannot write the evaluation report", "is not writable")
+    _one_clean_line(rc, err, "for the evaluation report", "is not writable")
 
 
 def test_output_in_a_read_only_folder_fails_first(ring_run, tmp_path, capsys, no_evaluation):
@@ -87,4 +87,4 @@ def test_fit_output_under_a_regular_file_fails_before_the_fit(tmp_path, capsys):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("a file")
     rc, _, err = _cli(capsys, "fit", "ring", "-o", blocker / "model.safetensors", "--no-plot")
-    _one_clean_line(rc, err, "cannot write the model", "is a file, not a folder")
+    _one_clean_line(rc, err, "cannot use", "for the model", "is a file, not a folder")

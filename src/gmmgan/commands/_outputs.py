@@ -42,8 +42,8 @@ def check_output_path(path: Path, force: bool, what: str, suffix: str | None = N
     # The nearest existing folder must be writable (missing ones are created), or the work is wasted.
     folder = next(p for p in [path.parent, *path.parent.parents] if p.exists())
     if not folder.is_dir():
-        raise NotADirectoryError(f"cannot write the {what} to '{path}': '{folder}' is a file, not a folder; "
+        raise NotADirectoryError(f"cannot use '{path}' for the {what}: '{folder}' is a file, not a folder; "
                                  "choose another path")
     if not os.access(folder, os.W_OK):
-        raise PermissionError(f"cannot write the {what} to '{path}': '{folder}' is not writable; choose "
+        raise PermissionError(f"cannot use '{path}' for the {what}: '{folder}' is not writable; choose "
                               "another path")
