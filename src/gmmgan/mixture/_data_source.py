@@ -26,6 +26,7 @@ import torch
 from gmmgan import _device
 from gmmgan import distributed as gdist
 from gmmgan._files import load_npy
+from gmmgan.mixture._passes import Checksum, check_pass, chunks_changed, n_rows
 from gmmgan.mixture._transfer import _to_tensor, device_blocks, is_tensor
 
 # In-memory host data (numpy / CPU tensor) is copied to the GPU once when it takes at most this
@@ -178,11 +179,11 @@ class DataSource:
             yield from device_blocks((host[s : s + self.chunk_size] for s in starts), self.device, self.dtype)
         else:
             self._passes += 1
-            rows, checksum = 0, _Checksum()
+            rows, checksum = 0, Checksum()
             for chunk in self._host:
-                rows += _n_rows(chunk)
+                rows += n_rows(chunk)
                 if self._first_pass is not None and rows > self._first_pass[0]:
-                    self._changed(f"pass 1 had {self._first_pass[0]:,} rows, pass {self._passes} has more")
+                    chunks_changed(f"pass 1 had {self._first_pass[0]:,} rows, pass {self._passes} has more")
                 checksum.add(chunk)
                 block = _to_tensor(chunk, self.device, self.dtype)
                 if block.ndim == 1 and self.n_features == 1:
@@ -195,26 +196,7 @@ class DataSource:
                 # Large user chunks are split so memory per block stays bounded.
                 for start in range(0, block.shape[0], self.chunk_size):
                     yield block[start : start + self.chunk_size]
-            self._check_pass(rows, checksum)
-
-    def _check_pass(self, rows: int, checksum: _Checksum) -> None:
-        """A whole pass over a re-iterable of chunks yielded the rows of its first pass."""
-        if self._first_pass is None:
-            return
-        first_rows, first = self._first_pass
-        if rows != first_rows:
-            self._changed(f"pass 1 had {first_rows:,} rows, pass {self._passes} had {rows:,}")
-        if not first.matches(checksum):
-            self._changed(f"pass {self._passes} had the {rows:,} rows of pass 1 but other values (the sum of "
-                          f"their first and last columns is {checksum.total:.10g}, pass 1's was {first.total:.10g})")
-
-    @staticmethod
-    def _changed(what: str):
-        raise ValueError(
-            f"The chunks changed between passes: {what}; EM reads the data on every iteration, so give a "
-            "re-iterable that yields the same data each time, e.g. a list of arrays, or an object whose "
-            "__iter__ re-opens the file."
-        )
+            check_pass(self._first_pass, self._passes, rows, checksum)
 
     def to_output(self, tensor: torch.Tensor):
         """Convert a result to the kind (numpy or torch, device) of the input data."""
@@ -359,7 +341,7 @@ def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, 
             "(e.g. a class with __iter__ returning a fresh generator)."
         )
     n, d, kind, dt = 0, None, None, None
-    checksum = _Checksum(magnitudes=True)
+    checksum = Checksum(magnitudes=True)
     for i, chunk in enumerate(X):
         c_kind = "torch" if is_tensor(chunk) else "numpy"
         shape = tuple(chunk.shape) if hasattr(chunk, "shape") else np.shape(chunk)
@@ -379,68 +361,6 @@ def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, 
     return DataSource(n, d, dev, dt, int(size), kind, dev if kind == "torch" else torch.device("cpu"), _host=X,
                       _first_pass=(n, checksum))
 
-
-def _n_rows(chunk) -> int:
-    shape = getattr(chunk, "shape", None)
-    return int(shape[0]) if shape is not None and len(shape) > 0 else len(chunk)
-
-
-class _Checksum:
-    """A cheap fingerprint of a pass over chunks: the float64 sums of the first and the last column.
-
-    Sums do not depend on how the rows are cut into chunks or ordered, up to float64 rounding, so a
-    re-iterable that re-chunks or shuffles the same rows still matches; a changed value in those
-    columns does not (nor, almost surely, other rows or another file). The first pass also sums
-    magnitudes, the scale of that rounding. The cost of a later pass is two additions per row, next
-    to the K x D work per row of an EM pass; torch chunks are summed on their device and read once
-    per pass.
-    """
-
-    def __init__(self, magnitudes: bool = False):
-        self.magnitudes = magnitudes
-        self._parts: list = []
-
-    def add(self, chunk) -> None:
-        tensor = is_tensor(chunk)
-        a = chunk.detach() if tensor else chunk if isinstance(chunk, np.ndarray) else np.asarray(chunk)
-        cols = (a[:, 0], a[:, -1]) if a.ndim == 2 else (a.reshape(-1),)
-        sums = []
-        for c in cols:
-            if tensor:
-                sums.append(c.sum(dtype=torch.float64))
-                if self.magnitudes:
-                    sums.append(c.abs().sum(dtype=torch.float64))
-            else:
-                if c.dtype.kind not in "fiu":
-                    c = c.astype(np.float64)
-                sums.append(c.sum(dtype=np.float64))
-                if self.magnitudes:
-                    sums.append(np.abs(c).sum(dtype=np.float64))
-        self._parts.append(torch.stack(sums) if tensor else np.asarray(sums, dtype=np.float64))
-
-    def totals(self) -> np.ndarray:
-        """The column sums over all chunks (each followed by its magnitude if ``magnitudes``)."""
-        parts = [p.cpu().numpy() if is_tensor(p) else p for p in self._parts]
-        width = max((len(p) for p in parts), default=0)  # a 1-D chunk has one column
-        total = sum((np.resize(p, width) for p in parts), np.zeros(width))
-        self._parts = [total]  # folded: read once
-        return total
-
-    @property
-    def total(self) -> float:
-        t = self.totals()
-        return float(t[0::2].sum() if self.magnitudes else t.sum())
-
-    def matches(self, later: _Checksum) -> bool:
-        """Whether a later pass's sums (``later``) are those of this first pass, up to rounding."""
-        first, sums = self.totals(), later.totals()
-        expected, scale = first[0::2], first[1::2]
-        if sums.shape != expected.shape:
-            return False
-        nan = np.isnan(expected)  # NaN: summarize's finite check names the row
-        if (nan != np.isnan(sums)).any():
-            return False
-        return bool((np.abs(sums - expected)[~nan] <= 1e-9 * scale[~nan] + 1e-300).all())
 
 
 @dataclass
