@@ -138,12 +138,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif isinstance(e, OSError) and e.filename and message.startswith("[Errno"):  # the OS's own words
             message = (f"cannot use '{e.filename}': {e.strerror}; check that the path exists and that its "
                        "folder is writable, or choose another path.")
-        out_of_memory = isinstance(e, MemoryError) or "out of memory" in message.lower()
+        lowered = message.lower()
+        out_of_memory = isinstance(e, MemoryError) or any(
+            words in lowered for words in ("out of memory", "can't allocate memory", "cannot allocate memory"))
         # Other RuntimeErrors are bugs, not bad input: keep their traceback.
         if args.debug or (isinstance(e, RuntimeError) and not out_of_memory):
             raise
         if out_of_memory:
-            message = message.splitlines()[0] + " (try a smaller --chunk-size or --dtype float32)"
+            message = message.splitlines()[0]
+            if args.command == "fit" and "; try " not in message:  # fit's own errors say what to try
+                message += " (try a smaller --chunk-size or --dtype float32)"
         print_error(message)
         return EXIT_USAGE
 

@@ -47,13 +47,10 @@ def float_type(minimum: float, inclusive: bool):
 
 
 def device_name(text: str) -> str:
-    """--device: auto, cpu, cuda, cuda:N (whether CUDA is there is checked on use)."""
-    import torch  # on use only: `gmmgan --help` stays fast
+    """--device: auto, cpu, cuda, cuda:N (the rule of :mod:`gmmgan._device`; whether CUDA is there is checked on use)."""
+    from gmmgan._device import device_name_error
 
-    if text != "auto":
-        try:
-            torch.device(text)
-        except RuntimeError:
-            raise argparse.ArgumentTypeError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N") from None
+    error = device_name_error(text, "device")
+    if error is not None:
+        raise argparse.ArgumentTypeError(error)
     return text
-

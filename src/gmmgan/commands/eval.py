@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gmmgan._device import resolve_device
 from gmmgan.commands._args import device_name, positive_int
+from gmmgan.commands._outputs import check_output_path
 from gmmgan.commands.sample import _run_path
 
 __all__ = ["add_parser", "run"]
@@ -20,6 +21,7 @@ what is measured, by the run's data set (--metrics picks a subset):
                     2,500) per seed, mean +- standard error over --seeds (docs/protocols.md)
   stacked-mnist     modes: modes (of 1,000) and KL on -n samples (default 26,000) per seed, each
                     channel classified by the MNIST feature classifier
+                    (an -n under 5 samples per mode gets a warning: the KL is then mostly noise)
   mnist, fashion-mnist (and their -limited subsets)
                     fid, kid, prdc: FID, KID, precision/recall/density/coverage of -n samples
                     (default 10,000) per seed against the full train split, beside the same
@@ -89,7 +91,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, default=[0], metavar="S,S,...", help="sampling seeds (default: 0)")
     p.add_argument("--metrics", type=_metric_names, default=None, metavar="NAME,...",
                    help=f"what to compute, from {', '.join(_ALL_METRICS)} (default: all that apply to the run)")
-    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else "
                    "$GMMGAN_DATA, else ./data)")
@@ -107,6 +109,33 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="train-classifier only: epochs (default: the library's)")
     return p
+
+
+# Below this many samples per mode the reverse KL is mostly sampling noise, and its perfect-sampler
+# floor (K - 1) / 2n, an approximation for many samples per mode, is no longer a good reference.
+_MIN_SAMPLES_PER_MODE = 5
+
+
+def _n_modes(name: str) -> int:
+    """The number of modes the mode metrics count for data set ``name`` (ring, grid, stacked-mnist)."""
+    if name == "stacked-mnist":
+        from gmmgan.metrics.stacked import N_MODES
+
+        return N_MODES
+    from gmmgan.data.toy import toy_spec
+
+    return toy_spec(name).n_components
+
+
+def _few_samples_warning(n: int, modes: int, name: str, default: int) -> str | None:
+    """One line when -n is too small for the mode metrics to mean much (None when it is not)."""
+    if n < modes:
+        return (f"-n {n} is fewer than the {modes} modes of {name}: at most {n} modes can be captured, and the "
+                f"reverse KL and its floor are not meaningful; use -n {default} (the protocol's) or more.")
+    if n < _MIN_SAMPLES_PER_MODE * modes:
+        return (f"-n {n} is only {n / modes:.1f} samples per mode of {name}: the reverse KL is then mostly "
+                f"sampling noise; use -n {default} (the protocol's) or more.")
+    return None
 
 
 def _generate(G, prior, n, seed, device, component=None):
@@ -298,6 +327,8 @@ def _train_classifier(args, say) -> int:
 
 
 def run(args) -> int:
+    from rich.markup import escape
+
     from gmmgan.cli import EXIT_OK, console
 
     def say(text: str) -> None:
@@ -337,6 +368,7 @@ def run(args) -> int:
     if out.exists() and not args.force:
         raise ValueError(f"'{out}' exists (an earlier evaluation); add --force to replace it, or -o OTHER.json "
                          "to keep both.")
+    check_output_path(out, True, "evaluation report")  # writable, before the long part (as gmmgan fit)
     log = None
     if args.plots and (run_dir / LOG_NAME).is_file():
         log = read_training_log(run_dir / LOG_NAME)  # read first: a bad log fails before the long part
@@ -356,6 +388,11 @@ def run(args) -> int:
     shape = tuple(meta["data_shape"])
     report: dict = {"run": str(target), "data": name, "kimg": meta["kimg"], "seeds": args.seeds, "n_samples": n}
     say(f"{target}: {name}, {meta['config']['prior']['kind']} prior, {meta['kimg']:.3f} kimg")
+    if "modes" in metrics:
+        warning = _few_samples_warning(n, _n_modes(name), name, _DEFAULT_N[kind])
+        if warning is not None:
+            console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+            report["warnings"] = [warning]
     if kind == "2d":
         report.update(_eval_2d(name, G, prior, n, args, device, say))
     elif kind == "stacked":

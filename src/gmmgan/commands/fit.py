@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ from gmmgan.commands._fit_report import (
     print_summary,
     to_numpy,
 )
+from gmmgan.commands._outputs import check_output_path
 
 __all__ = ["add_parser", "run", "load_data", "n_parameters"]
 
@@ -189,8 +189,12 @@ def _builtin(name: str, n_samples: int, seed: int) -> tuple[np.ndarray, str]:
 
 
 def _first_data_line(path: Path) -> tuple[int, str | None]:
-    """Index and text of the first line that is not blank or a '#' comment."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    """Index and text of the first line that is not blank or a '#' comment.
+
+    Text files are read as 'utf-8-sig': a byte-order mark (spreadsheet programs write one) is not
+    part of the first line, which would otherwise not parse as numbers and be taken for a header.
+    """
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for i, line in enumerate(f):
             text = line.split("#", 1)[0].strip()
             if text:
@@ -215,7 +219,7 @@ def _load_text(path: Path) -> tuple[np.ndarray, str]:
     if not _is_numeric_row(first, delimiter):
         skip, note = index + 1, " (header line skipped)"
     try:
-        with open(path, encoding="utf-8", errors="replace") as f, warnings.catch_warnings():
+        with open(path, encoding="utf-8-sig", errors="replace") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "input contained no data": our error says it
             X = np.loadtxt(f, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64,
                            comments="#")
@@ -264,19 +268,26 @@ def _check_finite(X: np.ndarray, name: str) -> None:
 # ------------------------------------------------------------------------------------ run
 def _check_writable(path: Path, force: bool, what: str, suffix: str | None = None) -> None:
     """Refuse, before the fit, an output that could not or should not be written afterwards."""
-    if path.is_dir():
-        raise ValueError(f"the {what} path '{path}' is a folder; give a file name")
-    if suffix is not None and path.suffix.lower() != suffix:
-        raise ValueError(f"the {what} is a {suffix[1:].upper()} image; give a file name ending in {suffix}, "
-                         f"not '{path.name}'")
-    if path.exists() and not force:
-        raise FileExistsError(f"{what} file '{path}' already exists; pass --force to overwrite "
-                              f"it or choose another name")
-    # The nearest existing folder must be writable (missing ones are created), or the fit is wasted.
-    folder = next(p for p in [path.parent, *path.parent.parents] if p.exists())
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(f"cannot write the {what} to '{path}': '{folder}' is not writable; choose "
-                              "another path")
+    check_output_path(path, force, what, suffix)
+
+
+# The remedies of a fit too large for memory (gmmgan.mixture._memory), as options of this command.
+_CLI_SPELLING = {
+    "k": "-k {}", "diag": "--covariance-type diag", "chunk": "--chunk-size {}", "float32": "--dtype float32",
+    "auto": "-k N instead of auto",
+}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    """An allocator's out-of-memory error: numpy's MemoryError, torch's CPU or CUDA allocator."""
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or any(
+        words in text for words in ("out of memory", "can't allocate memory", "cannot allocate memory"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -287,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
     from gmmgan import GaussianMixture
     from gmmgan.cli import console
     from gmmgan.data.toy import toy_spec
-    from gmmgan.mixture import ConvergenceWarning
+    from gmmgan.mixture import ConvergenceWarning, _memory
 
     out = Console(quiet=True) if args.quiet else console
     data = args.data if args.data is not None else DEFAULT_DATA
@@ -349,11 +360,20 @@ def run(args: argparse.Namespace) -> int:
         callback=None if args.quiet or k == "auto" else progress.callback,
     )
     t_fit = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, progress:
+    with warnings.catch_warnings(record=True) as caught, progress, _memory.spelled_as(_CLI_SPELLING):
         warnings.simplefilter("always")
         # torch warns once per process on read-only arrays (our memory map); EM never writes.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        gm.fit(X)
+        try:  # the fit checks its estimated memory first (one line naming these options)
+            gm.fit(X)
+        except (MemoryError, RuntimeError) as e:
+            if isinstance(e, MemoryError) and str(e).startswith("Not enough memory"):
+                raise
+            if not _is_out_of_memory(e):
+                raise
+            raise MemoryError(
+                f"ran out of memory during the fit ({_first_line(e)}); try a smaller -k, --covariance-type "
+                "diag, a smaller --chunk-size or --dtype float32") from None
     fit_seconds = time.perf_counter() - t_fit
     for w in caught:  # non-convergence is in the summary; others (e.g. re-seeded components) here
         if not issubclass(w.category, ConvergenceWarning):

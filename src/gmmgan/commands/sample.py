@@ -10,6 +10,8 @@ from gmmgan.commands._args import device_name, non_negative_int, positive_int
 
 __all__ = ["add_parser", "run"]
 
+_FLUSH_BYTES = 64 << 20  # a .npy output is flushed to disk every this many bytes
+
 _EPILOG = """\
 outputs:
   2-D data: a .npy array (N, 2) (default samples.npy), or a .png scatter plot.
@@ -37,6 +39,35 @@ def _run_path(text: str) -> Path:
     return path
 
 
+def _write_npy(path: Path, blocks, shape: tuple[int, ...]) -> None:
+    """Write the float32 array of ``shape`` made of ``blocks`` (tensors, in order) to the .npy file ``path``.
+
+    Block by block into a memory map of a temporary file next to ``path``, renamed over it at the
+    end (as :func:`gmmgan._files.atomic_write`): memory stays at one block however large the
+    array, and an interrupted write leaves no truncated file behind.
+    """
+    import numpy as np
+
+    from gmmgan._files import atomic_write
+
+    def write(tmp: str) -> None:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        every = max(1, _FLUSH_BYTES // max(1, array[:1].nbytes))  # rows between flushes
+        start = 0
+        for block in blocks:
+            rows = block.shape[0]
+            array[start : start + rows] = block.detach().cpu().numpy()
+            start += rows
+            if start % every < rows:  # hand the written pages to the OS, so they need not stay in memory
+                array.flush()
+        if start != shape[0]:  # pragma: no cover - generate_blocks yields exactly n rows
+            raise RuntimeError(f"wrote {start} of {shape[0]} rows")
+        array.flush()
+        del array
+
+    atomic_write(path, write)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sample", help="draw samples from a trained generator",
@@ -51,16 +82,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="FILE",
                    help="output .npy or .png (default: samples.npy for 2-D data, samples.png for images)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
-    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     return p
 
 
 def run(args) -> int:
-    import numpy as np
-
     from gmmgan.cli import EXIT_OK, console
-    from gmmgan.gan.sampling import generate
+    from gmmgan.gan.sampling import generate, generate_blocks
     from gmmgan.gan.training_loop import load_generator
     from gmmgan.plotting.samples import plot_points, save_image_grid
 
@@ -80,11 +109,11 @@ def run(args) -> int:
             f"--component needs a GMM prior, but this run used prior.kind={meta['config']['prior']['kind']}."
         )
     n = args.n_samples or (2500 if points else 64)
-    x = generate(G, prior, n, args.seed, device, component=k).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".npy":
-        np.save(out, x.numpy())
+    if out.suffix.lower() == ".npy":  # streamed: memory stays at one block, whatever n is
+        _write_npy(out, generate_blocks(G, prior, n, args.seed, device, component=k), (n, *meta["data_shape"]))
     elif points:
+        x = generate(G, prior, n, args.seed, device, component=k).cpu()
         from gmmgan.data import toy_spec
         from gmmgan.gan.config import config_from_dict
 
@@ -93,7 +122,7 @@ def run(args) -> int:
         means = spec.means if spec is not None else None
         plot_points(out, x, means, f"{name}, {meta['kimg']:.1f} kimg" + (f", component {k}" if k is not None else ""))
     else:
-        save_image_grid(out, x)
+        save_image_grid(out, generate(G, prior, n, args.seed, device, component=k).cpu())
     what = f"component {k} of the prior" if k is not None else "the prior"
     console.print(f"wrote {n} samples from {what} ({meta['kimg']:.1f} kimg generator) to {out}", soft_wrap=True)
     return EXIT_OK

@@ -6,6 +6,7 @@ drawn from fresh generators seeded by the caller, so drawing them never disturbs
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from gmmgan.gan.networks import build_networks
 from gmmgan.gan.priors import GMMRegularizedPrior, Prior, build_prior
 from gmmgan.plotting.samples import plot_points, save_image_grid
 
-__all__ = ["generate", "image_grid", "load_generator", "write_samples"]
+__all__ = ["generate", "generate_blocks", "image_grid", "load_generator", "write_samples"]
 
 
 def load_generator(run: str | Path, device="cpu") -> tuple[nn.Module, Prior, dict]:
@@ -40,11 +41,21 @@ def load_generator(run: str | Path, device="cpu") -> tuple[nn.Module, Prior, dic
 
 
 @torch.no_grad()
+def generate_blocks(G: nn.Module, prior: Prior, n: int, seed: int, device, component=None,
+                    batch: int = 2500) -> Iterator[torch.Tensor]:
+    """The n samples of :func:`generate`, as blocks of ``batch`` rows (the last may be shorter), on ``device``.
+
+    For outputs larger than memory: a caller that writes each block away holds one block at a
+    time. The samples are those of ``generate`` with the same arguments, whatever is done between blocks.
+    """
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for i in range(0, n, batch):
+        yield G(prior.sample(min(batch, n - i), gen, component)).float()
+
+
 def generate(G: nn.Module, prior: Prior, n: int, seed: int, device, component=None, batch: int = 2500) -> torch.Tensor:
     """n samples of G from a fresh generator seeded with ``seed`` (leaves training RNGs untouched)."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = [G(prior.sample(min(batch, n - i), gen, component)).float() for i in range(0, n, batch)]
-    return torch.cat(out)
+    return torch.cat(list(generate_blocks(G, prior, n, seed, device, component, batch)))
 
 
 def image_grid(path: Path, G, prior: Prior, seed: int, device) -> None:

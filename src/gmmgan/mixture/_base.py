@@ -39,6 +39,7 @@ from gmmgan.mixture._covariance import COVARIANCES
 from gmmgan.mixture._data_source import (
     DataSource,
     Summary,
+    default_chunk_size,
     inference_dtype,
     make_source,
     resolve_device,
@@ -54,6 +55,7 @@ from gmmgan.mixture._estimator import (
     sklearn_compatible,
 )
 from gmmgan.mixture._feature_names import check_feature_names
+from gmmgan.mixture._memory import check_fit_memory
 
 __all__ = [
     "BaseMixture",
@@ -139,6 +141,7 @@ class BaseMixture(ParamsMixin):
                 f"Expected n_samples >= n_components but got n_components = {k}, "
                 f"n_samples = {n}. Use fewer components or more data."
             )
+        self._check_memory(source, k)
         summary = summarize(source)
         shift = self._fit_shift(source, summary, warm)
         data = _Shifted(source, shift)
@@ -190,6 +193,16 @@ class BaseMixture(ParamsMixin):
     def _check_parameters(self) -> None:
         """Validate the constructor parameters (ValueError naming the fix), before any data is read."""
         _validation.check_parameters(self)
+
+    def _check_memory(self, source: DataSource, k: int) -> None:
+        """A MemoryError before any work if the fit's estimated memory exceeds the device's (see _memory)."""
+        itemsize = torch.tensor([], dtype=source.dtype).element_size()
+        d, dev, ct = source.n_features, source.device, self.covariance_type
+        check_fit_memory(
+            n_samples=source.n_samples, n_features=d, n_components=k, covariance_type=ct,
+            chunk_size=source.chunk_size, itemsize=itemsize, device=dev,
+            default_chunk=None if self.chunk_size is not None else (lambda kk: default_chunk_size(kk, d, dev, itemsize, ct)),
+        )
 
     def _fit_source(self, X, warm: bool) -> DataSource:
         """The training data as a DataSource; a warm start continues on data of the same width."""

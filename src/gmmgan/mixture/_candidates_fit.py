@@ -27,6 +27,7 @@ from gmmgan.mixture._estimator import (
     make_generator,
     sklearn_compatible,
 )
+from gmmgan.mixture._memory import check_fit_memory
 
 CRITERIA = ("bic", "aic")
 # Default candidates are 1..min(MAX_DEFAULT_CANDIDATE, n_samples).
@@ -89,6 +90,14 @@ def fit_auto(est, X, candidates=None, criterion="bic", want_labels=False, prune=
         width = d if est.covariance_type in ("full", "tied") else 4
         itemsize = torch.tensor([], dtype=source.dtype).element_size()
         source = replace(source, chunk_size=default_chunk_size(sum(ks), width, source.device, itemsize))
+    n_fitted = sum(ks) * est.n_init  # every candidate and initialisation is fitted at once
+    check_fit_memory(
+        n_samples=n, n_features=d, n_components=n_fitted, covariance_type=est.covariance_type,
+        chunk_size=source.chunk_size, itemsize=torch.tensor([], dtype=source.dtype).element_size(),
+        device=source.device, what=f"fitting K = {ks[0]}..{ks[-1]} together ({n_fitted} components, "
+        f"{est.covariance_type} covariances, {n:,} x {d} data)",
+        auto=True,
+    )
     summary = summarize(source)
     shift = summary.mean.to(source.dtype)
     data = _Shifted(source, shift)

@@ -14,6 +14,7 @@ Across processes (torch.distributed) each rank's DataSource holds its own shard 
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -22,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gmmgan import _device
 from gmmgan import distributed as gdist
 from gmmgan._files import load_npy
+from gmmgan.mixture._passes import Checksum, check_pass, chunks_changed, n_rows
 from gmmgan.mixture._transfer import _to_tensor, device_blocks, is_tensor
 
 # In-memory host data (numpy / CPU tensor) is copied to the GPU once when it takes at most this
@@ -64,21 +67,27 @@ def inference_dtype(model_dtype: torch.dtype, X, dtype=None) -> torch.dtype:
 
 
 def resolve_device(device, X=None) -> torch.device:
-    """The compute device: the ``device`` parameter, else the input tensor's device, else CPU."""
-    if device is not None:
-        try:  # a bare int is a CUDA index, as in torch
-            dev = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}.") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                f"device={device!r} was requested but CUDA is not available in this PyTorch "
-                "build; use device='cpu' or install a CUDA build of torch."
-            )
-        return dev
-    if is_tensor(X):
-        return X.device
-    return torch.device("cpu")
+    """The compute device: the ``device`` parameter, else the input tensor's device, else CPU.
+
+    ``device`` is a name ('auto', 'cpu', 'cuda', 'cuda:N'), a ``torch.device``, or a bare int (a
+    CUDA index, as in torch); all follow the one rule of :mod:`gmmgan._device`: gmmgan computes on
+    the CPU or on CUDA GPUs.
+    """
+    if device is None:
+        return X.device if is_tensor(X) else torch.device("cpu")
+    name = None
+    if isinstance(device, str):
+        name = device
+    elif isinstance(device, torch.device):
+        name = "cpu" if device.type == "cpu" else str(device)
+    elif isinstance(device, numbers.Integral) and not isinstance(device, bool):
+        name = f"cuda:{int(device)}" if device >= 0 else None
+    problem = "unknown" if name is None else _device.device_name_problem(name)
+    if problem is not None:
+        reason = " (a PyTorch device gmmgan does not compute on)" if problem == "unsupported" else ""
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device of one of them, "
+                         f"got {device!r}{reason}.")
+    return _device.resolve_device(name, spelling="device='{}'")
 
 
 def _check_block(block: torch.Tensor, row_offset: int, name: str) -> None:
@@ -151,6 +160,9 @@ class DataSource:
     resident: torch.Tensor | None = None
     _host: object = None  # an array-like read by slices (memmap), or a re-iterable of chunks
     shard: Shard | None = None
+    # A re-iterable of chunks: (rows, checksum) of its first pass, and the passes read so far.
+    _first_pass: tuple | None = None
+    _passes: int = 1
 
     @property
     def n_global(self) -> int:
@@ -166,7 +178,13 @@ class DataSource:
             starts = range(0, self.n_samples, self.chunk_size)
             yield from device_blocks((host[s : s + self.chunk_size] for s in starts), self.device, self.dtype)
         else:
+            self._passes += 1
+            rows, checksum = 0, Checksum()
             for chunk in self._host:
+                rows += n_rows(chunk)
+                if self._first_pass is not None and rows > self._first_pass[0]:
+                    chunks_changed(f"pass 1 had {self._first_pass[0]:,} rows, pass {self._passes} has more")
+                checksum.add(chunk)
                 block = _to_tensor(chunk, self.device, self.dtype)
                 if block.ndim == 1 and self.n_features == 1:
                     block = block.unsqueeze(1)
@@ -178,6 +196,7 @@ class DataSource:
                 # Large user chunks are split so memory per block stays bounded.
                 for start in range(0, block.shape[0], self.chunk_size):
                     yield block[start : start + self.chunk_size]
+            check_pass(self._first_pass, self._passes, rows, checksum)
 
     def to_output(self, tensor: torch.Tensor):
         """Convert a result to the kind (numpy or torch, device) of the input data."""
@@ -322,6 +341,7 @@ def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, 
             "(e.g. a class with __iter__ returning a fresh generator)."
         )
     n, d, kind, dt = 0, None, None, None
+    checksum = Checksum(magnitudes=True)
     for i, chunk in enumerate(X):
         c_kind = "torch" if is_tensor(chunk) else "numpy"
         shape = tuple(chunk.shape) if hasattr(chunk, "shape") else np.shape(chunk)
@@ -333,11 +353,14 @@ def _iterable_source(X, dev, dtype, chunk_size, n_components, n_features, name, 
         elif shape[1] != d:
             raise ValueError(f"Chunk {i} has {shape[1]} features but chunk 0 has {d}; all chunks must agree.")
         n += shape[0]
+        checksum.add(chunk)
     if d is None or n == 0:
         raise ValueError(f"{name} is an empty iterable: it yielded no rows.")
     _check_n_features(d, n_features, name, owner)
     size = chunk_size or default_chunk_size(n_components, d, dev, torch.tensor([], dtype=dt).element_size(), covariance_type)
-    return DataSource(n, d, dev, dt, int(size), kind, dev if kind == "torch" else torch.device("cpu"), _host=X)
+    return DataSource(n, d, dev, dt, int(size), kind, dev if kind == "torch" else torch.device("cpu"), _host=X,
+                      _first_pass=(n, checksum))
+
 
 
 @dataclass

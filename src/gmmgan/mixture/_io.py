@@ -30,6 +30,57 @@ def _json_float(x):
     return x if np.isfinite(x) else str(x)
 
 
+
+def _check_contents(model, fitted: dict, arrays: dict, corrupt) -> None:
+    """The arrays of a model file are one valid mixture, and agree with its parameters (a file edited by hand).
+
+    The checks are those the constructor's ``*_init`` arrays get (:mod:`gmmgan.mixture._validation`),
+    each error naming the field; ``corrupt(what)`` makes the error.
+    """
+    from gmmgan.mixture import _validation
+
+    for field, t in arrays.items():
+        if t.dtype not in (torch.float32, torch.float64):
+            raise corrupt(f"field {field!r} holds {str(t.dtype).replace('torch.', '')} numbers; a model's arrays "
+                          "are float32 or float64")
+    dtypes = {field: str(t.dtype).replace("torch.", "") for field, t in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{field!r} {dt}" for field, dt in dtypes.items())
+        raise corrupt(f"its arrays mix dtypes ({listed}); all must be float32 or all float64")
+    for field, t in arrays.items():
+        if not bool(torch.isfinite(t).all()):
+            raise corrupt(f"field {field!r} holds NaN or infinite parameters")
+    k, d = arrays["means"].shape
+    n_components = model.n_components
+    if not (isinstance(n_components, str) and n_components == "auto"):
+        if n_components != k:
+            raise corrupt(f"field 'n_components' (params) is {n_components!r} but the arrays hold {k} components")
+        try:
+            _validation.check_parameters(model)
+        except ValueError as err:
+            raise corrupt(f"field 'params': {str(err).rstrip('.')}") from None
+    if "n_features_in_" in fitted and fitted["n_features_in_"] != d:
+        raise corrupt(f"field 'n_features_in_' (fitted) is {fitted['n_features_in_']!r} but the means have {d} features")
+    names = fitted.get("feature_names_in_")
+    if names is not None and len(names) != d:
+        raise corrupt(f"field 'feature_names_in_' (fitted) has {len(names)} names but the means have {d} features")
+    ct, dtype, cpu = model.covariance_type, arrays["means"].dtype, torch.device("cpu")
+    checks = (
+        ("weights", lambda t: _validation.check_weights(t, k, dtype, cpu, name="weights", check_finite=False)),
+        ("covariances", lambda t: _validation.check_covariances(t, ct, k, d, dtype, cpu, check_finite=False)),
+        ("precisions_cholesky", lambda t: _validation.check_precisions_cholesky(t, ct, k, d, dtype, cpu, check_finite=False)),
+    )
+    for field, check in checks:
+        try:
+            check(arrays[field])
+        except ValueError as err:
+            raise corrupt(f"field {field!r}: {str(err).rstrip('.')}") from None
+    try:
+        _validation.check_covariances_match(arrays["covariances"], arrays["precisions_cholesky"], ct, d)
+    except ValueError as err:
+        raise corrupt(f"fields 'covariances' and 'precisions_cholesky': {str(err).rstrip('.')}") from None
+
+
 class MixtureIOMixin:
     """save / load / to_distribution / from_sklearn / to_sklearn for GaussianMixture."""
 
@@ -122,8 +173,8 @@ class MixtureIOMixin:
         if (cov is None or m.ndim != 2 or tuple(w.shape) != (m.shape[0],) or tuple(pc.shape) != cov.shape(*m.shape)
                 or c.shape != pc.shape):
             raise corrupt("its arrays do not have the shapes of one mixture")
-        if not all(bool(torch.isfinite(t).all()) for t in (w, m, c, pc)):
-            raise corrupt("it holds NaN or infinite parameters")
+        _check_contents(model, fitted, dict(zip(("weights", "means", "covariances", "precisions_cholesky"), (w, m, c, pc))),
+                        corrupt)
         kind = array_kind or fitted.pop("array_kind", "numpy")
         fitted.pop("array_kind", None)
         for name in _ARRAYS:

@@ -70,7 +70,7 @@ def check_parameters(est) -> None:
         )
 
 
-def _as_tensor(value, name, dtype, device) -> torch.Tensor:
+def _as_tensor(value, name, dtype, device, check_finite=True) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         t = value.detach().to(device=device, dtype=dtype)
     else:
@@ -79,7 +79,7 @@ def _as_tensor(value, name, dtype, device) -> torch.Tensor:
         except (TypeError, ValueError):
             raise ValueError(f"{name} must be an array of numbers, got {value!r}.") from None
         t = torch.as_tensor(arr, device=device).to(dtype)
-    if not bool(torch.isfinite(t).all()):
+    if check_finite and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or infinity.")
     return t
 
@@ -91,8 +91,9 @@ def _check_shape(t: torch.Tensor, shape: tuple, name: str) -> None:
         )
 
 
-def check_weights(value, k, dtype, device) -> torch.Tensor:
-    w = _as_tensor(value, "weights_init", dtype, device)
+def check_weights(value, k, dtype, device, name="weights_init", check_finite=True) -> torch.Tensor:
+    """Mixture weights: shape (K,), finite, in [0, 1], summing to 1; ``name`` is what the user passed."""
+    w = _as_tensor(value, name, dtype, device, check_finite)
     _check_shape(w, (k,), "weights")
     if bool((w < 0).any()) or bool((w > 1).any()):
         raise ValueError(
@@ -103,27 +104,82 @@ def check_weights(value, k, dtype, device) -> torch.Tensor:
     if abs(1.0 - total) > 1e-6:
         raise ValueError(
             f"The parameter 'weights' should be normalized, but got sum(weights) = {total:.5f}. "
-            "Divide weights_init by its sum."
+            f"Divide {name} by its sum."
         )
     return w
 
 
-def check_means(value, k, d, dtype, device) -> torch.Tensor:
-    m = _as_tensor(value, "means_init", dtype, device)
+def check_means(value, k, d, dtype, device, name="means_init") -> torch.Tensor:
+    m = _as_tensor(value, name, dtype, device)
     _check_shape(m, (k, d), "means")
     return m
 
 
-def check_precisions(value, covariance_type, k, d, dtype, device) -> torch.Tensor:
-    p = _as_tensor(value, "precisions_init", dtype, device)
-    _check_shape(p, COVARIANCES[covariance_type].shape(k, d), f"{covariance_type} precision")
+def _check_positive_definite(t: torch.Tensor, covariance_type: str, d: int, what: str) -> None:
+    """``t`` (``covariance_type``'s layout) positive (diag, spherical) or symmetric positive definite."""
     if covariance_type in ("diag", "spherical"):
-        if bool((p <= 0).any()):
-            raise ValueError(f"'{covariance_type} precision' should be positive.")
+        bad = t <= 0
+        if bool(bad.any()):
+            comp = int(torch.nonzero(bad.reshape(t.shape[0], -1).any(1))[0, 0])
+            raise ValueError(f"'{what}' should be positive (component {comp} has {float(t[comp].min()):.5g}).")
+        return
+    mats = t.reshape(-1, d, d)
+    if float((mats - mats.mT).abs_().amax()) > 1e-8 * float(mats.abs().amax()) + 1e-12:
+        raise ValueError(f"'{what}' should be symmetric, positive-definite.")
+    _, info = torch.linalg.cholesky_ex(mats.double().cpu())  # K D^3 / 3: cheap; slow on a GPU
+    if bool((info != 0).any()):
+        comp = int(torch.nonzero(info != 0)[0, 0])
+        which = "" if covariance_type == "tied" else f" (component {comp} is not)"
+        raise ValueError(f"'{what}' should be symmetric, positive-definite{which}.")
+
+
+def check_precisions(value, covariance_type, k, d, dtype, device, name="precisions_init") -> torch.Tensor:
+    p = _as_tensor(value, name, dtype, device)
+    _check_shape(p, COVARIANCES[covariance_type].shape(k, d), f"{covariance_type} precision")
+    _check_positive_definite(p, covariance_type, d, f"{covariance_type} precision")
+    return p
+
+
+def check_covariances(value, covariance_type, k, d, dtype, device, name="covariances", check_finite=True) -> torch.Tensor:
+    """Covariances in ``covariance_type``'s layout: finite, positive (definite)."""
+    c = _as_tensor(value, name, dtype, device, check_finite)
+    _check_shape(c, COVARIANCES[covariance_type].shape(k, d), f"{covariance_type} covariance")
+    _check_positive_definite(c, covariance_type, d, f"{covariance_type} covariance")
+    return c
+
+
+def check_precisions_cholesky(value, covariance_type, k, d, dtype, device, name="precisions_cholesky", check_finite=True) -> torch.Tensor:
+    """Cholesky factors of the precisions as scikit-learn stores them: upper triangular, positive diagonal."""
+    p = _as_tensor(value, name, dtype, device, check_finite)
+    _check_shape(p, COVARIANCES[covariance_type].shape(k, d), f"{covariance_type} precision Cholesky factor")
+    if covariance_type in ("diag", "spherical"):
+        _check_positive_definite(p, covariance_type, d, f"{covariance_type} precision Cholesky factor")
         return p
     mats = p.reshape(-1, d, d)
-    if not bool(torch.allclose(mats, mats.mT, atol=1e-8 * float(mats.abs().max()) + 1e-12)):
-        raise ValueError(f"'{covariance_type} precision' should be symmetric, positive-definite.")
-    if bool((torch.linalg.eigvalsh(mats.double().cpu()) <= 0).any()):  # tiny; slow on a GPU
-        raise ValueError(f"'{covariance_type} precision' should be symmetric, positive-definite.")
+    below = torch.tril(mats, -1).abs_().flatten(1).amax(1)
+    diagonal = mats.diagonal(dim1=-2, dim2=-1)
+    if bool((diagonal <= 0).any()) or bool((below > 1e-6 * diagonal.amax(1)).any()):
+        raise ValueError(f"'{covariance_type} precision Cholesky factor' should be upper triangular with a "
+                         "positive diagonal.")
     return p
+
+
+def check_covariances_match(covariances, prec_chol, covariance_type, d, tol=1e-2) -> None:
+    """Covariances and precision Cholesky factors describe the same Gaussians (within ``tol``).
+
+    P^T C P is the identity when P is C's precision Cholesky factor. It is checked in whitened
+    units, so independently of the scale and conditioning of the covariances (float32 rounding of
+    a saved model stays below 1e-4), on a few fixed random directions: O(K D^2), not O(K D^3).
+    """
+    c, p = covariances.double().cpu(), prec_chol.double().cpu()
+    if covariance_type in ("full", "tied"):
+        c, p = c.reshape(-1, d, d), p.reshape(-1, d, d)
+        probe = torch.randn(d, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        probe = probe / torch.linalg.vector_norm(probe, dim=0)
+        off = (p.mT @ (c @ (p @ probe)) - probe).abs().flatten(1).amax(1)
+    else:
+        off = (p.square() * c - 1).abs().reshape(p.shape[0], -1).amax(1)
+    if bool((off > tol).any()):
+        comp = int(torch.nonzero(off > tol)[0, 0])
+        which = "" if covariance_type == "tied" else f" (component {comp} differs by {float(off[comp]):.3g} in whitened units)"
+        raise ValueError(f"the covariances and the precision Cholesky factors do not describe the same Gaussians{which}.")

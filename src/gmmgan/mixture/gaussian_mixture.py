@@ -71,7 +71,8 @@ class GaussianMixture(InitializationMixin, MixtureIOMixin, BaseMixture):
         lower-bound changes (scikit-learn's messages, word for word).
     verbose_interval : int, default=10
     device : str or torch.device, optional
-        Where to compute ('cpu', 'cuda', 'cuda:1'). Default: the input tensor's device, else CPU.
+        Where to compute ('cpu', 'cuda', 'cuda:1', or 'auto': CUDA where there is one; gmmgan computes
+        on the CPU or on CUDA GPUs only). Default: the input tensor's device, else CPU.
     dtype : {'float32', 'float64'} or torch dtype, optional
         Compute precision. Default: the input's float dtype, else float64.
     chunk_size : int, optional
