@@ -17,7 +17,6 @@ from gmmgan._files import atomic_write
 FORMAT = "gmmgan.GaussianMixture"
 FORMAT_VERSION = "1"
 _ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
-_SCALARS = ("converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_")
 # Constructor parameters that are plain values; init arrays and callables are not saved.
 _SAVED_PARAMS = (
     "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params",
