@@ -265,22 +265,6 @@ def test_train_classifier_bad_input(tmp_path, capsys, monkeypatch):
     assert rc == 2 and "invalid choice" in err
 
 
-def test_eval_data_set_without_metrics_is_a_clear_error(tmp_path, capsys):
-    import numpy as np
-    from PIL import Image
-
-    folder = tmp_path / "images"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(16):
-        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / f"{i}.png")
-    cfg = load_config(None, ["data.name=folder", f"data.root={folder}", "data.resolution=16", "prior.n_components=2",
-                             *TINY_IMAGES])
-    run = Path(train(cfg, run_dir=tmp_path / "run", quiet=True)["run_dir"])
-    rc, _, err = cli(capsys, "eval", run)
-    assert rc == 2 and "no metrics for data set 'folder'" in err and "mnist" in err
-
-
 def test_eval_images_not_28_pixels_is_a_clear_error(tmp_path, mnist_root, mnist_cache, capsys):
     run = _tiny_run(tmp_path, "mnist-limited", mnist_root, "data.per_class=2", "data.resolution=32", "prior.n_components=2")
     rc, _, err = cli(capsys, "eval", run, "-n", 50, "--cache-dir", mnist_cache)

@@ -28,6 +28,11 @@ what is measured, by the run's data set (--metrics picks a subset):
                     metrics of as many real test images (the real-vs-real reference);
                     clustering: accuracy (Hungarian) and NMI of the classifier's labels against
                     the mixture component each image came from (mixture priors, K >= 2)
+  folder            fid, kid, prdc in the feature space of an autoencoder trained on the run's
+                    image folder (once per folder, resolution and channels; cached in --cache-dir),
+                    against half of the folder, beside the other half (the real-vs-real
+                    reference; -n defaults to that half's size, at most 10,000). Comparable only
+                    between runs on the same folder, never with Inception or MNIST-classifier FIDs
 Results go to RUN/eval.json (or -o FILE) and are printed; the metrics.json that training
 wrote at its end is left as it is. The curves of RUN/log.jsonl (losses, images/s against kimg)
 are plotted next to it as <name>_curves.png (--no-plots: not).
@@ -39,6 +44,7 @@ examples:
   gmmgan eval runs/00000-grid-fitted_gmm --seeds 0,1,2,3,4,5,6,7,8,9
   gmmgan eval runs/00003-stacked-mnist-fitted_gmm --device cuda
   gmmgan eval runs/00004-mnist-limited-fitted_gmm --metrics fid,clustering --data-root DIR
+  gmmgan eval runs/00005-folder-fitted_gmm -n 2000
 """
 
 # data set of a run -> (kind of evaluation, feature classifier)
@@ -46,10 +52,12 @@ _DATASETS = {
     "ring": ("2d", None), "grid": ("2d", None), "stacked-mnist": ("stacked", "mnist"),
     "mnist": ("images", "mnist"), "mnist-limited": ("images", "mnist"),
     "fashion-mnist": ("images", "fashion-mnist"), "fashion-mnist-limited": ("images", "fashion-mnist"),
+    "folder": ("folder", None),
 }
-_METRICS = {"2d": ("modes",), "stacked": ("modes",), "images": ("fid", "kid", "prdc", "clustering")}
+_METRICS = {"2d": ("modes",), "stacked": ("modes",), "images": ("fid", "kid", "prdc", "clustering"),
+            "folder": ("fid", "kid", "prdc")}
 _ALL_METRICS = tuple(dict.fromkeys(m for names in _METRICS.values() for m in names))
-_DEFAULT_N = {"2d": 2500, "stacked": 26_000, "images": 10_000}
+_DEFAULT_N = {"2d": 2500, "stacked": 26_000, "images": 10_000, "folder": None}  # folder: its held-out half
 _NEAREST_K = 5  # PRDC's k (docs/protocols.md, section 'Image metrics')
 
 
@@ -87,16 +95,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("target", metavar="TARGET", help="a run folder, or 'train-classifier'")
     p.add_argument("-n", "--n-samples", type=positive_int, default=None, metavar="N",
-                   help="samples per seed (default: 2,500 for ring/grid, 26,000 for stacked-mnist, 10,000 for images)")
+                   help="samples per seed (default: 2,500 for ring/grid, 26,000 for stacked-mnist, 10,000 for images, "
+                   "the held-out half of the folder (at most 10,000) for folder runs)")
     p.add_argument("--seeds", type=_seeds, default=[0], metavar="S,S,...", help="sampling seeds (default: 0)")
     p.add_argument("--metrics", type=_metric_names, default=None, metavar="NAME,...",
                    help=f"what to compute, from {', '.join(_ALL_METRICS)} (default: all that apply to the run)")
     p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder with MNIST/raw and FashionMNIST/raw (default: the run's data.root, else "
-                   "$GMMGAN_DATA, else ./data)")
+                   help="folder with MNIST/raw and FashionMNIST/raw, or a folder run's image folder (default: the "
+                   "run's data.root, else $GMMGAN_DATA, else ./data)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="feature-classifier cache (default: $GMMGAN_CACHE/classifiers, else ~/.cache/gmmgan/classifiers)")
+                   help="feature-classifier cache, also of folder runs' encoders (default: $GMMGAN_CACHE/classifiers, "
+                   "else ~/.cache/gmmgan/classifiers)")
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="metrics JSON (default: RUN/eval.json)")
     p.add_argument("--no-plots", dest="plots", action="store_false",
                    help="do not plot the training curves of RUN/log.jsonl")
@@ -288,6 +298,73 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
     return out
 
 
+_FOLDER_REF_MAX = 10_000  # held-out images of a folder, at most (the size of the MNIST test split)
+
+
+def _eval_folder(G, prior, meta, shape, metrics, args, device, say) -> dict:
+    """FID/KID/PRDC of a folder run in the feature space of an autoencoder trained on the folder."""
+    import torch
+
+    from gmmgan.data.folder import load_image_folder
+    from gmmgan.metrics import feature_metrics
+    from gmmgan.metrics.classifier import default_cache_dir
+    from gmmgan.metrics.folder_features import load_or_train_folder_encoder
+
+    data = meta["config"]["data"]
+    folder = args.data_root or data.get("root")
+    if not folder:
+        raise ValueError("this folder run records no image folder (data.root); give it with --data-root DIR.")
+    images = load_image_folder(folder, shape[-1], channels=shape[0], max_images=data.get("n"))
+    n_images = images.shape[0]
+    if n_images < 2 * (_NEAREST_K + 1):
+        raise ValueError(f"{folder} has {n_images} images; FID/KID/PRDC need more than {2 * _NEAREST_K} "
+                         f"(half of them are the held-out reference): at least {2 * (_NEAREST_K + 1)}.")
+    # Half of the folder (at most 10,000 images) is held out: real-vs-real is it against the rest.
+    n_ref = min(n_images // 2, _FOLDER_REF_MAX)
+    perm = torch.randperm(n_images, generator=torch.Generator().manual_seed(0))
+    held_out, rest = images[perm[:n_ref]], images[perm[n_ref:]]
+    n = args.n_samples or n_ref
+    if n <= _NEAREST_K:
+        raise ValueError(f"-n {n} is too few for FID/KID/PRDC: give more than {_NEAREST_K} samples per seed.")
+
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    say(f"features: an autoencoder trained on this folder ({n_images} images, {'x'.join(map(str, shape))}); "
+        f"looking for it in {cache}")
+    enc, info, trained = load_or_train_folder_encoder(images, cache, device=device, source=str(folder), log=say)
+    if trained:
+        say(f"trained it in {info['train_seconds']} s ({info['steps']} steps of {info['batch_size']} images, "
+            f"reconstruction MSE {info['recon_mse']:.4f}); cached for the next evaluation of this folder")
+
+    def features(x):
+        return enc.features(x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x).cpu()
+
+    real_f = features(rest)
+    ref = feature_metrics(real_f, features(held_out), nearest_k=_NEAREST_K)
+    rows = [feature_metrics(real_f, features(_generate(G, prior, n, s, device).clamp(-1, 1)), nearest_k=_NEAREST_K,
+                            seed=s) for s in args.seeds]
+    fields = [f for m, fs in (("fid", ("fid",)), ("kid", ("kid_mean", "kid_std")),
+                              ("prdc", ("precision", "recall", "density", "coverage"))) if m in metrics for f in fs]
+    stats = {f: _mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
+    counts = ("n_real", "n_fake", "n_prdc")
+    out: dict = {"metric_names": metrics, "n_samples": n, "metrics": {
+        "model": {**{f: stats[f]["mean"] for f in fields}, **{c: getattr(rows[0], c) for c in counts}},
+        "model_se": {f: stats[f]["se"] for f in fields},
+        "model_per_seed": {f: stats[f]["per_seed"] for f in fields},
+        "reference": {**{f: float(getattr(ref, f)) for f in fields}, **{c: getattr(ref, c) for c in counts}},
+        "feature_network": {k: info.get(k) for k in ("kind", "n_images", "channels", "resolution", "recon_mse",
+                                                     "source", "key", "sha256")},
+    }}
+    say(f"{'metric':<10} {'model':>22} {'real-vs-real':>13}")
+    for f in fields:
+        say(f"{f:<10} {_fmt(stats[f]):>22} {out['metrics']['reference'][f]:13.4f}")
+    note = "" if n_ref == n else f" (only {n_ref} held out: FID/KID of model and reference not comparable)"
+    say(f"n: {n} generated per seed ({len(rows)} seed(s)), {n_ref} held-out folder images{note}, against the "
+        f"other {rest.shape[0]} images of {folder}")
+    say(f"features: encoder of an autoencoder trained on this folder (sha256 {info['sha256'][:12]}); these numbers "
+        "compare only with runs on the same folder, resolution and channels, not with Inception FIDs")
+    return out
+
+
 def _train_classifier(args, say) -> int:
     from gmmgan.data.root import DATA_ENV, resolve_data_root
     from gmmgan.metrics import train_classifier
@@ -397,6 +474,8 @@ def run(args) -> int:
         report.update(_eval_2d(name, G, prior, n, args, device, say))
     elif kind == "stacked":
         report.update(_eval_stacked(G, prior, shape, n, args, device, say))
+    elif kind == "folder":
+        report.update(_eval_folder(G, prior, meta, shape, metrics, args, device, say))
     else:
         report.update(_eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device, say))
 

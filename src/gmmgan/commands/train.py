@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 
 __all__ = ["add_parser", "run"]
@@ -89,6 +90,26 @@ def _check_resume_overrides(saved, cfg) -> None:
             "may change.")
 
 
+def _warn_if_slow_on_cpu(cfg) -> None:
+    """Once, before a new image run on the CPU: how long it would take, and what to change if that is too long."""
+    from gmmgan._device import resolve_device
+    from gmmgan.cli import err_console
+    from gmmgan.gan.cpu_speed import slow_cpu_warning
+
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        return  # under torchrun: the ranks share the CPU, and rank 0 alone would have to say it
+    try:
+        if resolve_device(cfg.device, spelling="device={}").type != "cpu":
+            return
+        message = slow_cpu_warning(cfg)
+    except (ValueError, RuntimeError):
+        return  # a bad config: training reports it, with its own context
+    if message:
+        from rich.markup import escape
+
+        err_console.print(f"[bold yellow]warning:[/bold yellow] {escape(message)}", soft_wrap=True)
+
+
 def run(args) -> int:
     from gmmgan import distributed
     from gmmgan.cli import EXIT_FAILURE, EXIT_OK, console, print_error
@@ -116,6 +137,8 @@ def run(args) -> int:
     if args.out is not None:
         cfg = dataclasses.replace(cfg, out=str(args.out))
     finished = False
+    if run_dir is None:
+        _warn_if_slow_on_cpu(cfg)
     try:
         train(cfg, run_dir=run_dir, resume=args.resume is not None, console=console, quiet=args.quiet)
         finished = True

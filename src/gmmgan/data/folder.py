@@ -35,7 +35,7 @@ def load_image_folder(
     path: str | os.PathLike,
     resolution: int,
     *,
-    channels: int = 3,
+    channels: int | None = 3,
     recursive: bool = True,
     max_images: int | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -48,8 +48,10 @@ def load_image_folder(
         Folder of images (searched recursively by default).
     resolution : int
         Output side length; each image is resized (shorter side = resolution) and center-cropped.
-    channels : {1, 3}, default=3
-        1: grayscale ('L'); 3: RGB (alpha dropped).
+    channels : {1, 3} or None, default=3
+        1: grayscale ('L'; colour images are converted to luma); 3: RGB (alpha dropped; grey images
+        are replicated to three equal channels); None: as the images are, 1 if every image is grey
+        (R = G = B in every pixel, e.g. grey PNGs), else 3.
     recursive : bool, default=True
     max_images : int, optional
         Keep only the first ``max_images`` files in sorted order.
@@ -72,8 +74,8 @@ def load_image_folder(
         from PIL import Image, UnidentifiedImageError
     except ImportError as e:  # pragma: no cover - pillow ships with matplotlib
         raise ImportError("load_image_folder needs Pillow: pip install pillow") from e
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+    if channels not in (1, 3, None):
+        raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or None (as the images are), got {channels}.")
     if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}.")
     root = Path(path).expanduser()
@@ -93,16 +95,18 @@ def load_image_folder(
             f"{' or its subfolders' if recursive else ' (recursive=False: subfolders not searched)'}."
         )
     mode = "L" if channels == 1 else "RGB"
-    out = np.empty((len(files), resolution, resolution, channels), dtype=np.uint8)
+    out = np.empty((len(files), resolution, resolution, 1 if channels == 1 else 3), dtype=np.uint8)
     if progress is not None:
         progress(0, len(files))
     for i, f in enumerate(files):
         try:
             with Image.open(f) as im:
                 im = _resize_center_crop(im.convert(mode), resolution)
-                out[i] = np.asarray(im, dtype=np.uint8).reshape(resolution, resolution, channels)
+                out[i] = np.asarray(im, dtype=np.uint8).reshape(resolution, resolution, out.shape[-1])
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"Cannot read image {f}: {e}. Remove or replace the file.") from e
         if progress is not None:
             progress(i + 1, len(files))
+    if channels is None and (out[..., :1] == out[..., 1:]).all():  # every image grey: keep one channel
+        out = out[..., :1]
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()

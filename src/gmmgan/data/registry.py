@@ -110,7 +110,7 @@ def load_dataset(
     n: int | None = None,
     seed: int = 0,
     per_class: int = 50,
-    channels: int = 3,
+    channels: int | None = 3,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     verify: bool = True,
@@ -124,7 +124,8 @@ def load_dataset(
         'ring', 'grid' (docs/protocols.md, section '2-D mixtures'; ``n`` points, default 100,000); 'mnist', 'fashion-mnist';
         'mnist-limited', 'fashion-mnist-limited' (``per_class`` train images per class, drawn with
         ``seed``); 'stacked-mnist' (``n`` images, default 128,000, from train+test, ``split``
-        ignored); 'folder' (every image under ``root``, ``channels`` 1 or 3, needs ``resolution``).
+        ignored); 'folder' (every image under ``root``, or the first ``n`` in sorted order; ``channels``
+        1, 3 or None = as the images are; needs ``resolution``).
     root : str or PathLike, optional
         Data folder (not needed for ring/grid).
     split : {'train', 'test'}, default='train'
@@ -155,7 +156,8 @@ def load_dataset(
     elif key == "folder":
         if resolution is None:
             raise ValueError("dataset 'folder' needs resolution= (images are resized and center-cropped to it).")
-        imgs = load_image_folder(_need_root(key, root), resolution, channels=channels, progress=progress)
+        imgs = load_image_folder(_need_root(key, root), resolution, channels=channels, max_images=n,
+                                 progress=progress)
         out = TensorData(to_unit_range(imgs, dtype), None, key, {"root": str(root)})
     elif key == "stacked-mnist":
         n_images = N_STACKED_DEFAULT if n is None else n

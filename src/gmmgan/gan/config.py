@@ -65,12 +65,16 @@ class DataConfig:
     root : folder holding MNIST/raw and FashionMNIST/raw (or the image folder); None = the
         ``GMMGAN_DATA`` environment variable, else ``./data`` (:func:`gmmgan.data.root.resolve_data_root`).
         Not needed for ring/grid.
-    n : number of points (ring/grid, default 100,000) or images (stacked-mnist, default 128,000).
-    resolution : resize images to this size (None = native, 28 px).
+    n : number of points (ring/grid, default 100,000) or images (stacked-mnist, default 128,000;
+        folder: the first n files in sorted order, default all).
+    resolution : resize images to this size (None = native, 28 px; a folder needs it: each image is
+        resized, shorter side = resolution, and center-cropped).
     per_class : images per class for the *-limited datasets (50 -> 500 images).
     download : fetch MNIST / Fashion-MNIST into ``root`` first if its files are missing
         (md5-verified, as ``gmmgan data download`` does). Off by default: nothing is downloaded
         unless asked for.
+    channels : folder only: 1 (grey; colour images are converted), 3 (RGB; grey images are
+        replicated) or None (as the images are: 1 if every image is grey, else 3).
     """
 
     name: str = "grid"
@@ -79,11 +83,19 @@ class DataConfig:
     resolution: int | None = None
     per_class: int = 50
     download: bool = False
+    channels: int | None = None
 
     def __post_init__(self):
         _positive("data.n", self.n)
         _positive("data.resolution", self.resolution)
         _positive("data.per_class", self.per_class)
+        if self.channels is not None:
+            if self.channels not in (1, 3):
+                raise ValueError(f"data.channels must be 1 (grey), 3 (RGB) or null (as the images are), "
+                                 f"got {self.channels!r}.")
+            if self.name != "folder":
+                raise ValueError(f"data.channels applies to image folders (data.name=folder), not {self.name!r}; "
+                                 "drop it (MNIST-like data have 1 channel, Stacked MNIST 3).")
 
 
 @dataclass

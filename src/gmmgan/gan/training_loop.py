@@ -130,7 +130,7 @@ def load_training_data(cfg: TrainConfig, device: torch.device, progress=None) ->
         # Rank 0 alone writes; the others wait for its files (or learn that it failed).
         distributed.main_only(partial(download_dataset, source, data_root(cfg)), f"downloading {source}")
     return load_dataset(d.name, data_root(cfg), "train", d.resolution, n=d.n, seed=cfg.seed, per_class=d.per_class,
-                        device=device, progress=progress)
+                        channels=d.channels, device=device, progress=progress)
 
 
 # ----------------------------------------------------------------------------------- training
