@@ -67,7 +67,7 @@ def test_eval_folder_run_prints_metrics_beside_the_half_folder_reference(run, fo
     assert "autoencoder trained on this folder (40 images, 3x8x8)" in text
     assert "trained it in" in text and "cached for the next evaluation" in text
     assert "real-vs-real" in text and "fid" in text and "coverage" in text
-    assert "20 held-out folder images" in text and "other 20 images" in text
+    assert "20 of the 20 held-out folder images" in text and "other 20 images" in text
     assert "not with Inception FIDs" in text
     report = json.loads(out.read_text())
     assert report["data"] == "folder" and report["n_samples"] == 20

@@ -339,7 +339,9 @@ def _eval_folder(G, prior, meta, shape, metrics, args, device, say) -> dict:
         return enc.features(x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x).cpu()
 
     real_f = features(rest)
-    ref = feature_metrics(real_f, features(held_out), nearest_k=_NEAREST_K)
+    # The reference is as many held-out images as generated ones (when there are): FID/KID depend on the count.
+    n_ref = min(n, n_ref)
+    ref = feature_metrics(real_f, features(held_out[:n_ref]), nearest_k=_NEAREST_K)
     rows = [feature_metrics(real_f, features(_generate(G, prior, n, s, device).clamp(-1, 1)), nearest_k=_NEAREST_K,
                             seed=s) for s in args.seeds]
     fields = [f for m, fs in (("fid", ("fid",)), ("kid", ("kid_mean", "kid_std")),
@@ -358,8 +360,8 @@ def _eval_folder(G, prior, meta, shape, metrics, args, device, say) -> dict:
     for f in fields:
         say(f"{f:<10} {_fmt(stats[f]):>22} {out['metrics']['reference'][f]:13.4f}")
     note = "" if n_ref == n else f" (only {n_ref} held out: FID/KID of model and reference not comparable)"
-    say(f"n: {n} generated per seed ({len(rows)} seed(s)), {n_ref} held-out folder images{note}, against the "
-        f"other {rest.shape[0]} images of {folder}")
+    say(f"n: {n} generated per seed ({len(rows)} seed(s)), {n_ref} of the {held_out.shape[0]} held-out folder "
+        f"images{note}, against the other {rest.shape[0]} images of {folder}")
     say(f"features: encoder of an autoencoder trained on this folder (sha256 {info['sha256'][:12]}); these numbers "
         "compare only with runs on the same folder, resolution and channels, not with Inception FIDs")
     return out

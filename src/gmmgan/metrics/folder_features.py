@@ -183,7 +183,7 @@ def _fit(x, cfg: EncoderConfig, steps: int, batch: int, g, device, log, t0) -> F
             opt.step()
             sched.step()
             if log is not None and (i + 1) % 500 == 0:
-                log(f"  encoder step {i + 1}/{steps}  reconstruction MSE {float(loss):.4f}  "
+                log(f"  encoder step {i + 1}/{steps}  reconstruction MSE {loss.item():.4f}  "
                     f"{time.perf_counter() - t0:.0f} s")
     return model
 
