@@ -118,7 +118,7 @@ def test_modified_weights_are_rejected(trained, tmp_path):
 
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("GMMGAN_CACHE", str(tmp_path))
-    assert default_cache_dir() == tmp_path / "classifiers"
+    assert default_cache_dir() == tmp_path  # the same folder --cache-dir names
     monkeypatch.delenv("GMMGAN_CACHE")
     assert default_cache_dir().parts[-3:] == (".cache", "gmmgan", "classifiers")
 

@@ -105,7 +105,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="folder with MNIST/raw and FashionMNIST/raw, or a folder run's image folder (default: the "
                    "run's data.root, else $GMMGAN_DATA, else ./data)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="feature-classifier cache, also of folder runs' encoders (default: $GMMGAN_CACHE/classifiers, "
+                   help="feature-classifier cache, also of folder runs' encoders (default: $GMMGAN_CACHE, "
                    "else ~/.cache/gmmgan/classifiers)")
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="metrics JSON (default: RUN/eval.json)")
     p.add_argument("--no-plots", dest="plots", action="store_false",

@@ -7,8 +7,8 @@ labels score per-component clustering. Classifier-based FIDs only compare within
 network, so the cache stores the weights together with the test accuracy and the exact training
 configuration.
 
-Cache layout (``cache_dir`` defaults to ``$GMMGAN_CACHE/classifiers`` or, if ``GMMGAN_CACHE`` is
-unset, ``~/.cache/gmmgan/classifiers``)::
+Cache layout (``cache_dir``, ``--cache-dir`` and ``$GMMGAN_CACHE`` all name this one folder; by
+default ``~/.cache/gmmgan/classifiers``)::
 
     <cache_dir>/<dataset>.safetensors   weights (safetensors; never pickle)
     <cache_dir>/<dataset>.json          test accuracy, dataset, config, sha256 of the weights
@@ -51,9 +51,9 @@ def _canonical(dataset: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$GMMGAN_CACHE/classifiers`` if ``GMMGAN_CACHE`` is set, else ``~/.cache/gmmgan/classifiers``."""
+    """``$GMMGAN_CACHE`` if set, else ``~/.cache/gmmgan/classifiers``: the folder ``--cache-dir`` names too."""
     root = os.environ.get("GMMGAN_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "gmmgan") / "classifiers"
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "gmmgan" / "classifiers"
 
 
 @dataclass
@@ -360,9 +360,9 @@ def load_classifier(
     if not weights.is_file() or not meta.is_file():
         raise FileNotFoundError(
             f"No {dataset} classifier in {folder} (need {weights.name} and {meta.name}). Train it once with "
-            f"`gmmgan eval train-classifier --dataset {dataset} --data-root DIR` (15 to 25 minutes on "
-            f"a 2-core CPU), or point --cache-dir DIR (command line) / cache_dir (Python) at the folder "
-            f"that holds it, or $GMMGAN_CACHE at the folder above its 'classifiers' folder."
+            f"`gmmgan eval train-classifier --dataset {dataset} --data-root DIR` (about 20 minutes on "
+            f"a busy 2-core CPU; --epochs 1: about 2 minutes), or point --cache-dir DIR (command line) / cache_dir (Python) at the folder "
+            f"that holds it, or set $GMMGAN_CACHE to that folder."
         )
     retrain = f"Retrain with `gmmgan eval train-classifier --dataset {dataset}`."
     try:
