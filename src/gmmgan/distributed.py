@@ -23,7 +23,9 @@ from __future__ import annotations
 import atexit
 import datetime
 import gc
+import hashlib
 import os
+import socket
 import threading
 import weakref
 from contextlib import contextmanager
@@ -45,6 +47,7 @@ __all__ = [
     "broadcast_module_",
     "broadcast_object",
     "broadcast_state_",
+    "check_same_file",
     "comm_device",
     "env_world_size",
     "init_from_env",
@@ -298,6 +301,29 @@ def main_only(fn, what: str):
     if message is not None:
         raise PeerFailedError(f"rank 0 failed while {what} ({message}); this rank stops too. See rank 0's error.")
     return result
+
+
+def check_same_file(path, hint: str = "") -> None:
+    """Raise ValueError on every rank unless ``path`` holds the same bytes on all of them (no-op in one process).
+
+    For a file every rank reads, e.g. the checkpoint on ``--resume``: on several machines each
+    rank reads its own node's copy unless the folder is on a filesystem they share, and ranks that
+    started from different states (a copy older than rank 0's last checkpoint) would train on,
+    apart, without a word. The ranks compare SHA-256 digests (one small all-gather); ``hint``
+    ends the message (what to do).
+    """
+    if not is_distributed():
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    seen = [None] * world_size()  # (digest, host) of every rank
+    dist.all_gather_object(seen, (digest.hexdigest(), socket.gethostname()))
+    others = [f"{r} (on {host})" for r, (d, host) in enumerate(seen) if d != seen[0][0]]
+    if others:
+        raise ValueError(f"'{path}' is not the same file on every rank: rank{'s' * (len(others) > 1)} "
+                         f"{', '.join(others)} read other bytes than rank 0 (on {seen[0][1]}){hint}")
 
 
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:

@@ -238,6 +238,10 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         if (run_dir / CHECKPOINT_NAME).exists():  # one training at a time in a folder
             hold_run_folder(run_dir)
         ckpt = load_resumable(run_dir, sched.total_kimg)
+        # Every rank reads the run folder here: on several machines each reads its own node's copy.
+        distributed.check_same_file(run_dir / CHECKPOINT_NAME, "; on --resume every process reads the run folder: "
+                                    "put it on a filesystem all the machines share, or copy it to each of them "
+                                    "again after rank 0's last checkpoint.")
 
     # Load training data. The global RNG is used only from here to the optimizers, to initialise the nets.
     torch.manual_seed(cfg.seed)

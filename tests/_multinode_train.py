@@ -1,0 +1,49 @@
+"""``gmmgan train`` as one rank of a torchrun job, for tests/test_distributed_multinode.py.
+
+    torchrun --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d --rdzv_endpoint HOST:PORT \
+        tests/_multinode_train.py train --out DIR KEY=VALUE...
+
+Runs ``gmmgan.cli.main`` with the arguments given and exits with its status, exactly as
+``-m gmmgan`` does, with one test-only addition that leaves the library untouched: with
+``GMMGAN_TEST_DIE_RANK=R`` and ``GMMGAN_TEST_DIE_AFTER_STEPS=N`` the process of global rank R ends
+itself with ``os._exit(3)`` after its N-th training step (no clean-up, no message: as a crashed
+or killed node would), having first written the time of its death to ``GMMGAN_TEST_DIE_STAMP``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _die_after(steps: int, stamp: str | None) -> None:
+    """Make this process's training end it after ``steps`` steps (training_loop builds its TrainStep at call time)."""
+    import gmmgan.gan.training_loop as training_loop
+
+    class DyingStep(training_loop.TrainStep):
+        done = 0
+
+        def __call__(self, *args, **kwargs):
+            super().__call__(*args, **kwargs)
+            DyingStep.done += 1
+            if DyingStep.done >= steps:
+                if stamp:
+                    with open(stamp, "w") as f:
+                        f.write(repr(time.time()))
+                os._exit(3)
+
+    training_loop.TrainStep = DyingStep
+
+
+def main() -> int:
+    die_rank = os.environ.get("GMMGAN_TEST_DIE_RANK")
+    if die_rank is not None and os.environ.get("RANK") == die_rank:
+        _die_after(int(os.environ["GMMGAN_TEST_DIE_AFTER_STEPS"]), os.environ.get("GMMGAN_TEST_DIE_STAMP"))
+    from gmmgan.cli import main as gmmgan_main
+
+    return gmmgan_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
