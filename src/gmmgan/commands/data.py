@@ -38,14 +38,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    import os
-
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from gmmgan.cli import EXIT_OK, console, err_console
     from gmmgan.data.download import download_dataset
+    from gmmgan.data.root import resolve_data_root
 
-    root = args.root or os.environ.get("GMMGAN_DATA") or "data"  # MERGE: the one resolver
+    root = resolve_data_root(args.root)
     tasks: dict[str, int] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=err_console, transient=False) as bar:
