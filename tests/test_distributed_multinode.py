@@ -2,13 +2,14 @@
 
     torchrun --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d --rdzv_endpoint 127.0.0.1:PORT ...
 
-started twice, as on two nodes; with the c10d rendezvous torchrun assigns the node ranks (in
-order of joining: --node_rank is only read by the static rendezvous), so each launch has one
-process with LOCAL_RANK 0 and the two have RANK 0 and 1. gloo on the CPU. What gmmgan does in
-one node must hold across nodes: `gmmgan train` and a sharded `GaussianMixture.fit` equal one
-process, both launches exit 0 without a "terminate called", a node whose worker dies stops the
-other within GMMGAN_DIST_TIMEOUT and the last checkpoint survives, and a resume where the nodes
-see different checkpoints (a stale copy of the run folder) is refused.
+started twice, as on two nodes; with the c10d rendezvous torchrun assigns the node ranks itself
+(sorted by host name, then the agent's process id; --node_rank is read only by the static
+rendezvous), so each launch has one process with LOCAL_RANK 0 and the two have RANK 0 and 1, in
+either order. gloo on the CPU. What gmmgan does in one node must hold across nodes: `gmmgan
+train` and a sharded `GaussianMixture.fit` equal one process, both launches exit 0 without a
+"terminate called", a node whose worker dies stops the other at once and one that hangs within
+GMMGAN_DIST_TIMEOUT, the last checkpoint surviving, and a resume where the nodes see different
+checkpoints (a stale copy of the run folder) is refused.
 
 Each launch starts torch twice (agent and worker), so each test costs seconds of start-up: the
 two-node training run is made once (module fixture) and its folder copied for the others.
@@ -16,8 +17,10 @@ two-node training run is made once (module fixture) and its folder copied for th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +37,7 @@ from gmmgan.gan.config import load_config
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 TIMEOUT_S = 10  # GMMGAN_DIST_TIMEOUT of the launches
+HANG_TIMEOUT_S = 4  # ... of the test of a hung node, which waits for it
 # The tiny ring run of test_distributed_train: 20 steps of 64, a checkpoint every 10.
 TINY = ["data.name=ring", "data.n=2000", "prior.kind=gaussian", "nets.g_width=32", "nets.d_width=32",
         "nets.g_layers=2", "nets.d_layers=2", "schedule.batch_size=64", "schedule.total_kimg=1.28",
@@ -47,24 +51,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _two_nodes(args_of_node, cwd: Path, env=None, limit_s: float = 120) -> list[dict]:
+def _two_nodes(args_of_node, cwd: Path, env=None, limit_s: float = 120, wait_for: int = 2) -> list[dict]:
     """Start ``torchrun --nnodes 2 --nproc_per_node 1`` twice (node i runs ``args_of_node[i]``); wait for both.
 
-    Returns, per launch: rc, the time it ended (time.time()), its stdout and stderr. A launch
-    still running after ``limit_s`` seconds is killed and fails the test.
+    Returns, per launch: rc, the time it ended (time.time(), None if it was killed), its stdout and
+    stderr. Once ``wait_for`` launches have ended (or after ``limit_s`` seconds) the others are
+    killed, their workers first; fewer than ``wait_for`` ended fails the test.
     """
     port = _free_port()
-    env = {**os.environ, **(env or {}), "GMMGAN_DIST_TIMEOUT": str(TIMEOUT_S), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "GMMGAN_DIST_TIMEOUT": str(TIMEOUT_S), **(env or {}), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])}
     launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
               "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}", "--rdzv_id", "gmmgan-test"]
     procs, ended = [], {}
     for i, args in enumerate(args_of_node):
         out, err = open(cwd / f"node{i}.out", "w+"), open(cwd / f"node{i}.err", "w+")  # noqa: SIM115 - closed below
-        procs.append((subprocess.Popen([*launch, *map(str, args)], cwd=cwd, env=env, stdout=out, stderr=err), out, err))
+        procs.append((subprocess.Popen([*launch, *map(str, args)], cwd=cwd, env=env, stdout=out, stderr=err),
+                      out, err))
     deadline = time.time() + limit_s
     try:
-        while len(ended) < len(procs) and time.time() < deadline:
+        while len(ended) < wait_for and time.time() < deadline:
             for i, (p, _, _) in enumerate(procs):
                 if i not in ended and p.poll() is not None:
                     ended[i] = time.time()
@@ -72,15 +78,36 @@ def _two_nodes(args_of_node, cwd: Path, env=None, limit_s: float = 120) -> list[
     finally:
         for p, _, _ in procs:
             if p.poll() is None:
-                p.kill()
+                for pid in [*_descendants(p.pid), p.pid]:  # its worker (maybe stopped), then it
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 p.wait()
     results = []
     for i, (p, out, err) in enumerate(procs):
         out.seek(0), err.seek(0)
         results.append({"rc": p.returncode, "ended": ended.get(i), "out": out.read(), "err": err.read()})
         out.close(), err.close()
-    assert len(ended) == len(procs), f"a launch was still running after {limit_s} s:\n{_report(results)}"
+    assert len(ended) >= wait_for, f"a launch was still running after {limit_s} s:\n{_report(results)}"
     return results
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children first), from /proc."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # ended meanwhile
+                continue
+    out, todo = [], [pid]
+    while todo:
+        below = todo.pop()
+        children = [c for c, p in parent.items() if p == below]
+        out += children
+        todo += children
+    return out
 
 
 def _report(results) -> str:
@@ -134,13 +161,39 @@ def test_a_dead_node_stops_the_other_and_the_checkpoint_survives(two_node_run, t
     results = _two_nodes([cmd, cmd], tmp_path, env={"GMMGAN_TEST_DIE_RANK": "1", "GMMGAN_TEST_DIE_AFTER_STEPS": "3",
                                                      "GMMGAN_TEST_DIE_STAMP": str(stamp)})
     assert stamp.is_file(), f"rank 1 did not get to its 3rd step:\n{_report(results)}"
-    died_at = float(stamp.read_text())
+    died_at = float(stamp.read_text().split()[0])
     for r in results:
         assert r["rc"] != 0, _report(results)
         assert r["ended"] - died_at < TIMEOUT_S, f"a launch ran {r['ended'] - died_at:.1f} s on:\n{_report(results)}"
     assert any("exitcode  : 3" in r["err"] for r in results), _report(results)  # torchrun names the dead rank
     assert (run / "checkpoint.pt").read_bytes() == before
     assert len((run / "log.jsonl").read_text().splitlines()) == 4  # trimmed back to the checkpoint, nothing after
+
+
+def test_a_hung_node_is_given_up_after_the_timeout(two_node_run, tmp_path):
+    # Rank 1's worker stops (SIGSTOP) after 3 steps, its connections open, as a machine that hangs
+    # or drops off the network: the other node's worker fails at GMMGAN_DIST_TIMEOUT (gloo's
+    # "Timed out"), its torchrun exits non-zero, the checkpoint is as it was. (The hung node's own
+    # torchrun waits on: torchrun does not watch the other machines; the test kills it.)
+    _, runs = two_node_run
+    run = Path(shutil.copytree(runs[0], tmp_path / runs[0].name))
+    before = (run / "checkpoint.pt").read_bytes()
+    stamp = tmp_path / "stopped_at"
+    cmd = [HERE / "_multinode_train.py", "train", "--quiet", "--resume", run, "schedule.total_kimg=3"]
+    try:
+        results = _two_nodes([cmd, cmd], tmp_path, wait_for=1, env={
+            "GMMGAN_DIST_TIMEOUT": str(HANG_TIMEOUT_S), "GMMGAN_TEST_DIE_RANK": "1", "GMMGAN_TEST_DIE_AFTER_STEPS": "3",
+            "GMMGAN_TEST_DIE_HOW": "stop", "GMMGAN_TEST_DIE_STAMP": str(stamp)})
+    finally:  # the stopped worker, should its torchrun have left it behind
+        if stamp.is_file():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(stamp.read_text().split()[1]), signal.SIGKILL)
+    assert stamp.is_file(), f"rank 1 did not get to its 3rd step:\n{_report(results)}"
+    done = min((r for r in results if r["ended"] is not None), key=lambda r: r["ended"])  # the healthy node
+    assert done["rc"] != 0 and "Timed out" in done["err"], _report(results)
+    waited = done["ended"] - float(stamp.read_text().split()[0])
+    assert HANG_TIMEOUT_S - 1 < waited < HANG_TIMEOUT_S + 8, f"{waited:.1f} s:\n{_report(results)}"
+    assert (run / "checkpoint.pt").read_bytes() == before
 
 
 def test_a_resume_from_different_copies_of_the_run_is_refused(two_node_run, tmp_path):

@@ -8,7 +8,9 @@ distributed path with ``world_size() == 1``.
 
 torchrun sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``;
 :func:`init_from_env` reads them, picks NCCL for CUDA and gloo for the CPU, and binds each rank to
-its GPU. Collectives time out (``GMMGAN_DIST_TIMEOUT`` seconds, default 600): a rank that dies makes
+its GPU. On several machines (``torchrun --nnodes N --rdzv_backend c10d --rdzv_endpoint HOST:PORT``
+on each) the same holds: ``RANK`` is global (shards, rank 0's files), ``LOCAL_RANK`` counts within
+the machine and only picks the GPU. Collectives time out (``GMMGAN_DIST_TIMEOUT`` seconds, default 600): a rank that dies makes
 the others fail with an error instead of hanging forever (torchrun then stops the whole job).
 
 Leaving: call :func:`shutdown` on every path out (``synchronize=True`` after a normal end); an
