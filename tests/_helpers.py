@@ -6,6 +6,7 @@ Test files import these (``from _helpers import cli``) instead of importing from
 from __future__ import annotations
 
 import re
+import socket
 import struct
 import warnings
 
@@ -96,3 +97,17 @@ def fit_quietly(est, X):
 def without_times(text):
     """Verbose fit output with its times masked (and -0.00000 read as 0.00000), to compare two libraries'."""
     return re.sub(r"-(0\.0+)\b", r"\1", re.sub(r"time lapse [0-9.]+s", "time lapse Ts", text))
+
+
+# The tiny two-rank ring run of the distributed tests: 20 steps of 64 images, a checkpoint every 10.
+TINY_DDP = ["data.name=ring", "data.n=2000", "prior.kind=gaussian", "nets.g_width=32", "nets.d_width=32",
+            "nets.g_layers=2", "nets.d_layers=2", "schedule.batch_size=64", "schedule.total_kimg=1.28",
+            "schedule.snapshot_kimg=0.64", "schedule.log_kimg=0.32", "schedule.sample_kimg=0", "device=cpu",
+            "eval_samples=500", "seed=3"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -7,7 +7,6 @@ imports torch costs seconds, the fits themselves milliseconds.
 import contextlib
 import multiprocessing
 import os
-import socket
 import time
 import traceback
 import warnings
@@ -15,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _helpers import free_port
 
 from gmmgan import BayesianGaussianMixture, GaussianMixture
 from gmmgan import distributed as gdist
@@ -53,12 +53,6 @@ def _reseed_cases(X):
     # Integer points whose mean is exact: distances tie exactly alike in one process and in many.
     duplicates = np.repeat(np.array([[0, 0.0], [4, 0], [0, 4], [4, 4]]), 75, axis=0)
     return [("far_mean", X, {"means_init": far}), ("duplicates", duplicates, {"n_components": 5})]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _join_group(rank, port, timeout="60"):
@@ -146,7 +140,7 @@ def _run(target, args, timeout=120):
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     barrier = ctx.Barrier(WORLD)
-    port = _free_port()
+    port = free_port()
     released = ctx.Event()
     procs = [ctx.Process(target=_rank_main, args=(target, barrier, released, r, port, *args, queue))
              for r in range(WORLD)]

@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _helpers import TINY_DDP as TINY
+from _helpers import free_port
 
 from gmmgan.gan.checkpoint import load_checkpoint
 from gmmgan.gan.config import load_config
@@ -38,17 +39,6 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 TIMEOUT_S = 10  # GMMGAN_DIST_TIMEOUT of the launches
 HANG_TIMEOUT_S = 4  # ... of the test of a hung node, which waits for it
-# The tiny ring run of test_distributed_train: 20 steps of 64, a checkpoint every 10.
-TINY = ["data.name=ring", "data.n=2000", "prior.kind=gaussian", "nets.g_width=32", "nets.d_width=32",
-        "nets.g_layers=2", "nets.d_layers=2", "schedule.batch_size=64", "schedule.total_kimg=1.28",
-        "schedule.snapshot_kimg=0.64", "schedule.log_kimg=0.32", "schedule.sample_kimg=0", "device=cpu",
-        "eval_samples=500", "seed=3"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _two_nodes(args_of_node, cwd: Path, env=None, limit_s: float = 120, wait_for: int = 2) -> list[dict]:
@@ -58,7 +48,7 @@ def _two_nodes(args_of_node, cwd: Path, env=None, limit_s: float = 120, wait_for
     stderr. Once ``wait_for`` launches have ended (or after ``limit_s`` seconds) the others are
     killed, their workers first; fewer than ``wait_for`` ended fails the test.
     """
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GMMGAN_DIST_TIMEOUT": str(TIMEOUT_S), **(env or {}), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])}
     launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import weakref
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _helpers import TINY_DDP as TINY
+from _helpers import free_port
 
 from gmmgan.gan.checkpoint import load_checkpoint
 from gmmgan.gan.config import load_config
-
-TINY = ["data.name=ring", "data.n=2000", "prior.kind=gaussian", "nets.g_width=32", "nets.d_width=32",
-        "nets.g_layers=2", "nets.d_layers=2", "schedule.batch_size=64", "schedule.total_kimg=1.28",
-        "schedule.snapshot_kimg=0.64", "schedule.log_kimg=0.32", "schedule.sample_kimg=0", "device=cpu",
-        "eval_samples=500", "seed=3"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _group_ref():
@@ -78,7 +68,7 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], out: str) ->
 def two_rank_run(tmp_path_factory):
     """What each rank of a 2-process `gmmgan train` run left: rank{0,1}.pt, rank{0,1}_exit.txt, runs/<run>."""
     tmp = tmp_path_factory.mktemp("ddp")
-    mp.start_processes(_worker, args=(2, _free_port(), TINY, str(tmp)), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(2, free_port(), TINY, str(tmp)), nprocs=2, join=True, start_method="spawn")
     return tmp
 
 
@@ -152,7 +142,7 @@ def test_a_dead_rank_stops_the_others_and_the_checkpoint_survives(tmp_path):
     train(load_config(None, TINY), run_dir=run, quiet=True)
     before = (run / "checkpoint.pt").read_bytes()
     ctx = mp.get_context("spawn")
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_dying_worker, args=(r, 2, port, str(run))) for r in range(2)]
     for p in procs:
         p.start()
@@ -206,7 +196,7 @@ def test_a_failure_of_rank_0_alone_stops_the_others_at_once(tmp_path):
     run = tmp_path / "run"
     train(load_config(None, TINY), run_dir=run, quiet=True)
     before = (run / "checkpoint.pt").read_bytes()
-    mp.start_processes(_rank0_disk_full_worker, args=(2, _free_port(), str(run), str(tmp_path)), nprocs=2,
+    mp.start_processes(_rank0_disk_full_worker, args=(2, free_port(), str(run), str(tmp_path)), nprocs=2,
                        join=True, start_method="spawn")
     (t0, out0), (t1, out1) = [(tmp_path / f"rank{r}.txt").read_text().split("\n", 1) for r in range(2)]
     assert out0.startswith("DiskFullError") and "No space left" in out0  # an OSError (ENOSPC) saying where the run stands
