@@ -7,7 +7,7 @@ loaded on first use, so ``import gmmgan`` (and ``gmmgan --help``) does not wait 
 
 from __future__ import annotations
 
-import importlib
+from gmmgan._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -20,14 +20,4 @@ _EXPORTS = {
 __all__ = ["GaussianMixture", "BayesianGaussianMixture", "select_n_components"]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -6,7 +6,7 @@ are loaded on first use, so importing this package does not import torch.
 
 from __future__ import annotations
 
-import importlib
+from gmmgan._lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "gmmgan.gan.config",
@@ -22,14 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
