@@ -23,10 +23,10 @@ import time
 
 
 def _die_after(steps: int, stamp: str | None, how: str) -> None:
-    """Make this process's training end (or stop) it after ``steps`` steps (training_loop builds its TrainStep at call time)."""
-    import gmmgan.gan.training_loop as training_loop
+    """Make this process's training end (or stop) it after ``steps`` steps (the training loop's Engine builds its TrainStep at call time)."""
+    import gmmgan.gan.sweep as sweep
 
-    class DyingStep(training_loop.TrainStep):
+    class DyingStep(sweep.TrainStep):
         done = 0
 
         def __call__(self, *args, **kwargs):
@@ -40,7 +40,7 @@ def _die_after(steps: int, stamp: str | None, how: str) -> None:
                     os.kill(os.getpid(), signal.SIGSTOP)
                 os._exit(3)
 
-    training_loop.TrainStep = DyingStep
+    sweep.TrainStep = DyingStep
 
 
 def main() -> int:

@@ -162,6 +162,7 @@ def _rank0_disk_full_worker(rank: int, world: int, port: int, run_dir: str, out:
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "GMMGAN_DIST_TIMEOUT": "300"})
     import time
 
+    import gmmgan.gan.checkpoint as checkpoint_module
     import gmmgan.gan.training_loop as train_module
     from gmmgan import distributed
 
@@ -170,7 +171,7 @@ def _rank0_disk_full_worker(rank: int, world: int, port: int, run_dir: str, out:
 
     torch.set_num_threads(1)
     if rank == 0:
-        train_module.save_checkpoint = full_disk  # only rank 0 writes, so only rank 0 fails
+        checkpoint_module.save_checkpoint = full_disk  # only rank 0 writes, so only rank 0 fails
     t0 = time.time()
     try:
         train_module.train(load_config(os.path.join(run_dir, "config.yaml"), ["schedule.total_kimg=3"]),

@@ -9,6 +9,7 @@ from _helpers import TINY_TRAIN as TINY  # the tiny ring run of the training-loo
 from _helpers import tiny_train_config as tiny
 
 from gmmgan.gan import training_loop as train_mod
+from gmmgan.gan import seed_run, train_step
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME
 from gmmgan.gan.run_folder import make_run_dir, trim_log
 from gmmgan.gan.training_loop import TrainingInterrupted, train
@@ -27,7 +28,7 @@ def test_a_failure_before_the_first_checkpoint_removes_the_new_folder(tmp_path, 
     def broken_warm_start(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(train_mod, "_warm_start", broken_warm_start)
+    monkeypatch.setattr(seed_run, "_warm_start", broken_warm_start)
     with pytest.raises(RuntimeError, match="boom"):
         train(tiny(f"out={out}"), quiet=True)
     assert list(out.iterdir()) == []
@@ -44,7 +45,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "_warm_start", interrupted)
+    monkeypatch.setattr(seed_run, "_warm_start", interrupted)
     with pytest.raises(TrainingInterrupted, match="nothing to resume; the new run folder .* was removed"):
         train(tiny(f"out={tmp_path / 'runs'}"), quiet=True)
     assert list((tmp_path / "runs").iterdir()) == []
@@ -52,7 +53,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_
 
 def test_ctrl_c_during_training_names_the_checkpoint_and_the_resume_command(tmp_path, monkeypatch):
     run = tmp_path / "run"
-    real_call = train_mod.TrainStep.__call__
+    real_call = train_step.TrainStep.__call__
     calls = {"n": 0}
 
     def step(self, *args):
@@ -61,13 +62,13 @@ def test_ctrl_c_during_training_names_the_checkpoint_and_the_resume_command(tmp_
             raise KeyboardInterrupt
         return real_call(self, *args)
 
-    monkeypatch.setattr(train_mod.TrainStep, "__call__", step)
+    monkeypatch.setattr(train_step.TrainStep, "__call__", step)
     with pytest.raises(TrainingInterrupted) as info:
         train(tiny(), run_dir=run, quiet=True)
     message = str(info.value)
     assert "interrupted at 0.2 kimg" in message and str(run / CHECKPOINT_NAME) in message
     assert f"gmmgan train --resume {run}" in message
-    monkeypatch.setattr(train_mod.TrainStep, "__call__", real_call)
+    monkeypatch.setattr(train_step.TrainStep, "__call__", real_call)
     assert train(tiny(), run_dir=run, resume=True, quiet=True)["kimg"] == 0.4
 
 
@@ -77,7 +78,7 @@ def test_ctrl_c_through_the_cli_exits_130_with_the_resume_command(tmp_path, monk
     def step(self, *args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod.TrainStep, "__call__", step)
+    monkeypatch.setattr(train_step.TrainStep, "__call__", step)
     code = main(["train", *TINY, "--out", str(tmp_path / "runs"), "-q"])
     err = capsys.readouterr().err
     assert code == 130

@@ -71,12 +71,12 @@ def test_the_lock_is_released_however_train_ends(finished_run, monkeypatch):
     with RunFolderLock(run) as lock:
         assert lock.locked
     # Stopped by an error in the middle of training: released.
-    from gmmgan.gan import training_loop
+    from gmmgan.gan import train_step
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(training_loop.TrainStep, "__call__", boom)
+    monkeypatch.setattr(train_step.TrainStep, "__call__", boom)
     with pytest.raises(RuntimeError, match="boom"):
         train(tiny("schedule.total_kimg=0.2"), run_dir=run, resume=True, quiet=True)
     monkeypatch.undo()

@@ -33,10 +33,10 @@ def test_step_on_cpu_trains_and_keeps_loss_means():
     assert all(not torch.equal(a, b) for a, b in zip(before, step.G.parameters()))
     # EMA moved halfway-ish towards G, not onto it.
     assert all(not torch.equal(a, b) for a, b in zip(step.G_ema.parameters(), step.G.parameters()))
-    ld, lg = step.pop_means()
+    [(ld, lg)] = step.pop_means()
     assert 0 < ld < 5 and 0 < lg < 5
-    assert step.sums.tolist() == [0.0, 0.0, 0.0]
-    assert step.first_bad_step() == -1
+    assert step.sums.tolist() == [[0.0, 0.0, 0.0]]
+    assert step.first_bad_step() == [-1]
 
 
 def test_non_finite_loss_is_reported_with_its_step():
@@ -45,7 +45,7 @@ def test_non_finite_loss_is_reported_with_its_step():
     step(torch.randn(16, 2, generator=g), torch.randn(16, 4, generator=g))
     step(torch.full((16, 2), float("nan")), torch.randn(16, 4, generator=g))
     step(torch.randn(16, 2, generator=g), torch.randn(16, 4, generator=g))
-    assert step.first_bad_step() == 1
+    assert step.first_bad_step() == [1]
 
 
 def test_optimizer_state_from_a_cuda_graph_run_loads_on_cpu():

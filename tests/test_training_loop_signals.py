@@ -21,6 +21,7 @@ from _helpers import TINY_RING
 import gmmgan
 from gmmgan.cli import EXIT_TERMINATED, main
 from gmmgan.gan import training_loop as train_mod
+from gmmgan.gan import seed_run, train_step
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from gmmgan.gan.config import load_config
 from gmmgan.gan.training_loop import TrainingInterrupted, train
@@ -85,7 +86,7 @@ def test_gmmgan_train_stopped_by_sigterm_says_how_to_resume_and_exits_143(tmp_pa
 def test_sigterm_before_the_first_checkpoint_removes_the_new_folder_and_the_handler_comes_back(
         tmp_path, monkeypatch, outer_handler):
     handler, seen = outer_handler
-    monkeypatch.setattr(train_mod, "_warm_start", _sigterm_self)
+    monkeypatch.setattr(seed_run, "_warm_start", _sigterm_self)
     with pytest.raises(TrainingInterrupted) as info:
         train(tiny(f"out={tmp_path / 'runs'}"), quiet=True)
     assert info.value.signum == signal.SIGTERM
@@ -97,7 +98,7 @@ def test_sigterm_before_the_first_checkpoint_removes_the_new_folder_and_the_hand
 
 def test_sigterm_during_training_through_the_cli_is_ctrl_c_with_exit_143(tmp_path, monkeypatch, capsys, outer_handler):
     handler, seen = outer_handler
-    real_call, calls = train_mod.TrainStep.__call__, {"n": 0}
+    real_call, calls = train_step.TrainStep.__call__, {"n": 0}
 
     def step(self, *args):
         calls["n"] += 1
@@ -105,14 +106,14 @@ def test_sigterm_during_training_through_the_cli_is_ctrl_c_with_exit_143(tmp_pat
             _sigterm_self()
         return real_call(self, *args)
 
-    monkeypatch.setattr(train_mod.TrainStep, "__call__", step)
+    monkeypatch.setattr(train_step.TrainStep, "__call__", step)
     code = main(["train", "--out", str(tmp_path / "runs"), *TINY_RING, "-q"])
     (run,) = (tmp_path / "runs").iterdir()
     err = capsys.readouterr().err
     assert code == 143
     assert f"interrupted by SIGTERM at 0.2 kimg; the last checkpoint, {run / CHECKPOINT_NAME}, is at 0.2 kimg" in err
     assert signal.getsignal(signal.SIGTERM) is handler and seen == []
-    monkeypatch.setattr(train_mod.TrainStep, "__call__", real_call)
+    monkeypatch.setattr(train_step.TrainStep, "__call__", real_call)
     assert main(["train", "--resume", str(run), "-q"]) == 0
 
 

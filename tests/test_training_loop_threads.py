@@ -7,6 +7,7 @@ import torch
 from _helpers import TINY_RING
 
 from gmmgan.gan import training_loop as train_mod
+from gmmgan.gan import seed_run, train_step
 from gmmgan.gan.config import load_config
 from gmmgan.gan.training_loop import TrainingInterrupted, train
 
@@ -25,13 +26,13 @@ def three_threads():
 
 def test_the_thread_count_is_restored_after_a_run(tmp_path, monkeypatch, three_threads):
     seen = []
-    real_call = train_mod.TrainStep.__call__
+    real_call = train_step.TrainStep.__call__
 
     def step(self, *args):
         seen.append(torch.get_num_threads())
         return real_call(self, *args)
 
-    monkeypatch.setattr(train_mod.TrainStep, "__call__", step)
+    monkeypatch.setattr(train_step.TrainStep, "__call__", step)
     train(tiny("cpu_threads=1"), run_dir=tmp_path / "run", quiet=True)
     assert set(seen) == {1}, "cpu_threads applies during training"
     assert torch.get_num_threads() == three_threads
@@ -46,7 +47,7 @@ def test_the_thread_count_is_restored_on_every_exit_path(tmp_path, monkeypatch, 
         with pytest.raises(ValueError, match="multiple of nets.pack"):
             train(tiny("cpu_threads=1", "nets.pack=3"), run_dir=tmp_path / "run", quiet=True)
     else:
-        monkeypatch.setattr(train_mod.TrainStep, "__call__", fail)
+        monkeypatch.setattr(train_step.TrainStep, "__call__", fail)
         with pytest.raises(TrainingInterrupted if how == "ctrl-c" else RuntimeError):
             train(tiny("cpu_threads=1"), run_dir=tmp_path / "run", quiet=True)
     assert torch.get_num_threads() == three_threads

@@ -36,6 +36,16 @@ examples:
   gmmgan train --config configs/ring_fitted_gmm.yaml seed=3
   gmmgan train --config configs/stacked_mnist_fitted_gmm.yaml data.root=/data device=cuda
   gmmgan train --resume runs/00000-grid-fitted_gmm schedule.total_kimg=800
+  gmmgan train --config configs/ring_fitted_gmm.yaml --seeds 0-9   # 10 seeds in one process
+
+seed sweeps (--seeds, or seeds: [...] in the config):
+  N independent GANs trained together as one stacked model (the nets run under torch.func.vmap:
+  each seed keeps its own weights, BatchNorm statistics, Adam state, batches and latents), about
+  as fast as one run on a GPU. Folder OUT/NNNNN-<data>-<prior>-seeds<first>-<last>/ holds the
+  sweep's config.yaml, seed-NNNN/ (each exactly a single run's folder: sample, eval and --resume
+  work on it) and summary.json / summary.md (mean +- standard error over the seeds). Resume the
+  whole sweep with --resume on its folder. A seed whose loss becomes NaN stops alone (its folder
+  says so in diverged.txt); the others go on, and the exit status is then 1.
 
 several GPUs (one process per GPU; schedule.batch_size is the global batch, split over them):
   torchrun --nproc_per_node 4 -m gmmgan train --config configs/stacked_mnist_fitted_gmm.yaml
@@ -59,6 +69,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(its config.yaml is the base config; overrides still apply)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="parent folder of the new run folder (default: the config's 'out', ./runs)")
+    p.add_argument("--seeds", default=None, metavar="SEEDS",
+                   help="a seed sweep: train these seeds together in one process, as one stacked model "
+                        "(e.g. 0-9, 0,1,5 or 0-4,10); one run folder per seed plus summary.json/summary.md")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     return p
 
@@ -131,7 +144,12 @@ def run(args) -> int:
         config_path = run_dir / CONFIG_NAME
         if not config_path.is_file():
             raise FileNotFoundError(f"'{config_path}' does not exist; '{run_dir}' is not a gmmgan run folder.")
-    cfg = load_config(config_path, args.overrides)
+    overrides = list(args.overrides)
+    if args.seeds is not None:
+        if any(o.split("=", 1)[0].strip() == "seeds" for o in overrides):
+            raise ValueError("give the seeds once: --seeds or seeds=..., not both.")
+        overrides.append(f"seeds={args.seeds}")
+    cfg = load_config(config_path, overrides)
     if run_dir is not None:
         _check_resume_overrides(load_config(config_path), cfg)
     if args.out is not None:
@@ -140,8 +158,14 @@ def run(args) -> int:
     if run_dir is None:
         _warn_if_slow_on_cpu(cfg)
     try:
-        train(cfg, run_dir=run_dir, resume=args.resume is not None, console=console, quiet=args.quiet)
+        result = train(cfg, run_dir=run_dir, resume=args.resume is not None, console=console, quiet=args.quiet)
         finished = True
+        if result.get("diverged"):
+            if distributed.is_main():
+                print_error(f"seed{'s' if len(result['diverged']) > 1 else ''} "
+                            f"{', '.join(map(str, result['diverged']))} of the sweep diverged (see diverged.txt in "
+                            f"their folders); the other seeds finished: {result['run_dir']}")
+            return EXIT_FAILURE
     except TrainingDivergedError as e:
         if distributed.is_main():  # every rank stops; one says why
             print_error(str(e))

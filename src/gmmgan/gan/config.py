@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gmmgan._seeds import parse_seeds
+
 __all__ = [
     "PRIOR_KINDS",
     "DataConfig",
@@ -38,6 +40,7 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "parse_seeds",
     "load_config",
     "save_config",
     "valid_keys",
@@ -272,7 +275,9 @@ class ScheduleConfig:
 
 @dataclass
 class TrainConfig:
-    """The whole run. seed : seeds data, nets, z and batches. device : auto, cpu, cuda, cuda:N.
+    """The whole run. seed : seeds data, nets, z and batches. seeds : a seed sweep instead of one run: the
+    list of seeds trained together in one process, one run folder each (``gmmgan train --seeds 0-9``;
+    ranges and comma lists are accepted as text). device : auto, cpu, cuda, cuda:N.
     bf16 : bfloat16 autocast for the nets (CUDA only; ignored on CPU). cuda_graphs : replay each training
     step as one CUDA graph (CUDA only; small nets are launch-bound, so this is several times faster). out : parent folder of run
     folders. eval_samples : samples for the 2-D metrics at the end (the protocol uses 2,500)."""
@@ -284,6 +289,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     seed: int = 0
+    seeds: list[int] | None = None
     device: str = "auto"
     bf16: bool = True
     cuda_graphs: bool = True
@@ -293,6 +299,8 @@ class TrainConfig:
 
     def __post_init__(self):
         _positive("seed", self.seed, allow_zero=True)
+        if self.seeds is not None:
+            self.seeds = parse_seeds(self.seeds)
         _positive("cpu_threads", self.cpu_threads, allow_zero=True)
         _positive("eval_samples", self.eval_samples)
         if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
@@ -334,6 +342,8 @@ def _coerce(value, t, key: str):
             except ValueError as e:
                 errors.append(str(e))
         raise ValueError(errors[0] if len(errors) == 1 else f"{key}: cannot use {value!r} ({'; '.join(errors)}).")
+    if origin is list:  # the only list field: seeds
+        return parse_seeds(value, key)
     if origin is tuple:
         if isinstance(value, str):
             value = [v for v in value.strip("()[] ").split(",") if v.strip()]

@@ -128,6 +128,7 @@ def gradient_penalty(
     target: float = 1.0,
     eps: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """WGAN-GP penalty E (||grad_x D(x_hat)||_2 - target)^2 on x_hat = eps * real + (1 - eps) * fake.
 
@@ -141,11 +142,15 @@ def gradient_penalty(
     eps : Tensor of shape (N,), optional
         Interpolation weights; default U(0, 1), one per sample (drawn with ``generator``).
         With packing, each sample of a pack gets its own weight.
+    reduction : {'mean', 'none'}, default='mean'
+        'none' returns one term per logit (a seed sweep averages them per seed).
 
     Returns
     -------
-    Scalar Tensor, differentiable w.r.t. D's parameters (multiply by lambda, e.g. 10).
+    Scalar Tensor (or (N // pack,) with reduction='none'), differentiable w.r.t. D's parameters
+    (multiply by lambda, e.g. 10).
     """
+    _check_reduction(reduction)
     if real.shape != fake.shape:
         raise ValueError(f"real and fake must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}.")
     n = real.shape[0]
@@ -157,10 +162,11 @@ def gradient_penalty(
     eps = eps.view(n, *([1] * (real.ndim - 1)))
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     norms = _grad_norms_sq(D(x_hat), x_hat).add(1e-12).sqrt()  # 1e-12: finite gradient at norm 0
-    return (norms - target).square().mean()
+    terms = (norms - target).square()
+    return terms.mean() if reduction == "mean" else terms
 
 
-def r1_penalty(d_real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+def r1_penalty(d_real_logits: torch.Tensor, real: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """R1 penalty E ||grad_x D(x)||^2 on real data (Mescheder et al. 2018).
 
     Usage: ``real.requires_grad_(True); logits = D(real); loss_D += gamma / 2 * r1_penalty(logits, real)``.
@@ -169,14 +175,23 @@ def r1_penalty(d_real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     ----------
     d_real_logits : Tensor of shape (N // pack,), computed from ``real`` with autograd on
     real : Tensor of shape (N, ...) with requires_grad=True
+    reduction : {'mean', 'none'}, default='mean'
+        'none' returns one squared gradient norm per logit.
 
     Returns
     -------
-    Scalar Tensor, differentiable w.r.t. D's parameters.
+    Scalar Tensor (or (N // pack,) with reduction='none'), differentiable w.r.t. D's parameters.
     """
+    _check_reduction(reduction)
     if not real.requires_grad:
         raise ValueError("real must require grad before D sees it: call real.requires_grad_(True), then D(real).")
-    return _grad_norms_sq(d_real_logits, real).mean()
+    norms = _grad_norms_sq(d_real_logits, real)
+    return norms.mean() if reduction == "mean" else norms
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
 
 
 # ---------------------------------------------------------------- GMM likelihood regulariser

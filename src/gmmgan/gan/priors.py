@@ -212,10 +212,11 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
                              callback=callback).fit(x)
         k, d = gm.means_.shape
         cov = COVARIANCES[self.covariance_type].full_covariances(torch.as_tensor(gm.covariances_).double(), k, d)
-        device = self.weights.device
-        self.weights = torch.as_tensor(gm.weights_).float().to(device)
-        self.means = torch.as_tensor(gm.means_).float().to(device)
-        self.scale_tril = torch.linalg.cholesky(cov).float().to(device)
+        # Kept in torch's default dtype (float32), as the nets that consume the samples.
+        device, dtype = self.weights.device, torch.get_default_dtype()
+        self.weights = torch.as_tensor(gm.weights_).to(device, dtype)
+        self.means = torch.as_tensor(gm.means_).to(device, dtype)
+        self.scale_tril = torch.linalg.cholesky(cov).to(device, dtype)
         self.lower_bound = float(gm.lower_bound_)
         return self
 
@@ -242,7 +243,7 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
             D.MultivariateNormal(self.means, scale_tril=self.scale_tril, validate_args=False),
             validate_args=False,
         )
-        return mix.log_prob(x.float())
+        return mix.log_prob(x.to(self.means.dtype))
 
 
 class _EmbeddedMixtureMixin:

@@ -25,13 +25,20 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.func import vmap
 
 from gmmgan import distributed
 from gmmgan.gan.losses import gradient_penalty, r1_penalty
+from gmmgan.gan.stacked import StackedModule
 
 __all__ = ["TrainStep", "adam", "match_optimizer_state"]
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture: lets Adam and cuDNN allocate and pick
+
+
+def _full(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if autocast made it half precision; float32 and float64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def adam(params, device: torch.device, graph: bool, **kw) -> torch.optim.Adam:
@@ -59,10 +66,14 @@ def match_optimizer_state(saved: dict, opt: torch.optim.Optimizer) -> dict:
 class TrainStep:
     """Callable ``step(real, z, gp_eps=None)``: one D step and one G step on this rank's batch.
 
+    A seed sweep passes :class:`gmmgan.gan.stacked.StackedModule` s for G, D and G_ema and a list
+    of the seeds' priors; then ``real``, ``z`` and ``gp_eps`` have a leading seed axis, and every
+    loss is one seed's own, summed over seeds only for the backward pass (the seeds share nothing).
+
     Parameters
     ----------
     G, D, G_ema : nn.Module
-    prior : gmmgan.gan.priors.Prior
+    prior : gmmgan.gan.priors.Prior, or a list of them (one per seed of a sweep)
         Its ``penalty(fake)`` is added to the G loss.
     opt_g, opt_d : torch.optim.Optimizer
         Build them with :func:`adam` (capturable on CUDA when ``graph`` is True).
@@ -77,10 +88,10 @@ class TrainStep:
 
     Attributes
     ----------
-    sums : Tensor of shape (3,)
+    sums : Tensor of shape (n_seeds, 3)
         This rank's running sums of loss_d, loss_g and the step count since :meth:`pop_means`.
-    bad_step : Tensor ()
-        The first step whose losses were not finite on this rank, or -1 (see :meth:`first_bad_step`).
+    bad_step : Tensor of shape (n_seeds,)
+        Per seed, the first step whose losses were not finite on this rank, or -1 (see :meth:`first_bad_step`).
     graphed : bool
         Whether steps are currently replayed from a CUDA graph.
     """
@@ -88,14 +99,17 @@ class TrainStep:
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: nn.Module, prior, opt_g, opt_d, gan, *,
                  r1_gamma: float, gp_weight: float, ema_beta: float, autocast: Callable, device: torch.device,
                  graph: bool, first_step: int = 0):
-        self.G, self.D, self.G_ema, self.prior = G, D, G_ema, prior
+        self.G, self.D, self.G_ema = G, D, G_ema
+        self.stacked = isinstance(G, StackedModule)
+        self.priors = list(prior) if self.stacked else [prior]
+        self.n_seeds = len(self.priors)
         self.opt_g, self.opt_d, self.gan = opt_g, opt_d, gan
         self.r1_gamma, self.gp_weight, self.ema_beta = float(r1_gamma), float(gp_weight), float(ema_beta)
         self.autocast, self.device = autocast, device
         self.use_graph = bool(graph) and device.type == "cuda"
         self.graphed = False
-        self.sums = torch.zeros(3, device=device)
-        self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.sums = torch.zeros(self.n_seeds, 3, device=device)
+        self.bad_step = torch.full((self.n_seeds,), -1, dtype=torch.long, device=device)
         self._step_t = torch.full((), first_step, dtype=torch.long, device=device)
         self._graph = None
         self._static: tuple[torch.Tensor, ...] | None = None
@@ -103,35 +117,67 @@ class TrainStep:
         self._ema_pairs = (list(G_ema.parameters()), list(G.parameters()))
         self._buffer_pairs = list(zip(G_ema.buffers(), G.buffers()))  # copied, not averaged (BatchNorm)
 
+    # ------------------------------------------------------------------ the losses of one seed, or of each
+    def _per_seed(self, loss, *args) -> torch.Tensor:
+        """``loss(*args)``: a scalar for a single run, one value per seed (n_seeds,) for a sweep."""
+        return vmap(loss)(*args) if self.stacked else loss(*args)
+
+    def _r1(self, D: nn.Module, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on real and the R1 penalty of each seed (the gradient of a sum splits by seed)."""
+        if not self.stacked:
+            real = real.detach().requires_grad_(True)
+            logits = D(real)
+            return logits, r1_penalty(logits, real)
+        flat = real.detach().flatten(0, 1).requires_grad_(True)
+        logits = D(flat.unflatten(0, real.shape[:2]))
+        return logits, r1_penalty(logits.flatten(), flat, reduction="none").view(self.n_seeds, -1).mean(1)
+
+    def _gp(self, D: nn.Module, real, fake, eps) -> torch.Tensor:
+        if not self.stacked:
+            return gradient_penalty(D, real, fake, eps=eps)
+        seeds_batch = real.shape[:2]
+
+        def flat_d(x):
+            return D(x.unflatten(0, seeds_batch)).flatten()
+
+        terms = gradient_penalty(flat_d, real.flatten(0, 1), fake.flatten(0, 1), reduction="none",
+                                 eps=None if eps is None else eps.flatten())
+        return terms.view(self.n_seeds, -1).mean(1)
+
+    def _penalty(self, fake: torch.Tensor) -> torch.Tensor | None:
+        """The priors' extra G loss (GMM likelihood, sigma penalty) of each seed, or None."""
+        if not self.stacked:
+            return self.priors[0].penalty(fake)
+        terms = [prior.penalty(f) for prior, f in zip(self.priors, fake)]
+        return None if terms[0] is None else torch.stack(terms)
+
     # ------------------------------------------------------------------ the step itself
     def _step(self, real: torch.Tensor, z: torch.Tensor, gp_eps: torch.Tensor | None) -> None:
         G, D, gan = self.G, self.D, self.gan
         # D step: real up, fake down (+ R1 on real / gradient penalty).
         D.requires_grad_(True)
         r1 = self.r1_gamma > 0
-        if r1:
-            real = real.detach().requires_grad_(True)
         with self.autocast():
             fake = G(z)
-            real_logits = D(real)
-            loss_d = gan.d(real_logits.float(), D(fake.detach()).float())
+            real_logits, r1_terms = self._r1(D, real) if r1 else (D(real), None)
+            loss_d = self._per_seed(gan.d, _full(real_logits), _full(D(fake.detach())))
             if r1:
-                loss_d = loss_d + self.r1_gamma / 2 * r1_penalty(real_logits, real)
+                loss_d = loss_d + self.r1_gamma / 2 * r1_terms
             if self.gp_weight > 0:
-                loss_d = loss_d + self.gp_weight * gradient_penalty(D, real, fake.float(), eps=gp_eps)
+                loss_d = loss_d + self.gp_weight * self._gp(D, real, _full(fake), gp_eps)
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
+        loss_d.sum().backward() if self.stacked else loss_d.backward()
         distributed.all_reduce_mean_grads_(D.parameters())
         self.opt_d.step()
         # G step on the same z, through the updated D (+ the prior's penalty, if any).
         D.requires_grad_(False)
         with self.autocast():
-            loss_g = gan.g(D(fake).float())
-        penalty = self.prior.penalty(fake.float())  # outside autocast: GMM log-densities need float32
+            loss_g = self._per_seed(gan.g, _full(D(fake)))
+        penalty = self._penalty(_full(fake))  # outside autocast: GMM log-densities need float32
         if penalty is not None:
             loss_g = loss_g + penalty
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        loss_g.sum().backward() if self.stacked else loss_g.backward()
         distributed.all_reduce_mean_grads_([p for group in self.opt_g.param_groups for p in group["params"]])
         self.opt_g.step()
         with torch.no_grad():
@@ -140,10 +186,10 @@ class TrainStep:
             for b_ema, b in self._buffer_pairs:
                 b_ema.copy_(b)
             # This rank's losses; ranks agree at the (rarer) log and NaN checks, not every step.
-            losses = torch.stack([loss_d.detach().float(), loss_g.detach().float()])
-            finite = torch.isfinite(losses).all()
+            losses = torch.stack([loss_d.detach().float(), loss_g.detach().float()], -1).view(self.n_seeds, 2)
+            finite = torch.isfinite(losses).all(1)
             self.bad_step.copy_(torch.where(~finite & (self.bad_step < 0), self._step_t, self.bad_step))
-            self.sums += torch.cat([losses, torch.ones(1, device=losses.device)])
+            self.sums += torch.cat([losses, torch.ones(self.n_seeds, 1, device=losses.device)], 1)
             self._step_t += 1
 
     # ------------------------------------------------------------------ driving it
@@ -197,14 +243,14 @@ class TrainStep:
         for t, saved in state:
             t.copy_(saved)
 
-    def pop_means(self) -> tuple[float, float]:
-        """Mean loss_d and loss_g over ranks and steps since the last call (a collective: call on all ranks)."""
-        ld, lg, n = distributed.all_reduce_sum_(self.sums.clone()).tolist()
+    def pop_means(self) -> list[tuple[float, float]]:
+        """Per seed, mean loss_d and loss_g over ranks and steps since the last call (a collective)."""
+        sums = distributed.all_reduce_sum_(self.sums.clone()).tolist()
         self.sums.zero_()
-        return ld / max(n, 1), lg / max(n, 1)
+        return [(ld / max(n, 1), lg / max(n, 1)) for ld, lg, n in sums]
 
-    def first_bad_step(self) -> int:
-        """The first step at which any rank saw a non-finite loss, or -1 (a collective: call on all ranks)."""
+    def first_bad_step(self) -> list[int]:
+        """Per seed, the first step at which any rank saw a non-finite loss, or -1 (a collective)."""
         none = torch.iinfo(torch.long).max  # -1 means "none": the smallest non-negative step wins
         bad = distributed.all_reduce_min_(torch.where(self.bad_step < 0, none, self.bad_step))
-        return -1 if int(bad) == none else int(bad)
+        return [-1 if b == none else b for b in bad.tolist()]

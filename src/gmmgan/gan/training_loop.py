@@ -30,37 +30,23 @@ run stopped and resumed ends with the same weights as one that never stopped.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import math
 import signal
 import time
 from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from gmmgan import distributed
 from gmmgan._device import resolve_device
 from gmmgan._files import atomic_write_text, is_disk_full
-from gmmgan.data import TensorData, load_dataset, toy_spec
-from gmmgan.data.root import resolve_data_root
-from gmmgan.gan.checkpoint import (
-    CHECKPOINT_NAME,
-    SNAPSHOT_NAME,
-    load_resumable,
-    load_training_state,
-    save_checkpoint,  # looked up here at call time: tests replace training_loop.save_checkpoint
-    save_generator,
-    training_state,
-)
+from gmmgan.data import toy_spec
+from gmmgan.gan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME, load_resumable
 from gmmgan.gan.config import TrainConfig
 from gmmgan.gan.losses import get_gan_loss
 from gmmgan.gan.networks import build_networks
-from gmmgan.gan.priors import Prior, build_prior
 from gmmgan.gan.progress import PhaseProgress
 from gmmgan.gan.run_folder import (  # the file names are re-exported: commands import them from here
     CONFIG_NAME,
@@ -69,21 +55,29 @@ from gmmgan.gan.run_folder import (  # the file names are re-exported: commands 
     METRICS_NAME,
     TrainingLog,
     claim_run_dir,
-    keep_snapshot,
     make_samples_dir,
     record_config,
     sample_path,
 )
 from gmmgan.gan.sampling import generate, image_grid, load_generator, write_samples
+from gmmgan.gan.seed_run import build_seed_run, data_root, load_training_data, start_seed_run
 from gmmgan.gan.session import (
     TrainingInterrupted,
     disk_full_during_training,
     hold_run_folder,
-    removed_if_unfinished,
     stopped_by,
     train_session,
 )
-from gmmgan.gan.train_step import TrainStep, adam
+from gmmgan.gan.sweep import (
+    DIVERGED_NAME,
+    SUMMARY_NAME,
+    Engine,
+    check_sweep_fits,
+    seed_dir,
+    sweep_desc,
+    sweep_removed_if_empty,
+    write_summary,
+)
 from gmmgan.plotting.samples import plot_points
 
 __all__ = [
@@ -95,6 +89,7 @@ __all__ = [
     "TrainingInterrupted",
     "build_networks",
     "load_generator",
+    "load_training_data",
     "train",
 ]
 
@@ -104,77 +99,10 @@ class TrainingDivergedError(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint on disk is left as it was."""
 
 
-# ----------------------------------------------------------------------------------- setup
-def data_root(cfg: TrainConfig) -> str | None:
-    """The folder image data are read from (:func:`gmmgan.data.root.resolve_data_root`; None for ring/grid)."""
-    if toy_spec(cfg.data.name) is not None:
-        return None
-    return str(resolve_data_root(cfg.data.root))
-
-
-# The data sets that data.download can fetch, and the files each needs.
-_DOWNLOADABLE = {"mnist": "mnist", "mnist-limited": "mnist", "stacked-mnist": "mnist",
-                 "fashion-mnist": "fashion-mnist", "fashion-mnist-limited": "fashion-mnist"}
-
-
-def load_training_data(cfg: TrainConfig, device: torch.device, progress=None) -> TensorData:
-    """The training set of ``cfg.data``, on ``device`` (images in [-1, 1], points as they are).
-
-    ``progress(done, total)`` is called while an image folder is read.
-    """
-    d = cfg.data
-    source = _DOWNLOADABLE.get(d.name)
-    if d.download and source is not None:
-        from gmmgan.data.download import download_dataset
-
-        # Rank 0 alone writes; the others wait for its files (or learn that it failed).
-        distributed.main_only(partial(download_dataset, source, data_root(cfg)), f"downloading {source}")
-    return load_dataset(d.name, data_root(cfg), "train", d.resolution, n=d.n, seed=cfg.seed, per_class=d.per_class,
-                        channels=d.channels, device=device, progress=progress)
-
-
 # ----------------------------------------------------------------------------------- training
 def _ema_beta(cfg: TrainConfig) -> float:
     half_life = cfg.schedule.ema_kimg * 1000
     return 0.5 ** (cfg.schedule.batch_size / half_life) if half_life > 0 else 0.0
-
-
-def _warm_start(G, prior: Prior, cfg: TrainConfig, zgen, autocast, images: bool, say, spec=None,
-                phase=PhaseProgress) -> None:
-    """Regress G(z) onto the prior's target (the embedding's decoder): a head start on the modes.
-
-    ``phase(description, total=..., unit=...)`` makes its progress bar (:class:`PhaseProgress`).
-    """
-    steps = cfg.prior.warm_start_steps
-    if not steps or type(prior).warm_start_target is Prior.warm_start_target:
-        return  # this prior has no decoder to regress onto
-    opt = torch.optim.Adam(G.parameters(), lr=cfg.prior.warm_start_lr)
-    # Cosine decay to 0: the regression ends precise (errors well below the modes' widths).
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
-    with phase("warm start", total=steps, unit="steps") as bar:
-        for i in range(steps):
-            z = prior.sample(cfg.schedule.batch_size, zgen)
-            with torch.no_grad():
-                target = prior.warm_start_target(z)
-                target = target.clamp(-1, 1) if images else target
-            with autocast():
-                loss = F.mse_loss(G(z).float(), target.float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if (i + 1) % 100 == 0:  # .item() syncs the GPU: not every step
-                bar.update(i + 1, info=f"MSE {loss.item():.4g}")
-            elif (i + 1) % 10 == 0:
-                bar.update(i + 1)
-    say(f"warm start: {steps} steps regressing G onto the embedding's decoder, final MSE {loss.item():.4g}")
-    if spec is not None:
-        from gmmgan.metrics.modes2d import mode_coverage
-
-        cov = mode_coverage(generate(G.eval(), prior, cfg.eval_samples, cfg.seed + 2, zgen.device), spec)
-        G.train()
-        say(f"after the warm start: modes {cov.modes_captured}/{cov.n_modes}, high quality "
-            f"{100 * cov.hq_fraction:.1f}%, reverse KL {cov.reverse_kl:.4f}")
 
 
 @train_session
@@ -233,145 +161,147 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     sched, B = cfg.schedule, cfg.schedule.batch_size
     rows = _rows_of_this_rank(B, cfg.nets.pack, world)
     total = round(sched.total_kimg * 1000)
+    sweep = cfg.seeds is not None  # a seed sweep: one run folder per seed inside the sweep's folder
     if resume:  # a resumed run keeps its folder; check it can go on before anything is written
         run_dir = Path(run_dir)
-        if (run_dir / CHECKPOINT_NAME).exists():  # one training at a time in a folder
+        if sweep and not (run_dir / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"'{run_dir}' is not a sweep folder (no {CONFIG_NAME}); resume a sweep with the "
+                                    "folder 'gmmgan train --seeds' made.")
+        if sweep or (run_dir / CHECKPOINT_NAME).exists():  # one training at a time in a folder
             hold_run_folder(run_dir)
-        ckpt = load_resumable(run_dir, sched.total_kimg)
-        # Every rank reads the run folder here: on several machines each reads its own node's copy.
-        distributed.check_same_file(run_dir / CHECKPOINT_NAME, "; on --resume every process reads the run folder: "
-                                    "put it on a filesystem all the machines share, or copy it to each of them "
-                                    "again after rank 0's last checkpoint.")
+    # Each seed's config, folder and checkpoint (None: a new run, or a seed of a sweep not started yet).
+    plan = _plan_sweep(cfg, run_dir, resume, say) if sweep else [(cfg, run_dir, _resumable(run_dir, sched) if resume
+                                                                  else None)]
 
-    # Load training data. The global RNG is used only from here to the optimizers, to initialise the nets.
-    torch.manual_seed(cfg.seed)
-    with phase("loading images", unit="images", enabled=main and not quiet and cfg.data.name == "folder") as bar:
-        data = load_training_data(cfg, device, progress=bar.count)
+    # Load training data; construct the prior, the networks, their optimizers and random streams, per seed.
+    runs = []
+    for seed_cfg, _, ckpt in plan:
+        runs.append(build_seed_run(seed_cfg, device, ckpt=ckpt, phase=phase, data=_shared_data(runs, seed_cfg)))
+    if sweep:
+        check_sweep_fits(runs, rows.stop - rows.start, device)
 
-    # Construct the prior and the networks.
-    prior = build_prior(cfg.prior, data.shape, cfg.seed).to(device)
-    G, D = build_networks(cfg, data.shape, prior.z_dim)
-    G, D = G.to(device), D.to(device)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-
-    # Set up the optimizers and the random streams of batches and latents.
-    # A CUDA graph replays fixed kernels: latents that carry gradients (learnable prior) rule it out.
-    graph = cfg.cuda_graphs and device.type == "cuda" and not list(prior.parameters())
-    opt_g, opt_d = _optimizers(cfg, G, D, prior, device, graph)
-    # Every rank draws the same global batch and z, then keeps its rows: the stream of batches does
-    # not depend on the number of processes, and a run resumes at any world size.
-    batcher = data.batcher(B, generator=torch.Generator().manual_seed(cfg.seed))
-    zgen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    cur_nimg = step = 0
-
-    # Create the run folder of a new run, once data, prior and nets are known to work (a bad config
-    # leaves no empty folder); rank 0 names it, the others are told.
-    created = False
+    # Create the run folder of a new run (or sweep), once data, prior and nets are known to work (a
+    # bad config leaves no empty folder); rank 0 names it, the others are told.
+    root, created = (run_dir, False) if resume else (None, False)
     if not resume:
-        claim = partial(claim_run_dir, cfg.out, f"{cfg.data.name}-{cfg.prior.kind}", run_dir)
-        run_dir, created = distributed.broadcast_object(distributed.main_only(claim, "creating the run folder"))
-        hold_run_folder(run_dir)
+        desc = sweep_desc(cfg) if sweep else f"{cfg.data.name}-{cfg.prior.kind}"
+        claim = partial(claim_run_dir, cfg.out, desc, run_dir)
+        root, created = distributed.broadcast_object(distributed.main_only(claim, "creating the run folder"))
+        hold_run_folder(root)
+    with sweep_removed_if_empty(root, main and created and sweep):
+        if sweep:
+            distributed.main_only(partial(record_config, root, cfg), "writing the sweep's config")
+        for run, (_, folder, _) in zip(runs, plan):
+            if sweep:
+                folder = seed_dir(root, run.seed)
+                exists = folder.is_dir()
+                distributed.main_only(partial(folder.mkdir, exist_ok=True), "creating a seed's folder")
+                run.run_dir, run.created = folder, not exists
+                hold_run_folder(folder)
+            else:
+                run.run_dir, run.created = root, created
+            # Resume the training state, or start the run: fit the prior, warm-start G, a first checkpoint.
+            start_seed_run(run, autocast, say, phase, main=main, world=world)
 
-    def write_state() -> None:  # rank 0: the full training state, then the snapshot of the nets that are sampled
-        nonlocal last_good
-        save_checkpoint(run_dir / CHECKPOINT_NAME, training_state(G, D, G_ema, prior, opt_g, opt_d, batcher, zgen,
-                                                                  device, cur_nimg=cur_nimg, step=step, cfg=cfg))
-        last_good = cur_nimg  # on disk now, whatever happens to the snapshot
-        save_generator(run_dir / SNAPSHOT_NAME, G_ema, prior, cfg=cfg, data_shape=data.shape, cur_nimg=cur_nimg,
-                       step=step)
-        keep_snapshot(run_dir, cur_nimg / 1000, sched.keep_snapshots)  # and the last few in snapshots/
-
-    # Resume training state, or start the new run: fit the prior, warm-start G, write a first checkpoint.
-    last_good = int(ckpt["cur_nimg"]) if resume else 0  # where the checkpoint on disk is (once one is)
-    with removed_if_unfinished(run_dir, main and created, last_good):  # until a new run's first checkpoint exists
-        if resume:
-            load_training_state(ckpt, run_dir, G, D, G_ema, prior, opt_g, opt_d, batcher, zgen, device)
-            cur_nimg, step = int(ckpt["cur_nimg"]), int(ckpt["step"])  # the log is trimmed back to here
-            distributed.main_only(partial(record_config, run_dir, cfg, cur_nimg / 1000), "writing the config")
-            say(f"resumed {run_dir} at {cur_nimg / 1000:.3f} kimg (step {step})")
-        else:
-            distributed.main_only(partial(record_config, run_dir, cfg), "writing the config")
-            say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
-            _fit_prior(prior, data, say, phase)
-            _warm_start(G, prior, cfg, zgen, autocast, len(data.shape) == 3, say, toy_spec(data.name), phase)
-            distributed.broadcast_state_(prior)  # rank 0's fit (its K too, for n_components='auto')
-            for module in (G, D):  # the same start on every rank, whatever the GPUs did
-                distributed.broadcast_module_(module)
-            G_ema.load_state_dict(G.state_dict())
-            _save(write_state, G, D, G_ema)  # a good checkpoint exists from the start
-
-    # Set up the training step, the log/sample/snapshot ticks, the samples folder and the log.
-    step_fn = TrainStep(G, D, G_ema, prior, opt_g, opt_d, get_gan_loss(cfg.loss.kind), r1_gamma=cfg.loss.r1_gamma,
-                        gp_weight=cfg.loss.gp_weight, ema_beta=_ema_beta(cfg), autocast=autocast, device=device,
-                        graph=graph, first_step=step)
-    distributed.main_only(partial(make_samples_dir, run_dir), "creating the samples folder")
+    # Set up the training step, the log/sample/snapshot ticks, the samples folder and the logs.
+    engine = Engine(runs, gan=get_gan_loss(cfg.loss.kind), cfg=cfg, ema_beta=_ema_beta(cfg), autocast=autocast,
+                    rows=rows)
+    cur_nimg, step = runs[0].cur_nimg, runs[0].step
+    for run in runs:
+        distributed.main_only(partial(make_samples_dir, run.run_dir), "creating the samples folder")
+        run.log = TrainingLog(run.run_dir, console, cur_nimg, total, progress=main and not quiet and run is runs[0])
     next_log, next_snap = _next_at(cur_nimg, sched.log_kimg), _next_at(cur_nimg, sched.snapshot_kimg)
     next_sample = _next_at(cur_nimg, sched.sample_kimg) if sched.sample_kimg else None
     check_every = 1 if device.type == "cpu" else 50  # .item() syncs the GPU: check NaN less often there
     tick_time, tick_nimg = time.time(), cur_nimg
-    log = TrainingLog(run_dir, console, cur_nimg, total, progress=main and not quiet)  # closed by the finally below
+    diverged: dict[int, str] = {}
+    if sweep:
+        say(f"sweep: {len(runs)} seeds ({', '.join(str(r.seed) for r in runs)}) trained together"
+            + (" as one stacked model" if engine.stacked else ""))
+    resume_hint = root if sweep else runs[0].run_dir
 
     # Main training loop.
     try:
         while cur_nimg < total:
-            real = batcher.next()[rows]
-            z = prior.sample(B, zgen)[rows]
-            gp_eps = torch.rand(B, generator=zgen, device=device)[rows] if cfg.loss.gp_weight > 0 else None
-            step_fn(real, z, gp_eps)
+            engine.step(*engine.draw())
             cur_nimg += B
             step += 1
+            for run in engine.runs:
+                run.cur_nimg, run.step = cur_nimg, step
             done = cur_nimg >= total
             if step % check_every == 0 or done or cur_nimg >= min(next_log, next_snap):
-                _check_finite(step_fn, B, run_dir, last_good)
+                engine = _check_finite(engine, B, sweep, diverged, say)
 
             if cur_nimg >= next_log or done:
-                ld, lg = step_fn.pop_means()
                 now = time.time()
                 rate = (cur_nimg - tick_nimg) / max(now - tick_time, 1e-9)
-                entry = {"kimg": round(cur_nimg / 1000, 4), "step": step, "loss_d": ld, "loss_g": lg,
-                         "images_per_s": round(rate, 1), "wall_s": round(now - t_start, 2)}
-                log.write(entry, cur_nimg, info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s")
+                for run, (ld, lg) in zip(engine.runs, engine.step_fn.pop_means()):
+                    entry = {"kimg": round(cur_nimg / 1000, 4), "step": step, "loss_d": ld, "loss_g": lg,
+                             "images_per_s": round(rate, 1), "wall_s": round(now - t_start, 2)}
+                    run.log.write(entry, cur_nimg, info=f"D {ld:.3f}  G {lg:.3f}  {rate:,.0f} img/s"
+                                  + (f" per seed x {len(engine.runs)}" if sweep else ""))
                 tick_time, tick_nimg, next_log = now, cur_nimg, _next_at(cur_nimg, sched.log_kimg)
             if next_sample is not None and (cur_nimg >= next_sample or done):
+                engine.sync()
                 kimg = cur_nimg / 1000
-                distributed.main_only(partial(write_samples, sample_path(run_dir, kimg), G_ema, prior, data,
-                                              cfg.seed + 2, device, kimg, cfg.eval_samples), "writing a sample grid")
-                log.add_picture(sample_path(run_dir, kimg), cur_nimg)  # TensorBoard (rank 0), if it imports
+                for run in engine.runs:
+                    distributed.main_only(partial(write_samples, sample_path(run.run_dir, kimg), run.G_ema, run.prior,
+                                                  run.data, run.seed + 2, device, kimg, cfg.eval_samples),
+                                          "writing a sample grid")
+                    run.log.add_picture(sample_path(run.run_dir, kimg), cur_nimg)  # TensorBoard, if it imports
                 next_sample = _next_at(cur_nimg, sched.sample_kimg)
             if cur_nimg >= next_snap or done:
-                _save(write_state, G, D, G_ema)
-                last_good, next_snap = cur_nimg, _next_at(cur_nimg, sched.snapshot_kimg)
+                engine.sync()
+                for run in engine.runs:
+                    run.save()
+                next_snap = _next_at(cur_nimg, sched.snapshot_kimg)
             if step % 16 == 0 or done:  # rich costs ~0.1 ms a call: not every step
-                log.show_progress(cur_nimg)
+                runs[0].log.show_progress(cur_nimg)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
         raise TrainingInterrupted(
-            f"interrupted{stopped_by(e)} at {cur_nimg / 1000:.1f} kimg; the last checkpoint, "
-            f"{run_dir / CHECKPOINT_NAME}, is at {last_good / 1000:.1f} kimg. Continue with: gmmgan train --resume "
-            f"{run_dir}", getattr(e, "signum", signal.SIGINT)
+            f"interrupted{stopped_by(e)} at {cur_nimg / 1000:.1f} kimg; the last checkpoint"
+            + (f"s of the seeds, {root}/seed-*/{CHECKPOINT_NAME}, are" if sweep else
+               f", {runs[0].run_dir / CHECKPOINT_NAME}, is")
+            + f" at {min(r.last_good for r in engine.runs) / 1000:.1f} kimg. Continue with: gmmgan train --resume "
+            f"{resume_hint}", getattr(e, "signum", signal.SIGINT)
         ) from None
     except OSError as e:
         if not is_disk_full(e):
             raise
-        raise disk_full_during_training(e, run_dir, f"; training stopped at {cur_nimg / 1000:.1f} kimg. The last checkpoint, "
-                         f"{run_dir / CHECKPOINT_NAME}, is intact at {last_good / 1000:.3f} kimg: free some space, "
-                         f"then continue with: gmmgan train --resume {run_dir}") from None
+        raise disk_full_during_training(e, resume_hint, f"; training stopped at {cur_nimg / 1000:.1f} kimg. The last "
+                         f"checkpoint{'s' if sweep else ''} in {resume_hint} "
+                         f"{'are' if sweep else 'is'} intact at {min(r.last_good for r in engine.runs) / 1000:.3f} "
+                         f"kimg: free some space, then continue with: gmmgan train --resume {resume_hint}") from None
     finally:
-        log.close()
+        for run in runs:
+            if run.log is not None:
+                run.log.close()
 
-    # Evaluate the EMA generator (rank 0) and report.
+    # Evaluate the EMA generator of each seed (rank 0) and report.
     try:
-        metrics = distributed.main_only(partial(_final_evaluation, cfg, run_dir, G_ema, prior, data, device,
-                                                cur_nimg / 1000, say), "evaluating the run")
+        for run in engine.runs:
+            run.metrics = distributed.main_only(partial(_final_evaluation, run.cfg, run.run_dir, run.G_ema, run.prior,
+                                                        run.data, device, cur_nimg / 1000, say),
+                                                "evaluating the run")
+        summary = distributed.main_only(partial(write_summary, root, cfg, engine.runs, diverged),
+                                        "writing the sweep's summary") if sweep else None
     except OSError as e:
         if not is_disk_full(e):
             raise
-        raise disk_full_during_training(e, run_dir, f" after training ended. The run is complete: its checkpoint, "
-                         f"{run_dir / CHECKPOINT_NAME} ({cur_nimg / 1000:.3f} kimg), and {SNAPSHOT_NAME} are intact; "
-                         f"free some space, then measure it with: gmmgan eval {run_dir}") from None
+        raise disk_full_during_training(e, resume_hint, f" after training ended. The run is complete: its "
+                         f"checkpoint{'s' if sweep else ''} ({cur_nimg / 1000:.3f} kimg) and {SNAPSHOT_NAME} are "
+                         f"intact; free some space, then measure it with: gmmgan eval {runs[0].run_dir}") from None
     wall = time.time() - t_start
-    say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run_dir / SNAPSHOT_NAME}")
-    return {"run_dir": run_dir, "kimg": cur_nimg / 1000, "metrics": metrics, "wall_s": wall, "G": G, "D": D,
-            "G_ema": G_ema, "prior": prior, "cuda_graph": step_fn.graphed}
+    if sweep:
+        say(f"done: {len(engine.runs)} seeds x {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; sweep {root}, "
+            f"summary {root / SUMMARY_NAME}")
+        return {"run_dir": root, "kimg": cur_nimg / 1000, "metrics": summary, "wall_s": wall,
+                "runs": [{"seed": r.seed, "run_dir": r.run_dir, "metrics": r.metrics, "G_ema": r.G_ema} for r in
+                         engine.runs], "diverged": diverged, "cuda_graph": engine.graphed}
+    run = runs[0]
+    say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run.run_dir / SNAPSHOT_NAME}")
+    return {"run_dir": run.run_dir, "kimg": cur_nimg / 1000, "metrics": run.metrics, "wall_s": wall, "G": run.G,
+            "D": run.D, "G_ema": run.G_ema, "prior": run.prior, "cuda_graph": engine.graphed}
 
 
 # ----------------------------------------------------------------------------------- helpers of train()
@@ -388,65 +318,79 @@ def _rows_of_this_rank(batch_size: int, pack: int, world: int) -> slice:
     return slice(rows.start, rows.stop)
 
 
-def _optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module, prior: Prior, device: torch.device, graph: bool):
-    """Adam for G (and, at ``optim.prior_lr``, for the parameters of a learnable prior) and for D."""
-    adam_kw = {"betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps}
-    g_groups = [{"params": list(G.parameters())}]
-    if list(prior.parameters()):
-        g_groups.append({"params": list(prior.parameters()), "lr": cfg.optim.prior_lr or cfg.optim.g_lr})
-    opt_g = adam(g_groups, device, graph, lr=cfg.optim.g_lr, **adam_kw)
-    opt_d = adam(D.parameters(), device, graph, lr=cfg.optim.d_lr, **adam_kw)
-    return opt_g, opt_d
+def _resumable(run_dir: Path, sched) -> dict:
+    """The checkpoint of the run in ``run_dir``, checked to be resumable by every process."""
+    ckpt = load_resumable(run_dir, sched.total_kimg)
+    # Every rank reads the run folder here: on several machines each reads its own node's copy.
+    distributed.check_same_file(run_dir / CHECKPOINT_NAME, "; on --resume every process reads the run folder: "
+                                "put it on a filesystem all the machines share, or copy it to each of them "
+                                "again after rank 0's last checkpoint.")
+    return ckpt
 
 
-def _fit_prior(prior: Prior, data: TensorData, say, phase=PhaseProgress) -> None:
-    """Fit a fitted prior (a GMM in the data's embedding) on all the real data; other priors are left as they are.
+def _plan_sweep(cfg: TrainConfig, root: Path | None, resume: bool, say) -> list[tuple]:
+    """(config, folder, checkpoint or None) of each seed of a sweep; a resumed sweep's diverged seeds are left out."""
+    plan = []
+    for s in cfg.seeds:
+        seed_cfg = dataclasses.replace(cfg, seed=s, seeds=None)
+        folder = seed_dir(root, s) if resume else None
+        if resume and (folder / DIVERGED_NAME).is_file():
+            say(f"seed {s} diverged earlier ({folder / DIVERGED_NAME}); the sweep goes on without it")
+            continue
+        ckpt = _resumable(folder, cfg.schedule) if resume and (folder / CHECKPOINT_NAME).is_file() else None
+        plan.append((seed_cfg, folder, ckpt))
+    if not plan:
+        raise TrainingDivergedError(f"every seed of the sweep in {root} diverged; nothing to resume.")
+    at = {int(c["cur_nimg"]) if c is not None else 0 for _, _, c in plan}
+    if len(at) > 1:
+        raise ValueError(f"the seeds of the sweep in {root} stopped at different points ({sorted(a / 1000 for a in at)} "
+                         "kimg) and cannot train together; resume each seed's folder on its own "
+                         "(gmmgan train --resume SWEEP/seed-NNNN).")
+    return plan
 
-    The bar (``phase``, :class:`PhaseProgress`) counts EM iterations over all initialisations (it
-    only pulses while K is chosen by BIC, ``n_components='auto'``, which reports no iterations).
+
+# Data sets whose training set does not depend on the seed: a sweep loads them once for all its seeds.
+_SEED_FREE_DATA = ("mnist", "fashion-mnist", "folder")
+
+
+def _shared_data(runs: list, cfg: TrainConfig):
+    """The training set an earlier seed of a sweep loaded, when this seed's is the same; else None."""
+    return runs[0].data if runs and cfg.data.name in _SEED_FREE_DATA else None
+
+
+def _check_finite(engine: Engine, batch_size: int, sweep: bool, diverged: dict, say) -> Engine:
+    """Stop with :class:`TrainingDivergedError` if a loss since the last check was NaN or infinite.
+
+    In a sweep, a seed whose loss went bad is left where its last checkpoint is (and marked so in
+    its folder); the others go on, in a new engine without it.
     """
-    if not prior.needs_fit:
-        return
-    t0 = time.time()
-    mixture = getattr(prior, "mixture", None)
-    em = (mixture.max_iter, mixture.n_init) if mixture is not None and mixture._k != "auto" else None
-    with phase("prior fit", total=em[0] * em[1] if em else None,
-               unit="EM iterations" if em else "(K chosen by BIC)") as bar, \
-            distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
-        prior.fit(data.data, callback=partial(_em_progress, bar, em[0]) if em else None)
-    say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
-        f"in {time.time() - t0:.1f} s")
-
-
-def _em_progress(bar: PhaseProgress, max_iter: int, info: dict) -> None:
-    """GaussianMixture's callback after each EM iteration: the prior-fit bar counts over the initialisations."""
-    bar.update(info["init"] * max_iter + info["n_iter"], info=f"init {info['init'] + 1}, lower bound "
-                                                              f"{info['lower_bound']:.4f}")
-
-
-def _save(write_state, *modules: nn.Module) -> None:
-    """Average the nets' buffers over ranks (a collective: every rank gets here at the same step); rank 0 writes."""
-    for module in modules:
-        distributed.average_buffers_(module)
-    distributed.main_only(write_state, "writing the checkpoint")
+    bad = [(run, s) for run, s in zip(engine.runs, engine.step_fn.first_bad_step()) if s >= 0]
+    if not bad:
+        return engine
+    messages = {run.seed: (f"a loss became NaN or infinite at step {s} (around {s * batch_size / 1000:.3f} kimg). "
+                           f"The last good checkpoint is {run.run_dir / CHECKPOINT_NAME} ({run.last_good / 1000:.3f} "
+                           "kimg), left unchanged.") for run, s in bad}
+    advice = (" Try lower learning rates (optim.g_lr, optim.d_lr), R1 (loss.r1_gamma=1) or spectral norm "
+              "(nets.d_spectral_norm=true).")
+    if not sweep or len(bad) == len(engine.runs):
+        which = "" if not sweep else f"every seed of the sweep diverged; seed {bad[0][0].seed}: "
+        raise TrainingDivergedError(which + "; training stopped. ".join([messages[bad[0][0].seed]]) + advice)
+    engine.sync()
+    for run, _ in bad:
+        diverged[run.seed] = messages[run.seed]
+        say(f"[bold yellow]seed {run.seed}[/bold yellow]: {messages[run.seed]} The other seeds go on.")
+        distributed.main_only(partial(atomic_write_text, run.run_dir / DIVERGED_NAME, messages[run.seed] + "\n"),
+                              "marking a diverged seed")
+        run.log.close()
+    keep = [run for run in engine.runs if run.seed not in diverged]
+    return Engine(keep, gan=engine.step_fn.gan, cfg=keep[0].cfg, ema_beta=engine.step_fn.ema_beta,
+                  autocast=engine.step_fn.autocast, rows=engine.rows)
 
 
 def _next_at(cur_nimg: int, kimg: float) -> int:
     """The first image count after ``cur_nimg`` that is a multiple of ``kimg`` thousand images (at least 1)."""
     every = max(1, round(kimg * 1000))
     return (cur_nimg // every + 1) * every
-
-
-def _check_finite(step_fn: TrainStep, batch_size: int, run_dir: Path, last_good: int) -> None:
-    """Stop with :class:`TrainingDivergedError` if a loss since the last check was NaN or infinite."""
-    s = step_fn.first_bad_step()
-    if s >= 0:
-        raise TrainingDivergedError(
-            f"a loss became NaN or infinite at step {s} (around {s * batch_size / 1000:.3f} kimg); training stopped. "
-            f"The last good checkpoint is {run_dir / CHECKPOINT_NAME} ({last_good / 1000:.3f} kimg), left "
-            "unchanged. Try lower learning rates (optim.g_lr, optim.d_lr), R1 (loss.r1_gamma=1) or spectral "
-            "norm (nets.d_spectral_norm=true)."
-        )
 
 
 def _final_evaluation(cfg: TrainConfig, run_dir: Path, G_ema, prior, data, device, kimg: float, say) -> dict | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 __all__ = ["dcgan_init_", "apply_spectral_norm_", "pack_samples", "count_parameters"]
 
@@ -23,6 +25,21 @@ def dcgan_init_(module: nn.Module, std: float = 0.02) -> nn.Module:
     return module
 
 
+class _StackableSpectralNorm(_SpectralNorm):
+    """torch's spectral-norm parametrization, with its power iteration written without ``out=``.
+
+    The same arithmetic and the same state-dict names (``parametrizations.weight.original``,
+    ``..._u``, ``..._v``), but ``torch.func.vmap`` can run it, which a seed sweep needs
+    (:mod:`gmmgan.gan.stacked`): vmap has no batching rule for the ``out=`` division torch uses.
+    """
+
+    @torch.autograd.no_grad()
+    def _power_method(self, weight_mat: torch.Tensor, n_power_iterations: int) -> None:
+        for _ in range(n_power_iterations):
+            self._u.copy_(F.normalize(torch.mv(weight_mat, self._v), dim=0, eps=self.eps))
+            self._v.copy_(F.normalize(torch.mv(weight_mat.H, self._u), dim=0, eps=self.eps))
+
+
 def apply_spectral_norm_(module: nn.Module) -> nn.Module:
     """Wrap every Conv/ConvTranspose/Linear weight of ``module`` in spectral normalisation, in place.
 
@@ -31,7 +48,8 @@ def apply_spectral_norm_(module: nn.Module) -> nn.Module:
     targets = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
     for m in targets:
         # ConvTranspose2d stores weights as (in, out, kh, kw); its output dimension is 1.
-        spectral_norm(m, dim=1 if isinstance(m, nn.ConvTranspose2d) else 0)
+        dim = 1 if isinstance(m, nn.ConvTranspose2d) else 0
+        parametrize.register_parametrization(m, "weight", _StackableSpectralNorm(m.weight, 1, dim, 1e-12))
     return module
 
 
