@@ -8,7 +8,6 @@ import pytest
 from _helpers import TINY_TRAIN as TINY  # the tiny ring run of the training-loop tests
 from _helpers import tiny_train_config as tiny
 
-from gmmgan.gan import training_loop as train_mod
 from gmmgan.gan import seed_run, train_step
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME
 from gmmgan.gan.run_folder import make_run_dir, trim_log

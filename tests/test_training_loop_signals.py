@@ -20,7 +20,6 @@ from _helpers import TINY_RING
 
 import gmmgan
 from gmmgan.cli import EXIT_TERMINATED, main
-from gmmgan.gan import training_loop as train_mod
 from gmmgan.gan import seed_run, train_step
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from gmmgan.gan.config import load_config

@@ -6,8 +6,7 @@ import pytest
 import torch
 from _helpers import TINY_RING
 
-from gmmgan.gan import training_loop as train_mod
-from gmmgan.gan import seed_run, train_step
+from gmmgan.gan import train_step
 from gmmgan.gan.config import load_config
 from gmmgan.gan.training_loop import TrainingInterrupted, train
 
