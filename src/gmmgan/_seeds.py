@@ -11,6 +11,8 @@ def parse_seeds(value, key: str = "seeds") -> list[int]:
     >>> parse_seeds("0-2,7")
     [0, 1, 2, 7]
     """
+    if isinstance(value, int) and not isinstance(value, bool):  # seeds=3 on a command line reads as a number
+        value = [value]
     if isinstance(value, str) and not value.strip():
         raise ValueError(f"{key} is empty; give at least one seed, e.g. 0-9.")
     if isinstance(value, str):

@@ -127,7 +127,8 @@ def build_seed_run(cfg: TrainConfig, device: torch.device, *, ckpt: dict | None 
     """
     torch.manual_seed(cfg.seed)
     if data is None:
-        with phase("loading images", unit="images", enabled=cfg.data.name == "folder") as bar:
+        shown = phase if cfg.data.name == "folder" else partial(phase, enabled=False)  # a bar only where it is slow
+        with shown("loading images", unit="images") as bar:
             data = load_training_data(cfg, device, progress=bar.count)
     prior = build_prior(cfg.prior, data.shape, cfg.seed).to(device)
     G, D = build_networks(cfg, data.shape, prior.z_dim)
