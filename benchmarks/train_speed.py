@@ -7,6 +7,8 @@ the ratio is printed. gmmgan variants: eager float32 (what the reference does, w
 GPU), CUDA graph float32, CUDA graph bf16 (the default).
 
     PYTHONPATH=src python -m benchmarks.train_speed --data-root DATA --json train_speed.json
+    # seed sweeps (issue "seed sweeps"): 10 seeds in one process against 10 single runs
+    PYTHONPATH=src python -m benchmarks.train_speed --data-root DATA --variants graph-bf16,sweep-graph-bf16 --sweep-seeds 10
 
 Images/s for gmmgan come from its own log (``images_per_s`` of each log line after the first
 quarter of the run, median), so start-up (data, prior fit, warm start, capture) is excluded and
@@ -95,6 +97,27 @@ def gmmgan_run(config: str, overrides: list[str], kimg: float) -> dict:
             "cuda_graph": bool(result["cuda_graph"]), "protocol_min": (PROTOCOL_KIMG * 1000 / rate + startup) / 60}
 
 
+def sweep_run(config: str, overrides: list[str], kimg: float, n_seeds: int) -> dict:
+    """Train ``n_seeds`` seeds as one sweep for ``kimg`` each; per-seed and total images/s from the seeds' logs."""
+    from gmmgan.gan.config import load_config
+    from gmmgan.gan.sweep import seed_dir
+    from gmmgan.gan.training_loop import LOG_NAME, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(config, [*overrides, f"seeds=0-{n_seeds - 1}", f"schedule.total_kimg={kimg}",
+                                   f"schedule.log_kimg={kimg / 40}", f"schedule.snapshot_kimg={kimg}",
+                                   "schedule.sample_kimg=0"])
+        t0 = time.perf_counter()
+        result = train(cfg, run_dir=Path(tmp) / "sweep", quiet=True)
+        wall = time.perf_counter() - t0
+        log = [json.loads(line) for line in (seed_dir(Path(tmp) / "sweep", 0) / LOG_NAME).read_text().splitlines()]
+    rate = statistics.median(e["images_per_s"] for e in log[len(log) // 4 :])  # per seed: each seed sees B per step
+    startup = max(wall - sum(1000 * kimg / len(log) / e["images_per_s"] for e in log), 0.0)
+    return {"seeds": n_seeds, "images_per_s_per_seed": rate, "images_per_s": rate * n_seeds, "wall_s": wall,
+            "startup_s": startup, "cuda_graph": bool(result["cuda_graph"]),
+            "protocol_min": (PROTOCOL_KIMG * 1000 / rate + startup) / 60}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", required=True, help="folder with MNIST/raw (torchvision layout)")
@@ -102,6 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("--plain-steps", type=int, default=2000)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers of the reference loop")
     p.add_argument("--variants", default="eager-fp32,graph-fp32,graph-bf16,graph-bf16-fitted")
+    p.add_argument("--sweep-seeds", type=int, default=10, help="seeds of the sweep-* variants (default 10)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -116,6 +140,8 @@ def main(argv=None) -> int:
         "graph-fp32": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=false"]),
         "graph-bf16": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true"]),
         "graph-bf16-fitted": ("stacked_mnist_fitted_gmm.yaml", ["cuda_graphs=true", "bf16=true"]),
+        "sweep-graph-bf16": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true"]),
+        "sweep-graph-bf16-fitted": ("stacked_mnist_fitted_gmm.yaml", ["cuda_graphs=true", "bf16=true"]),
     }
     machine = machine_info(cuda=True)
     out = {"gpu": machine["gpu"], "torch": torch.__version__, "machine": machine, "batch": 64}
@@ -127,6 +153,18 @@ def main(argv=None) -> int:
           f"-> {out['plain']['protocol_min']:.1f} min for the protocol", flush=True)
     for name in args.variants.split(","):
         config, over = variants[name]
+        if name.startswith("sweep-"):
+            r = sweep_run(str(root / config), common + over, args.kimg, args.sweep_seeds)
+            single = out.get(name.removeprefix("sweep-"))
+            if single:  # N single runs one after the other take N times the protocol of one
+                r["speedup_vs_single_runs"] = args.sweep_seeds * single["protocol_min"] / r["protocol_min"]
+            out[name] = r
+            print(f"gmmgan {name:18s}: {r['seeds']} seeds x {r['images_per_s_per_seed']:>9,.0f} images/s = "
+                  f"{r['images_per_s']:,.0f} images/s in all; start-up {r['startup_s']:.1f} s; protocol for all "
+                  f"{r['seeds']} seeds {r['protocol_min']:.2f} min"
+                  + (f" = {r['speedup_vs_single_runs']:.2f}x faster than {r['seeds']} single runs" if single else "")
+                  + ("" if r["cuda_graph"] else " (graph capture FAILED: eager)"), flush=True)
+            continue
         r = gmmgan_run(str(root / config), common + over, args.kimg)
         r["ratio"] = r["images_per_s"] / ref
         out[name] = r

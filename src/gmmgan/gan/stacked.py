@@ -53,6 +53,9 @@ class StackedModule(nn.Module):
         # The template whose forward is run; kept out of the module tree so that its own tensors
         # are never trained, saved or moved (functional_call replaces every one of them).
         self.__dict__["template"] = copy.deepcopy(modules[0])
+        for m in self.template.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.register_forward_pre_hook(_full_precision_input)
         self.param_names = [n for n, _ in modules[0].named_parameters()]
         self.buffer_names = [n for n, _ in modules[0].named_buffers()]
         per_seed = [dict(m.named_parameters()) for m in modules]
@@ -94,6 +97,17 @@ class StackedModule(nn.Module):
             mine.update(module.named_buffers())
             for name, t in tensors.items():
                 mine[name].copy_(t[s])
+
+
+def _full_precision_input(_module, args):
+    """BatchNorm under vmap and bf16 autocast: vmap's backward rule wants the input in the statistics' dtype.
+
+    A single run's BatchNorm takes the bf16 activations as they are and computes in float32 inside;
+    under vmap the backward fails on the mixed dtypes, so the input is made float32 first (the same
+    arithmetic: the statistics were float32 already). float32 and float64 inputs are left alone.
+    """
+    x = args[0]
+    return (x.float(),) + tuple(args[1:]) if x.dtype in (torch.bfloat16, torch.float16) else None
 
 
 def stacked_adam(make_adam, groups, per_seed_opts) -> torch.optim.Optimizer:

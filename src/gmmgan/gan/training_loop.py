@@ -268,10 +268,11 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     except OSError as e:
         if not is_disk_full(e):
             raise
+        where = (f"s of the seeds, {root}/seed-*/{CHECKPOINT_NAME}, are" if sweep else
+                 f", {runs[0].run_dir / CHECKPOINT_NAME}, is")
         raise disk_full_during_training(e, resume_hint, f"; training stopped at {cur_nimg / 1000:.1f} kimg. The last "
-                         f"checkpoint{'s' if sweep else ''} in {resume_hint} "
-                         f"{'are' if sweep else 'is'} intact at {min(r.last_good for r in engine.runs) / 1000:.3f} "
-                         f"kimg: free some space, then continue with: gmmgan train --resume {resume_hint}") from None
+                         f"checkpoint{where} intact at {min(r.last_good for r in engine.runs) / 1000:.3f} kimg: free "
+                         f"some space, then continue with: gmmgan train --resume {resume_hint}") from None
     finally:
         for run in runs:
             if run.log is not None:
