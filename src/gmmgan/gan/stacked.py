@@ -124,7 +124,8 @@ def _conv_as_matmul(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     if self.bias is not None:
         out = out + self.bias
     ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    return out.transpose(1, 2).reshape(b, -1, ho, wo)
+    # contiguous: under vmap, cuDNN's BatchNorm cannot ask a strided input for its memory format.
+    return out.transpose(1, 2).reshape(b, -1, ho, wo).contiguous()
 
 
 def _conv_transpose_as_matmul(self: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +135,7 @@ def _conv_transpose_as_matmul(self: nn.ConvTranspose2d, x: torch.Tensor) -> torc
     cols = x.flatten(2).transpose(1, 2) @ self.weight.flatten(1)  # (B, H*W, C_out*kh*kw)
     ho, wo = (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw
     out = F.fold(cols.transpose(1, 2), (ho, wo), (kh, kw), padding=(ph, pw), stride=(sh, sw))
-    return out if self.bias is None else out + self.bias[:, None, None]
+    return (out if self.bias is None else out + self.bias[:, None, None]).contiguous()
 
 
 def _full_precision_input(_module, args):
