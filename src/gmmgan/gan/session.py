@@ -54,7 +54,8 @@ def train_session(train_fn):
 
     - SIGTERM (``timeout``, ``docker stop``, SLURM) is handled as Ctrl-C: a :class:`TrainingInterrupted`
       with the same clean-up and message (:func:`_sigterm_as_interrupt`);
-    - torch's number of threads (``cpu_threads`` sets it) is put back as it was;
+    - torch's number of threads (``cpu_threads`` sets it) and cuDNN's benchmark flag (a sweep sets it)
+      are put back as they were;
     - whatever train() hands to :func:`_until_train_returns` (the run folder's lock) is released.
     """
 
@@ -64,6 +65,7 @@ def train_session(train_fn):
         stacks = _SESSION.__dict__.setdefault("stacks", [])
         with contextlib.ExitStack() as stack:
             stack.callback(_restore_threads, threads)
+            stack.callback(setattr, torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
             stack.enter_context(_sigterm_as_interrupt())
             stacks.append(stack)
             try:

@@ -21,10 +21,8 @@ code, unchanged.
 from __future__ import annotations
 
 import copy
-import types
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -58,12 +56,6 @@ class StackedModule(nn.Module):
         for m in self.template.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.register_forward_pre_hook(_full_precision_input)
-            elif _plain_conv(m):
-                # A convolution under vmap becomes a grouped one, whose weight gradient cuDNN computes
-                # with a slow legacy kernel (80% of a 10-seed DCGAN step on an H200); as im2col and
-                # a matrix product, the seeds' products are one batched GEMM each way.
-                m.forward = types.MethodType(_conv_as_matmul if isinstance(m, nn.Conv2d)
-                                             else _conv_transpose_as_matmul, m)
         self.param_names = [n for n, _ in modules[0].named_parameters()]
         self.buffer_names = [n for n, _ in modules[0].named_buffers()]
         per_seed = [dict(m.named_parameters()) for m in modules]
@@ -105,37 +97,6 @@ class StackedModule(nn.Module):
             mine.update(module.named_buffers())
             for name, t in tensors.items():
                 mine[name].copy_(t[s])
-
-
-def _plain_conv(m: nn.Module) -> bool:
-    """A 2-D convolution (or transposed one) that :func:`_conv_as_matmul` computes exactly as torch does."""
-    if not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-        return False
-    plain = m.groups == 1 and tuple(m.dilation) == (1, 1) and m.padding_mode == "zeros" and not isinstance(m.padding, str)
-    return plain and (isinstance(m, nn.Conv2d) or tuple(m.output_padding) == (0, 0))
-
-
-def _conv_as_matmul(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``self(x)`` for x (B, C, H, W) as im2col and one matrix product (see StackedModule)."""
-    b, _, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-    cols = F.unfold(x, (kh, kw), padding=(ph, pw), stride=(sh, sw))  # (B, C*kh*kw, L)
-    out = cols.transpose(1, 2) @ self.weight.flatten(1).t()  # (B, L, C_out)
-    if self.bias is not None:
-        out = out + self.bias
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    # contiguous: under vmap, cuDNN's BatchNorm cannot ask a strided input for its memory format.
-    return out.transpose(1, 2).reshape(b, -1, ho, wo).contiguous()
-
-
-def _conv_transpose_as_matmul(self: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    """``self(x)`` (transposed convolution, the adjoint of a convolution) as one matrix product and col2im."""
-    b, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-    cols = x.flatten(2).transpose(1, 2) @ self.weight.flatten(1)  # (B, H*W, C_out*kh*kw)
-    ho, wo = (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw
-    out = F.fold(cols.transpose(1, 2), (ho, wo), (kh, kw), padding=(ph, pw), stride=(sh, sw))
-    return (out if self.bias is None else out + self.bias[:, None, None]).contiguous()
 
 
 def _full_precision_input(_module, args):

@@ -206,6 +206,10 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     # Set up the training step, the log/sample/snapshot ticks, the samples folder and the logs.
     engine = Engine(runs, gan=get_gan_loss(cfg.loss.kind), cfg=cfg, ema_beta=_ema_beta(cfg), autocast=autocast,
                     rows=rows)
+    if engine.stacked and device.type == "cuda":
+        # The seeds' convolutions run as grouped ones, for which cuDNN's default choice is slow: let it
+        # time its algorithms once (a 10-seed DCGAN step on an H200: 8.2 -> 6.6 ms).
+        torch.backends.cudnn.benchmark = True
     cur_nimg, step = runs[0].cur_nimg, runs[0].step
     for run in runs:
         distributed.main_only(partial(make_samples_dir, run.run_dir), "creating the samples folder")
