@@ -12,8 +12,13 @@ Tables (``--tables``, comma-separated; default all):
   (``gmmgan eval --metrics clustering``), beside the fitted GMM's own clustering of the real test
   set (``python -m benchmarks.gmm_real_clustering``).
 
-Every (config, seed) is one job: ``gmmgan train`` then its evaluation, in processes that see one
-GPU each (``CUDA_VISIBLE_DEVICES``), ``--per-gpu`` jobs per GPU at a time. One JSON per job goes to
+Every (config, seed) is one job: its training run, then its evaluation. The seeds of one config
+train together as one seed sweep (``gmmgan train --config C --seeds 0-2``: one process, the seeds
+stacked as one model, about as fast as one run on a GPU), then each seed's folder in the sweep is
+evaluated in turn (``gmmgan eval``, one process per command), all in processes that see one GPU
+(``CUDA_VISIBLE_DEVICES``); a GPU runs ``--per-gpu`` sweeps at a time. ``--sweep-size N`` cuts a
+config's seeds into sweeps of at most N (to spread one config over several GPUs, or to fit in GPU
+memory); ``--no-sweep`` trains every seed in its own process. One JSON per job (seed) goes to
 ``OUT/json/<table>/``; ``python -m benchmarks.results_report OUT`` renders the tables. Data and the
 feature classifiers are checked before anything trains.
 
@@ -24,12 +29,13 @@ Examples (repository root)::
     # shorter schedule (the tables then say so), e.g. 640 kimg = 5 Stacked-MNIST epochs
     PYTHONPATH=src python -m benchmarks.results_images --gpus 0,1,2,3 --data-root /data \\
         --cache-dir /data/classifiers --out results --kimg 640
-    # the pipeline on CPU, tiny: 2 kimg, 500 evaluation samples
+    # the pipeline on CPU, tiny: 0.5 kimg, 500 evaluation samples
     PYTHONPATH=src python -m benchmarks.results_images --device cpu --jobs 2 --data-root ../shared/data \\
         --out /tmp/r --tables mnist500 --kimg 0.5 -n 500
 
-Runs already done in ``--out`` are skipped (``--force`` redoes them), so a table can be finished
-over several invocations.
+Runs already done in ``--out`` are skipped (``--force`` redoes them) and the sweeps train only the
+seeds still to do, so a table can be finished over several invocations. ``--dry-run`` prints every
+command.
 """
 
 from __future__ import annotations
@@ -111,11 +117,10 @@ def make_jobs(args, tables: list[str]) -> list[R.Job]:
             if not cfg.is_file():
                 raise FileNotFoundError(f"config '{cfg}' of table {table!r} does not exist; run from a full checkout.")
             extra = ([f"schedule.total_kimg={args.kimg:g}"] if args.kimg is not None else []) + args.overrides
+            overrides = [f"device={args.device}", f"data.root={args.data_root}", *extra]
+            if args.device == "cpu":
+                overrides.append("cpu_threads=1")
             for seed in args.seeds:
-                overrides = [f"seed={seed}", f"device={args.device}", f"data.root={args.data_root}", *extra]
-                if args.device == "cpu":
-                    overrides.append("cpu_threads=1")
-
                 def evals(run_dir: Path, seed=seed, n=n, table=table) -> list[list[str]]:
                     common = ["--device", args.device, "--data-root", str(args.data_root)]
                     steps = [[sys.executable, "-m", "gmmgan", "eval", str(run_dir), "-n", str(n), "--seeds", str(seed),
@@ -128,8 +133,8 @@ def make_jobs(args, tables: list[str]) -> list[R.Job]:
                         "protocol_kimg": R.protocol_kimg(cfg),
                         "budget_kimg": args.kimg if args.kimg is not None else R.protocol_kimg(cfg),
                         "eval_samples": n, "device": args.device}
-                jobs.append(R.Job(table=table, name=f"{row}-s{seed}", train_argv=["--config", str(cfg), *overrides],
-                                  evals=evals, collect=_collect(table), info=info))
+                jobs.append(R.Job(table=table, name=f"{row}-s{seed}", group=row, config=cfg, seed=seed,
+                                  overrides=overrides, evals=evals, collect=_collect(table), info=info))
     return jobs
 
 
@@ -144,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="training seeds, e.g. 0 (default), 0-2 or 0,1")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cuda (default) or cpu (to try it out)")
     p.add_argument("--gpus", default="0", help="GPU ids for --device cuda, e.g. 0,1,2,3 (default: 0)")
-    p.add_argument("--per-gpu", type=int, default=1, help="jobs sharing one GPU at a time (default: 1)")
-    p.add_argument("--jobs", type=int, default=1, help="--device cpu: jobs at a time, one thread each (default: 1)")
+    p.add_argument("--per-gpu", type=int, default=1,
+                   help="sweeps (with --no-sweep: jobs) sharing one GPU at a time (default: 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="--device cpu: sweeps (with --no-sweep: jobs) at a time, one thread each (default: 1)")
     p.add_argument("--kimg", type=float, default=None, help="override schedule.total_kimg of every run "
                    "(the tables then report this budget next to the protocol's)")
     p.add_argument("-n", "--n-samples", type=int, default=None,
@@ -169,12 +176,14 @@ def main(argv=None) -> int:
         p.error(f"--gpus {args.gpus!r} names no GPU; give GPU ids such as 0 or 0,1,2,3")
     if min(args.per_gpu, args.jobs) < 1 or (args.kimg is not None and args.kimg <= 0) or (args.n_samples or 1) < 1:
         p.error("--per-gpu, --jobs, --kimg and -n must be positive")
+    if (bad := R.check_run_options(args)) is not None:
+        p.error(bad)
     args.data_root = Path(args.data_root).expanduser().resolve()
     args.cache_dir = Path(args.cache_dir).expanduser().resolve() if args.cache_dir else None
     out = Path(args.out).resolve()
     runs_dir = Path(args.runs_dir).resolve() if args.runs_dir else None
     if args.dry_run:
-        R.dry_run(make_jobs(args, tables), runs_dir or out / "runs")
+        R.dry_run(make_jobs(args, tables), runs_dir or out / "runs", sweep=args.sweep, sweep_size=args.sweep_size)
         return 0
     try:
         preflight(tables, args.data_root, args.cache_dir)
@@ -193,15 +202,17 @@ def main(argv=None) -> int:
         slots = [(f"cpu{i}", {**R.base_env(1), "CUDA_VISIBLE_DEVICES": ""}) for i in range(args.jobs)]
     jobs = make_jobs(args, tables)
     started, t0 = R.utc_now(), time.time()
-    print(f"{len(jobs)} jobs ({', '.join(tables)}) on {len(slots)} slot(s); results in {out}", flush=True)
+    how = f"as {len(R.make_sweeps(jobs, args.sweep_size))} sweep(s)" if args.sweep else "one process each"
+    print(f"{len(jobs)} jobs ({', '.join(tables)}) {how} on {len(slots)} slot(s); results in {out}", flush=True)
     results = R.run_all(jobs, out, slots, timeout=args.timeout, force=args.force, runs_dir=runs_dir,
-                        log=lambda s: print(s, flush=True))
+                        sweep=args.sweep, sweep_size=args.sweep_size, log=lambda s: print(s, flush=True))
     machine = machine_info(gpu_ids=gpus)
     for table in tables:
         mine = [r for r in results if r["table"] == table]
         R.write_invocation(out, table, {
             "command": R.invocation(), "started": started, "finished": R.utc_now(),
             "wall_s": round(time.time() - t0, 1), "slots": [s for s, _ in slots], "runs": len(mine),
+            "sweeps": sorted({r["sweep"]["name"] for r in mine if "sweep" in r}) if args.sweep else None,
             "failed": sum(r["status"] != "ok" for r in mine), "machine": machine})
     failed = [r for r in results if r["status"] != "ok"]
     print(f"done in {time.time() - t0:.0f} s: {len(results) - len(failed)} ok, {len(failed)} failed. "

@@ -201,38 +201,154 @@ TINY_2D = ["--data", "ring", "--priors", "fitted_gmm", "--seeds", "0,1", "--jobs
 ]
 
 
+def _results_2d(out: Path, runs: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmarks.results_2d", "--out", str(out), "--runs-dir", str(runs),
+                           *TINY_2D, *args],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+
+
+def _ring_results(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "json" / "ring").glob("ring_*.json"))]
+
+
 def test_results_2d_table_end_to_end(tmp_path):
-    """Two tiny ring runs in parallel workers, one JSON each, rendered as a table that says the
-    budget was shortened; a second invocation skips the finished runs."""
+    """Two tiny ring seeds as one sweep (one process), one JSON per seed, rendered as a table that
+    says the budget was shortened; a second invocation skips the finished seeds and sweeps the rest."""
     from benchmarks import results_report
 
     out, runs = tmp_path / "out", tmp_path / "runs"
-
-    def run_script():
-        return subprocess.run([sys.executable, "-m", "benchmarks.results_2d", "--out", str(out), "--runs-dir", str(runs),
-                               *TINY_2D],
-                              check=False, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-
-    proc = run_script()
+    proc = _results_2d(out, runs)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("start ring/") == 1 and "start ring/ring_fitted_gmm-seeds0-1 (2 seeds" in proc.stdout
     assert sorted(p.name for p in (out / "files" / "ring" / "ring_fitted_gmm-s1").iterdir()) == [
         "config.yaml", "final.png", "log.jsonl", "metrics.json", "train.log"]  # checkpoints stay in --runs-dir
-    assert len(list(runs.glob("ring/*/*/checkpoint.pt"))) == 2 and not list(out.rglob("checkpoint.pt"))
-    runs = [json.loads(p.read_text()) for p in sorted((out / "json" / "ring").glob("ring_*.json"))]
-    assert [(r["prior"], r["seed"], r["status"]) for r in runs] == [("fitted_gmm", 0, "ok"), ("fitted_gmm", 1, "ok")]
-    for r in runs:
+    assert sorted(p.name for p in (out / "files" / "ring" / "ring_fitted_gmm-seeds0-1").iterdir()) == [
+        "config.yaml", "summary.json", "summary.md", "train.log"]
+    [sweep_dir] = (runs / "ring" / "ring_fitted_gmm-seeds0-1").glob("0*")
+    assert sorted(p.parent.name for p in sweep_dir.glob("*/checkpoint.pt")) == ["seed-0000", "seed-0001"]
+    assert not list(out.rglob("checkpoint.pt"))
+    results = _ring_results(out)
+    assert [(r["prior"], r["seed"], r["status"]) for r in results] == [("fitted_gmm", 0, "ok"), ("fitted_gmm", 1, "ok")]
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    for r in results:
         assert r["metrics"]["n_modes"] == 8 and r["metrics"]["n_samples"] == 300
         assert 0 <= r["metrics"]["modes"] <= 8 and 0 <= r["metrics"]["hq"] <= 1
-        assert r["commands"][0].startswith("gmmgan train --config configs/ring_fitted_gmm.yaml seed=")
+        assert r["metrics"]["kl"] == summary["per_seed"][str(r["seed"])]["kl"]  # the seed's own metrics.json
+        assert r["commands"] == [results[0]["commands"][0]]  # one training command for both: the sweep
+        assert r["commands"][0].startswith("gmmgan train --config configs/ring_fitted_gmm.yaml --seeds 0-1 ")
         assert "cpu_threads=1" in r["commands"][0] and r["budget_kimg"] == 0.2 and r["protocol_kimg"] == 500
-    assert [" seed=0 " in runs[0]["commands"][0], " seed=1 " in runs[1]["commands"][0]] == [True, True]
+        assert r["run_dir"] == str(sweep_dir / f"seed-{r['seed']:04d}")
+        assert r["sweep"]["seeds"] == [0, 1] and r["wall_s"]["train"] == pytest.approx(r["sweep"]["train_wall_s"] / 2,
+                                                                                        abs=0.01)
+    [inv] = json.loads((out / "json" / "ring" / "_invocations.json").read_text())
+    assert inv["runs"] == 2 and inv["failed"] == 0 and inv["sweeps"] == ["ring_fitted_gmm-seeds0-1"]
     md = results_report.render(out)
     assert "### Ring: 8 Gaussians" in md and "| fitted_gmm | 2 |" in md
     assert "shortened: the protocol is 500 kimg" in md and "PacGAN2 (published)" in md
     assert "python -m benchmarks.results_2d --out" in md and "`data.n=2000`" in md
-    again = run_script()
-    assert again.returncode == 0 and again.stdout.count("skip ring/") == 2 and "start ring/" not in again.stdout
+    again = _results_2d(out, runs, "--seeds", "0-2")  # after TINY_2D's --seeds 0,1: this one counts
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("skip ring/") == 2 and again.stdout.count("start ring/") == 1
+    assert "start ring/ring_fitted_gmm-seeds2 (1 seed: ring_fitted_gmm-s2)" in again.stdout
+    assert (runs / "ring" / "ring_fitted_gmm-seeds0-1").is_dir()  # the first sweep's folders stay
+    third = _ring_results(out)[2]
+    assert third["seed"] == 2 and third["status"] == "ok" and " --seeds 2 " in third["commands"][0]
+    assert "| fitted_gmm | 3 |" in results_report.render(out)
+
+
+def test_results_2d_no_sweep_trains_each_seed_in_its_own_process(tmp_path, capsys):
+    """--no-sweep: the old way, ``gmmgan train ... seed=S`` per seed, same JSON and files; --dry-run
+    prints exactly the commands of either way."""
+    from benchmarks import results_2d
+
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    proc = _results_2d(out, runs, "--seeds", "1", "--no-sweep")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [r] = _ring_results(out)
+    assert r["job"] == "ring_fitted_gmm-s1" and r["status"] == "ok" and "sweep" not in r
+    assert r["commands"][0].startswith("gmmgan train --config configs/ring_fitted_gmm.yaml seed=1 device=cpu ")
+    assert r["metrics"]["n_modes"] == 8 and r["run_dir"].startswith(str(runs / "ring" / "ring_fitted_gmm-s1" / "0"))
+    assert sorted(p.name for p in (out / "files" / "ring" / "ring_fitted_gmm-s1").iterdir()) == [
+        "config.yaml", "final.png", "log.jsonl", "metrics.json", "train.log"]
+    assert json.loads((out / "json" / "ring" / "_invocations.json").read_text())[0]["sweeps"] is None
+
+    dry = ["--out", str(out), "--data", "ring", "--priors", "gaussian,fitted_gmm", "--seeds", "0-2,5", "--dry-run"]
+    assert results_2d.main(dry) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "# ring/ring_gaussian-seeds0-2_5: ring_gaussian-s0, ring_gaussian-s1, ring_gaussian-s2, ring_gaussian-s5"
+    assert lines[1] == (f"gmmgan train --config configs/ring_gaussian.yaml --seeds 0-2,5 device=cpu cpu_threads=1 "
+                        f"--out {out}/runs/ring/ring_gaussian-seeds0-2_5 -q")
+    assert len(lines) == 4 and lines[3].startswith("gmmgan train --config configs/ring_fitted_gmm.yaml --seeds 0-2,5 ")
+    assert results_2d.main([*dry, "--sweep-size", "3"]) == 0
+    assert [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("#")][:2] == [
+        "# ring/ring_gaussian-seeds0-2: ring_gaussian-s0, ring_gaussian-s1, ring_gaussian-s2",
+        "# ring/ring_gaussian-seeds5: ring_gaussian-s5"]
+    assert results_2d.main([*dry, "--no-sweep"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 16 and lines[:2] == [
+        "# ring/ring_gaussian-s0",
+        f"gmmgan train --config configs/ring_gaussian.yaml seed=0 device=cpu cpu_threads=1 --out {out}/runs/ring/"
+        "ring_gaussian-s0 -q"]
+    assert not (out / "runs").exists()
+
+
+def _fake_sweep(monkeypatch, tmp_path, outcome: str):
+    """A sweep of seeds 0-2 of a fake table whose training step is faked: 'diverged' (seed 1 diverged,
+    exit 1, the others finished), 'timeout' (killed, no folder) or 'crash' (exit 1, no summary)."""
+    from benchmarks import _results as R
+
+    def fake_step(argv, env, log, timeout):
+        log.write_text("$ " + R.display_command(argv) + "\nsomething went wrong\n")
+        if argv[3] != "train":  # an evaluation: writes the file collect reads
+            Path(argv[4], "eval.json").write_text(json.dumps({"score": int(argv[4][-1])}))
+            return "ok", 1.0
+        assert argv[argv.index("--seeds") + 1] == "0-2" and timeout == 30
+        if outcome == "timeout":
+            return "timeout", 30.0
+        root = Path(argv[argv.index("--out") + 1]) / "00000-ring-fitted_gmm-seeds0-2"
+        for s in range(3):
+            (root / f"seed-{s:04d}").mkdir(parents=True)
+        if outcome == "diverged":
+            (root / "seed-0001" / "diverged.txt").write_text("loss became NaN at 0.1 kimg\n")
+            (root / "summary.json").write_text(json.dumps({
+                "seeds": [0, 1, 2], "finished": [0, 2], "diverged": {"1": "loss became NaN at 0.1 kimg"},
+                "run_dirs": {"0": "seed-0000", "2": "seed-0002"}}))
+        return "failed", 12.0
+
+    monkeypatch.setattr(R, "_run_step", fake_step)
+    jobs = [R.Job(table="fake", name=f"row-s{s}", group="row", config=R.CONFIGS / "ring_fitted_gmm.yaml", seed=s,
+                  overrides=["device=cpu"], evals=lambda run_dir: [[sys.executable, "-m", "gmmgan", "eval", str(run_dir)]],
+                  collect=lambda run_dir: R.read_json(run_dir / "eval.json"), info={"seed": s})
+            for s in range(3)]
+    lines: list[str] = []
+    results = R.run_all(jobs, tmp_path / "out", [("cpu0", {})], timeout=10, runs_dir=tmp_path / "runs", log=lines.append)
+    return sorted(results, key=lambda r: r["seed"]), lines
+
+
+def test_a_seed_that_diverged_in_a_sweep_fails_alone(tmp_path, monkeypatch):
+    results, lines = _fake_sweep(monkeypatch, tmp_path, "diverged")
+    assert [r["status"] for r in results] == ["ok", "failed", "ok"]
+    assert [r.get("metrics") for r in results] == [{"score": 0}, None, {"score": 2}]
+    assert "seed 1 diverged in the sweep" in results[1]["error"] and "NaN" in results[1]["error"]
+    assert results[0]["commands"][1] == f"gmmgan eval {results[0]['run_dir']}" and len(results[1]["commands"]) == 1
+    assert results[0]["wall_s"] == {"train": 4.0, "eval0": 1.0, "total": 5.0}
+    assert results[0]["sweep"]["train_status"] == "failed" and results[0]["sweep"]["train_wall_s"] == 12.0
+    assert sorted(p.name for p in (tmp_path / "out" / "files" / "fake" / "row-s0").iterdir()) == [
+        "eval.json", "eval0.log", "train.log"]
+    assert sorted(p.name for p in (tmp_path / "out" / "json" / "fake").iterdir()) == ["row-s0.json", "row-s1.json",
+                                                                                     "row-s2.json"]
+    assert any(ln.startswith("failed fake/row-s1: seed 1 diverged") for ln in lines)
+
+
+@pytest.mark.parametrize("outcome", ["timeout", "crash"])
+def test_a_sweep_that_fails_fails_every_seed_with_its_log(tmp_path, monkeypatch, outcome):
+    results, _ = _fake_sweep(monkeypatch, tmp_path, outcome)
+    status = "timeout" if outcome == "timeout" else "failed"
+    assert [r["status"] for r in results] == [status] * 3
+    for r in results:
+        assert r["error"].startswith(f"{status}; last lines of train.log") and "something went wrong" in r["error"]
+        assert "metrics" not in r and len(r["commands"]) == 1
 
 
 def test_results_scripts_reject_bad_input(tmp_path, capsys):
@@ -244,6 +360,11 @@ def test_results_scripts_reject_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit):
         results_2d.main(["--priors", "fitted_gmm,wgan"])
     assert "subset of fitted_gmm" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="drop it with --no-sweep"):
+        results_2d.main(["--no-sweep", "--sweep-size", "2", "--dry-run"])
+    with pytest.raises(SystemExit, match="--sweep-size must be >= 1"):
+        results_2d.main(["--sweep-size", "0", "--dry-run"])
+    assert _results.seeds_text([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8" and _results.seeds_text([3, 1]) == "3,1"
     with pytest.raises(FileNotFoundError, match="no json/ folder"):
         results_report.render(tmp_path)
 
@@ -254,6 +375,7 @@ def test_results_scripts_reject_bad_input(tmp_path, capsys):
     (["--kimg", "0"], "must be positive"),
     (["--tables", "stacked"], "MNIST/raw"),  # checked before anything trains: no data here
     (["--device", "cuda", "--gpus", ","], "names no GPU"),
+    (["--sweep-size", "0"], "--sweep-size must be >= 1"),
 ])
 def test_results_images_rejects_bad_input_before_training(tmp_path, capsys, argv, msg):
     from benchmarks import results_images
