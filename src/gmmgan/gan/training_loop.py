@@ -23,6 +23,11 @@ What happens, top to bottom (the section comments of :func:`train`):
    ``eval_samples`` samples (:func:`gmmgan.metrics.mode_coverage`), printed, saved and plotted; an
    image run ends with a grid of samples.
 
+Seed sweeps (``seeds: [...]``, ``gmmgan train --seeds 0-9``): the same steps for every seed, each
+seed set up as its single run would be (:mod:`gmmgan.gan.seed_run`), in one run folder per seed
+inside the sweep's folder, and trained together as one stacked model (:class:`gmmgan.gan.sweep.Engine`):
+one loop, whether it holds one run or many.
+
 Exact resume: everything random comes from three generators (the batcher's, the z generator and
 the global torch RNG used only to initialise the nets), all saved in the checkpoint, so on CPU a
 run stopped and resumed ends with the same weights as one that never stopped.
@@ -372,14 +377,16 @@ def _check_finite(engine: Engine, batch_size: int, sweep: bool, diverged: dict, 
     bad = [(run, s) for run, s in zip(engine.runs, engine.step_fn.first_bad_step()) if s >= 0]
     if not bad:
         return engine
-    messages = {run.seed: (f"a loss became NaN or infinite at step {s} (around {s * batch_size / 1000:.3f} kimg). "
-                           f"The last good checkpoint is {run.run_dir / CHECKPOINT_NAME} ({run.last_good / 1000:.3f} "
-                           "kimg), left unchanged.") for run, s in bad}
+    stopped = "this seed stopped" if sweep else "training stopped"
+    messages = {run.seed: (f"a loss became NaN or infinite at step {s} (around {s * batch_size / 1000:.3f} kimg); "
+                           f"{stopped}. The last good checkpoint is {run.run_dir / CHECKPOINT_NAME} "
+                           f"({run.last_good / 1000:.3f} kimg), left unchanged.") for run, s in bad}
     advice = (" Try lower learning rates (optim.g_lr, optim.d_lr), R1 (loss.r1_gamma=1) or spectral norm "
               "(nets.d_spectral_norm=true).")
     if not sweep or len(bad) == len(engine.runs):
-        which = "" if not sweep else f"every seed of the sweep diverged; seed {bad[0][0].seed}: "
-        raise TrainingDivergedError(which + "; training stopped. ".join([messages[bad[0][0].seed]]) + advice)
+        first = bad[0][0].seed
+        which = f"every seed of the sweep diverged; seed {first}: " if sweep else ""
+        raise TrainingDivergedError(which + messages[first] + advice)
     engine.sync()
     for run, _ in bad:
         diverged[run.seed] = messages[run.seed]
