@@ -37,6 +37,8 @@ def test_cli_sweep_writes_a_run_folder_per_seed_and_a_summary(tmp_path, capsys):
     # Each seed's folder is an ordinary run folder: sampled and resumed on its own.
     rc, _, err = cli(capsys, "sample", seed_dir(root, 1), "-n", "50", "-o", tmp_path / "s.npy")
     assert rc == 0, err
+    rc, _, err = cli(capsys, "eval", root)  # the sweep's own folder: a clear pointer to the seeds' folders
+    assert_clean_error(rc, err, "folder of a seed sweep (3 seeds)", "seed-0000")
     rc, _, err = cli(capsys, "train", "--resume", seed_dir(root, 5), "schedule.total_kimg=0.5", "-q")
     assert rc == 0, err
     assert load_checkpoint(seed_dir(root, 5) / CHECKPOINT_NAME)["cur_nimg"] == 500

@@ -214,6 +214,11 @@ def load_snapshot(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     if path.is_dir():
         path = path / SNAPSHOT_NAME
     if not path.is_file():
+        seeds = sorted(p.parent.name for p in path.parent.glob(f"seed-*/{SNAPSHOT_NAME}"))
+        if seeds:  # the folder of a seed sweep (gmmgan.gan.sweep): one run folder per seed inside
+            raise FileNotFoundError(
+                f"'{path.parent}' is the folder of a seed sweep ({len(seeds)} seeds); give one seed's run folder, "
+                f"e.g. {path.parent / seeds[0]} (its summary.json has the sweep's metrics).")
         raise FileNotFoundError(
             f"generator snapshot '{path}' does not exist; give a run folder written by 'gmmgan train' "
             "(it writes the snapshot every schedule.snapshot_kimg and at the end)."
