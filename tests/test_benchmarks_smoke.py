@@ -384,3 +384,20 @@ def test_results_images_rejects_bad_input_before_training(tmp_path, capsys, argv
         results_images.main(["--device", "cpu", "--data-root", str(tmp_path), "--out", str(tmp_path), *argv])
     assert e.value.code == 2 and msg in capsys.readouterr().err
     assert not (tmp_path / "json").exists()
+
+
+def test_sweep_speed_compares_a_sweep_with_single_runs(tmp_path, capsys):
+    from _helpers import TINY_TRAIN
+
+    from benchmarks import sweep_speed
+
+    out = tmp_path / "sweep_speed.json"
+    assert sweep_speed.main(["--config", str(ROOT / "configs" / "ring_fitted_gmm.yaml"), "--seeds", "0,1",
+                             "--set", *TINY_TRAIN, "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["seeds"] == [0, 1] and record["speedup"] > 0
+    # Seed s of the sweep is the single run with seed s: the same final metrics.
+    for single, swept in zip(record["single_metrics"], record["sweep_metrics"]):
+        assert single["modes"] == swept["modes"]
+        assert abs(single["kl"] - swept["kl"]) < 1e-3
+    assert "2 single runs" in capsys.readouterr().out
