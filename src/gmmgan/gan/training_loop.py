@@ -196,6 +196,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     with sweep_removed_if_empty(root, main and created and sweep):
         if sweep:
             distributed.main_only(partial(record_config, root, cfg), "writing the sweep's config")
+            say(f"sweep folder: {root} ({len(runs)} seeds; resume them all with: gmmgan train --resume {root})")
         for run, (_, folder, _) in zip(runs, plan):
             if sweep:
                 folder = seed_dir(root, run.seed)
