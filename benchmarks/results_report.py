@@ -87,7 +87,10 @@ def provenance(t: dict) -> list[str]:
                                                                                      for r in bad))
     if ok:
         first = min(ok, key=lambda r: (r.get("config", ""), r["seed"]))
-        lines.append(f"- Commands of one run ({first['job']}; other runs differ in seed=): "
+        swept = "sweep" in first  # trained as one seed sweep (--seeds), evaluated per seed folder
+        lines.append(f"- Commands of one {'seed' if swept else 'run'} ({first['job']}; "
+                     + ("its sweep trains all the seeds of its config with --seeds, the evaluation differs per "
+                        "seed folder): " if swept else "other runs differ in seed=): ")
                      + "; ".join(f"`{c}`" for c in first["commands"]))
     return lines
 
