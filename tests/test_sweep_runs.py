@@ -127,3 +127,26 @@ def test_memory_estimate_grows_with_seeds_and_batch(tmp_path):
     one, two = sweep.estimate_sweep_bytes(runs[:1], 50), sweep.estimate_sweep_bytes(runs, 50)
     assert two > one > 0
     assert sweep.estimate_sweep_bytes(runs, 500) > two
+
+
+def test_ctrl_c_while_the_seeds_checkpoints_are_written_leaves_them_at_one_step(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from gmmgan.gan.training_loop import TrainingInterrupted
+
+    real_save, sent = seed_run.SeedRun.save, []
+
+    def save(self):
+        if self.cur_nimg == 200 and not sent:  # Ctrl-C while the first seed's checkpoint is written
+            sent.append(self.seed)
+            os.kill(os.getpid(), signal.SIGINT)
+        real_save(self)
+
+    monkeypatch.setattr(seed_run.SeedRun, "save", save)
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(tiny("seeds=0,1,2"), run_dir=tmp_path / "sw", quiet=True)
+    at = {s: load_checkpoint(seed_dir(tmp_path / "sw", s) / CHECKPOINT_NAME)["cur_nimg"] for s in (0, 1, 2)}
+    assert sent == [0] and at == {0: 200, 1: 200, 2: 200}  # the signal waited for every seed's checkpoint
+    monkeypatch.setattr(seed_run.SeedRun, "save", real_save)
+    assert train(tiny("seeds=0,1,2"), run_dir=tmp_path / "sw", resume=True, quiet=True)["kimg"] == 0.4

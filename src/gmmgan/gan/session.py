@@ -24,8 +24,8 @@ from gmmgan._files import DiskFullError, disk_full_error, is_disk_full
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME
 from gmmgan.gan.run_folder import lock_run_dir, remove_unfinished
 
-__all__ = ["TrainingInterrupted", "disk_full_during_training", "hold_run_folder", "removed_if_unfinished", "stopped_by",
-           "train_session"]
+__all__ = ["TrainingInterrupted", "disk_full_during_training", "hold_run_folder", "interrupts_deferred",
+           "removed_if_unfinished", "stopped_by", "train_session"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -88,6 +88,33 @@ def _restore_threads(n: int) -> None:
 
 def _raise_interrupt(signum, frame) -> None:
     raise TrainingInterrupted(f"interrupted{stopped_by(TrainingInterrupted(signum=signum))}", signum)
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C and SIGTERM wait until the block has ended, then act as they would have (main thread only).
+
+    A sweep writes its seeds' checkpoints one after the other; stopped in between, some seeds would
+    be a snapshot ahead of the others and the sweep could not go on as one. Signals that arrive
+    meanwhile are held and handed to the previous handlers once the block is done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    names = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None]
+    previous = {s: signal.getsignal(s) for s in names}
+    for s in names:
+        if callable(previous[s]):  # an ignored or default (non-Python) disposition stays as it is
+            signal.signal(s, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for s in names:
+            if callable(previous[s]):
+                signal.signal(s, previous[s])
+        if held:
+            previous[held[0]](held[0], None)
 
 
 @contextlib.contextmanager

@@ -70,6 +70,7 @@ from gmmgan.gan.session import (
     TrainingInterrupted,
     disk_full_during_training,
     hold_run_folder,
+    interrupts_deferred,
     stopped_by,
     train_session,
 )
@@ -262,8 +263,9 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
                 next_sample = _next_at(cur_nimg, sched.sample_kimg)
             if cur_nimg >= next_snap or done:
                 engine.sync()
-                for run in engine.runs:
-                    run.save()
+                with interrupts_deferred():  # all the seeds' checkpoints at the same step, or none
+                    for run in engine.runs:
+                        run.save()
                 next_snap = _next_at(cur_nimg, sched.snapshot_kimg)
             if step % 16 == 0 or done:  # rich costs ~0.1 ms a call: not every step
                 runs[0].log.show_progress(cur_nimg)
