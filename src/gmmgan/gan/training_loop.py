@@ -116,6 +116,11 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
           quiet: bool = False) -> dict:
     """Train a GAN as ``cfg`` says; returns {'run_dir', 'kimg', 'metrics', 'wall_s', ...}.
 
+    With ``cfg.seeds`` set, a seed sweep: every seed trains as the single run with that seed would,
+    all of them in this process as one stacked model (:mod:`gmmgan.gan.sweep`); the result's
+    'run_dir' is the sweep's folder, 'metrics' its summary, 'runs' one {'seed', 'run_dir',
+    'metrics', 'G_ema'} per seed that finished and 'diverged' {seed: why} for those that did not.
+
     Under ``torchrun`` every rank calls this with the same arguments: each trains on its slice of
     every global batch (``schedule.batch_size`` images in all), gradients are averaged over ranks,
     and only rank 0 writes the run folder (:mod:`gmmgan.distributed`).
@@ -124,8 +129,9 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     ----------
     cfg : TrainConfig
     run_dir : path, optional
-        The run folder; default a new ``cfg.out/NNNNN-<data>-<prior>``. With ``resume=True``, the
-        folder of the run to continue (its ``checkpoint.pt`` must exist).
+        The run folder; default a new ``cfg.out/NNNNN-<data>-<prior>`` (a sweep:
+        ``...-seeds<first>-<last>``, with a ``seed-NNNN`` run folder per seed inside). With
+        ``resume=True``, the folder of the run (or sweep) to continue.
     resume : bool, default=False
     console : rich.console.Console, optional
         Where the progress bar and summary go (default: a new console on stdout).
