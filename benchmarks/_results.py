@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import shlex
 import shutil
 import subprocess
@@ -46,22 +45,10 @@ def utc_now() -> str:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """'0-9' -> [0..9]; '0,3,5' -> [0, 3, 5]; '2' -> [2]."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        m = re.fullmatch(r"(\d+)-(\d+)", part)
-        if m:
-            a, b = int(m.group(1)), int(m.group(2))
-            if b < a:
-                raise ValueError(f"seed range {part!r} runs backwards; write it as {b}-{a}.")
-            seeds += range(a, b + 1)
-        elif part.isdigit():
-            seeds.append(int(part))
-        else:
-            raise ValueError(f"--seeds takes non-negative integers and ranges such as 0-9 or 0,2,5; got {part!r}.")
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds must name at least one seed, each once; got {text!r}.")
-    return seeds
+    """'0-9' -> [0..9]; '0,3,5' -> [0, 3, 5]; '2' -> [2] (gmmgan's own parser, as ``gmmgan train --seeds``)."""
+    from gmmgan._seeds import parse_seeds as parse
+
+    return parse(text, "--seeds")
 
 
 def protocol_kimg(config_path: Path) -> float:
