@@ -267,18 +267,7 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
         fields = [f for m, fs in (("fid", ("fid",)), ("kid", ("kid_mean", "kid_std")),
                                   ("prdc", ("precision", "recall", "density", "coverage"))) if m in metrics for f in fs]
         stats = {f: _mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
-        counts = ("n_real", "n_fake", "n_prdc")
-        # metrics.model / metrics.reference: one number per metric (the model's: mean over seeds),
-        # with ImageMetrics' names; the spread over seeds is in model_se and model_per_seed.
-        out["metrics"] = {
-            "model": {**{f: stats[f]["mean"] for f in fields}, **{c: getattr(rows[0], c) for c in counts}},
-            "model_se": {f: stats[f]["se"] for f in fields},
-            "model_per_seed": {f: stats[f]["per_seed"] for f in fields},
-            "reference": {**{f: float(getattr(ref, f)) for f in fields}, **{c: getattr(ref, c) for c in counts}},
-        }
-        say(f"{'metric':<10} {'model':>22} {'real-vs-real':>13}")
-        for f in fields:
-            say(f"{f:<10} {_fmt(stats[f]):>22} {out['metrics']['reference'][f]:13.4f}")
+        out["metrics"] = _model_vs_reference(stats, rows, ref, fields, say)
         note = "" if n_ref == n else f" (the test split has only {n_ref}: FID/KID of model and reference not comparable)"
         say(f"n: {n} generated per seed ({len(rows)} seed(s)), {n_ref} real test images{note}, against "
             f"{train.shape[0]} real train images ({dataset} train split)")
@@ -347,24 +336,36 @@ def _eval_folder(G, prior, meta, shape, metrics, args, device, say) -> dict:
     fields = [f for m, fs in (("fid", ("fid",)), ("kid", ("kid_mean", "kid_std")),
                               ("prdc", ("precision", "recall", "density", "coverage"))) if m in metrics for f in fs]
     stats = {f: _mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
-    counts = ("n_real", "n_fake", "n_prdc")
     out: dict = {"metric_names": metrics, "n_samples": n, "metrics": {
-        "model": {**{f: stats[f]["mean"] for f in fields}, **{c: getattr(rows[0], c) for c in counts}},
-        "model_se": {f: stats[f]["se"] for f in fields},
-        "model_per_seed": {f: stats[f]["per_seed"] for f in fields},
-        "reference": {**{f: float(getattr(ref, f)) for f in fields}, **{c: getattr(ref, c) for c in counts}},
+        **_model_vs_reference(stats, rows, ref, fields, say),
         "feature_network": {k: info.get(k) for k in ("kind", "n_images", "channels", "resolution", "recon_mse",
                                                      "source", "key", "sha256")},
     }}
-    say(f"{'metric':<10} {'model':>22} {'real-vs-real':>13}")
-    for f in fields:
-        say(f"{f:<10} {_fmt(stats[f]):>22} {out['metrics']['reference'][f]:13.4f}")
     note = "" if n_ref == n else f" (only {n_ref} held out: FID/KID of model and reference not comparable)"
     say(f"n: {n} generated per seed ({len(rows)} seed(s)), {n_ref} of the {held_out.shape[0]} held-out folder "
         f"images{note}, against the other {rest.shape[0]} images of {folder}")
     say(f"features: encoder of an autoencoder trained on this folder (sha256 {info['sha256'][:12]}); these numbers "
         "compare only with runs on the same folder, resolution and channels, not with Inception FIDs")
     return out
+
+
+def _model_vs_reference(stats: dict, rows: list, ref, fields, say) -> dict:
+    """The feature metrics of the model beside the real-vs-real reference, as eval.json holds them; printed as a table.
+
+    metrics.model / metrics.reference: one number per metric (the model's: mean over seeds), with
+    ImageMetrics' names; the spread over seeds is in model_se and model_per_seed.
+    """
+    counts = ("n_real", "n_fake", "n_prdc")
+    metrics = {
+        "model": {**{f: stats[f]["mean"] for f in fields}, **{c: getattr(rows[0], c) for c in counts}},
+        "model_se": {f: stats[f]["se"] for f in fields},
+        "model_per_seed": {f: stats[f]["per_seed"] for f in fields},
+        "reference": {**{f: float(getattr(ref, f)) for f in fields}, **{c: getattr(ref, c) for c in counts}},
+    }
+    say(f"{'metric':<10} {'model':>22} {'real-vs-real':>13}")
+    for f in fields:
+        say(f"{f:<10} {_fmt(stats[f]):>22} {metrics['reference'][f]:13.4f}")
+    return metrics
 
 
 def _train_classifier(args, say) -> int:
