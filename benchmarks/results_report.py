@@ -24,10 +24,11 @@ MARK = {True: " ✓", False: " ✗", None: ""}
 
 
 def mean_se(values: list[float]) -> tuple[float, float | None]:
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, None
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
+    """(mean, standard error or None for one value), as gmmgan's own reports compute them."""
+    from gmmgan._stats import mean_se as stats
+
+    s = stats(values)
+    return s["mean"], s["se"]
 
 
 def fmt(values: list[float], digits: int, scale: float = 1.0, mark: bool | None = None) -> str:

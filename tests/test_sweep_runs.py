@@ -150,3 +150,14 @@ def test_ctrl_c_while_the_seeds_checkpoints_are_written_leaves_them_at_one_step(
     assert sent == [0] and at == {0: 200, 1: 200, 2: 200}  # the signal waited for every seed's checkpoint
     monkeypatch.setattr(seed_run.SeedRun, "save", real_save)
     assert train(tiny("seeds=0,1,2"), run_dir=tmp_path / "sw", resume=True, quiet=True)["kimg"] == 0.4
+
+
+def test_a_one_seed_sweep_writes_strict_json_without_a_standard_error(tmp_path):
+    def no_nan(name):
+        raise AssertionError(f"summary.json holds {name}, which JSON does not have")
+
+    result = train(tiny("seeds=3"), run_dir=tmp_path / "sw", quiet=True)
+    summary = json.loads((tmp_path / "sw" / SUMMARY_NAME).read_text(), parse_constant=no_nan)
+    assert summary["metrics"]["kl"]["se"] is None and result["metrics"]["seeds"] == [3]
+    [kl_row] = [line for line in (tmp_path / "sw" / "summary.md").read_text().splitlines() if line.startswith("| kl |")]
+    assert "±" not in kl_row

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from gmmgan._device import resolve_device
+from gmmgan._stats import mean_se
 from gmmgan.commands._args import device_name, positive_int
 from gmmgan.commands._outputs import check_output_path
 from gmmgan.commands.sample import _run_path
@@ -156,15 +157,6 @@ def _generate(G, prior, n, seed, device, component=None):
     return generate(G, prior, n, seed, device, component=component)
 
 
-def _mean_se(values: list[float]) -> dict:
-    """{'mean', 'se' (None for one value: JSON has no NaN), 'per_seed'}."""
-    m = sum(values) / len(values)
-    se = None
-    if len(values) > 1:
-        se = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
-    return {"mean": m, "se": se, "per_seed": list(values)}
-
-
 def _fmt(stat: dict) -> str:
     return f"{stat['mean']:.4f}" + ("" if stat["se"] is None else f" +- {stat['se']:.4f}")
 
@@ -202,7 +194,7 @@ def _eval_2d(name, G, prior, n, args, device, say) -> dict:
     rows = [mode_coverage(_generate(G, prior, n, s, device).cpu(), spec) for s in args.seeds]
     out = {}
     for field in ("modes_captured", "hq_fraction", "reverse_kl"):
-        out[field] = _mean_se([float(getattr(r, field)) for r in rows])
+        out[field] = mean_se([float(getattr(r, field)) for r in rows])
         say(f"{field:15s} {_fmt(out[field])}")
     out["n_modes"] = rows[0].n_modes
     out["kl_floor"] = float(rows[0].kl_floor)
@@ -218,7 +210,7 @@ def _eval_stacked(G, prior, shape, n, args, device, say) -> dict:
     rows = [stacked_mnist_modes((_generate(G, prior, n, s, device).clamp(-1, 1) + 1) / 2, clf) for s in args.seeds]
     out = {}
     for field in ("modes", "reverse_kl"):
-        out[field] = _mean_se([float(getattr(r, field)) for r in rows])
+        out[field] = mean_se([float(getattr(r, field)) for r in rows])
         say(f"{field:11s} {_fmt(out[field])}")
     out["kl_floor"] = float(rows[0].kl_floor)
     out["feature_network"] = {k: clf.info.get(k) for k in ("dataset", "test_accuracy", "sha256")}
@@ -266,7 +258,7 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
         rows = [feature_metrics(real_f, clf.features(fake(s)).cpu(), nearest_k=_NEAREST_K, seed=s) for s in args.seeds]
         fields = [f for m, fs in (("fid", ("fid",)), ("kid", ("kid_mean", "kid_std")),
                                   ("prdc", ("precision", "recall", "density", "coverage"))) if m in metrics for f in fs]
-        stats = {f: _mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
+        stats = {f: mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
         out["metrics"] = _model_vs_reference(stats, rows, ref, fields, say)
         note = "" if n_ref == n else f" (the test split has only {n_ref}: FID/KID of model and reference not comparable)"
         say(f"n: {n} generated per seed ({len(rows)} seed(s)), {n_ref} real test images{note}, against "
@@ -278,7 +270,7 @@ def _eval_images(name, dataset, G, prior, meta, shape, n, metrics, args, device,
             images = torch.cat([fake(s + 1000 * c, component=c, count=per) for c in range(k)])
             comps = torch.arange(k).repeat_interleave(per)
             scores.append(component_clustering(images, comps, clf))
-        out["clustering"] = {f: _mean_se([float(getattr(r, f)) for r in scores]) for f in ("accuracy", "nmi")}
+        out["clustering"] = {f: mean_se([float(getattr(r, f)) for r in scores]) for f in ("accuracy", "nmi")}
         out["clustering"]["n_per_component"] = per
         say(f"clustering accuracy {_fmt(out['clustering']['accuracy'])}, NMI {_fmt(out['clustering']['nmi'])} "
             f"({k} components x {per} images per seed)")
@@ -335,7 +327,7 @@ def _eval_folder(G, prior, meta, shape, metrics, args, device, say) -> dict:
                             seed=s) for s in args.seeds]
     fields = [f for m, fs in (("fid", ("fid",)), ("kid", ("kid_mean", "kid_std")),
                               ("prdc", ("precision", "recall", "density", "coverage"))) if m in metrics for f in fs]
-    stats = {f: _mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
+    stats = {f: mean_se([float(getattr(r, f)) for r in rows]) for f in fields}
     out: dict = {"metric_names": metrics, "n_samples": n, "metrics": {
         **_model_vs_reference(stats, rows, ref, fields, say),
         "feature_network": {k: info.get(k) for k in ("kind", "n_images", "channels", "resolution", "recon_mse",

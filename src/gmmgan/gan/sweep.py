@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import shutil
 from pathlib import Path
 
 import torch
 
 from gmmgan._files import atomic_write_text
+from gmmgan._stats import mean_se
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME
-from gmmgan.gan.run_folder import CONFIG_NAME
 from gmmgan.gan.stacked import StackedModule, stacked_adam, unstack_adam
 from gmmgan.gan.train_step import TrainStep, adam
 
-__all__ = ["DIVERGED_NAME", "SUMMARY_NAME", "Engine", "check_sweep_fits", "is_sweep_dir", "seed_dir", "sweep_desc",
+__all__ = ["DIVERGED_NAME", "SUMMARY_NAME", "Engine", "check_sweep_fits", "seed_dir", "sweep_desc",
            "sweep_removed_if_empty", "write_summary"]
 
 SUMMARY_NAME = "summary.json"
@@ -44,20 +43,6 @@ def sweep_desc(cfg) -> str:
     seeds = cfg.seeds
     span = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
     return f"{cfg.data.name}-{cfg.prior.kind}-seeds{span}"
-
-
-def is_sweep_dir(path: Path) -> bool:
-    """Whether ``path`` is a sweep folder (its config.yaml lists seeds)."""
-    import yaml
-
-    config = Path(path) / CONFIG_NAME
-    if not config.is_file():
-        return False
-    try:
-        d = yaml.safe_load(config.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
-        return False
-    return isinstance(d, dict) and d.get("seeds") is not None
 
 
 @contextlib.contextmanager
@@ -211,18 +196,12 @@ class Engine:
 
 
 # ----------------------------------------------------------------------------------- the summary
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else float("nan")
-    return mean, se
-
-
 def write_summary(root: Path, cfg, runs, diverged: dict[int, str]) -> dict:
     """summary.json and summary.md of a sweep: every numeric metric's mean +- standard error over the seeds."""
     per_seed = {r.seed: r.metrics for r in runs if r.metrics}
     keys = [k for k, v in next(iter(per_seed.values()), {}).items() if isinstance(v, (int, float)) and k != "kimg"]
-    stats = {k: dict(zip(("mean", "se"), _mean_se([m[k] for m in per_seed.values()]))) for k in keys}
+    stats = {k: {f: v for f, v in mean_se([m[k] for m in per_seed.values()]).items() if f != "per_seed"}
+             for k in keys}
     summary = {"seeds": list(cfg.seeds), "finished": sorted(r.seed for r in runs), "diverged": diverged,
                "kimg": max((r.cur_nimg for r in runs), default=0) / 1000, "metrics": stats,
                "per_seed": {str(s): m for s, m in per_seed.items()},
@@ -235,7 +214,7 @@ def write_summary(root: Path, cfg, runs, diverged: dict[int, str]) -> dict:
         lines += ["| metric | mean ± standard error | per seed |", "| --- | --- | --- |"]
         for k, st in stats.items():
             values = ", ".join(f"{per_seed[s][k]:.4g}" for s in sorted(per_seed))
-            se = "" if math.isnan(st["se"]) else f" ± {st['se']:.4g}"
+            se = "" if st["se"] is None else f" ± {st['se']:.4g}"
             lines.append(f"| {k} | {st['mean']:.4g}{se} | {values} |")
     else:
         lines.append("No metrics at the end of training (image runs): measure each seed with `gmmgan eval`.")
