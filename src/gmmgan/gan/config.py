@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 PRIOR_KINDS = ("gaussian", "fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg")
+EMBEDDINGS = ("auto", "identity", "pca", "autoencoder")
+LEARNED_EMBEDDINGS = ("autoencoder",)  # trained by gmmgan; their weights can be reused (prior.embed_from)
 _COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 
@@ -112,8 +114,13 @@ class PriorConfig:
     n_components : mixture components K; fitted_gmm and gmm_reg also take 'auto' (K chosen by BIC
         by :class:`gmmgan.GaussianMixture`).
     covariance_type : of the fitted GMM (fitted_gmm, gmm_reg).
-    embed : auto (identity for 2-D points, PCA for images), identity or pca.
-    embed_dim : PCA dimension.
+    embed : auto (identity for 2-D points, PCA for images), identity, pca, or autoencoder (a
+        convolutional autoencoder trained on the images, no labels; its decoder is the warm-start
+        target).
+    embed_dim : PCA dimension, or the autoencoder's code size.
+    embed_epochs, embed_width : the autoencoder's training passes and first-layer channels.
+    embed_from : reuse the learned embedding of an earlier run of the same data instead of training
+        one: that run's folder or its ``embedding.safetensors`` (None = train it in this run).
     whiten : PCA coordinates scaled to unit variance.
     noise_dim : extra N(0, I) coordinates appended to fitted-GMM samples.
     fit_samples : at most this many real samples are used to fit the embedding and the GMM.
@@ -134,6 +141,9 @@ class PriorConfig:
     covariance_type: str = "full"
     embed: str = "auto"
     embed_dim: int = 32
+    embed_epochs: int = 10
+    embed_width: int = 32
+    embed_from: str | None = None
     whiten: bool = True
     noise_dim: int = 0
     fit_samples: int = 20_000
@@ -151,7 +161,10 @@ class PriorConfig:
     def __post_init__(self):
         _choice("prior.kind", self.kind, PRIOR_KINDS)
         _choice("prior.covariance_type", self.covariance_type, _COVARIANCE_TYPES)
-        _choice("prior.embed", self.embed, ("auto", "identity", "pca"))
+        _choice("prior.embed", self.embed, EMBEDDINGS)
+        if self.embed_from is not None and self.embed not in LEARNED_EMBEDDINGS:
+            raise ValueError(f"prior.embed_from reuses a learned embedding ({', '.join(LEARNED_EMBEDDINGS)}), "
+                             f"not prior.embed={self.embed}; drop prior.embed_from or set prior.embed.")
         if self.n_components == "auto":
             if self.kind not in ("fitted_gmm", "gmm_reg"):
                 raise ValueError(f"prior.n_components='auto' needs a fitted mixture (fitted_gmm or gmm_reg), "
@@ -160,7 +173,7 @@ class PriorConfig:
             raise ValueError(f"prior.n_components must be an integer or 'auto', got {self.n_components!r}.")
         else:
             _positive("prior.n_components", self.n_components)
-        for name in ("z_dim", "embed_dim", "fit_samples", "fit_max_iter", "fit_n_init"):
+        for name in ("z_dim", "embed_dim", "embed_epochs", "embed_width", "fit_samples", "fit_max_iter", "fit_n_init"):
             _positive(f"prior.{name}", getattr(self, name))
         for name in ("sigma", "mean_range", "sigma_init", "warm_start_lr"):
             _positive(f"prior.{name}", getattr(self, name))

@@ -7,6 +7,8 @@ where it can, vectors back to samples with :meth:`decode`:
 - :class:`PCAEmbedding`: principal components of flattened images, computed with torch, optionally
   whitened so that every coordinate has unit variance (a good scale for a generator's input).
 - :class:`ModuleEmbedding`: any encoder ``nn.Module`` (and an optional decoder).
+- :class:`gmmgan.gan.autoencoder.AutoencoderEmbedding`: a convolutional autoencoder trained on the
+  images (``learned``: its weights are worth keeping and reusing, see :mod:`gmmgan.gan.embedding_file`).
 
 Embeddings are ``nn.Module`` s whose fitted quantities are buffers, so they travel with a prior's
 ``state_dict`` into checkpoints and generator snapshots.
@@ -19,6 +21,8 @@ import math
 import torch
 from torch import nn
 
+from gmmgan.gan.config import EMBEDDINGS
+
 __all__ = [
     "EMBEDDINGS",
     "Embedding",
@@ -28,7 +32,6 @@ __all__ = [
     "build_embedding",
 ]
 
-EMBEDDINGS = ("auto", "identity", "pca")
 
 
 class ResizableBuffersMixin:
@@ -55,10 +58,19 @@ class Embedding(ResizableBuffersMixin, nn.Module):
         Shape of one data sample, e.g. (2,) or (1, 28, 28).
     """
 
+    # A learned embedding is trained by gmmgan (minutes, not a closed form): the run folder keeps its
+    # weights so that other runs can reuse them (prior.embed_from).
+    learned = False
+
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
         self.shape = tuple(int(s) for s in shape)
         self.n_features = math.prod(self.shape)
+
+    @property
+    def fitted(self) -> bool:
+        """Whether :meth:`fit` (or a loaded state) has given the embedding what ``encode`` needs."""
+        return True
 
     @property
     def dim(self) -> int:
@@ -235,11 +247,13 @@ class ModuleEmbedding(Embedding):
         return self.decoder(e).reshape(e.shape[0], *self.shape)
 
 
-def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bool = True, seed: int = 0) -> Embedding:
+def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bool = True, seed: int = 0,
+                    **learned_options) -> Embedding:
     """The embedding called ``kind`` for samples of ``shape``.
 
     ``'auto'`` is the identity for vector data (shape of length 1, e.g. 2-D points) and PCA with
-    ``dim`` components for images.
+    ``dim`` components for images. ``learned_options`` (``epochs``, ``width``) go to a learned
+    embedding (``'autoencoder'``) and are ignored by the others.
     """
     if kind not in EMBEDDINGS:
         raise ValueError(f"unknown embedding {kind!r}; expected one of {EMBEDDINGS}.")
@@ -247,4 +261,8 @@ def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bo
         kind = "identity" if len(shape) == 1 else "pca"
     if kind == "identity":
         return IdentityEmbedding(shape)
+    if kind == "autoencoder":
+        from gmmgan.gan.autoencoder import AutoencoderEmbedding
+
+        return AutoencoderEmbedding(shape, dim, seed=seed, **learned_options)
     return PCAEmbedding(shape, dim, whiten=whiten, seed=seed)

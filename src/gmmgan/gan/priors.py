@@ -4,7 +4,8 @@
 class              z
 =================  ==========================================================================
 GaussianPrior      z ~ N(0, I) (the baseline)
-FittedGMMPrior     a GMM fitted on real data in an embedding (identity for 2-D, PCA for images)
+FittedGMMPrior     a GMM fitted on real data in an embedding (identity for 2-D, PCA or an
+                   autoencoder for images)
                    is sampled, plus optional N(0, I) noise coordinates; optional warm start
                    regressing G onto the embedding's decoder
 FixedGMMPrior      static GM-GAN: K means drawn once uniformly in [-c, c]^d, fixed sigma
@@ -42,6 +43,7 @@ __all__ = [
     "LearnableGMMPrior",
     "Prior",
     "build_prior",
+    "trained_parameters",
 ]
 
 _SAMPLE_CHUNK = 4096  # rows per block when sampling full-covariance components (bounds memory)
@@ -258,17 +260,27 @@ class _EmbeddedMixtureMixin:
         self.mixture = FittedMixture(n_components, covariance_type, seed=seed, **fit_kw)
         self.fit_samples, self.seed = int(fit_samples), int(seed)
 
+    def fit_subset(self, real: torch.Tensor) -> torch.Tensor:
+        """The real samples the embedding and the mixture are fitted on: at most ``fit_samples``, drawn from ``seed``."""
+        n = real.shape[0]
+        if n <= self.fit_samples:
+            return real
+        g = torch.Generator().manual_seed(self.seed)
+        return real[torch.randperm(n, generator=g)[: self.fit_samples].to(real.device)]
+
     @torch.no_grad()
-    def fit(self, real: torch.Tensor, callback=None):
+    def fit(self, real: torch.Tensor, callback=None, embed_callback=None):
         """Fit the embedding and the mixture on (at most ``fit_samples``) real samples (N, *shape).
 
-        ``callback`` is called after every EM iteration of the mixture (see :meth:`FittedMixture.fit`).
+        ``callback`` is called after every EM iteration of the mixture (see :meth:`FittedMixture.fit`),
+        ``embed_callback(done, total, loss)`` while a learned embedding trains. A learned embedding
+        that is already trained (loaded from another run, ``prior.embed_from``) is kept as it is.
         """
-        n = real.shape[0]
-        if n > self.fit_samples:
-            g = torch.Generator().manual_seed(self.seed)
-            real = real[torch.randperm(n, generator=g)[: self.fit_samples].to(real.device)]
-        self.embedding.fit(real)
+        real = self.fit_subset(real)
+        if not self.embedding.learned:
+            self.embedding.fit(real)
+        elif not self.embedding.fitted:
+            self.embedding.fit(real, callback=embed_callback)
         self.mixture.fit(self.embedding.encode(real), callback=callback)
         return self
 
@@ -423,6 +435,11 @@ class GMMRegularizedPrior(_EmbeddedMixtureMixin, Prior):
         return f"z_dim={self.z_dim}, n_components={self.n_components}, weight={self.weight}"
 
 
+def trained_parameters(prior: nn.Module) -> list[nn.Parameter]:
+    """The prior's parameters that G's optimizer trains (a learnable prior's; a learned embedding's are frozen)."""
+    return [p for p in prior.parameters() if p.requires_grad]
+
+
 def build_prior(cfg, data_shape: tuple[int, ...], seed: int = 0) -> Prior:
     """The prior described by a :class:`gmmgan.gan.config.PriorConfig` for samples of ``data_shape``.
 
@@ -436,7 +453,8 @@ def build_prior(cfg, data_shape: tuple[int, ...], seed: int = 0) -> Prior:
     if kind == "gaussian":
         return GaussianPrior(cfg.z_dim)
     if kind in ("fitted_gmm", "gmm_reg"):
-        embedding = build_embedding(cfg.embed, tuple(data_shape), cfg.embed_dim, cfg.whiten, seed)
+        embedding = build_embedding(cfg.embed, tuple(data_shape), cfg.embed_dim, cfg.whiten, seed,
+                                    epochs=cfg.embed_epochs, width=cfg.embed_width)
         if kind == "fitted_gmm":
             return FittedGMMPrior(embedding, cfg.n_components, cfg.covariance_type, noise_dim=cfg.noise_dim, **fit_kw)
         return GMMRegularizedPrior(cfg.z_dim, embedding, cfg.n_components, cfg.reg_weight, cfg.covariance_type, **fit_kw)

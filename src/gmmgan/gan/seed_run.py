@@ -23,10 +23,10 @@ from torch import nn
 from gmmgan import distributed
 from gmmgan.data import TensorData, load_dataset, toy_spec
 from gmmgan.data.root import resolve_data_root
-from gmmgan.gan import checkpoint
+from gmmgan.gan import checkpoint, embedding_file
 from gmmgan.gan.config import TrainConfig
 from gmmgan.gan.networks import build_networks
-from gmmgan.gan.priors import Prior, build_prior
+from gmmgan.gan.priors import Prior, build_prior, trained_parameters
 from gmmgan.gan.progress import PhaseProgress
 from gmmgan.gan.run_folder import TrainingLog, keep_snapshot, record_config
 from gmmgan.gan.sampling import generate
@@ -131,11 +131,15 @@ def build_seed_run(cfg: TrainConfig, device: torch.device, *, ckpt: dict | None 
         with shown("loading images", unit="images") as bar:
             data = load_training_data(cfg, device, progress=bar.count)
     prior = build_prior(cfg.prior, data.shape, cfg.seed).to(device)
+    if cfg.prior.embed_from is not None and ckpt is None:  # a resumed run has it in its checkpoint
+        source = embedding_file.load_embedding(cfg.prior.embed_from, prior.embedding,
+                                               embedding_file.data_identity(cfg.data, data.shape))
+        cfg = dataclasses.replace(cfg, prior=dataclasses.replace(cfg.prior, embed_from=str(source)))
     G, D = build_networks(cfg, data.shape, prior.z_dim)
     G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     # A CUDA graph replays fixed kernels: latents that carry gradients (learnable prior) rule it out.
-    graph = cfg.cuda_graphs and device.type == "cuda" and not list(prior.parameters())
+    graph = cfg.cuda_graphs and device.type == "cuda" and not trained_parameters(prior)
     opt_g, opt_d = _optimizers(cfg, G, D, prior, device, graph)
     # Every rank draws the same global batch and z, then keeps its rows: the stream of batches does
     # not depend on the number of processes, and a run resumes at any world size.
@@ -162,7 +166,15 @@ def start_seed_run(run: SeedRun, autocast, say, phase, *, main: bool, world: int
         else:
             distributed.main_only(partial(record_config, run_dir, cfg), "writing the config")
             say(f"run folder: {run_dir}" + (f" ({world} processes)" if world > 1 else ""))
+            if cfg.prior.embed_from is not None:
+                say(f"embedding: reusing {cfg.prior.embed_from} (not trained again)")
             _fit_prior(run.prior, run.data, say, phase)
+            embedding = getattr(run.prior, "embedding", None)
+            if embedding is not None and embedding.learned:  # kept for prior.embed_from of later runs
+                distributed.main_only(partial(embedding_file.save_embedding, run_dir / embedding_file.EMBEDDING_NAME,
+                                              embedding, embedding_file.data_identity(cfg.data, run.data.shape),
+                                              trained_by=str(cfg.prior.embed_from or run_dir), seed=cfg.seed),
+                                      "writing the embedding")
             _warm_start(run.G, run.prior, cfg, run.zgen, autocast, len(run.data.shape) == 3, say,
                         toy_spec(run.data.name), phase)
             distributed.broadcast_state_(run.prior)  # rank 0's fit (its K too, for n_components='auto')
@@ -178,8 +190,8 @@ def _optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module, prior: Prior, devi
     """Adam for G (and, at ``optim.prior_lr``, for the parameters of a learnable prior) and for D."""
     adam_kw = {"betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps}
     g_groups = [{"params": list(G.parameters())}]
-    if list(prior.parameters()):
-        g_groups.append({"params": list(prior.parameters()), "lr": cfg.optim.prior_lr or cfg.optim.g_lr})
+    if trained_parameters(prior):
+        g_groups.append({"params": trained_parameters(prior), "lr": cfg.optim.prior_lr or cfg.optim.g_lr})
     opt_g = adam(g_groups, device, graph, lr=cfg.optim.g_lr, **adam_kw)
     opt_d = adam(D.parameters(), device, graph, lr=cfg.optim.d_lr, **adam_kw)
     return opt_g, opt_d
@@ -194,6 +206,13 @@ def _fit_prior(prior: Prior, data: TensorData, say, phase=PhaseProgress) -> None
     if not prior.needs_fit:
         return
     t0 = time.time()
+    embedding = getattr(prior, "embedding", None)
+    if embedding is not None and embedding.learned and not embedding.fitted:
+        with phase("embedding", total=embedding.epochs, unit="epochs") as bar, distributed.local_only():
+            embedding.fit(prior.fit_subset(data.data), callback=partial(_embedding_progress, bar))
+        say(f"embedding: {type(embedding).__name__} trained in {time.time() - t0:.1f} s (reconstruction MSE "
+            f"{embedding.history[-1]:.4g})")
+        t0 = time.time()
     mixture = getattr(prior, "mixture", None)
     em = (mixture.max_iter, mixture.n_init) if mixture is not None and mixture._k != "auto" else None
     with phase("prior fit", total=em[0] * em[1] if em else None,
@@ -202,6 +221,11 @@ def _fit_prior(prior: Prior, data: TensorData, say, phase=PhaseProgress) -> None
         prior.fit(data.data, callback=partial(_em_progress, bar, em[0]) if em else None)
     say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
         f"in {time.time() - t0:.1f} s")
+
+
+def _embedding_progress(bar: PhaseProgress, done: int, total: int, loss: float | None) -> None:
+    """A learned embedding's training callback: the bar counts epochs (steps / steps per epoch)."""
+    bar.update(done / total * bar.total, info=f"MSE {loss:.4g}" if loss is not None else None)
 
 
 def _em_progress(bar: PhaseProgress, max_iter: int, info: dict) -> None:

@@ -23,6 +23,7 @@ import torch
 from gmmgan._files import atomic_write_text
 from gmmgan._stats import mean_se
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME
+from gmmgan.gan.priors import trained_parameters
 from gmmgan.gan.stacked import StackedModule, stacked_adam, unstack_adam
 from gmmgan.gan.train_step import TrainStep, adam
 
@@ -153,7 +154,7 @@ class Engine:
         self.G = StackedModule([r.G for r in self.runs])
         self.D = StackedModule([r.D for r in self.runs])
         self.G_ema = StackedModule([r.G_ema for r in self.runs]).requires_grad_(False)
-        prior_params = [p for r in self.runs for p in r.prior.parameters()]
+        prior_params = [p for r in self.runs for p in trained_parameters(r.prior)]
         self.g_groups = [(list(self.G.parameters()), True)] + ([(prior_params, False)] if prior_params else [])
         self.d_groups = [(list(self.D.parameters()), True)]
 
