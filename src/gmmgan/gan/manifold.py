@@ -33,9 +33,11 @@ Differences from umap-learn
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,6 +51,7 @@ _NEG_RATE = 5
 _TELEPORT = 1e-3
 
 
+@functools.lru_cache(maxsize=32)
 def find_ab_params(min_dist: float, spread: float = 1.0) -> tuple[float, float]:
     """UMAP's curve 1 / (1 + a x^(2b)) fitted by least squares to its target (as umap's find_ab_params).
 
@@ -59,25 +62,26 @@ def find_ab_params(min_dist: float, spread: float = 1.0) -> tuple[float, float]:
     -------
     a, b : float
     """
-    x = torch.linspace(0, 3 * spread, 300, dtype=torch.float64)
-    y = torch.where(x < min_dist, torch.ones_like(x), torch.exp(-(x - min_dist) / spread))
-    logx = torch.where(x > 0, x, torch.ones_like(x)).log()
-    p, lam = torch.tensor([1.0, 1.0], dtype=torch.float64), 1e-3
+    # numpy: 300 points, where torch's per-op overhead (and a busy thread pool) would dominate.
+    x = np.linspace(0, 3 * spread, 300)
+    y = np.where(x < min_dist, 1.0, np.exp(-(x - min_dist) / spread))
+    logx = np.log(np.where(x > 0, x, 1.0))
+    p, lam = np.array([1.0, 1.0]), 1e-3
 
     def residual(p):
-        return 1.0 / (1.0 + p[0] * x.pow(2 * p[1])) - y
+        return 1.0 / (1.0 + p[0] * x ** (2 * p[1])) - y
 
     r = residual(p)
     for _ in range(200):
-        x2b = x.pow(2 * p[1])
-        den = (1.0 + p[0] * x2b).square()
-        jac = torch.stack([-x2b / den, -p[0] * x2b * 2 * logx / den], 1)
+        x2b = x ** (2 * p[1])
+        den = (1.0 + p[0] * x2b) ** 2
+        jac = np.stack([-x2b / den, -p[0] * x2b * 2 * logx / den], 1)
         jtj, jtr = jac.T @ jac, jac.T @ r
-        step = torch.linalg.solve(jtj + lam * torch.diag(jtj.diagonal()), -jtr)
+        step = np.linalg.solve(jtj + lam * np.diag(np.diag(jtj)), -jtr)
         r_new = residual(p + step)
-        if r_new.square().sum() < r.square().sum():
+        if (r_new**2).sum() < (r**2).sum():
             p, r, lam = p + step, r_new, lam / 3
-            if step.abs().max() < 1e-12:
+            if np.abs(step).max() < 1e-12:
                 break
         else:
             lam *= 3
@@ -178,13 +182,14 @@ def _fuzzy_union(rows: torch.Tensor, cols: torch.Tensor, w: torch.Tensor, n: int
     return uniq // n, uniq % n, p
 
 
-def _spectral_init(heads, tails, p, n, m, gen, n_iter=300):
+def _spectral_init(heads, tails, p, n, m, gen, n_iter=150, tol=1e-6):
     """(n, m) leading non-trivial eigenvectors of D^-1/2 (P + teleport) D^-1/2, or None if they fail.
 
     The teleport adds c/n to every entry of P (c = _TELEPORT x mean degree): a weak link between
     all points, so the trivial eigenvector is unique even when P has several connected components,
     whose indicators then come next. Subspace iteration runs on (I + M) / 2, whose spectrum is in
-    [0, 1], with a block larger than needed for faster convergence of the leading vectors.
+    [0, 1], with a block larger than needed for faster convergence of the leading vectors, until
+    the leading Ritz values change by less than ``tol`` in 20 products (or 2 n_iter products).
     """
     dev = p.device
     deg_p = torch.zeros(n, dtype=p.dtype, device=dev).index_add_(0, heads, p)
@@ -201,8 +206,15 @@ def _spectral_init(heads, tails, p, n, m, gen, n_iter=300):
     block = min(n, 2 * (m + 1) + 4)
     x = torch.randn(n, block, generator=gen, device=dev, dtype=p.dtype)
     x, _ = torch.linalg.qr(x)
-    for _ in range(n_iter):
-        x, _ = torch.linalg.qr(op(x))
+    prev = None
+    for it in range(n_iter):
+        # Two products per QR: the spectrum is in [0, 1], so two steps cannot collapse the block.
+        x, _ = torch.linalg.qr(op(op(x)))
+        if it % 10 == 9:
+            evals = torch.linalg.eigvalsh(x.T @ op(x))[-(m + 1):]
+            if prev is not None and float((evals - prev).abs().max()) < tol:
+                break
+            prev = evals
     evals, evecs = torch.linalg.eigh(x.T @ op(x))
     vecs = x @ evecs.flip(1)
     out = vecs[:, 1 : m + 1]
