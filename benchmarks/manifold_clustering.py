@@ -1,6 +1,6 @@
 """N2D-style clustering of MNIST: codes -> ManifoldMap (UMAP-style) -> GaussianMixture, against the GMM on the codes.
 
-The codes are a whitened PCA of the pixels (a stand-in for autoencoder codes), fitted on the
+The codes are a PCA of the pixels (``--whiten`` to whiten them) (a stand-in for autoencoder codes), fitted on the
 training images. Prints the accuracy (Hungarian) and NMI of a full-covariance GMM with 10
 components on the manifold coordinates and on the codes alone, the accuracy of ``transform()`` on
 held-out test images, and the wall times.
@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default="/work/shared/data", help="folder holding MNIST/raw")
     p.add_argument("--pca-dim", type=int, default=50, help="dimension of the PCA codes (default: 50)")
+    p.add_argument("--whiten", action="store_true", help="whiten the PCA codes (default: raw principal components)")
     p.add_argument("--n-components", type=int, default=10, help="manifold dimension (default: 10)")
     p.add_argument("--n-epochs", type=int, default=200)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
     xt = to_unit_range(test_images[: args.n_test, None]).to(device)
     y, yt = labels[: args.n].numpy(), test_labels[: args.n_test].numpy()
 
-    pca = PCAEmbedding((1, 28, 28), args.pca_dim, seed=args.seed).fit(x)
+    pca = PCAEmbedding((1, 28, 28), args.pca_dim, whiten=args.whiten, seed=args.seed).fit(x)
     codes, test_codes = pca.encode(x), pca.encode(xt)
 
     def gmm_scores(name, z, zt=None):
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
             line += f"  | test acc {clustering_accuracy(yt, pt):.4f}  NMI {normalized_mutual_info(yt, pt):.4f}"
         print(line)
 
-    print(f"MNIST: {args.n} train / {args.n_test} test images, PCA {args.pca_dim} (whitened) codes, "
+    print(f"MNIST: {args.n} train / {args.n_test} test images, PCA {args.pca_dim} codes{' (whitened)' * args.whiten}, "
           f"device {device}, seed {args.seed}, {torch.get_num_threads()} CPU thread(s)")
     gmm_scores("GMM on PCA codes", codes, test_codes)
 
