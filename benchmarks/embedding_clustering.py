@@ -8,7 +8,7 @@ the real test images against their labels (accuracy with Hungarian matching, NMI
 only. It prints the time of each embedding's fit, for the "well under a minute" goal.
 
     PYTHONPATH=src python -m benchmarks.embedding_clustering --datasets mnist,fashion-mnist \\
-        --embeds pca,autoencoder --seeds 100-102 --device cuda --data-root DATA --json out.json
+        --embeds pca,autoencoder,manifold --seeds 100-102 --device cuda --data-root DATA --json out.json
 """
 
 from __future__ import annotations
@@ -56,10 +56,11 @@ def main(argv=None) -> int:
     from gmmgan._device import resolve_device
     from gmmgan._seeds import parse_seeds
     from gmmgan._stats import mean_se
+    from gmmgan.data.root import resolve_data_root
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="mnist")
-    p.add_argument("--embeds", default="pca,autoencoder")
+    p.add_argument("--embeds", default="pca,autoencoder,manifold")
     p.add_argument("--seeds", default="100")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root", default=None)
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     device = resolve_device(args.device)
+    data_root = str(resolve_data_root(args.data_root))  # --data-root, else $GMMGAN_DATA, else ./data
     overrides = {}
     for item in args.set:
         key, value = item.split("=", 1)
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
     rows = []
     for dataset in args.datasets.split(","):
         for embed in args.embeds.split(","):
-            runs = [score_embedding(dataset, embed, s, device, args.data_root, overrides)
+            runs = [score_embedding(dataset, embed, s, device, data_root, overrides)
                     for s in parse_seeds(args.seeds)]
             rows += runs
             acc, nmi = mean_se([r["test_accuracy"] for r in runs]), mean_se([r["test_nmi"] for r in runs])

@@ -99,6 +99,7 @@ class AutoencoderEmbedding(Embedding):
     """
 
     learned = True
+    kind = "autoencoder"
 
     def __init__(self, shape, dim: int, *, epochs: int = 10, width: int = 32, batch_size: int = 256,
                  lr: float = 1e-3, seed: int = 0):
@@ -128,6 +129,13 @@ class AutoencoderEmbedding(Embedding):
     def fitted(self) -> bool:
         return self.code_scale.numel() > 0
 
+    def architecture(self) -> dict:
+        return {**super().architecture(), "width": self.width}
+
+    def steps(self, n: int) -> int:
+        """Optimizer steps of :meth:`fit` on ``n`` images."""
+        return math.ceil(n / self.batch_size) * self.epochs
+
     def fit(self, x: torch.Tensor, callback=None) -> AutoencoderEmbedding:
         """Train on images ``x`` (N, C, H, W) in [-1, 1]; ``callback(done_steps, total_steps, mse)`` reports progress.
 
@@ -141,8 +149,7 @@ class AutoencoderEmbedding(Embedding):
         if not bool(torch.isfinite(x).all()):
             raise ValueError("the autoencoder's training images contain NaN or infinite values; fix those first.")
         self.to(x.device)
-        per_epoch = math.ceil(n / self.batch_size)
-        total = per_epoch * self.epochs
+        per_epoch, total = math.ceil(n / self.batch_size), self.steps(n)
         order = torch.Generator().manual_seed(self.seed)
         params = list(self.encoder.parameters()) + list(self.decoder.parameters())
         opt = torch.optim.Adam(params, lr=self.lr)

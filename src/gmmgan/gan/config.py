@@ -47,8 +47,8 @@ __all__ = [
 ]
 
 PRIOR_KINDS = ("gaussian", "fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg")
-EMBEDDINGS = ("auto", "identity", "pca", "autoencoder")
-LEARNED_EMBEDDINGS = ("autoencoder",)  # trained by gmmgan; their weights can be reused (prior.embed_from)
+EMBEDDINGS = ("auto", "identity", "pca", "autoencoder", "manifold")
+LEARNED_EMBEDDINGS = ("autoencoder", "manifold")  # trained by gmmgan; their weights can be reused (prior.embed_from)
 _COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 
@@ -114,11 +114,13 @@ class PriorConfig:
     n_components : mixture components K; fitted_gmm and gmm_reg also take 'auto' (K chosen by BIC
         by :class:`gmmgan.GaussianMixture`).
     covariance_type : of the fitted GMM (fitted_gmm, gmm_reg).
-    embed : auto (identity for 2-D points, PCA for images), identity, pca, or autoencoder (a
+    embed : auto (identity for 2-D points, PCA for images), identity, pca, autoencoder (a
         convolutional autoencoder trained on the images, no labels; its decoder is the warm-start
-        target).
+        target) or manifold (made for clustering: the autoencoder's codes mapped to a UMAP-style
+        manifold of embed_manifold_dim dimensions, as N2D does; not for gmm_reg).
     embed_dim : PCA dimension, or the autoencoder's code size.
     embed_epochs, embed_width : the autoencoder's training passes and first-layer channels.
+    embed_manifold_dim : embed=manifold: the manifold's dimension (the GMM's), below embed_dim.
     embed_from : reuse the learned embedding of an earlier run of the same data instead of training
         one: that run's folder or its ``embedding.safetensors`` (None = train it in this run).
     whiten : PCA coordinates scaled to unit variance.
@@ -143,6 +145,7 @@ class PriorConfig:
     embed_dim: int = 32
     embed_epochs: int = 10
     embed_width: int = 32
+    embed_manifold_dim: int = 10
     embed_from: str | None = None
     whiten: bool = True
     noise_dim: int = 0
@@ -165,6 +168,10 @@ class PriorConfig:
         if self.embed_from is not None and self.embed not in LEARNED_EMBEDDINGS:
             raise ValueError(f"prior.embed_from reuses a learned embedding ({', '.join(LEARNED_EMBEDDINGS)}), "
                              f"not prior.embed={self.embed}; drop prior.embed_from or set prior.embed.")
+        if self.kind == "gmm_reg" and self.embed == "manifold":
+            raise ValueError("prior.embed=manifold places images by a nearest-neighbour average, which has no "
+                             "gradient for the GMM-likelihood penalty (prior.kind=gmm_reg); use embed=autoencoder "
+                             "or pca.")
         if self.n_components == "auto":
             if self.kind not in ("fitted_gmm", "gmm_reg"):
                 raise ValueError(f"prior.n_components='auto' needs a fitted mixture (fitted_gmm or gmm_reg), "
@@ -173,7 +180,8 @@ class PriorConfig:
             raise ValueError(f"prior.n_components must be an integer or 'auto', got {self.n_components!r}.")
         else:
             _positive("prior.n_components", self.n_components)
-        for name in ("z_dim", "embed_dim", "embed_epochs", "embed_width", "fit_samples", "fit_max_iter", "fit_n_init"):
+        for name in ("z_dim", "embed_dim", "embed_epochs", "embed_width", "embed_manifold_dim",
+                     "fit_samples", "fit_max_iter", "fit_n_init"):
             _positive(f"prior.{name}", getattr(self, name))
         for name in ("sigma", "mean_range", "sigma_init", "warm_start_lr"):
             _positive(f"prior.{name}", getattr(self, name))

@@ -9,6 +9,8 @@ where it can, vectors back to samples with :meth:`decode`:
 - :class:`ModuleEmbedding`: any encoder ``nn.Module`` (and an optional decoder).
 - :class:`gmmgan.gan.autoencoder.AutoencoderEmbedding`: a convolutional autoencoder trained on the
   images (``learned``: its weights are worth keeping and reusing, see :mod:`gmmgan.gan.embedding_file`).
+- :class:`gmmgan.gan.manifold_embedding.ManifoldEmbedding`: the autoencoder's codes mapped to a
+  UMAP-style manifold, made for clustering (N2D).
 
 Embeddings are ``nn.Module`` s whose fitted quantities are buffers, so they travel with a prior's
 ``state_dict`` into checkpoints and generator snapshots.
@@ -61,6 +63,7 @@ class Embedding(ResizableBuffersMixin, nn.Module):
     # A learned embedding is trained by gmmgan (minutes, not a closed form): the run folder keeps its
     # weights so that other runs can reuse them (prior.embed_from).
     learned = False
+    kind = "module"  # prior.embed's name for it
 
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
@@ -71,6 +74,10 @@ class Embedding(ResizableBuffersMixin, nn.Module):
     def fitted(self) -> bool:
         """Whether :meth:`fit` (or a loaded state) has given the embedding what ``encode`` needs."""
         return True
+
+    def architecture(self) -> dict:
+        """What a saved state needs to load into this embedding (checked by :mod:`gmmgan.gan.embedding_file`)."""
+        return {"kind": self.kind, "dim": self.dim, "shape": list(self.shape)}
 
     @property
     def dim(self) -> int:
@@ -84,6 +91,11 @@ class Embedding(ResizableBuffersMixin, nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def fit_encode(self, x: torch.Tensor, **fit_options) -> torch.Tensor:
+        """``fit(x)``, then the codes of ``x`` (an embedding may know its training data's codes better)."""
+        self.fit(x, **fit_options)
+        return self.encode(x)
 
     def decode(self, e: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -101,6 +113,8 @@ class Embedding(ResizableBuffersMixin, nn.Module):
 
 class IdentityEmbedding(Embedding):
     """The data itself, flattened: ``encode`` = reshape to (N, prod(shape)), ``decode`` = reshape back."""
+
+    kind = "identity"
 
     @property
     def dim(self) -> int:
@@ -140,6 +154,7 @@ class PCAEmbedding(Embedding):
     explained_variance : Tensor (n_components,)
     """
 
+    kind = "pca"
     # Above this many entries the exact SVD is replaced by a randomised one (torch.pca_lowrank).
     EXACT_SVD_MAX_ENTRIES = 50_000_000
 
@@ -253,7 +268,8 @@ def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bo
 
     ``'auto'`` is the identity for vector data (shape of length 1, e.g. 2-D points) and PCA with
     ``dim`` components for images. ``learned_options`` (``epochs``, ``width``) go to a learned
-    embedding (``'autoencoder'``) and are ignored by the others.
+    embedding (``'autoencoder'``; ``'manifold'`` also takes ``manifold_dim``, the size of its
+    vectors, while ``dim`` is its autoencoder's code size) and are ignored by the others.
     """
     if kind not in EMBEDDINGS:
         raise ValueError(f"unknown embedding {kind!r}; expected one of {EMBEDDINGS}.")
@@ -264,5 +280,11 @@ def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bo
     if kind == "autoencoder":
         from gmmgan.gan.autoencoder import AutoencoderEmbedding
 
-        return AutoencoderEmbedding(shape, dim, seed=seed, **learned_options)
+        return AutoencoderEmbedding(shape, dim, seed=seed, epochs=learned_options.get("epochs", 10),
+                                    width=learned_options.get("width", 32))
+    if kind == "manifold":
+        from gmmgan.gan.manifold_embedding import ManifoldEmbedding
+
+        return ManifoldEmbedding(shape, dim, learned_options.get("manifold_dim", 10), seed=seed,
+                                 epochs=learned_options.get("epochs", 10), width=learned_options.get("width", 32))
     return PCAEmbedding(shape, dim, whiten=whiten, seed=seed)

@@ -24,8 +24,6 @@ __all__ = ["EMBEDDING_NAME", "data_identity", "load_embedding", "save_embedding"
 
 EMBEDDING_NAME = "embedding.safetensors"
 _FORMAT = "gmmgan-embedding"
-# What must agree for the saved weights to load into the embedding this run builds.
-_ARCHITECTURE_KEYS = ("kind", "dim", "width", "shape")
 
 
 def data_identity(data_cfg, shape) -> dict[str, Any]:
@@ -42,18 +40,12 @@ def data_identity(data_cfg, shape) -> dict[str, Any]:
     return identity
 
 
-def _architecture(embedding: Embedding) -> dict[str, Any]:
-    kind = {"AutoencoderEmbedding": "autoencoder"}.get(type(embedding).__name__, type(embedding).__name__)
-    return {"kind": kind, "dim": embedding.dim, "width": getattr(embedding, "width", None),
-            "shape": list(embedding.shape)}
-
-
 def save_embedding(path: str | Path, embedding: Embedding, identity: dict[str, Any], **extra) -> Path:
     """Write ``embedding``'s state and what it was trained on (``identity``, :func:`data_identity`)."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in embedding.state_dict().items()}
-    meta = {**_architecture(embedding), "data": identity, **extra}
+    meta = {**embedding.architecture(), "data": identity, **extra}
     header = {"format": _FORMAT, "version": "1", "metadata": json.dumps(meta)}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
 
@@ -102,13 +94,13 @@ def load_embedding(source: str | Path, embedding: Embedding, identity: dict[str,
         raise ValueError(f"prior.embed_from: '{path}' was trained on other data ({_describe(meta.get('data'))}); "
                          f"this run's data are {_describe(identity)}. Drop prior.embed_from to train one for "
                          "these data, or point to a run of the same data.")
-    wanted = _architecture(embedding)
-    differ = [k for k in _ARCHITECTURE_KEYS if meta.get(k) != wanted[k]]
+    wanted = embedding.architecture()  # what must agree for the saved weights to load
+    differ = [k for k in wanted if meta.get(k) != wanted[k]]
     if differ:
         saved = ", ".join(f"{k}={meta.get(k)}" for k in differ)
         asked = ", ".join(f"{k}={wanted[k]}" for k in differ)
         raise ValueError(f"prior.embed_from: '{path}' holds an embedding with {saved}, but this config asks for "
-                         f"{asked}; set prior.embed / embed_dim / embed_width as that run did, or drop embed_from.")
+                         f"{asked}; set prior.embed / embed_dim / embed_width / embed_manifold_dim as that run did, or drop embed_from.")
     embedding.load_state_dict(tensors)
     return path
 

@@ -273,15 +273,29 @@ class _EmbeddedMixtureMixin:
         """Fit the embedding and the mixture on (at most ``fit_samples``) real samples (N, *shape).
 
         ``callback`` is called after every EM iteration of the mixture (see :meth:`FittedMixture.fit`),
-        ``embed_callback(done, total, loss)`` while a learned embedding trains. A learned embedding
-        that is already trained (loaded from another run, ``prior.embed_from``) is kept as it is.
+        ``embed_callback(done, total, loss)`` while a learned embedding trains.
+        """
+        self.fit_mixture(self.fit_embedding(real, embed_callback), callback)
+        return self
+
+    def fit_embedding(self, real: torch.Tensor, callback=None) -> torch.Tensor:
+        """Fit the embedding on the :meth:`fit_subset` of ``real``; returns that subset's codes for the mixture.
+
+        A learned embedding that is already trained (loaded from another run, ``prior.embed_from``) is
+        kept as it is.
         """
         real = self.fit_subset(real)
         if not self.embedding.learned:
             self.embedding.fit(real)
         elif not self.embedding.fitted:
-            self.embedding.fit(real, callback=embed_callback)
-        self.mixture.fit(self.embedding.encode(real), callback=callback)
+            with torch.enable_grad():
+                return self.embedding.fit_encode(real, callback=callback)
+        return self.embedding.encode(real)
+
+    @torch.no_grad()
+    def fit_mixture(self, codes: torch.Tensor, callback=None):
+        """Fit the mixture by EM to the embedding's ``codes`` (N, dim) of the real samples."""
+        self.mixture.fit(codes, callback=callback)
         return self
 
     @property
@@ -454,7 +468,8 @@ def build_prior(cfg, data_shape: tuple[int, ...], seed: int = 0) -> Prior:
         return GaussianPrior(cfg.z_dim)
     if kind in ("fitted_gmm", "gmm_reg"):
         embedding = build_embedding(cfg.embed, tuple(data_shape), cfg.embed_dim, cfg.whiten, seed,
-                                    epochs=cfg.embed_epochs, width=cfg.embed_width)
+                                    epochs=cfg.embed_epochs, width=cfg.embed_width,
+                                    manifold_dim=cfg.embed_manifold_dim)
         if kind == "fitted_gmm":
             return FittedGMMPrior(embedding, cfg.n_components, cfg.covariance_type, noise_dim=cfg.noise_dim, **fit_kw)
         return GMMRegularizedPrior(cfg.z_dim, embedding, cfg.n_components, cfg.reg_weight, cfg.covariance_type, **fit_kw)

@@ -9,6 +9,7 @@ run folder. The loop that trains one or many of them is :func:`gmmgan.gan.traini
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -200,32 +201,36 @@ def _optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module, prior: Prior, devi
 def _fit_prior(prior: Prior, data: TensorData, say, phase=PhaseProgress) -> None:
     """Fit a fitted prior (a GMM in the data's embedding) on all the real data; other priors are left as they are.
 
+    A learned embedding trains first, under its own bar ("embedding"), unless it was loaded
+    (``prior.embed_from``).
+
     The bar (``phase``, :class:`PhaseProgress`) counts EM iterations over all initialisations (it
     only pulses while K is chosen by BIC, ``n_components='auto'``, which reports no iterations).
     """
     if not prior.needs_fit:
         return
     t0 = time.time()
-    embedding = getattr(prior, "embedding", None)
-    if embedding is not None and embedding.learned and not embedding.fitted:
-        with phase("embedding", total=embedding.epochs, unit="epochs") as bar, distributed.local_only():
-            embedding.fit(prior.fit_subset(data.data), callback=partial(_embedding_progress, bar))
+    embedding = prior.embedding
+    trains = embedding.learned and not embedding.fitted
+    with (phase("embedding", total=100, unit="%") if trains else contextlib.nullcontext()) as bar, \
+            distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
+        codes = prior.fit_embedding(data.data, callback=partial(_embedding_progress, bar))
+    if trains:
         say(f"embedding: {type(embedding).__name__} trained in {time.time() - t0:.1f} s (reconstruction MSE "
             f"{embedding.history[-1]:.4g})")
         t0 = time.time()
-    mixture = getattr(prior, "mixture", None)
-    em = (mixture.max_iter, mixture.n_init) if mixture is not None and mixture._k != "auto" else None
+    mixture = prior.mixture
+    em = (mixture.max_iter, mixture.n_init) if mixture._k != "auto" else None
     with phase("prior fit", total=em[0] * em[1] if em else None,
-               unit="EM iterations" if em else "(K chosen by BIC)") as bar, \
-            distributed.local_only():  # every rank fits on all the data (then rank 0's copy is kept)
-        prior.fit(data.data, callback=partial(_em_progress, bar, em[0]) if em else None)
+               unit="EM iterations" if em else "(K chosen by BIC)") as bar, distributed.local_only():
+        prior.fit_mixture(codes, callback=partial(_em_progress, bar, em[0]) if em else None)
     say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
         f"in {time.time() - t0:.1f} s")
 
 
 def _embedding_progress(bar: PhaseProgress, done: int, total: int, loss: float | None) -> None:
-    """A learned embedding's training callback: the bar counts epochs (steps / steps per epoch)."""
-    bar.update(done / total * bar.total, info=f"MSE {loss:.4g}" if loss is not None else None)
+    """A learned embedding's training callback: the bar shows the fraction of its steps done."""
+    bar.update(100 * done / total, info=f"MSE {loss:.4g}" if loss is not None else None)
 
 
 def _em_progress(bar: PhaseProgress, max_iter: int, info: dict) -> None:
