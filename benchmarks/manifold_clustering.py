@@ -20,7 +20,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-test", type=int, default=2000, help="held-out test images for transform()")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", default="/work/shared/data", help="folder holding MNIST/raw")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding MNIST/raw (default: $GMMGAN_DATA, else ./data)")
     p.add_argument("--pca-dim", type=int, default=50, help="dimension of the PCA codes (default: 50)")
     p.add_argument("--whiten", action="store_true", help="whiten the PCA codes (default: raw principal components)")
     p.add_argument("--n-components", type=int, default=10, help="manifold dimension (default: 10)")
@@ -43,8 +44,11 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    images, labels = load_mnist(args.data_root, "train")
-    test_images, test_labels = load_mnist(args.data_root, "test")
+    from gmmgan.data.root import resolve_data_root
+
+    root = resolve_data_root(args.data_root)
+    images, labels = load_mnist(root, "train")
+    test_images, test_labels = load_mnist(root, "test")
     x = to_unit_range(images[: args.n, None]).to(device)
     xt = to_unit_range(test_images[: args.n_test, None]).to(device)
     y, yt = labels[: args.n].numpy(), test_labels[: args.n_test].numpy()

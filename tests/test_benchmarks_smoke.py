@@ -401,3 +401,25 @@ def test_sweep_speed_compares_a_sweep_with_single_runs(tmp_path, capsys):
         assert single["modes"] == swept["modes"]
         assert abs(single["kl"] - swept["kl"]) < 1e-3
     assert "2 single runs" in capsys.readouterr().out
+
+
+def test_embedding_clustering_scores_each_embedding_on_real_test_images(mnist_root, tmp_path, capsys):
+    from benchmarks import embedding_clustering
+
+    out = tmp_path / "embed.json"
+    assert embedding_clustering.main(["--datasets", "mnist", "--embeds", "pca,autoencoder", "--seeds", "100",
+                                      "--device", "cpu", "--data-root", str(mnist_root), "--set", "fit_samples=300",
+                                      "embed_epochs=1", "embed_width=4", "fit_max_iter=5", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["dataset"], r["embed"], r["seed"]) for r in rows] == [("mnist", "pca", 100), ("mnist", "autoencoder", 100)]
+    assert all(0.1 <= r["test_accuracy"] <= 1 and 0 <= r["test_nmi"] <= 1 and r["embed_seconds"] > 0 for r in rows)
+    assert "autoencoder  test accuracy" in capsys.readouterr().out
+
+
+def test_manifold_clustering_runs_on_a_few_images(mnist_root, capsys):
+    from benchmarks import manifold_clustering
+
+    assert manifold_clustering.main(["--n", "300", "--n-test", "100", "--data-root", str(mnist_root),
+                                     "--pca-dim", "12", "--n-epochs", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "GMM on PCA codes" in out and "train acc" in out and "ManifoldMap fit" in out
