@@ -7,8 +7,8 @@ import torch
 
 from gmmgan.gan.autoencoder import AutoencoderEmbedding
 from gmmgan.gan.config import DataConfig, PriorConfig
-from gmmgan.gan.embed import build_embedding
 from gmmgan.gan.embedding_file import EMBEDDING_NAME, data_identity, load_embedding, save_embedding
+from gmmgan.gan.embedding_kinds import build_embedding
 from gmmgan.gan.priors import build_prior, trained_parameters
 
 SHAPE = (1, 8, 8)

@@ -12,8 +12,8 @@ from gmmgan.gan.embed import (
     IdentityEmbedding,
     ModuleEmbedding,
     PCAEmbedding,
-    build_embedding,
 )
+from gmmgan.gan.embedding_kinds import build_embedding
 
 
 def _low_rank_images(n=200, rank=5, shape=(1, 6, 6), seed=0):

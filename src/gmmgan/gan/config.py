@@ -48,7 +48,7 @@ __all__ = [
 
 PRIOR_KINDS = ("gaussian", "fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg")
 EMBEDDINGS = ("auto", "identity", "pca", "autoencoder", "manifold")
-LEARNED_EMBEDDINGS = ("autoencoder", "manifold")  # trained by gmmgan; their weights can be reused (prior.embed_from)
+LEARNED_EMBEDDINGS = ("autoencoder", "manifold")  # trained by gmmgan, reusable (prior.embed_from)
 _COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 
@@ -114,15 +114,13 @@ class PriorConfig:
     n_components : mixture components K; fitted_gmm and gmm_reg also take 'auto' (K chosen by BIC
         by :class:`gmmgan.GaussianMixture`).
     covariance_type : of the fitted GMM (fitted_gmm, gmm_reg).
-    embed : auto (identity for 2-D points, PCA for images), identity, pca, autoencoder (a
-        convolutional autoencoder trained on the images, no labels; its decoder is the warm-start
-        target) or manifold (made for clustering: the autoencoder's codes mapped to a UMAP-style
-        manifold of embed_manifold_dim dimensions, as N2D does; not for gmm_reg).
-    embed_dim : PCA dimension, or the autoencoder's code size.
-    embed_epochs, embed_width : the autoencoder's training passes and first-layer channels.
+    embed : auto (identity for 2-D points, PCA for images), identity, pca, autoencoder (trained on
+        the images, no labels; its decoder is the warm-start target) or manifold (for clustering: the
+        autoencoder's codes on a UMAP-style manifold of embed_manifold_dim dims, as N2D; not gmm_reg).
+    embed_dim : PCA dimension, or the autoencoder's code size; embed_epochs, embed_width: its
+        training passes and first-layer channels.
     embed_manifold_dim : embed=manifold: the manifold's dimension (the GMM's), below embed_dim.
-    embed_from : reuse the learned embedding of an earlier run of the same data instead of training
-        one: that run's folder or its ``embedding.safetensors`` (None = train it in this run).
+    embed_from : reuse an earlier run's learned embedding of the same data: its folder or file.
     whiten : PCA coordinates scaled to unit variance.
     noise_dim : extra N(0, I) coordinates appended to fitted-GMM samples.
     fit_samples : at most this many real samples are used to fit the embedding and the GMM.
@@ -168,10 +166,9 @@ class PriorConfig:
         if self.embed_from is not None and self.embed not in LEARNED_EMBEDDINGS:
             raise ValueError(f"prior.embed_from reuses a learned embedding ({', '.join(LEARNED_EMBEDDINGS)}), "
                              f"not prior.embed={self.embed}; drop prior.embed_from or set prior.embed.")
-        if self.kind == "gmm_reg" and self.embed == "manifold":
-            raise ValueError("prior.embed=manifold places images by a nearest-neighbour average, which has no "
-                             "gradient for the GMM-likelihood penalty (prior.kind=gmm_reg); use embed=autoencoder "
-                             "or pca.")
+        if self.kind == "gmm_reg" and self.embed == "manifold":  # a nearest-neighbour average: no gradient
+            raise ValueError("prior.embed=manifold has no gradient for the GMM-likelihood penalty (gmm_reg); "
+                             "use embed=autoencoder or pca.")
         if self.n_components == "auto":
             if self.kind not in ("fitted_gmm", "gmm_reg"):
                 raise ValueError(f"prior.n_components='auto' needs a fitted mixture (fitted_gmm or gmm_reg), "
@@ -180,10 +177,8 @@ class PriorConfig:
             raise ValueError(f"prior.n_components must be an integer or 'auto', got {self.n_components!r}.")
         else:
             _positive("prior.n_components", self.n_components)
-        for name in ("z_dim", "embed_dim", "embed_epochs", "embed_width", "embed_manifold_dim",
-                     "fit_samples", "fit_max_iter", "fit_n_init"):
-            _positive(f"prior.{name}", getattr(self, name))
-        for name in ("sigma", "mean_range", "sigma_init", "warm_start_lr"):
+        for name in ("z_dim", "embed_dim", "embed_epochs", "embed_width", "embed_manifold_dim", "fit_samples",
+                     "fit_max_iter", "fit_n_init", "sigma", "mean_range", "sigma_init", "warm_start_lr"):
             _positive(f"prior.{name}", getattr(self, name))
         for name in ("noise_dim", "warm_start_steps", "sigma_penalty", "reg_weight", "reg_covar"):
             _positive(f"prior.{name}", getattr(self, name), allow_zero=True)

@@ -23,15 +23,11 @@ import math
 import torch
 from torch import nn
 
-from gmmgan.gan.config import EMBEDDINGS
-
 __all__ = [
-    "EMBEDDINGS",
     "Embedding",
     "IdentityEmbedding",
     "ModuleEmbedding",
     "PCAEmbedding",
-    "build_embedding",
 ]
 
 
@@ -260,31 +256,3 @@ class ModuleEmbedding(Embedding):
             raise ValueError("this embedding has no decoder; give ModuleEmbedding(decoder=...) or skip the warm start.")
         self._check_code(e)
         return self.decoder(e).reshape(e.shape[0], *self.shape)
-
-
-def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bool = True, seed: int = 0,
-                    **learned_options) -> Embedding:
-    """The embedding called ``kind`` for samples of ``shape``.
-
-    ``'auto'`` is the identity for vector data (shape of length 1, e.g. 2-D points) and PCA with
-    ``dim`` components for images. ``learned_options`` (``epochs``, ``width``) go to a learned
-    embedding (``'autoencoder'``; ``'manifold'`` also takes ``manifold_dim``, the size of its
-    vectors, while ``dim`` is its autoencoder's code size) and are ignored by the others.
-    """
-    if kind not in EMBEDDINGS:
-        raise ValueError(f"unknown embedding {kind!r}; expected one of {EMBEDDINGS}.")
-    if kind == "auto":
-        kind = "identity" if len(shape) == 1 else "pca"
-    if kind == "identity":
-        return IdentityEmbedding(shape)
-    if kind == "autoencoder":
-        from gmmgan.gan.autoencoder import AutoencoderEmbedding
-
-        return AutoencoderEmbedding(shape, dim, seed=seed, epochs=learned_options.get("epochs", 10),
-                                    width=learned_options.get("width", 32))
-    if kind == "manifold":
-        from gmmgan.gan.manifold_embedding import ManifoldEmbedding
-
-        return ManifoldEmbedding(shape, dim, learned_options.get("manifold_dim", 10), seed=seed,
-                                 epochs=learned_options.get("epochs", 10), width=learned_options.get("width", 32))
-    return PCAEmbedding(shape, dim, whiten=whiten, seed=seed)

@@ -31,7 +31,8 @@ import numbers
 import torch
 from torch import nn
 
-from gmmgan.gan.embed import Embedding, ResizableBuffersMixin, build_embedding
+from gmmgan.gan.embed import Embedding, ResizableBuffersMixin
+from gmmgan.gan.embedding_kinds import build_embedding
 from gmmgan.gan.losses import gmm_nll
 
 __all__ = [
@@ -309,7 +310,7 @@ class FittedGMMPrior(_EmbeddedMixtureMixin, Prior):
     Parameters
     ----------
     embedding : Embedding
-        Identity for 2-D points, PCA for images (see :func:`gmmgan.gan.embed.build_embedding`).
+        Identity for 2-D points, PCA for images (see :func:`gmmgan.gan.embedding_kinds.build_embedding`).
     n_components : int
     covariance_type : {'full', 'diag', 'spherical', 'tied'}, default='full'
     noise_dim : int, default=0
