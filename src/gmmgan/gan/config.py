@@ -119,8 +119,7 @@ class PriorConfig:
         autoencoder's codes on a UMAP-style manifold of embed_manifold_dim dims, as N2D; not gmm_reg).
     embed_dim : PCA dimension, or the autoencoder's code size; embed_epochs, embed_width: its
         training passes and first-layer channels.
-    embed_manifold_dim : embed=manifold: the manifold's dimension (the GMM's), below embed_dim.
-    embed_from : reuse an earlier run's learned embedding of the same data: its folder or file.
+    embed_manifold_dim : the manifold's (GMM's) dim. embed_from : reuse a run's learned embedding.
     whiten : PCA coordinates scaled to unit variance.
     noise_dim : extra N(0, I) coordinates appended to fitted-GMM samples.
     fit_samples : at most this many real samples are used to fit the embedding and the GMM.
