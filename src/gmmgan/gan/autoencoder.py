@@ -8,9 +8,9 @@ section 'Learned embeddings').
 :class:`AutoencoderEmbedding` is an :class:`gmmgan.gan.embed.Embedding`: ``fit`` trains it (seeded,
 deterministic on the CPU, reported through a ``callback`` for progress bars), ``encode`` gives
 standardised codes (unit variance per coordinate, the scale PCA's whitening gives the generator's
-input), ``decode`` maps codes back to images (about [-1, 1]; the warm start clips). Its weights are parameters that never
-require gradients outside ``fit``, so they travel in the prior's ``state_dict`` and no optimizer of
-the GAN ever sees them.
+input), ``decode`` maps codes back to images (about [-1, 1]; the warm start clips). Its weights
+are parameters that never require gradients outside ``fit``, so they travel in the prior's
+``state_dict`` and no optimizer of the GAN ever sees them.
 """
 
 from __future__ import annotations
@@ -149,32 +149,10 @@ class AutoencoderEmbedding(Embedding):
         if not bool(torch.isfinite(x).all()):
             raise ValueError("the autoencoder's training images contain NaN or infinite values; fix those first.")
         self.to(x.device)
-        per_epoch, total = math.ceil(n / self.batch_size), self.steps(n)
-        order = torch.Generator().manual_seed(self.seed)
-        params = list(self.encoder.parameters()) + list(self.decoder.parameters())
-        opt = torch.optim.Adam(params, lr=self.lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / total)))
-        self.history, step = [], 0
         self.requires_grad_(True).train()
         try:
             with torch.enable_grad():  # a prior fits under no_grad; training needs gradients
-                for _ in range(self.epochs):
-                    perm = torch.randperm(n, generator=order).to(x.device)
-                    epoch_loss = torch.zeros((), device=x.device)
-                    for i in range(per_epoch):
-                        batch = x[perm[i * self.batch_size:(i + 1) * self.batch_size]]
-                        loss = F.mse_loss(self.decoder(self.encoder(batch)), batch)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        sched.step()
-                        epoch_loss += loss.detach() * batch.shape[0]
-                        step += 1
-                        if callback is not None and (step % 20 == 0 or step == total):
-                            callback(step, total, None)
-                    self.history.append(float(epoch_loss) / n)  # one sync per epoch
-                    if callback is not None:
-                        callback(step, total, self.history[-1])
+                self._train(x, callback)
         finally:
             self.requires_grad_(False).eval()
         with torch.no_grad():
@@ -182,6 +160,31 @@ class AutoencoderEmbedding(Embedding):
             self.code_mean = codes.mean(0)
             self.code_scale = codes.std(0).clamp_min(1e-6)
         return self
+
+    def _train(self, x: torch.Tensor, callback) -> None:
+        """Adam on the reconstruction MSE, the learning rate cosine-decayed to 0; ``history`` gets each epoch's mean."""
+        n, total = x.shape[0], self.steps(x.shape[0])
+        order = torch.Generator().manual_seed(self.seed)
+        opt = torch.optim.Adam(list(self.encoder.parameters()) + list(self.decoder.parameters()), lr=self.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / total)))
+        self.history, step = [], 0
+        for _ in range(self.epochs):
+            perm = torch.randperm(n, generator=order).to(x.device)
+            epoch_loss = torch.zeros((), device=x.device)
+            for batch_idx in perm.split(self.batch_size):
+                batch = x[batch_idx]
+                loss = F.mse_loss(self.decoder(self.encoder(batch)), batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                epoch_loss += loss.detach() * batch.shape[0]
+                step += 1
+                if callback is not None and step % 20 == 0:
+                    callback(step, total, None)
+            self.history.append(float(epoch_loss) / n)  # one sync per epoch
+            if callback is not None:
+                callback(step, total, self.history[-1])
 
     def _check_fitted(self) -> None:
         if not self.fitted:
