@@ -105,6 +105,19 @@ def test_sweep_matches_single_runs_with_penalties_packing_and_norms(tmp_path, fl
     _assert_same_training(result["run_dir"], singles)
 
 
+@pytest.mark.parametrize("prior", ["fitted_gmm", "learnable_gmm"])
+def test_a_sweep_with_lr_decay_trains_each_seed_as_its_single_run(tmp_path, prior):
+    # schedule.lr_decay scales the stacked optimizers' rates (a learnable prior's group too) as each single run's.
+    decay = ["schedule.lr_decay=linear", "schedule.lr_decay_start_kimg=3.2", "schedule.lr_decay_final=0.05"]
+    result, singles = _sweep_and_singles(tmp_path, _MLP_STEPS + _PRIORS[prior] + decay)
+    _assert_same_training(result["run_dir"], singles)
+    for seed, single in singles.items():  # each seed's checkpoint records the final rates, as its single run's
+        got = load_checkpoint(seed_dir(result["run_dir"], seed) / CHECKPOINT_NAME)
+        want = load_checkpoint(single / CHECKPOINT_NAME)
+        for net in ("opt_g", "opt_d"):
+            assert [g["lr"] for g in got[net]["param_groups"]] == [g["lr"] for g in want[net]["param_groups"]]
+
+
 _DCGAN = ["nets.arch=dcgan", "nets.g_width=8", "nets.d_width=8", "schedule.batch_size=16",
           "schedule.total_kimg=3.2", "schedule.snapshot_kimg=100", "schedule.log_kimg=1.6", "schedule.ema_kimg=0.5",
           "prior.warm_start_steps=10", "prior.fit_samples=1000", "prior.fit_max_iter=10",

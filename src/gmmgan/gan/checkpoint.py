@@ -155,11 +155,20 @@ def training_state(G: nn.Module, D: nn.Module, G_ema: nn.Module, prior: nn.Modul
     """Everything a run needs to go on exactly: nets, optimizers, batch order, random streams, progress, config."""
     return {
         "G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "prior": prior.state_dict(),
-        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "batcher": batcher.state_dict(),
+        "opt_g": _plain_lrs(opt_g.state_dict()), "opt_d": _plain_lrs(opt_d.state_dict()), "batcher": batcher.state_dict(),
         "z_generator": zgen.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
         "cur_nimg": cur_nimg, "step": step, "config": config_to_dict(cfg),
     }
+
+
+def _plain_lrs(state: dict) -> dict:
+    """An optimizer state dict with its learning rates as floats: a CUDA-graph run with ``schedule.lr_decay``
+    keeps them in device tensors (:meth:`gmmgan.gan.train_step.TrainStep.set_lr_scale`), a checkpoint holds numbers."""
+    for group in state["param_groups"]:  # state_dict() made these dicts: changing them leaves the optimizer alone
+        if torch.is_tensor(group.get("lr")):
+            group["lr"] = float(group["lr"])
+    return state
 
 
 def load_training_state(ckpt: dict[str, Any], run_dir: Path, G: nn.Module, D: nn.Module, G_ema: nn.Module,

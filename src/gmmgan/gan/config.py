@@ -50,6 +50,7 @@ PRIOR_KINDS = ("gaussian", "fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg"
 EMBEDDINGS = ("auto", "identity", "pca", "autoencoder", "manifold")
 LEARNED_EMBEDDINGS = ("autoencoder", "manifold")  # trained by gmmgan, reusable (prior.embed_from)
 _COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+LR_DECAYS = ("none", "linear", "cosine")
 
 
 def _choice(name: str, value, choices) -> None:
@@ -268,6 +269,14 @@ class ScheduleConfig:
         ``snapshots/generator-000001.500kimg.safetensors`` (older copies are deleted), for
         ``gmmgan sample`` / ``gmmgan eval`` on an earlier point of the run. No metric is computed
         during training (modes / HQ / KL only at the end), so there is no "best" snapshot.
+    lr_decay : none (constant learning rates), linear or cosine: from ``lr_decay_start_kimg`` to
+        ``total_kimg`` the learning rates of G, D and a learnable prior fall from their ``optim``
+        values to ``lr_decay_final`` times them (:func:`gmmgan.gan.train_step.lr_scale`), holding G steady once the
+        adversarial phase has little left to fix. The rate of each step is computed from the image
+        count, so a resumed run has the rate of an uninterrupted one (a resume that changes
+        ``total_kimg`` stretches the decay from that step on).
+    lr_decay_start_kimg : where the decay starts (below ``total_kimg``; 0 = from the start).
+    lr_decay_final : the learning rates at ``total_kimg``, as a fraction of the ``optim`` ones, in [0, 1].
     """
 
     total_kimg: float = 100.0
@@ -277,6 +286,9 @@ class ScheduleConfig:
     log_kimg: float = 5.0
     ema_kimg: float = 20.0
     keep_snapshots: int = 0
+    lr_decay: str = "none"
+    lr_decay_start_kimg: float = 0.0
+    lr_decay_final: float = 0.0
 
     def __post_init__(self):
         _positive("schedule.total_kimg", self.total_kimg)
@@ -286,6 +298,15 @@ class ScheduleConfig:
         _positive("schedule.log_kimg", self.log_kimg)
         _positive("schedule.ema_kimg", self.ema_kimg, allow_zero=True)
         _positive("schedule.keep_snapshots", self.keep_snapshots, allow_zero=True)
+        _choice("schedule.lr_decay", self.lr_decay, LR_DECAYS)
+        _positive("schedule.lr_decay_start_kimg", self.lr_decay_start_kimg, allow_zero=True)
+        if not 0 <= self.lr_decay_final <= 1:
+            raise ValueError(f"schedule.lr_decay_final is the final learning rate as a fraction of optim.g_lr / "
+                             f"optim.d_lr and must be in [0, 1], got {self.lr_decay_final!r} (e.g. 0.1).")
+        if self.lr_decay != "none" and self.lr_decay_start_kimg >= self.total_kimg:
+            raise ValueError(f"schedule.lr_decay_start_kimg={self.lr_decay_start_kimg:g} must be below "
+                             f"schedule.total_kimg={self.total_kimg:g} (the decay runs from there to the end); "
+                             "lower it, or set schedule.lr_decay=none.")
 
 
 @dataclass

@@ -34,7 +34,7 @@ from gmmgan.gan.sampling import generate
 from gmmgan.gan.session import removed_if_unfinished
 from gmmgan.gan.train_step import adam
 
-__all__ = ["SeedRun", "build_seed_run", "data_root", "load_training_data", "start_seed_run"]
+__all__ = ["SeedRun", "base_lrs", "build_seed_run", "data_root", "load_training_data", "start_seed_run"]
 
 
 def data_root(cfg: TrainConfig) -> str | None:
@@ -187,14 +187,24 @@ def start_seed_run(run: SeedRun, autocast, say, phase, *, main: bool, world: int
 
 
 # ----------------------------------------------------------------------------------- the set-up phases
+def base_lrs(cfg: TrainConfig, prior: Prior) -> tuple[list[float], list[float]]:
+    """The config's learning rate of each param group of G's optimizer (G, then a learnable prior) and of D's.
+
+    These, not the rates in a checkpoint, are what ``schedule.lr_decay`` scales at every step.
+    """
+    g = [cfg.optim.g_lr] + ([cfg.optim.prior_lr or cfg.optim.g_lr] if trained_parameters(prior) else [])
+    return g, [cfg.optim.d_lr]
+
+
 def _optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module, prior: Prior, device: torch.device, graph: bool):
     """Adam for G (and, at ``optim.prior_lr``, for the parameters of a learnable prior) and for D."""
     adam_kw = {"betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps}
+    (g_lr, *prior_lr), (d_lr,) = base_lrs(cfg, prior)
     g_groups = [{"params": list(G.parameters())}]
-    if trained_parameters(prior):
-        g_groups.append({"params": trained_parameters(prior), "lr": cfg.optim.prior_lr or cfg.optim.g_lr})
-    opt_g = adam(g_groups, device, graph, lr=cfg.optim.g_lr, **adam_kw)
-    opt_d = adam(D.parameters(), device, graph, lr=cfg.optim.d_lr, **adam_kw)
+    if prior_lr:
+        g_groups.append({"params": trained_parameters(prior), "lr": prior_lr[0]})
+    opt_g = adam(g_groups, device, graph, lr=g_lr, **adam_kw)
+    opt_d = adam(D.parameters(), device, graph, lr=d_lr, **adam_kw)
     return opt_g, opt_d
 
 

@@ -24,6 +24,7 @@ from gmmgan._files import atomic_write_text
 from gmmgan._stats import mean_se
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME
 from gmmgan.gan.priors import trained_parameters
+from gmmgan.gan.seed_run import base_lrs
 from gmmgan.gan.stacked import StackedModule, stacked_adam, unstack_adam
 from gmmgan.gan.train_step import TrainStep, adam
 
@@ -145,8 +146,11 @@ class Engine:
         first = self.runs[0]
         self.stacked = len(self.runs) > 1
         graph = all(r.graph for r in self.runs)
+        # schedule.lr_decay: the rates of the config's optim section, scaled at every step (set_lr_scale).
+        self.decay = cfg.schedule.lr_decay != "none"
         kw = {"r1_gamma": cfg.loss.r1_gamma, "gp_weight": cfg.loss.gp_weight, "ema_beta": ema_beta,
-              "autocast": autocast, "device": first.device, "graph": graph, "first_step": first.step}
+              "autocast": autocast, "device": first.device, "graph": graph, "first_step": first.step,
+              "base_lrs": base_lrs(first.cfg, first.prior) if self.decay else None}
         if not self.stacked:
             r = first
             self.step_fn = TrainStep(r.G, r.D, r.G_ema, r.prior, r.opt_g, r.opt_d, gan, **kw)
@@ -186,6 +190,10 @@ class Engine:
     def step(self, real, z, eps) -> None:
         self.step_fn(real, z, eps)
 
+    def set_lr_scale(self, scale: float) -> None:
+        """Learning rates of every seed at ``scale`` times the config's (``schedule.lr_decay``), from the next step."""
+        self.step_fn.set_lr_scale(scale)
+
     def sync(self) -> None:
         if not self.stacked:
             return
@@ -194,6 +202,11 @@ class Engine:
         self.G_ema.unstack_into([r.G_ema for r in self.runs])
         unstack_adam(self.opt_g, self.g_groups, [r.opt_g for r in self.runs])
         unstack_adam(self.opt_d, self.d_groups, [r.opt_d for r in self.runs])
+        if self.decay:  # the seeds' checkpoints record the rates of the step they stopped at, as single runs do
+            for stacked, opts in ((self.opt_g, [r.opt_g for r in self.runs]), (self.opt_d, [r.opt_d for r in self.runs])):
+                for opt in opts:
+                    for group, wide in zip(opt.param_groups, stacked.param_groups):
+                        group["lr"] = float(wide["lr"])
 
 
 # ----------------------------------------------------------------------------------- the summary

@@ -20,6 +20,7 @@ two networks has gradients in each half, and the whole step is captured as one g
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 
@@ -31,7 +32,7 @@ from gmmgan import distributed
 from gmmgan.gan.losses import gradient_penalty, r1_penalty
 from gmmgan.gan.stacked import StackedModule
 
-__all__ = ["TrainStep", "adam", "match_optimizer_state"]
+__all__ = ["TrainStep", "adam", "lr_scale", "match_optimizer_state"]
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture: lets Adam and cuDNN allocate and pick
 
@@ -46,6 +47,25 @@ def adam(params, device: torch.device, graph: bool, **kw) -> torch.optim.Adam:
     if device.type == "cuda":
         return torch.optim.Adam(params, fused=True, capturable=graph, **kw)
     return torch.optim.Adam(params, **kw)
+
+
+def lr_scale(sched, nimg: int) -> float:
+    """Factor of the ``optim`` learning rates at ``nimg`` images shown: 1 up to ``lr_decay_start_kimg``,
+    then falling (linearly or along half a cosine) to ``lr_decay_final`` at ``total_kimg`` (and after).
+
+    >>> from gmmgan.gan.config import ScheduleConfig
+    >>> s = ScheduleConfig(total_kimg=10, lr_decay="linear", lr_decay_start_kimg=2, lr_decay_final=0.2)
+    >>> [round(lr_scale(s, n), 6) for n in (0, 2000, 6000, 10000, 12000)]
+    [1.0, 1.0, 0.6, 0.2, 0.2]
+    """
+    if sched.lr_decay == "none":
+        return 1.0
+    start, end = round(sched.lr_decay_start_kimg * 1000), round(sched.total_kimg * 1000)  # as the loop counts
+    t = min(max((nimg - start) / (end - start), 0.0), 1.0) if end > start else float(nimg >= end)
+    f = sched.lr_decay_final
+    if sched.lr_decay == "linear":
+        return 1.0 - (1.0 - f) * t
+    return f + (1.0 - f) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def match_optimizer_state(saved: dict, opt: torch.optim.Optimizer) -> dict:
@@ -85,6 +105,9 @@ class TrainStep:
         Returns the autocast context of the nets (bf16 on CUDA or disabled).
     graph : bool
         Capture the step as a CUDA graph after ``WARMUP_STEPS`` eager steps (CUDA only).
+    base_lrs : (list of float, list of float), optional
+        The learning rate of each param group of ``opt_g`` and of ``opt_d`` that :meth:`set_lr_scale`
+        scales (``schedule.lr_decay``); None: the rates are left as the optimizers have them.
 
     Attributes
     ----------
@@ -98,7 +121,7 @@ class TrainStep:
 
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: nn.Module, prior, opt_g, opt_d, gan, *,
                  r1_gamma: float, gp_weight: float, ema_beta: float, autocast: Callable, device: torch.device,
-                 graph: bool, first_step: int = 0):
+                 graph: bool, first_step: int = 0, base_lrs: tuple[list[float], list[float]] | None = None):
         self.G, self.D, self.G_ema = G, D, G_ema
         self.stacked = isinstance(G, StackedModule)
         self.priors = list(prior) if self.stacked else [prior]
@@ -116,6 +139,33 @@ class TrainStep:
         self._eager_steps = 0
         self._ema_pairs = (list(G_ema.parameters()), list(G.parameters()))
         self._buffer_pairs = list(zip(G_ema.buffers(), G.buffers()))  # copied, not averaged (BatchNorm)
+        self._base_lrs = None
+        if base_lrs is not None:
+            self._base_lrs = [list(map(float, lrs)) for lrs in base_lrs]
+            for opt, lrs in zip((opt_g, opt_d), self._base_lrs):
+                if len(opt.param_groups) != len(lrs):
+                    raise ValueError(f"base_lrs: {len(lrs)} rates for {len(opt.param_groups)} param groups.")
+                if self.use_graph:
+                    # A replayed graph reads a float lr as the constant it was at capture, a tensor's value
+                    # as it is at replay: capturable fused Adam takes lr as a float32 0-dim tensor on the
+                    # device, which set_lr_scale changes in place.
+                    for group in opt.param_groups:
+                        group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Set every param group's learning rate to ``scale`` times its base rate, for the steps that follow.
+
+        Eager: the group's ``lr`` (a float). In a CUDA-graph step: the lr tensor, filled in place
+        (an ordinary kernel on the current stream, so it lands before the next replay).
+        """
+        if self._base_lrs is None:
+            raise RuntimeError("set_lr_scale needs the base learning rates (TrainStep(..., base_lrs=...)).")
+        for opt, lrs in zip((self.opt_g, self.opt_d), self._base_lrs):
+            for group, base in zip(opt.param_groups, lrs):
+                if torch.is_tensor(group["lr"]):
+                    group["lr"].fill_(base * scale)
+                else:
+                    group["lr"] = base * scale
 
     # ------------------------------------------------------------------ the losses of one seed, or of each
     def _per_seed(self, loss, *args) -> torch.Tensor:

@@ -84,6 +84,7 @@ from gmmgan.gan.sweep import (
     sweep_removed_if_empty,
     write_summary,
 )
+from gmmgan.gan.train_step import lr_scale
 from gmmgan.plotting.samples import plot_points
 
 __all__ = [
@@ -240,6 +241,8 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     # Main training loop.
     try:
         while cur_nimg < total:
+            if sched.lr_decay != "none":  # from the image count alone: a resumed run has the rates of an uninterrupted one
+                engine.set_lr_scale(lr_scale(sched, cur_nimg + B))
             engine.step(*engine.draw())
             cur_nimg += B
             step += 1
