@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gmmgan._seeds import parse_seeds
+from gmmgan.gan.config_values import coerce as _coerce
 
 __all__ = [
     "PRIOR_KINDS",
@@ -358,69 +357,6 @@ def valid_keys(cls=TrainConfig, prefix: str = "") -> list[str]:
         else:
             keys.append(prefix + f.name)
     return keys
-
-
-def _type_name(t) -> str:
-    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
-
-
-def _coerce(value, t, key: str):
-    """``value`` as type ``t`` (from YAML or a command-line string), or a ValueError naming ``key``."""
-    origin, args = typing.get_origin(t), typing.get_args(t)
-    if origin in (typing.Union, types.UnionType):
-        is_null = value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~"))
-        if is_null and type(None) in args:
-            return None
-        errors = []
-        for a in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, a, key)
-            except ValueError as e:
-                errors.append(str(e))
-        raise ValueError(errors[0] if len(errors) == 1 else f"{key}: cannot use {value!r} ({'; '.join(errors)}).")
-    if origin is list:  # the only list field: seeds
-        return parse_seeds(value, key)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ValueError(f"{key} must be a list of {len(args)} numbers, e.g. [0.5, 0.999]; got {value!r}.")
-        return tuple(_coerce(v, a, key) for v, a in zip(value, args))
-    if t is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return value.strip().lower() in ("true", "yes", "on", "1")
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ValueError(f"{key} must be true or false, got {value!r}.")
-    if t is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{key} must be an integer, got {value!r}.")
-        if isinstance(value, int):
-            return value
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key} must be an integer, got {value!r}.") from None
-        if not f.is_integer():
-            raise ValueError(f"{key} must be an integer, got {value!r}.")
-        return int(f)
-    if t is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{key} must be a number, got {value!r}.")
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key} must be a number, got {value!r}.") from None
-        if not math.isfinite(f):
-            raise ValueError(f"{key} must be finite, got {value!r}.")
-        return f
-    if t is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ValueError(f"{key} must be a string, got {value!r}.")
-    raise TypeError(f"unsupported config field type {_type_name(t)} for {key}")  # a bug, not bad input
 
 
 def _unknown(key: str, cls) -> ValueError:
