@@ -220,16 +220,31 @@ class NetsConfig:
 @dataclass
 class LossConfig:
     """kind : ns (non-saturating), hinge or wgan. r1_gamma : R1 weight (gamma/2 * E|grad D(real)|^2).
-    gp_weight : WGAN-GP weight."""
+    gp_weight : WGAN-GP weight.
+
+    diffaugment : DiffAugment for images (Zhao et al. 2020, :mod:`gmmgan.gan.diffaugment`): a comma list of
+        ``color``, ``translation``, ``cutout`` ('' = off; not for 2-D points). Every batch D sees, real
+        or fake, in the D and in the G step, is augmented with fresh random draws per sample; R1 (and
+        WGAN-GP) is taken on the augmented reals D sees. The draws come from torch's global RNG (seeded
+        by the run, recorded in its checkpoint; a CUDA graph draws new ones at each replay): a run is
+        reproducible for its seed on the CPU, but the seeds of a stacked sweep share one stream, so with
+        DiffAugment on a sweep's seed does not train exactly as its single run (nor does a multi-process
+        run as a single-process one: every rank draws the same numbers for its own rows).
+    """
 
     kind: str = "ns"
     r1_gamma: float = 0.1
     gp_weight: float = 0.0
+    diffaugment: str = ""
 
     def __post_init__(self):
         _choice("loss.kind", self.kind, ("ns", "nonsaturating", "hinge", "wgan"))
         _positive("loss.r1_gamma", self.r1_gamma, allow_zero=True)
         _positive("loss.gp_weight", self.gp_weight, allow_zero=True)
+        if self.diffaugment:  # only then: the parser's module imports torch, which a bare config does not need
+            from gmmgan.gan.diffaugment import parse_policy
+
+            parse_policy(self.diffaugment)
 
 
 @dataclass
@@ -340,6 +355,10 @@ class TrainConfig:
         _positive("eval_samples", self.eval_samples)
         if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+        if self.loss.diffaugment:
+            from gmmgan.gan.diffaugment import check_data
+
+            check_data(self.loss.diffaugment, self.data.name)
 
 
 # ------------------------------------------------------------------------ typed (de)serialisation

@@ -98,7 +98,10 @@ class SeedRun:
 
     def write_state(self) -> None:
         """Rank 0: the full training state, then the snapshot of the nets that are sampled."""
-        if self.rng is not None:  # a sweep made other seeds' nets since: record this seed's RNG as a single run would
+        # A sweep made other seeds' nets since: record this seed's RNG as a single run would. Not with
+        # DiffAugment, whose draws come from the global RNG: the checkpoint records it as it is now, so
+        # saving does not rewind the augmentation stream and a resumed run draws on where it stopped.
+        if self.rng is not None and not self.cfg.loss.diffaugment:
             torch.set_rng_state(self.rng[0])
             if self.device.type == "cuda":
                 torch.cuda.set_rng_state_all(self.rng[1])
@@ -131,6 +134,9 @@ def build_seed_run(cfg: TrainConfig, device: torch.device, *, ckpt: dict | None 
         shown = phase if cfg.data.name == "folder" else partial(phase, enabled=False)  # a bar only where it is slow
         with shown("loading images", unit="images") as bar:
             data = load_training_data(cfg, device, progress=bar.count)
+    if cfg.loss.diffaugment and len(data.shape) != 3:  # the config refuses the 2-D sets by name; any other non-image
+        raise ValueError(f"loss.diffaugment={cfg.loss.diffaugment!r} augments images, but {cfg.data.name} has samples "
+                         f"of shape {tuple(data.shape)}; DiffAugment is for images: drop it (loss.diffaugment='').")
     prior = build_prior(cfg.prior, data.shape, cfg.seed).to(device)
     if cfg.prior.embed_from is not None and ckpt is None:  # a resumed run has it in its checkpoint
         source = embedding_file.load_embedding(cfg.prior.embed_from, prior.embedding,

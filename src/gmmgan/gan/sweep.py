@@ -150,7 +150,8 @@ class Engine:
         self.decay = cfg.schedule.lr_decay != "none"
         kw = {"r1_gamma": cfg.loss.r1_gamma, "gp_weight": cfg.loss.gp_weight, "ema_beta": ema_beta,
               "autocast": autocast, "device": first.device, "graph": graph, "first_step": first.step,
-              "base_lrs": base_lrs(first.cfg, first.prior) if self.decay else None}
+              "base_lrs": base_lrs(first.cfg, first.prior) if self.decay else None,
+              "diffaugment": cfg.loss.diffaugment}
         if not self.stacked:
             r = first
             self.step_fn = TrainStep(r.G, r.D, r.G_ema, r.prior, r.opt_g, r.opt_d, gan, **kw)

@@ -29,6 +29,7 @@ from torch import nn
 from torch.func import vmap
 
 from gmmgan import distributed
+from gmmgan.gan.diffaugment import diff_augment, parse_policy
 from gmmgan.gan.losses import gradient_penalty, r1_penalty
 from gmmgan.gan.stacked import StackedModule
 
@@ -108,6 +109,9 @@ class TrainStep:
     base_lrs : (list of float, list of float), optional
         The learning rate of each param group of ``opt_g`` and of ``opt_d`` that :meth:`set_lr_scale`
         scales (``schedule.lr_decay``); None: the rates are left as the optimizers have them.
+    diffaugment : str
+        DiffAugment policy (``loss.diffaugment``, :func:`gmmgan.gan.diffaugment.diff_augment`) applied
+        to every image batch D sees; '' = off (the step is exactly the one without it).
 
     Attributes
     ----------
@@ -121,7 +125,8 @@ class TrainStep:
 
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: nn.Module, prior, opt_g, opt_d, gan, *,
                  r1_gamma: float, gp_weight: float, ema_beta: float, autocast: Callable, device: torch.device,
-                 graph: bool, first_step: int = 0, base_lrs: tuple[list[float], list[float]] | None = None):
+                 graph: bool, first_step: int = 0, base_lrs: tuple[list[float], list[float]] | None = None,
+                 diffaugment: str = ""):
         self.G, self.D, self.G_ema = G, D, G_ema
         self.stacked = isinstance(G, StackedModule)
         self.priors = list(prior) if self.stacked else [prior]
@@ -129,6 +134,7 @@ class TrainStep:
         self.opt_g, self.opt_d, self.gan = opt_g, opt_d, gan
         self.r1_gamma, self.gp_weight, self.ema_beta = float(r1_gamma), float(gp_weight), float(ema_beta)
         self.autocast, self.device = autocast, device
+        self.policy = parse_policy(diffaugment)
         self.use_graph = bool(graph) and device.type == "cuda"
         self.graphed = False
         self.sums = torch.zeros(self.n_seeds, 3, device=device)
@@ -172,6 +178,20 @@ class TrainStep:
         """``loss(*args)``: a scalar for a single run, one value per seed (n_seeds,) for a sweep."""
         return vmap(loss)(*args) if self.stacked else loss(*args)
 
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` through the DiffAugment policy (``x`` itself when it is off).
+
+        A sweep's batch (S, B, C, H, W) is augmented as S * B images, each with its own draws, outside
+        the vmapped nets. The draws come from torch's default generator of the device: inside a CUDA
+        graph that is the one generator whose (philox) state capture registers, so each replay draws
+        new numbers; on the CPU it is seeded by the run (:func:`gmmgan.gan.seed_run.build_seed_run`).
+        """
+        if not self.policy:
+            return x
+        if not self.stacked:
+            return diff_augment(x, self.policy)
+        return diff_augment(x.flatten(0, 1), self.policy).unflatten(0, x.shape[:2])
+
     def _r1(self, D: nn.Module, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """D's logits on real and the R1 penalty of each seed (the gradient of a sum splits by seed)."""
         if not self.stacked:
@@ -203,18 +223,23 @@ class TrainStep:
 
     # ------------------------------------------------------------------ the step itself
     def _step(self, real: torch.Tensor, z: torch.Tensor, gp_eps: torch.Tensor | None) -> None:
-        G, D, gan = self.G, self.D, self.gan
+        G, D, gan, aug = self.G, self.D, self.gan, self._augment
         # D step: real up, fake down (+ R1 on real / gradient penalty).
         D.requires_grad_(True)
         r1 = self.r1_gamma > 0
         with self.autocast():
             fake = G(z)
+            # DiffAugment (identity when off): D sees T(real) and T(fake), with fresh draws each time.
+            # R1 is the gradient at the augmented reals, the images D is actually trained on (as the
+            # paper's StyleGAN2 code does): it keeps D smooth where D's inputs are, and needs no
+            # backward through T. WGAN-GP likewise interpolates between the augmented pairs.
+            real, fake_d = aug(real), aug(fake.detach())
             real_logits, r1_terms = self._r1(D, real) if r1 else (D(real), None)
-            loss_d = self._per_seed(gan.d, _full(real_logits), _full(D(fake.detach())))
+            loss_d = self._per_seed(gan.d, _full(real_logits), _full(D(fake_d)))
             if r1:
                 loss_d = loss_d + self.r1_gamma / 2 * r1_terms
             if self.gp_weight > 0:
-                loss_d = loss_d + self.gp_weight * self._gp(D, real, _full(fake), gp_eps)
+                loss_d = loss_d + self.gp_weight * self._gp(D, real, _full(fake_d), gp_eps)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.sum().backward() if self.stacked else loss_d.backward()
         distributed.all_reduce_mean_grads_(D.parameters())
@@ -222,7 +247,7 @@ class TrainStep:
         # G step on the same z, through the updated D (+ the prior's penalty, if any).
         D.requires_grad_(False)
         with self.autocast():
-            loss_g = self._per_seed(gan.g, _full(D(fake)))
+            loss_g = self._per_seed(gan.g, _full(D(aug(fake))))  # G's gradient flows back through T
         penalty = self._penalty(_full(fake))  # outside autocast: GMM log-densities need float32
         if penalty is not None:
             loss_g = loss_g + penalty
