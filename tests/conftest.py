@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from _helpers import TINY_RING
 from hypothesis import settings
 
@@ -61,6 +62,16 @@ def mnist_root() -> Path:
 def fashion_mnist_root() -> Path:
     """The folder holding FashionMNIST/raw (skips the test where there is none)."""
     return _real_data_root("FashionMNIST")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module, restored after it: tiny nets gain nothing from threads, and on
+    a busy 2-core runner their spin-waits made such modules many times slower (15x for the classifier's)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 settings.register_profile("gmmgan", derandomize=True, print_blob=True)

@@ -28,13 +28,7 @@ TINY_IMAGES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny nets gain nothing from threads; on a busy 2-core runner their spin-waits cost seconds.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny_run(out: Path, data: str, root: Path, *overrides: str) -> Path:
@@ -196,7 +190,7 @@ def test_eval_missing_run_bad_seeds_and_bad_n(tmp_path, capsys):
     rc, _, err = cli(capsys, "eval", tmp_path / "nope")
     assert rc == 2 and "nope" in err and "does not exist" in err
     rc, _, err = cli(capsys, "eval", tmp_path, "--seeds", "a,b")
-    assert rc == 2 and "comma-separated integers" in err
+    assert rc == 2 and "'a' is not a seed or a range" in err
     rc, _, err = cli(capsys, "eval", tmp_path, "--seeds", "1,1")
     assert rc == 2 and "repeat" in err
     for bad in ("0", "-5", "x"):
@@ -392,3 +386,10 @@ def test_help_uses_placeholders(capsys):
     rc, out, _ = cli(capsys, "eval", "--help")
     assert rc == 0
     assert "../shared" not in out and "--data-root DIR" in out and "--force" in out
+
+
+def test_eval_seeds_take_ranges_as_train_does(ring_run, tmp_path, capsys):
+    rc, out, err = cli(capsys, "eval", ring_run, "--seeds", "0-2", "-n", "200", "--no-plots", "-o",
+                       tmp_path / "range.json")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "range.json").read_text())["seeds"] == [0, 1, 2]

@@ -18,15 +18,7 @@ from gmmgan.metrics.classifier import (
     train_classifier,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny convs gain nothing from threads, and on a busy 2-core runner the threads' spin-waits
-    # made this module 15x slower; restored afterwards so other modules are unaffected.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = ClassifierConfig(width=4, feature_dim=16, batch_size=16, lr=1e-2)

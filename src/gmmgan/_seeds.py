@@ -41,5 +41,5 @@ def parse_seeds(value, key: str = "seeds") -> list[int]:
     repeated = sorted({s for s in items if items.count(s) > 1})
     if repeated:
         raise ValueError(f"{key}: seed{'s' if len(repeated) > 1 else ''} {', '.join(map(str, repeated))} "
-                         "repeated; each seed trains once (a repeat would be the same run twice).")
+                         "repeated; give each seed once (a repeat would give the same result twice).")
     return items

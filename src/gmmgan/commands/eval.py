@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from gmmgan._device import resolve_device
+from gmmgan._seeds import parse_seeds
 from gmmgan._stats import mean_se
 from gmmgan.commands._args import device_name, positive_int
 from gmmgan.commands._outputs import check_output_path
@@ -63,17 +64,11 @@ _NEAREST_K = 5  # PRDC's k (docs/protocols.md, section 'Image metrics')
 
 
 def _seeds(text: str) -> list[int]:
-    if any(not s.strip() for s in text.split(",")):
-        raise argparse.ArgumentTypeError(f"empty item in {text!r}; give comma-separated integers such as 0,1,2")
+    """--seeds as train's: ``0-9``, ``0,1,5`` or ``0-4,10`` (:func:`gmmgan._seeds.parse_seeds`)."""
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("give at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"seeds repeat in {text!r}; repeated seeds give identical samples")
-    return seeds
+        return parse_seeds(text, "--seeds")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _metric_names(text: str) -> list[str]:
@@ -98,7 +93,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-samples", type=positive_int, default=None, metavar="N",
                    help="samples per seed (default: 2,500 for ring/grid, 26,000 for stacked-mnist, 10,000 for images, "
                    "the held-out half of the folder (at most 10,000) for folder runs)")
-    p.add_argument("--seeds", type=_seeds, default=[0], metavar="S,S,...", help="sampling seeds (default: 0)")
+    p.add_argument("--seeds", type=_seeds, default=[0], metavar="SEEDS",
+                   help="sampling seeds: 0-9, 0,1,5 or 0-4,10 (default: 0)")
     p.add_argument("--metrics", type=_metric_names, default=None, metavar="NAME,...",
                    help=f"what to compute, from {', '.join(_ALL_METRICS)} (default: all that apply to the run)")
     p.add_argument("--device", type=device_name, default="cpu", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: cpu)")
