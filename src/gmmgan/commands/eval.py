@@ -43,7 +43,7 @@ An existing eval.json, or a cached classifier, is not replaced without --force.
 
 examples:
   gmmgan eval train-classifier --dataset mnist --data-root DIR
-  gmmgan eval runs/00000-grid-fitted_gmm --seeds 0,1,2,3,4,5,6,7,8,9
+  gmmgan eval runs/00000-grid-fitted_gmm --seeds 0-9
   gmmgan eval runs/00003-stacked-mnist-fitted_gmm --device cuda
   gmmgan eval runs/00004-mnist-limited-fitted_gmm --metrics fid,clustering --data-root DIR
   gmmgan eval runs/00005-folder-fitted_gmm -n 2000
