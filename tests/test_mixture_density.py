@@ -156,7 +156,7 @@ def test_bad_values_on_the_command_line(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------- end to end
-_MD = ["loss.kind=mixture_density", "loss.r1_gamma=1", "nets.pack=2", "loss.md_dim=4"]
+_MD = ["loss.kind=mixture_density", "loss.r1_gamma=1", "nets.pack=2", "loss.md_dim=4", "optim.eps=1e-8"]
 
 
 @pytest.mark.parametrize("prior", [["prior.kind=fitted_gmm"], ["prior.kind=gaussian", "prior.z_dim=4"]],

@@ -219,7 +219,7 @@ class NetsConfig:
 
 @dataclass
 class LossConfig:
-    """kind : ns (non-saturating), hinge or wgan. r1_gamma : R1 weight (gamma/2 * E|grad D(real)|^2).
+    """kind : ns (non-saturating), hinge, wgan or mixture_density. r1_gamma : R1 weight (gamma/2 * E|grad D(real)|^2).
     gp_weight : WGAN-GP weight.
 
     diffaugment : DiffAugment for images (Zhao et al. 2020, :mod:`gmmgan.gan.diffaugment`): a comma list of
@@ -233,7 +233,7 @@ class LossConfig:
     kind=mixture_density (Mixture Density GAN, :mod:`gmmgan.gan.mixture_density`): D outputs an embedding
         of md_dim units; p(real) = mean_k exp(-|e - mu_k|^2 / 2 md_sigma^2) over md_components (null =
         md_dim + 1) vertices mu_k of a regular simplex with edges md_distance (keep it > md_sigma *
-        sqrt(2 * md_components), see the module); BCE on p, R1/GP on log p.
+        sqrt(2 * md_components), see the module); BCE on p, R1/GP on log p. Use optim.eps=1e-8 with it.
     """
 
     kind: str = "ns"
