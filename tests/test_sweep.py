@@ -99,7 +99,8 @@ def test_each_seed_of_an_mlp_sweep_trains_as_its_single_run(tmp_path, prior):
     ["nets.pack=2"],
     ["nets.d_spectral_norm=true", "nets.g_spectral_norm=true"],
     ["nets.d_batch_norm=true", "nets.g_batch_norm=true"],
-], ids=["r1", "wgan-gp", "pack", "spectral-norm", "batch-norm"])
+    ["loss.kind=mixture_density", "loss.r1_gamma=1", "loss.gp_weight=1", "nets.pack=2", "optim.eps=1e-8"],
+], ids=["r1", "wgan-gp", "pack", "spectral-norm", "batch-norm", "mixture-density"])
 def test_sweep_matches_single_runs_with_penalties_packing_and_norms(tmp_path, float64, extra):
     result, singles = _sweep_and_singles(tmp_path, _MLP_STEPS + ["prior.kind=gaussian", "prior.z_dim=4"] + extra)
     _assert_same_training(result["run_dir"], singles)

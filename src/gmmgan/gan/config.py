@@ -219,7 +219,7 @@ class NetsConfig:
 
 @dataclass
 class LossConfig:
-    """kind : ns (non-saturating), hinge or wgan. r1_gamma : R1 weight (gamma/2 * E|grad D(real)|^2).
+    """kind : ns (non-saturating), hinge, wgan or mixture_density. r1_gamma : R1 weight (gamma/2 * E|grad D(real)|^2).
     gp_weight : WGAN-GP weight.
 
     diffaugment : DiffAugment for images (Zhao et al. 2020, :mod:`gmmgan.gan.diffaugment`): a comma list of
@@ -230,15 +230,27 @@ class LossConfig:
         reproducible for its seed on the CPU, but the seeds of a stacked sweep share one stream, so with
         DiffAugment on a sweep's seed does not train exactly as its single run (nor does a multi-process
         run as a single-process one: every rank draws the same numbers for its own rows).
+    kind=mixture_density (Mixture Density GAN, :mod:`gmmgan.gan.mixture_density`): D outputs an embedding
+        of md_dim units; p(real) = mean_k exp(-|e - mu_k|^2 / 2 md_sigma^2) over md_components (null =
+        md_dim + 1) vertices mu_k of a regular simplex with edges md_distance (keep it > md_sigma *
+        sqrt(2 * md_components), see the module); BCE on p, R1/GP on log p. Use optim.eps=1e-8 with it.
     """
 
     kind: str = "ns"
     r1_gamma: float = 0.1
     gp_weight: float = 0.0
     diffaugment: str = ""
+    md_dim: int = 9
+    md_components: int | None = None
+    md_sigma: float = 1.0
+    md_distance: float = 5.0
 
     def __post_init__(self):
-        _choice("loss.kind", self.kind, ("ns", "nonsaturating", "hinge", "wgan"))
+        _choice("loss.kind", self.kind, ("ns", "nonsaturating", "hinge", "wgan", "mixture_density"))
+        if self.kind == "mixture_density":  # only then: the module imports torch, which a bare config does not need
+            from gmmgan.gan.mixture_density import check_mixture_density
+
+            check_mixture_density(self.md_dim, self.md_components, self.md_sigma, self.md_distance)
         _positive("loss.r1_gamma", self.r1_gamma, allow_zero=True)
         _positive("loss.gp_weight", self.gp_weight, allow_zero=True)
         if self.diffaugment:  # only then: the parser's module imports torch, which a bare config does not need

@@ -12,6 +12,10 @@ hinge           E relu(1 - r) + E relu(1 + f)           -E f
 wgan            E f - E r                               -E f
 ==============  ======================================  ============================
 
+``mixture_density`` (:mod:`gmmgan.gan.mixture_density`): D outputs an embedding, not a logit; its
+loss object has the same ``d`` / ``g`` interface, and ``score(out)`` maps D's output to the one number
+per sample that R1 and WGAN-GP differentiate (the identity for the logit losses above).
+
 Penalties (added to the D loss with a weight): :func:`gradient_penalty` (WGAN-GP) and
 :func:`r1_penalty`. The regulariser :func:`gmm_nll` is added to the G loss (docs/protocols.md,
 section 'Latent priors', item 4):
@@ -26,12 +30,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from gmmgan.gan.mixture_density import MixtureDensityLoss
+
 __all__ = [
     "d_loss_nonsaturating", "g_loss_nonsaturating",
     "d_loss_hinge", "g_loss_hinge",
     "d_loss_wgan", "g_loss_wgan",
     "gradient_penalty", "r1_penalty", "gmm_nll",
-    "GANLoss", "get_gan_loss", "GAN_LOSSES",
+    "GANLoss", "get_gan_loss", "build_gan_loss", "GAN_LOSSES",
 ]
 
 
@@ -81,11 +87,16 @@ def g_loss_wgan(fake_logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class GANLoss:
-    """A matched pair ``d(real_logits, fake_logits)`` / ``g(fake_logits)``."""
+    """A matched pair ``d(real_logits, fake_logits)`` / ``g(fake_logits)``; ``score(D's output)`` is
+    what R1 / WGAN-GP differentiate: the logit itself."""
 
     name: str
     d: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     g: Callable[[torch.Tensor], torch.Tensor]
+
+    @staticmethod
+    def score(out: torch.Tensor) -> torch.Tensor:
+        return out
 
 
 GAN_LOSSES = {
@@ -102,6 +113,14 @@ def get_gan_loss(name: str) -> GANLoss:
     if key not in GAN_LOSSES:
         raise ValueError(f"Unknown GAN loss {name!r}; expected one of {sorted(GAN_LOSSES)} (or alias 'ns').")
     return GAN_LOSSES[key]
+
+
+def build_gan_loss(loss_cfg) -> GANLoss | MixtureDensityLoss:
+    """The loss object of a ``LossConfig``: :func:`get_gan_loss` of its kind, or a
+    :class:`~gmmgan.gan.mixture_density.MixtureDensityLoss` with its ``md_*`` fields."""
+    if loss_cfg.kind == "mixture_density":
+        return MixtureDensityLoss(loss_cfg.md_dim, loss_cfg.md_components, loss_cfg.md_sigma, loss_cfg.md_distance)
+    return get_gan_loss(loss_cfg.kind)
 
 
 # ---------------------------------------------------------------- penalties

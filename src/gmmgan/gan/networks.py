@@ -15,8 +15,11 @@ __all__ = ["build_networks"]
 
 
 def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) -> tuple[nn.Module, nn.Module]:
-    """G and D for samples of ``data_shape`` (MLP for vectors, DCGAN for square images)."""
+    """G and D for samples of ``data_shape`` (MLP for vectors, DCGAN for square images).
+
+    D ends in one logit, or in ``loss.md_dim`` units (an embedding) for ``loss.kind=mixture_density``."""
     n = cfg.nets
+    d_out = cfg.loss.md_dim if cfg.loss.kind == "mixture_density" else 1
     arch = n.arch if n.arch != "auto" else ("mlp" if len(data_shape) == 1 else "dcgan")
     if arch == "mlp":
         if len(data_shape) != 1:
@@ -25,7 +28,7 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) ->
                             n_layers=n.g_layers, batch_norm=n.g_batch_norm, spectral_norm=n.g_spectral_norm)
         d = DiscriminatorConfig("mlp", in_dim=data_shape[0], width=n.d_width, width_mult=n.d_width_mult,
                                 n_layers=n.d_layers, spectral_norm=n.d_spectral_norm, pack=n.pack,
-                                leaky_slope=n.leaky_slope)
+                                leaky_slope=n.leaky_slope, out_dim=d_out)
     else:
         if len(data_shape) != 3 or data_shape[1] != data_shape[2]:
             raise ValueError(f"nets.arch=dcgan needs square images (N, C, H, H) but samples have shape {data_shape}.")
@@ -34,5 +37,5 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) ->
                             width_mult=n.g_width_mult, spectral_norm=n.g_spectral_norm)
         d = DiscriminatorConfig("dcgan", channels=c, resolution=r, width=n.d_width, width_mult=n.d_width_mult,
                                 batch_norm=n.d_batch_norm, spectral_norm=n.d_spectral_norm, pack=n.pack,
-                                leaky_slope=n.leaky_slope)
+                                leaky_slope=n.leaky_slope, out_dim=d_out)
     return build_generator(g), build_discriminator(d)

@@ -193,22 +193,27 @@ class TrainStep:
         return diff_augment(x.flatten(0, 1), self.policy).unflatten(0, x.shape[:2])
 
     def _r1(self, D: nn.Module, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's logits on real and the R1 penalty of each seed (the gradient of a sum splits by seed)."""
+        """D's output on real and the R1 penalty of each seed (the gradient of a sum splits by seed).
+
+        R1 differentiates ``gan.score`` of D's output: the logit itself, or log p(real) of a Mixture
+        Density D's embedding (one number per sample or pack either way)."""
+        score = self.gan.score
         if not self.stacked:
             real = real.detach().requires_grad_(True)
             logits = D(real)
-            return logits, r1_penalty(logits, real)
+            return logits, r1_penalty(score(logits), real)
         flat = real.detach().flatten(0, 1).requires_grad_(True)
         logits = D(flat.unflatten(0, real.shape[:2]))
-        return logits, r1_penalty(logits.flatten(), flat, reduction="none").view(self.n_seeds, -1).mean(1)
+        return logits, r1_penalty(score(logits).flatten(), flat, reduction="none").view(self.n_seeds, -1).mean(1)
 
     def _gp(self, D: nn.Module, real, fake, eps) -> torch.Tensor:
+        score = self.gan.score
         if not self.stacked:
-            return gradient_penalty(D, real, fake, eps=eps)
+            return gradient_penalty(lambda x: score(D(x)), real, fake, eps=eps)
         seeds_batch = real.shape[:2]
 
         def flat_d(x):
-            return D(x.unflatten(0, seeds_batch)).flatten()
+            return score(D(x.unflatten(0, seeds_batch))).flatten()
 
         terms = gradient_penalty(flat_d, real.flatten(0, 1), fake.flatten(0, 1), reduction="none",
                                  eps=None if eps is None else eps.flatten())

@@ -69,7 +69,7 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """images (N, channels, R, R) -> logits (N // pack,).
+    """images (N, channels, R, R) -> logits (N // pack,), or embeddings (N // pack, out_dim) when out_dim > 1.
 
     Parameters
     ----------
@@ -84,15 +84,18 @@ class DCGANDiscriminator(nn.Module):
     pack : int, default=1
         PacGAN: ``pack`` consecutive samples are concatenated along channels and judged together.
     leaky_slope : float, default=0.2
+    out_dim : int, default=1
+        Outputs per pack: 1 is a logit (squeezed), more an embedding (Mixture Density GAN).
     """
 
     def __init__(self, channels: int = 1, resolution: int = 28, width: int = 64, width_mult: float = 1.0,
-                 batch_norm: bool = True, spectral_norm: bool = False, pack: int = 1, leaky_slope: float = 0.2):
+                 batch_norm: bool = True, spectral_norm: bool = False, pack: int = 1, leaky_slope: float = 0.2,
+                 out_dim: int = 1):
         super().__init__()
-        _check_positive(channels=channels, width=width, pack=pack)
+        _check_positive(channels=channels, width=width, pack=pack, out_dim=out_dim)
         _check_resolution(resolution)
         w = _channels(width, width_mult)
-        self.channels, self.resolution, self.pack = channels, resolution, pack
+        self.channels, self.resolution, self.pack, self.out_dim = channels, resolution, pack, out_dim
 
         def block(cin: int, cout: int, k: int, bn: bool) -> list[nn.Module]:
             layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, 2, 1, bias=not bn)]
@@ -106,7 +109,7 @@ class DCGANDiscriminator(nn.Module):
             *block(2 * w, 4 * w, 3, batch_norm),
         )
         s = (resolution // 4 + 1) // 2  # R/4 after two k4 s2 p1 convs, then k3 s2 p1: ceil(R/8)
-        self.fc = nn.Linear(4 * w * s * s, 1)
+        self.fc = nn.Linear(4 * w * s * s, out_dim)
         dcgan_init_(self)
         if spectral_norm:
             apply_spectral_norm_(self)
@@ -116,4 +119,5 @@ class DCGANDiscriminator(nn.Module):
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"expected images of shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}.")
         h = self.conv(pack_samples(x, self.pack))
-        return self.fc(h.flatten(1)).squeeze(1)
+        out = self.fc(h.flatten(1))
+        return out.squeeze(1) if self.out_dim == 1 else out

@@ -78,6 +78,8 @@ class DiscriminatorConfig(_FromDict):
     spectral_norm : spectral normalisation on every weight.
     pack : PacGAN packing degree (batch size must be a multiple of it).
     leaky_slope : LeakyReLU negative slope.
+    out_dim : outputs per sample (pack): 1 = a logit, shape (N // pack,); more = an embedding,
+        shape (N // pack, out_dim) (the Mixture Density GAN, ``loss.kind=mixture_density``).
     """
 
     arch: str = "dcgan"
@@ -91,6 +93,7 @@ class DiscriminatorConfig(_FromDict):
     spectral_norm: bool = False
     pack: int = 1
     leaky_slope: float = 0.2
+    out_dim: int = 1
 
 
 def build_generator(cfg: GeneratorConfig | dict) -> nn.Module:
@@ -109,6 +112,7 @@ def build_discriminator(cfg: DiscriminatorConfig | dict) -> nn.Module:
         cfg = DiscriminatorConfig.from_dict(cfg)
     if cfg.arch == "mlp":
         width = round((cfg.width or 200) * cfg.width_mult)
-        return MLPDiscriminator(cfg.in_dim, width, cfg.n_layers, cfg.pack, cfg.leaky_slope, cfg.spectral_norm)
+        return MLPDiscriminator(cfg.in_dim, width, cfg.n_layers, cfg.pack, cfg.leaky_slope, cfg.spectral_norm,
+                               cfg.out_dim)
     return DCGANDiscriminator(cfg.channels, cfg.resolution, cfg.width or 64, cfg.width_mult, cfg.batch_norm,
-                              cfg.spectral_norm, cfg.pack, cfg.leaky_slope)
+                              cfg.spectral_norm, cfg.pack, cfg.leaky_slope, cfg.out_dim)

@@ -54,7 +54,7 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """x (N, in_dim) -> logits (N // pack,).
+    """x (N, in_dim) -> logits (N // pack,), or embeddings (N // pack, out_dim) when out_dim > 1.
 
     Parameters
     ----------
@@ -65,19 +65,21 @@ class MLPDiscriminator(nn.Module):
         PacGAN: D judges ``pack`` consecutive samples at once (their features concatenated).
     leaky_slope : float, default=0.2
     spectral_norm : bool, default=False
+    out_dim : int, default=1
+        Outputs per pack: 1 is a logit (squeezed), more an embedding (Mixture Density GAN).
     """
 
     def __init__(self, in_dim: int = 2, width: int = 200, n_layers: int = 3, pack: int = 1,
-                 leaky_slope: float = 0.2, spectral_norm: bool = False):
+                 leaky_slope: float = 0.2, spectral_norm: bool = False, out_dim: int = 1):
         super().__init__()
-        _check_positive(in_dim=in_dim, width=width, n_layers=n_layers, pack=pack)
-        self.in_dim, self.pack = in_dim, pack
+        _check_positive(in_dim=in_dim, width=width, n_layers=n_layers, pack=pack, out_dim=out_dim)
+        self.in_dim, self.pack, self.out_dim = in_dim, pack, out_dim
         layers: list[nn.Module] = []
         d = in_dim * pack
         for _ in range(n_layers):
             layers += [nn.Linear(d, width), nn.LeakyReLU(leaky_slope)]
             d = width
-        layers.append(nn.Linear(d, 1))
+        layers.append(nn.Linear(d, out_dim))
         self.net = nn.Sequential(*layers)
         dcgan_init_(self)
         if spectral_norm:
@@ -86,7 +88,8 @@ class MLPDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"expected input of shape (N, {self.in_dim}), got {tuple(x.shape)}.")
-        return self.net(pack_samples(x, self.pack)).squeeze(1)
+        out = self.net(pack_samples(x, self.pack))
+        return out.squeeze(1) if self.out_dim == 1 else out
 
 
 def _check_positive(**kw) -> None:
