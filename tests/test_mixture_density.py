@@ -187,3 +187,10 @@ def test_tiny_dcgan_image_run(mnist_root, tmp_path, capsys, monkeypatch):
     assert (run / "final.png").read_bytes()[:8] == PNG_MAGIC
     rc, _, err = cli(capsys, "sample", run, "-n", 5, "-o", tmp_path / "g.npy")
     assert rc == 0 and np.load(tmp_path / "g.npy").shape == (5, 1, 28, 28), err
+
+
+def test_a_large_adam_eps_is_warned_about(tmp_path, capsys):
+    md = [a for a in _MD if not a.startswith("optim.eps")]
+    rc, out, err = cli(capsys, "train", "--out", tmp_path, *TINY_RING, *md, "optim.eps=1e-2", "schedule.total_kimg=0.1")
+    assert rc == 0, err
+    assert "optim.eps=0.01" in " ".join(out.split()) and "set optim.eps=1e-8" in " ".join(out.split())
