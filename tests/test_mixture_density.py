@@ -139,6 +139,7 @@ def test_d_outputs_md_dim_units_and_other_ds_are_unchanged():
 @pytest.mark.parametrize("fields, message", [
     (dict(md_dim=3, md_components=5), "more than md_dim + 1 = 4"),
     (dict(md_dim=0), "loss.md_dim"),
+    (dict(md_dim=1), ">= 2"),
     (dict(md_sigma=0.0), "loss.md_sigma"),
     (dict(md_sigma=-1.0), "loss.md_sigma"),
     (dict(md_distance=0.0), "loss.md_distance"),

@@ -250,7 +250,7 @@ class LossConfig:
         if self.kind == "mixture_density":  # only then: the module imports torch, which a bare config does not need
             from gmmgan.gan.mixture_density import check_mixture_density
 
-            check_mixture_density(self.md_dim, self.md_components, self.md_sigma, self.md_distance)
+            check_mixture_density(self.md_dim, self.md_components, self.md_sigma, self.md_distance, min_dim=2)
         _positive("loss.r1_gamma", self.r1_gamma, allow_zero=True)
         _positive("loss.gp_weight", self.gp_weight, allow_zero=True)
         if self.diffaugment:  # only then: the parser's module imports torch, which a bare config does not need

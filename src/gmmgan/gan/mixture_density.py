@@ -48,10 +48,13 @@ import torch
 __all__ = ["MixtureDensityLoss", "simplex_vertices", "check_mixture_density"]
 
 
-def check_mixture_density(dim, components, sigma, distance) -> None:
-    """ValueError with a helpful message unless the ``loss.md_*`` values describe a valid mixture."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"loss.md_dim (the size of D's embedding) must be an integer >= 1, got {dim!r}.")
+def check_mixture_density(dim, components, sigma, distance, min_dim: int = 1) -> None:
+    """ValueError with a helpful message unless the ``loss.md_*`` values describe a valid mixture.
+
+    The config asks ``min_dim=2``: a D with one output unit gives a logit (squeezed to (N,)), not an embedding.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < min_dim:
+        raise ValueError(f"loss.md_dim (the size of D's embedding) must be an integer >= {min_dim}, got {dim!r}.")
     if components is not None:
         if isinstance(components, bool) or not isinstance(components, int) or components < 1:
             raise ValueError(f"loss.md_components must be an integer >= 1 (or null for md_dim + 1), got {components!r}.")
