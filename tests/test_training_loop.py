@@ -8,7 +8,7 @@ import pytest
 import torch
 from _helpers import tiny_train_config as tiny  # the tiny ring run: 8 steps of 50
 
-from gmmgan.gan import training_loop as train_mod
+from gmmgan.gan import losses as losses_mod
 from gmmgan.gan.checkpoint import (
     CHECKPOINT_NAME,
     SNAPSHOT_NAME,
@@ -46,7 +46,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, extra):
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     run = tmp_path / "run"
-    real_g = train_mod.get_gan_loss("ns").g
+    real_g = losses_mod.get_gan_loss("ns").g
     calls = {"n": 0}
 
     def g_loss_nan_at_step_5(fake_logits):
@@ -54,8 +54,9 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
         loss = real_g(fake_logits)
         return loss * float("nan") if calls["n"] == 6 else loss  # step index 5 (0-based)
 
-    ns = train_mod.get_gan_loss("ns")
-    monkeypatch.setattr(train_mod, "get_gan_loss", lambda name: type(ns)(ns.name, ns.d, g_loss_nan_at_step_5))
+    ns = losses_mod.get_gan_loss("ns")
+    # build_gan_loss (what train calls) takes the logit losses from get_gan_loss.
+    monkeypatch.setattr(losses_mod, "get_gan_loss", lambda name: type(ns)(ns.name, ns.d, g_loss_nan_at_step_5))
     with pytest.raises(TrainingDivergedError, match=r"NaN or infinite at step 5 .*0\.200 kimg"):
         train(tiny(), run_dir=run, quiet=True)
     # The checkpoint on disk is the last good one (after step 4, 200 images), not a NaN state.

@@ -50,7 +50,7 @@ from gmmgan._files import atomic_write_text, is_disk_full
 from gmmgan.data import toy_spec
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME, SNAPSHOT_NAME, load_resumable
 from gmmgan.gan.config import TrainConfig
-from gmmgan.gan.losses import build_gan_loss, get_gan_loss
+from gmmgan.gan.losses import build_gan_loss
 from gmmgan.gan.networks import build_networks
 from gmmgan.gan.progress import PhaseProgress
 from gmmgan.gan.run_folder import (  # the file names are re-exported: commands import them from here
@@ -110,11 +110,6 @@ class TrainingDivergedError(RuntimeError):
 def _ema_beta(cfg: TrainConfig) -> float:
     half_life = cfg.schedule.ema_kimg * 1000
     return 0.5 ** (cfg.schedule.batch_size / half_life) if half_life > 0 else 0.0
-
-
-def _gan_loss(loss_cfg):
-    """The run's loss object: the mixture density loss with its md_* fields, else ``get_gan_loss(kind)``."""
-    return build_gan_loss(loss_cfg) if loss_cfg.kind == "mixture_density" else get_gan_loss(loss_cfg.kind)
 
 
 @train_session
@@ -228,7 +223,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
         # are tiny and a large Adam eps swallows them (measured: no change in 60 steps at eps 1e-2).
         say(f"warning: loss.kind=mixture_density with optim.eps={cfg.optim.eps:g}: D may not leave the simplex's "
             "centre (its first gradients are tiny); set optim.eps=1e-8.")
-    engine = Engine(runs, gan=_gan_loss(cfg.loss), cfg=cfg, ema_beta=_ema_beta(cfg), autocast=autocast,
+    engine = Engine(runs, gan=build_gan_loss(cfg.loss), cfg=cfg, ema_beta=_ema_beta(cfg), autocast=autocast,
                     rows=rows)
     if engine.stacked and device.type == "cuda":
         # The seeds' convolutions run as grouped ones, for which cuDNN's default choice is slow: let it
