@@ -111,3 +111,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two training results (train()'s dicts of modules) hold bitwise equal G, D, G_ema and prior states."""
+    import torch
+
+    for key in ("G", "D", "G_ema", "prior"):
+        sa, sb = a[key].state_dict(), b[key].state_dict()
+        assert sa.keys() == sb.keys()
+        for name in sa:
+            assert torch.equal(sa[name], sb[name]), f"{key}.{name} differs"

@@ -6,7 +6,8 @@ import math
 
 import pytest
 import torch
-from _helpers import tiny_train_config as tiny  # the tiny ring run: 8 steps of 50
+from _helpers import assert_same_state  # the tiny ring run: 8 steps of 50
+from _helpers import tiny_train_config as tiny
 
 from gmmgan.gan import train_step
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -49,14 +50,6 @@ def test_no_decay_leaves_the_rates_as_configured(tmp_path):
     assert [g["lr"] for g in ckpt["opt_g"]["param_groups"]] == [cfg.optim.g_lr]
 
 
-def _assert_same_state(a: dict, b: dict) -> None:
-    for key in ("G", "D", "G_ema", "prior"):
-        sa, sb = a[key].state_dict(), b[key].state_dict()
-        assert sa.keys() == sb.keys()
-        for name in sa:
-            assert torch.equal(sa[name], sb[name]), f"{key}.{name} differs"
-
-
 def test_a_run_stopped_mid_decay_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     full = train_quiet(tiny(*_DECAY), tmp_path / "full")
     real_call, calls = train_step.TrainStep.__call__, {"n": 0}
@@ -77,7 +70,7 @@ def test_a_run_stopped_mid_decay_and_resumed_equals_uninterrupted(tmp_path, monk
     assert ckpt["opt_g"]["param_groups"][0]["lr"] == cfg.optim.g_lr * lr_scale(cfg.schedule, 200)
     resumed = train_quiet(cfg, tmp_path / "part", resume=True)
     assert resumed["kimg"] == full["kimg"] == 0.4
-    _assert_same_state(full, resumed)
+    assert_same_state(full, resumed)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -6,7 +6,8 @@ import json
 
 import pytest
 import torch
-from _helpers import tiny_train_config as tiny  # the tiny ring run: 8 steps of 50
+from _helpers import assert_same_state  # the tiny ring run: 8 steps of 50
+from _helpers import tiny_train_config as tiny
 
 from gmmgan.gan import losses as losses_mod
 from gmmgan.gan.checkpoint import (
@@ -18,14 +19,6 @@ from gmmgan.gan.checkpoint import (
 from gmmgan.gan.training_loop import TrainingDivergedError, load_generator, train
 
 
-def _assert_same_state(a: dict, b: dict) -> None:
-    for key in ("G", "D", "G_ema", "prior"):
-        sa, sb = a[key].state_dict(), b[key].state_dict()
-        assert sa.keys() == sb.keys()
-        for name in sa:
-            assert torch.equal(sa[name], sb[name]), f"{key}.{name} differs"
-
-
 @pytest.mark.parametrize("extra", [[], ["prior.kind=learnable_gmm", "loss.r1_gamma=1", "nets.pack=2"]])
 def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, extra):
     full = train(tiny(*extra), run_dir=tmp_path / "full", quiet=True)
@@ -33,7 +26,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted(tmp_path, extra):
     assert load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)["cur_nimg"] == 200
     resumed = train(tiny(*extra), run_dir=tmp_path / "part", resume=True, quiet=True)
     assert resumed["kimg"] == full["kimg"] == 0.4
-    _assert_same_state(full, resumed)
+    assert_same_state(full, resumed)
     # The snapshot for sampling holds the EMA generator of the last step.
     g_state, _, meta = load_snapshot(tmp_path / "part")
     assert meta["kimg"] == 0.4
