@@ -191,11 +191,16 @@ class AutoencoderEmbedding(Embedding):
             raise ValueError("this AutoencoderEmbedding is not trained yet; call fit(images) first "
                              "(or load a trained one's state_dict).")
 
-    def _raw_codes(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:  # a differentiable use (the GMM-likelihood penalty)
-            return self.encoder(x)
+    @staticmethod
+    def _run_in_chunks(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``net(x)``: in one piece for a differentiable use (the GMM-likelihood penalty), else in chunks without grad."""
+        if torch.is_grad_enabled() and x.requires_grad:
+            return net(x)
         with torch.no_grad():
-            return torch.cat([self.encoder(c) for c in x.split(_ENCODE_CHUNK)])
+            return torch.cat([net(c) for c in x.split(_ENCODE_CHUNK)])
+
+    def _raw_codes(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run_in_chunks(self.encoder, x)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
@@ -206,11 +211,7 @@ class AutoencoderEmbedding(Embedding):
     def decode(self, e: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
         self._check_code(e)
-        raw = e.to(self.code_mean.dtype) * self.code_scale + self.code_mean
-        if torch.is_grad_enabled() and raw.requires_grad:
-            return self.decoder(raw)
-        with torch.no_grad():
-            return torch.cat([self.decoder(c) for c in raw.split(_ENCODE_CHUNK)])
+        return self._run_in_chunks(self.decoder, e.to(self.code_mean.dtype) * self.code_scale + self.code_mean)
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, dim={self.dim}, width={self.width}, epochs={self.epochs}"
