@@ -288,9 +288,8 @@ class _EmbeddedMixtureMixin:
         real = self.fit_subset(real)
         if not self.embedding.learned:
             self.embedding.fit(real)
-        elif not self.embedding.fitted:
-            with torch.enable_grad():
-                return self.embedding.fit_encode(real, callback=callback)
+        elif not self.embedding.fitted:  # it turns gradients on for its own training (fit runs under no_grad)
+            return self.embedding.fit_encode(real, callback=callback)
         return self.embedding.encode(real)
 
     @torch.no_grad()
