@@ -32,18 +32,18 @@ def test_simplex_vertices_are_equidistant_centred_and_deterministic(k, dim, dist
 
 
 # ----------------------------------------------------------------- the score
-def _naive_score(e, mu, sigma):
+def _naive_score(e, mu, sigma, log_peak):
     e, mu = np.asarray(e, np.float64), np.asarray(mu, np.float64)
     sq = ((e[:, None, :] - mu[None]) ** 2).sum(-1)
     with np.errstate(divide="ignore"):
-        return np.log(np.exp(-sq / (2 * sigma**2)).mean(1))
+        return np.log(np.exp(-sq / (2 * sigma**2)).sum(1)) - log_peak
 
 
 def test_score_matches_a_direct_float64_computation_and_is_at_most_zero():
     loss = MixtureDensityLoss(dim=9, sigma=1.3, distance=4.0)
     e = torch.randn(64, 9, generator=torch.Generator().manual_seed(0)) * 2
     got = loss.score(e)
-    want = _naive_score(e, loss.means(e.device, torch.float64), 1.3)
+    want = _naive_score(e, loss.means(e.device, torch.float64), 1.3, loss.log_peak)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
     assert got.dtype == torch.float32 and torch.all(got <= 0)
 
@@ -52,8 +52,32 @@ def test_score_matches_a_direct_float64_computation_and_is_at_most_zero():
 def test_score_at_a_vertex(k, dim, sigma, dist):
     loss = MixtureDensityLoss(dim, k, sigma, dist)
     mu = loss.means("cpu", torch.float64)
-    want = math.log((1 + (k - 1) * math.exp(-dist**2 / (2 * sigma**2))) / k)
+    want = math.log(1 + (k - 1) * math.exp(-dist**2 / (2 * sigma**2))) - loss.log_peak
     torch.testing.assert_close(loss.score(mu), torch.full((k,), want, dtype=torch.float64))
+    assert want <= 0
+
+
+@pytest.mark.parametrize("k, dim, sigma, dist", [(10, 9, 1.0, 5.0), (10, 9, 1.0, 3.0), (4, 6, 0.7, 2.0), (3, 2, 1.0, 1.0)])
+def test_p_reaches_one_and_never_exceeds_it(k, dim, sigma, dist):
+    # p = f / max f: a D that is sure of a real can say so (p = 1 somewhere), and p <= 1 everywhere.
+    loss = MixtureDensityLoss(dim, k, sigma, dist)
+    mu = loss.means("cpu", torch.float64)
+    g = torch.Generator().manual_seed(0)
+    e = torch.cat([torch.randn(20000, dim, generator=g, dtype=torch.float64) * dist,
+                   mu.repeat(50, 1) + torch.randn(50 * k, dim, generator=g, dtype=torch.float64) * 0.3 * sigma])
+    s = loss.score(e)
+    assert s.max() <= 1e-12
+    # gradient ascent on s from the best random points finds nothing higher than the peak
+    x = e[s.topk(8).indices].clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        (-loss.score(x).sum()).backward()
+        opt.step()
+    top = loss.score(x.detach()).max()
+    assert -1e-6 < top <= 1e-12
+    if dist > 1.1 * sigma * math.sqrt(2 * k):  # well separated: the maximum is (next to) a vertex
+        assert loss.score(mu).min() > -1e-4
 
 
 def test_default_mixture_pulls_reals_from_the_centre_to_the_vertices():
@@ -82,7 +106,7 @@ def test_stable_losses_equal_the_naive_float64_formulas_where_those_are_finite(s
     real = torch.randn(8, dim, generator=g, dtype=torch.float64) * scale
     fake = torch.randn(8, dim, generator=g, dtype=torch.float64) * scale
     mu = loss.means("cpu", torch.float64).numpy()
-    p_r, p_f = np.exp(_naive_score(real, mu, sigma)), np.exp(_naive_score(fake, mu, sigma))
+    p_r, p_f = (np.exp(_naive_score(x, mu, sigma, loss.log_peak)) for x in (real, fake))
     with np.errstate(divide="ignore"):
         naive_d = -np.log(p_r).mean() - np.log(1 - p_f).mean()
         naive_g = -np.log(p_f).mean()
