@@ -218,4 +218,32 @@ def test_a_large_adam_eps_is_warned_about(tmp_path, capsys):
     md = [a for a in _MD if not a.startswith("optim.eps")]
     rc, out, err = cli(capsys, "train", "--out", tmp_path, *TINY_RING, *md, "optim.eps=1e-2", "schedule.total_kimg=0.1")
     assert rc == 0, err
-    assert "optim.eps=0.01" in " ".join(out.split()) and "set optim.eps=1e-8" in " ".join(out.split())
+    text = " ".join(out.split())
+    assert "D's Adam eps 0.01" in text and "set optim.d_eps=1e-8" in text
+    rc, out, err = cli(capsys, "train", "--out", tmp_path, *TINY_RING, *md, "optim.eps=1e-2", "optim.d_eps=1e-8",
+                       "schedule.total_kimg=0.1")
+    assert rc == 0, err
+    assert "D's Adam eps" not in " ".join(out.split())  # D's own eps is small: no warning
+
+
+# ----------------------------------------------------------------- optim.d_eps
+@pytest.mark.parametrize("d_eps, want", [(None, 1e-2), (1e-8, 1e-8)])
+def test_d_eps_sets_only_ds_adam_epsilon(tmp_path, d_eps, want):
+    from _helpers import tiny_train_config
+
+    from gmmgan.gan.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from gmmgan.gan.training_loop import train
+
+    extra = [] if d_eps is None else [f"optim.d_eps={d_eps}"]
+    cfg = tiny_train_config("optim.eps=1e-2", *extra)
+    train(cfg, run_dir=tmp_path / "run", quiet=True)
+    ckpt = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    assert [g["eps"] for g in ckpt["opt_g"]["param_groups"]] == [1e-2]
+    assert [g["eps"] for g in ckpt["opt_d"]["param_groups"]] == [want]
+
+
+def test_a_negative_d_eps_is_refused():
+    from gmmgan.gan.config import load_config
+
+    with pytest.raises(ValueError, match=r"optim.d_eps must be > 0"):
+        load_config(None, ["optim.d_eps=-1"])

@@ -264,19 +264,21 @@ class OptimConfig:
     """Adam for G and D. prior_lr : learning rate of a learnable prior (None = g_lr). eps : Adam's
     epsilon. The quickstart's 1e-2 (instead of the usual 1e-8) damps the full-size steps Adam takes
     on the tiny, noisy gradients of a D at chance, which otherwise blur a warm-started G; image
-    configs use 1e-8."""
+    configs use 1e-8. d_eps : D's epsilon, if not eps (a mixture-density D needs 1e-8, a warm-started G 1e-2)."""
 
     g_lr: float = 2e-5
     d_lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
     prior_lr: float | None = None
     eps: float = 1e-2
+    d_eps: float | None = None
 
     def __post_init__(self):
         _positive("optim.g_lr", self.g_lr)
         _positive("optim.d_lr", self.d_lr)
         _positive("optim.prior_lr", self.prior_lr)
         _positive("optim.eps", self.eps)
+        _positive("optim.d_eps", self.d_eps)
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"optim.betas must both be in [0, 1), got {list(self.betas)}.")
 

@@ -218,11 +218,12 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             start_seed_run(run, autocast, say, phase, main=main, world=world)
 
     # Set up the training step, the log/sample/snapshot ticks, the samples folder and the logs.
-    if cfg.loss.kind == "mixture_density" and cfg.optim.eps > 1e-4:
+    d_eps = cfg.optim.eps if cfg.optim.d_eps is None else cfg.optim.d_eps
+    if cfg.loss.kind == "mixture_density" and d_eps > 1e-4:
         # A fresh D embeds everything near the simplex's centre, where s is flat: its first gradients
         # are tiny and a large Adam eps swallows them (measured: no change in 60 steps at eps 1e-2).
-        say(f"warning: loss.kind=mixture_density with optim.eps={cfg.optim.eps:g}: D may not leave the simplex's "
-            "centre (its first gradients are tiny); set optim.eps=1e-8.")
+        say(f"warning: loss.kind=mixture_density with D's Adam eps {d_eps:g}: D may not leave the simplex's "
+            "centre (its first gradients are tiny); set optim.d_eps=1e-8 (or optim.eps).")
     engine = Engine(runs, gan=build_gan_loss(cfg.loss), cfg=cfg, ema_beta=_ema_beta(cfg), autocast=autocast,
                     rows=rows)
     if engine.stacked and device.type == "cuda":
