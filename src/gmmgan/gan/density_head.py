@@ -92,7 +92,10 @@ class FittedMixtureHead(nn.Module):
         """
         k, d = self.components, self.dim
         as_t = torch.as_tensor
-        means = as_t(gmm.means_).reshape(k, d)
+        means = as_t(gmm.means_)
+        if means.shape != (k, d):
+            raise ValueError(f"the fitted mixture has {means.shape[0]} components of dim {means.shape[-1]}; this "
+                             f"head holds {k} of dim {d}.")
         pc = as_t(gmm.precisions_cholesky_)
         kind = gmm.covariance_type
         if kind == "full":
@@ -105,9 +108,6 @@ class FittedMixtureHead(nn.Module):
             full = pc[:, None, None] * torch.eye(d, dtype=pc.dtype, device=pc.device)
         else:
             raise ValueError(f"unknown covariance_type {kind!r} of the fitted mixture.")
-        if means.shape[0] != k or full.shape != (k, d, d):
-            raise ValueError(f"the fitted mixture has {means.shape[0]} components of dim {means.shape[1]}; this head "
-                             f"holds {k} of dim {d}.")
         self.means.copy_(means)
         self.prec_chol.copy_(full)
         self.log_weights.copy_(as_t(gmm.weights_).log())
