@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -18,7 +19,7 @@ from gmmgan.gan import sweep as sweep_module
 from gmmgan.gan import train_step
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from gmmgan.gan.config import LossConfig, load_config
-from gmmgan.gan.density_head import FittedMixtureHead, HeadedDiscriminator, refresh_due
+from gmmgan.gan.density_head import FittedMixtureHead, HeadedDiscriminator, _derived_seed, refresh_due, refresh_head
 from gmmgan.gan.losses import build_gan_loss, get_gan_loss
 from gmmgan.gan.networks import build_networks
 from gmmgan.gan.priors import build_prior
@@ -151,6 +152,30 @@ def test_headed_d_outputs_logits_and_the_loss_is_non_saturating():
 def test_refreshes_are_due_by_image_count():
     assert [refresh_due(n, 300, 1.0) for n in (0, 300, 900, 1200, 1500, 2100, 3000)] == [0, None, None, 1, None, 2, 3]
     assert [refresh_due(n, 50, 0.1) for n in (0, 50, 100, 150, 200)] == [0, None, 1, None, 2]
+
+
+@pytest.mark.parametrize("nets", [["nets.d_batch_norm=true"], ["nets.d_batch_norm=false", "nets.d_spectral_norm=true"]],
+                         ids=["batch-norm", "spectral-norm"])
+def test_a_refresh_fits_the_head_and_leaves_the_rest_of_d_as_it_was(nets):
+    cfg = load_config(None, ["loss.kind=em_density", "loss.md_dim=3", "loss.md_components=2", "loss.md_fit_samples=64",
+                             "nets.arch=dcgan", "nets.d_width=4", "nets.pack=2", *nets])
+    torch.manual_seed(0)
+    _, D = build_networks(cfg, (1, 16, 16), 4)
+    D.train()
+    images = torch.rand(100, 1, 16, 16) * 2 - 1
+    D(images[:32])  # a training step's forward: BatchNorm's running statistics / spectral norm's vectors move
+    before = {k: v.clone() for k, v in D.state_dict().items()}
+    refresh_head(D, images, seed=3, index=1, loss_cfg=cfg.loss, batch_size=32, autocast=contextlib.nullcontext)
+    after = {k: v.clone() for k, v in D.state_dict().items()}
+    assert D.training and all(torch.equal(after[k], v) for k, v in before.items() if not k.startswith("head."))
+    assert not torch.equal(after["head.means"], before["head.means"])
+    again, probe = copy.deepcopy(D), copy.deepcopy(D)  # (a forward in train mode moves spectral norm's vectors)
+    with torch.no_grad():  # reals sit at logit ~0 right after the fit: the offset is their mean log-density
+        rows = torch.randperm(100, generator=torch.Generator().manual_seed(_derived_seed(3, 1, 0)))[:64]
+        logits = torch.cat([probe(images[rows[i:i + 32]]) for i in (0, 32)])
+    assert abs(float(logits.mean())) < 1e-4
+    refresh_head(again, images, seed=3, index=1, loss_cfg=cfg.loss, batch_size=32, autocast=contextlib.nullcontext)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in after.items())  # deterministic
 
 
 # ----------------------------------------------------------------- bad configs
