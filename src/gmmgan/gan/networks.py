@@ -41,8 +41,8 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) ->
         d = DiscriminatorConfig("dcgan", channels=c, resolution=r, width=n.d_width, width_mult=n.d_width_mult,
                                 batch_norm=n.d_batch_norm, spectral_norm=n.d_spectral_norm, pack=n.pack,
                                 leaky_slope=n.leaky_slope, out_dim=d_out)
-    D = build_discriminator(d)
+    G, D = build_generator(g), build_discriminator(d)  # in this order: both draw their init from the global RNG
     if cfg.loss.kind == "em_density":
         k = cfg.loss.md_components or cfg.loss.md_dim + 1
         D = HeadedDiscriminator(D, FittedMixtureHead(cfg.loss.md_dim, k))
-    return build_generator(g), D
+    return G, D
