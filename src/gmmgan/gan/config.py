@@ -25,9 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from gmmgan._seeds import parse_seeds
+from gmmgan.gan.config_loss import LOSS_KINDS, LossConfig, check_loss_with_packing
+from gmmgan.gan.config_values import check_choice as _choice
+from gmmgan.gan.config_values import check_positive as _positive
 from gmmgan.gan.config_values import coerce as _coerce
 
 __all__ = [
+    "LOSS_KINDS",
     "PRIOR_KINDS",
     "DataConfig",
     "LossConfig",
@@ -50,16 +54,6 @@ EMBEDDINGS = ("auto", "identity", "pca", "autoencoder", "manifold")
 LEARNED_EMBEDDINGS = ("autoencoder", "manifold")  # trained by gmmgan, reusable (prior.embed_from)
 _COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 LR_DECAYS = ("none", "linear", "cosine")
-
-
-def _choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
-
-
-def _positive(name: str, value, allow_zero: bool = False) -> None:
-    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}.")
 
 
 @dataclass
@@ -218,48 +212,6 @@ class NetsConfig:
 
 
 @dataclass
-class LossConfig:
-    """kind : ns (non-saturating), hinge, wgan or mixture_density. r1_gamma : R1 weight (gamma/2 * E|grad D(real)|^2).
-    gp_weight : WGAN-GP weight.
-
-    diffaugment : DiffAugment for images (Zhao et al. 2020, :mod:`gmmgan.gan.diffaugment`): a comma list of
-        ``color``, ``translation``, ``cutout`` ('' = off; not for 2-D points). Every batch D sees, real
-        or fake, in the D and in the G step, is augmented with fresh random draws per sample; R1 (and
-        WGAN-GP) is taken on the augmented reals D sees. The draws come from torch's global RNG (seeded
-        by the run, recorded in its checkpoint; a CUDA graph draws new ones at each replay): a run is
-        reproducible for its seed on the CPU, but the seeds of a stacked sweep share one stream, so with
-        DiffAugment on a sweep's seed does not train exactly as its single run (nor does a multi-process
-        run as a single-process one: every rank draws the same numbers for its own rows).
-    kind=mixture_density (Mixture Density GAN, :mod:`gmmgan.gan.mixture_density`): D outputs an embedding
-        of md_dim units; p(real) = mean_k exp(-|e - mu_k|^2 / 2 md_sigma^2) over md_components (null =
-        md_dim + 1) vertices mu_k of a regular simplex with edges md_distance (keep it > md_sigma *
-        sqrt(2 * md_components), see the module); BCE on p, R1/GP on log p. Use optim.eps=1e-8 with it.
-    """
-
-    kind: str = "ns"
-    r1_gamma: float = 0.1
-    gp_weight: float = 0.0
-    diffaugment: str = ""
-    md_dim: int = 9
-    md_components: int | None = None
-    md_sigma: float = 1.0
-    md_distance: float = 5.0
-
-    def __post_init__(self):
-        _choice("loss.kind", self.kind, ("ns", "nonsaturating", "hinge", "wgan", "mixture_density"))
-        if self.kind == "mixture_density":  # only then: the module imports torch, which a bare config does not need
-            from gmmgan.gan.mixture_density import check_mixture_density
-
-            check_mixture_density(self.md_dim, self.md_components, self.md_sigma, self.md_distance, min_dim=2)
-        _positive("loss.r1_gamma", self.r1_gamma, allow_zero=True)
-        _positive("loss.gp_weight", self.gp_weight, allow_zero=True)
-        if self.diffaugment:  # only then: the parser's module imports torch, which a bare config does not need
-            from gmmgan.gan.diffaugment import parse_policy
-
-            parse_policy(self.diffaugment)
-
-
-@dataclass
 class OptimConfig:
     """Adam for G and D. prior_lr : learning rate of a learnable prior (None = g_lr). eps : Adam's
     epsilon. The quickstart's 1e-2 (instead of the usual 1e-8) damps the full-size steps Adam takes
@@ -369,6 +321,7 @@ class TrainConfig:
         _positive("eval_samples", self.eval_samples)
         if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+        check_loss_with_packing(self.loss, self.nets.pack)
         if self.loss.diffaugment:
             from gmmgan.gan.diffaugment import check_data
 

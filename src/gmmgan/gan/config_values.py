@@ -12,7 +12,19 @@ import typing
 
 from gmmgan._seeds import parse_seeds
 
-__all__ = ["coerce", "type_name"]
+__all__ = ["check_choice", "check_positive", "coerce", "type_name"]
+
+
+def check_choice(name: str, value, choices) -> None:
+    """ValueError naming ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> None:
+    """ValueError naming ``name`` unless ``value`` is None, > 0 (or >= 0 with ``allow_zero``)."""
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}.")
 
 
 def type_name(t) -> str:

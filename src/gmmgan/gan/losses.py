@@ -15,6 +15,8 @@ wgan            E f - E r                               -E f
 ``mixture_density`` (:mod:`gmmgan.gan.mixture_density`): D outputs an embedding, not a logit; its
 loss object has the same ``d`` / ``g`` interface, and ``score(out)`` maps D's output to the one number
 per sample that R1 and WGAN-GP differentiate (the identity for the logit losses above).
+``em_density`` (:mod:`gmmgan.gan.density_head`): D's own head turns its embedding into a logit (a
+Gaussian mixture's log-density), and the loss is the non-saturating one above.
 
 Penalties (added to the D loss with a weight): :func:`gradient_penalty` (WGAN-GP) and
 :func:`r1_penalty`. The regulariser :func:`gmm_nll` is added to the G loss (docs/protocols.md,
@@ -120,6 +122,8 @@ def build_gan_loss(loss_cfg) -> GANLoss | MixtureDensityLoss:
     :class:`~gmmgan.gan.mixture_density.MixtureDensityLoss` with its ``md_*`` fields."""
     if loss_cfg.kind == "mixture_density":
         return MixtureDensityLoss(loss_cfg.md_dim, loss_cfg.md_components, loss_cfg.md_sigma, loss_cfg.md_distance)
+    if loss_cfg.kind == "em_density":  # D's mixture head makes a logit (gmmgan.gan.density_head): the plain ns loss
+        return get_gan_loss("ns")
     return get_gan_loss(loss_cfg.kind)
 
 

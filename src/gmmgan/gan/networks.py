@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from gmmgan.gan.config import TrainConfig
+from gmmgan.gan.density_head import FittedMixtureHead, HeadedDiscriminator
 from gmmgan.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 
 __all__ = ["build_networks"]
@@ -17,9 +18,11 @@ __all__ = ["build_networks"]
 def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) -> tuple[nn.Module, nn.Module]:
     """G and D for samples of ``data_shape`` (MLP for vectors, DCGAN for square images).
 
-    D ends in one logit, or in ``loss.md_dim`` units (an embedding) for ``loss.kind=mixture_density``."""
+    D ends in one logit, or in ``loss.md_dim`` units (an embedding) for ``loss.kind=mixture_density``; for
+    ``loss.kind=em_density`` that embedding net is the body of a
+    :class:`~gmmgan.gan.density_head.HeadedDiscriminator`, whose mixture head makes it a logit again."""
     n = cfg.nets
-    d_out = cfg.loss.md_dim if cfg.loss.kind == "mixture_density" else 1
+    d_out = cfg.loss.md_dim if cfg.loss.kind in ("mixture_density", "em_density") else 1
     arch = n.arch if n.arch != "auto" else ("mlp" if len(data_shape) == 1 else "dcgan")
     if arch == "mlp":
         if len(data_shape) != 1:
@@ -38,4 +41,8 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) ->
         d = DiscriminatorConfig("dcgan", channels=c, resolution=r, width=n.d_width, width_mult=n.d_width_mult,
                                 batch_norm=n.d_batch_norm, spectral_norm=n.d_spectral_norm, pack=n.pack,
                                 leaky_slope=n.leaky_slope, out_dim=d_out)
-    return build_generator(g), build_discriminator(d)
+    G, D = build_generator(g), build_discriminator(d)  # in this order: both draw their init from the global RNG
+    if cfg.loss.kind == "em_density":
+        k = cfg.loss.md_components or cfg.loss.md_dim + 1
+        D = HeadedDiscriminator(D, FittedMixtureHead(cfg.loss.md_dim, k))
+    return G, D

@@ -99,6 +99,23 @@ class StackedModule(nn.Module):
                 mine[name].copy_(t[s])
 
 
+    @torch.no_grad()
+    def restack_buffers_from(self, modules) -> None:
+        """Copy every buffer of ``modules[s]`` into seed s's slice of the stacked buffers, in place.
+
+        The stacked buffers keep their storage (a captured CUDA graph reads them at its next replay);
+        for state changed outside the step on the per-seed modules, e.g. a refitted mixture head
+        (:func:`gmmgan.gan.density_head.refresh_head`).
+        """
+        modules = list(modules)
+        if len(modules) != self.n:
+            raise ValueError(f"restack_buffers_from: {len(modules)} modules for {self.n} stacked seeds.")
+        for s, module in enumerate(modules):
+            mine = dict(module.named_buffers())
+            for i, name in enumerate(self.buffer_names):
+                getattr(self, f"stacked_buffer_{i}")[s].copy_(mine[name])
+
+
 def _full_precision_input(_module, args):
     """BatchNorm under vmap and bf16 autocast: vmap's backward rule wants the input in the statistics' dtype.
 

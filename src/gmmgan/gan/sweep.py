@@ -23,6 +23,7 @@ import torch
 from gmmgan._files import atomic_write_text
 from gmmgan._stats import mean_se
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME
+from gmmgan.gan.density_head import refresh_due, refresh_head
 from gmmgan.gan.priors import trained_parameters
 from gmmgan.gan.seed_run import base_lrs
 from gmmgan.gan.stacked import StackedModule, stacked_adam, unstack_adam
@@ -143,6 +144,7 @@ class Engine:
 
     def __init__(self, runs, *, gan, cfg, ema_beta: float, autocast, rows: slice):
         self.runs, self.rows, self.gp = list(runs), rows, cfg.loss.gp_weight > 0
+        self.autocast, self.loss_cfg = autocast, cfg.loss
         first = self.runs[0]
         self.stacked = len(self.runs) > 1
         graph = all(r.graph for r in self.runs)
@@ -194,6 +196,29 @@ class Engine:
     def set_lr_scale(self, scale: float) -> None:
         """Learning rates of every seed at ``scale`` times the config's (``schedule.lr_decay``), from the next step."""
         self.step_fn.set_lr_scale(scale)
+
+    def refresh_density(self, cur_nimg: int) -> bool:
+        """``loss.kind=em_density``: refit every seed's mixture head if a refresh is due before the step at ``cur_nimg``.
+
+        Each seed's head is fitted on its own D (:func:`gmmgan.gan.density_head.refresh_head`); a sweep
+        copies its stacked D into the seeds' nets first and the new heads back into the stacked
+        buffers after, in place. Returns whether it refreshed.
+        """
+        B = self.runs[0].cfg.schedule.batch_size
+        if self.loss_cfg.kind != "em_density":
+            return False
+        index = refresh_due(cur_nimg, B, self.loss_cfg.md_refresh_kimg)
+        if index is None:
+            return False
+        nets = [r.D for r in self.runs]
+        if self.stacked:
+            self.D.unstack_into(nets)
+        for r in self.runs:
+            refresh_head(r.D, r.data.data, seed=r.seed, index=index, loss_cfg=r.cfg.loss, batch_size=B,
+                         autocast=self.autocast)
+        if self.stacked:
+            self.D.restack_buffers_from(nets)
+        return True
 
     def sync(self) -> None:
         if not self.stacked:

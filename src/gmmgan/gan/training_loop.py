@@ -219,11 +219,13 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
 
     # Set up the training step, the log/sample/snapshot ticks, the samples folder and the logs.
     d_eps = cfg.optim.eps if cfg.optim.d_eps is None else cfg.optim.d_eps
-    if cfg.loss.kind == "mixture_density" and d_eps > 1e-4:
-        # A fresh D embeds everything near the simplex's centre, where s is flat: its first gradients
-        # are tiny and a large Adam eps swallows them (measured: no change in 60 steps at eps 1e-2).
-        say(f"warning: loss.kind=mixture_density with D's Adam eps {d_eps:g}: D may not leave the simplex's "
-            "centre (its first gradients are tiny); set optim.d_eps=1e-8 (or optim.eps).")
+    if cfg.loss.kind in ("mixture_density", "em_density") and d_eps > 1e-4:
+        # A fresh D embeds everything near one point where the score is flat (the simplex's centre; the middle
+        # of a fitted mixture at least md_reg_covar wide): its first gradients are tiny and a large Adam eps
+        # swallows them (measured on the tiny ring at eps 1e-2: no change in 60 steps, em_density 40).
+        start = "the simplex's centre" if cfg.loss.kind == "mixture_density" else "its first embeddings"
+        say(f"warning: loss.kind={cfg.loss.kind} with D's Adam eps {d_eps:g}: D may not leave {start} "
+            "(its first gradients are tiny); set optim.d_eps=1e-8 (or optim.eps).")
     engine = Engine(runs, gan=build_gan_loss(cfg.loss), cfg=cfg, ema_beta=_ema_beta(cfg), autocast=autocast,
                     rows=rows)
     if engine.stacked and device.type == "cuda":
@@ -247,6 +249,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     # Main training loop.
     try:
         while cur_nimg < total:
+            engine.refresh_density(cur_nimg)  # loss.kind=em_density: refit D's mixture head when due (outside the graph)
             if sched.lr_decay != "none":  # from the image count alone: a resumed run has the rates of an uninterrupted one
                 engine.set_lr_scale(lr_scale(sched, cur_nimg + B))
             engine.step(*engine.draw())
