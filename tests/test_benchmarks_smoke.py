@@ -423,3 +423,14 @@ def test_manifold_clustering_runs_on_a_few_images(mnist_root, capsys):
                                      "--pca-dim", "12", "--n-epochs", "20"]) == 0
     out = capsys.readouterr().out
     assert "GMM on PCA codes" in out and "train acc" in out and "ManifoldMap fit" in out
+
+
+def test_results_2d_runs_the_discriminator_side_rows_only_when_asked(tmp_path):
+    from benchmarks import results_2d
+
+    args = results_2d.build_parser().parse_args(["--priors", "md_gaussian,em_density_fitted_gmm", "--data", "grid"])
+    assert args.priors == ["md_gaussian", "em_density_fitted_gmm"]
+    assert not set(results_2d.D_SIDE) & set(results_2d.build_parser().parse_args([]).priors)
+    for row in results_2d.D_SIDE:  # every row has its config for both data sets
+        for data in results_2d.DATASETS:
+            assert (ROOT / "configs" / f"{data}_{row}.yaml").is_file(), (data, row)

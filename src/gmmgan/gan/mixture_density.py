@@ -24,9 +24,10 @@ far from every vertex (p underflows) nor one at a vertex gives an infinite loss 
 On the fake side s is clamped at -eps (float eps) first: with K = 1 a real at the vertex has s = 0.
 R1 and WGAN-GP penalise the gradient of s (the log-probability of "real") in place of a logit.
 
-Defaults (``LossConfig.md_*``), as far as the paper is remembered here (not checked against its
-code): embedding size d = 9 and K = d + 1 = 10 components, one per vertex of a regular simplex in
-R^d; sigma = 1; simplex edge length 5. Why 5: the centre of the simplex (where a freshly initialised
+Defaults (``LossConfig.md_*``): embedding size d = 9 and K = d + 1 = 10 components, one per vertex
+of a regular simplex in R^d, as in the paper; sigma = 1 and simplex edge length 5 are this module's
+(a public re-implementation, github.com/haihabi/MD-GAN, read for the division by lambda, uses unit-norm
+vertices, sigma = 0.5 and embeddings bounded by a scaled sigmoid; the authors' own code is not public). Why 5: the centre of the simplex (where a freshly initialised
 D puts every embedding) is always a stationary point of s, and the Hessian of s there is
 (dist^2 / (2 K sigma^2) - 1) / sigma^2 times the identity on the simplex's span, so for dist < sigma sqrt(2K)
 (4.47 for K = 10) the centre is a local *maximum* of p: D is pulled to put reals at the centre instead
