@@ -32,14 +32,6 @@ _EMD = ["loss.kind=em_density", "loss.md_dim=3", "loss.md_components=4", "loss.m
         "loss.md_refresh_kimg=0.1", "optim.eps=1e-8", "prior.kind=gaussian", "prior.z_dim=4"]
 
 
-@pytest.fixture
-def float64():
-    """The whole training in float64: a GAN amplifies float rounding (see tests/test_sweep.py)."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
 
 def _fit(covariance, k=3, d=3, seed=0):
     x = blob_data(seed, n_per=60, d=d, k=k)

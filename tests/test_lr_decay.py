@@ -93,13 +93,6 @@ def test_a_cuda_graph_run_decays_as_the_eager_one(tmp_path, float64):
     assert difference(constant, eager) > 1e-4  # the decay mattered: without it the weights are elsewhere
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
 
 def train_quiet(cfg, run_dir, resume=False):
     return train(cfg, run_dir=run_dir, resume=resume, quiet=True)

@@ -30,15 +30,6 @@ def _max_relative_difference(a_dir, b_dir) -> float:
     return worst
 
 
-@pytest.fixture
-def float64():
-    """The training in float64: in float32 a GAN amplifies the rounding of the batched kernels (1% after
-    50 steps here, as between two single runs with other cuDNN algorithms); float64 leaves the algorithm."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
 
 @pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graph", "eager"])
 def test_cuda_sweep_trains_each_seed_as_its_single_run(tmp_path, mnist_root, float64, graphs):
