@@ -234,6 +234,11 @@ class OptimConfig:
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"optim.betas must both be in [0, 1), got {list(self.betas)}.")
 
+    @property
+    def d_adam_eps(self) -> float:
+        """D's Adam epsilon: ``d_eps``, or ``eps`` when it is not set."""
+        return self.eps if self.d_eps is None else self.d_eps
+
 
 @dataclass
 class ScheduleConfig:

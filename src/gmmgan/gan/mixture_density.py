@@ -110,7 +110,9 @@ def _log1mexp(s: torch.Tensor) -> torch.Tensor:
 
 
 def _log_f(e: torch.Tensor, mu: torch.Tensor, sigma: float) -> torch.Tensor:
-    return torch.logsumexp((e.unsqueeze(-2) - mu).square().sum(-1) * (-0.5 / sigma ** 2), -1)
+    """log sum_k exp(-||e - mu_k||^2 / (2 sigma^2)) over the last axis of ``e`` (..., dim) -> (...,)."""
+    sq = (e.unsqueeze(-2) - mu).square().sum(-1)  # (..., K); exact (no |e|^2 - 2 e.mu + |mu|^2 cancellation)
+    return torch.logsumexp(sq * (-0.5 / sigma ** 2), -1)
 
 
 def _log_peak(mu: torch.Tensor, sigma: float, iters: int = 2000) -> float:
@@ -155,8 +157,7 @@ class MixtureDensityLoss:
                              f"{tuple(out.shape)}.")
         e = out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
         mu = self.means(e.device, e.dtype)
-        sq = (e.unsqueeze(-2) - mu).square().sum(-1)  # (..., K); exact (no |e|^2 - 2 e.mu + |mu|^2 cancellation)
-        return torch.logsumexp(sq * (-0.5 / self.sigma ** 2), -1) - self.log_peak
+        return _log_f(e, mu, self.sigma) - self.log_peak
 
     def _fake_term(self, s: torch.Tensor) -> torch.Tensor:
         """-log(1 - exp(s)), with s clamped just below 0."""

@@ -210,8 +210,7 @@ def _optimizers(cfg: TrainConfig, G: nn.Module, D: nn.Module, prior: Prior, devi
     if prior_lr:
         g_groups.append({"params": trained_parameters(prior), "lr": prior_lr[0]})
     opt_g = adam(g_groups, device, graph, lr=g_lr, **adam_kw)
-    d_eps = cfg.optim.eps if cfg.optim.d_eps is None else cfg.optim.d_eps
-    opt_d = adam(D.parameters(), device, graph, lr=d_lr, **{**adam_kw, "eps": d_eps})
+    opt_d = adam(D.parameters(), device, graph, lr=d_lr, **{**adam_kw, "eps": cfg.optim.d_adam_eps})
     return opt_g, opt_d
 
 

@@ -218,7 +218,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             start_seed_run(run, autocast, say, phase, main=main, world=world)
 
     # Set up the training step, the log/sample/snapshot ticks, the samples folder and the logs.
-    d_eps = cfg.optim.eps if cfg.optim.d_eps is None else cfg.optim.d_eps
+    d_eps = cfg.optim.d_adam_eps
     if cfg.loss.kind in ("mixture_density", "em_density") and d_eps > 1e-4:
         # A fresh D embeds everything near one point where the score is flat (the simplex's centre; the middle
         # of a fitted mixture at least md_reg_covar wide): its first gradients are tiny and a large Adam eps
