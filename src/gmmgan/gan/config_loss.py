@@ -67,6 +67,12 @@ class LossConfig:
         of md_dim units; p(real) = mean_k exp(-|e - mu_k|^2 / 2 md_sigma^2) over md_components (null =
         md_dim + 1) vertices mu_k of a regular simplex with edges md_distance (keep it > md_sigma *
         sqrt(2 * md_components), see the module); BCE on p, R1/GP on log p. Use optim.eps=1e-8 with it.
+    md_learnable : kind=mixture_density only (default false: the fixed simplex above). True: the means
+        (starting at the simplex's vertices) and the shared log-sigma (starting at log md_sigma) are
+        parameters of D, trained by D's Adam at optim.d_lr (a :class:`~gmmgan.gan.mixture_density.SimplexMixtureHead`
+        after D's embedding net; seed sweeps, torchrun and checkpoints treat them as D's other
+        weights). max f is then searched afresh in every forward (a fixed number of mean-shift steps
+        from the current means), p is clamped at 1, and sigma has a smooth floor at md_sigma / 10.
     kind=em_density (:mod:`gmmgan.gan.density_head`): D embeds each sample (pack) in md_dim units and
         scores it by the log-density of a Gaussian mixture of md_components (null = md_dim + 1)
         components with md_covariance covariances, fitted by EM on D's embeddings of md_fit_samples
@@ -87,9 +93,15 @@ class LossConfig:
     md_fit_samples: int = 4096
     md_covariance: str = "full"
     md_reg_covar: float = 1.0
+    md_learnable: bool = False
 
     def __post_init__(self):
         check_choice("loss.kind", self.kind, LOSS_KINDS)
+        if not isinstance(self.md_learnable, bool):  # a YAML/command-line value is coerced before it gets here
+            raise ValueError(f"loss.md_learnable must be true or false, got {self.md_learnable!r}.")  # noqa: TRY004 - a config error (the CLI reports ValueErrors as usage errors)
+        if self.md_learnable and self.kind != "mixture_density":
+            raise ValueError(f"loss.md_learnable=true makes the mixture of loss.kind=mixture_density learnable; "
+                             f"loss.kind={self.kind} has no such mixture (drop md_learnable or set the kind).")
         if self.kind == "mixture_density":  # only then: the module imports torch, which a bare config does not need
             from gmmgan.gan.mixture_density import check_mixture_density
 

@@ -117,11 +117,14 @@ class FittedMixtureHead(nn.Module):
 class HeadedDiscriminator(nn.Module):
     """D of ``loss.kind=em_density``: ``forward(x)`` -> logits (N // pack,); ``embed(x)`` -> the body's (N // pack, d).
 
+    Also D of ``loss.kind=mixture_density`` with ``loss.md_learnable``, whose head's output is the score log p.
+
     Parameters
     ----------
     body : nn.Module
         The discriminator net with ``out_dim = md_dim`` (it packs samples itself).
-    head : FittedMixtureHead
+    head : FittedMixtureHead or gmmgan.gan.mixture_density.SimplexMixtureHead
+        Any module with a ``dim`` (the embedding size) mapping (..., dim) to (...,).
     """
 
     def __init__(self, body: nn.Module, head: FittedMixtureHead):

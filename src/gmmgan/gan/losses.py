@@ -14,7 +14,9 @@ wgan            E f - E r                               -E f
 
 ``mixture_density`` (:mod:`gmmgan.gan.mixture_density`): D outputs an embedding, not a logit; its
 loss object has the same ``d`` / ``g`` interface, and ``score(out)`` maps D's output to the one number
-per sample that R1 and WGAN-GP differentiate (the identity for the logit losses above).
+per sample that R1 and WGAN-GP differentiate (the identity for the logit losses above). With
+``loss.md_learnable`` the mixture is a head of D that outputs that number, and the loss
+(:data:`MIXTURE_DENSITY_SCORES`) takes it as a logit loss takes logits.
 ``em_density`` (:mod:`gmmgan.gan.density_head`): D's own head turns its embedding into a logit (a
 Gaussian mixture's log-density), and the loss is the non-saturating one above.
 
@@ -32,14 +34,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gmmgan.gan.mixture_density import MixtureDensityLoss
+from gmmgan.gan.mixture_density import MixtureDensityLoss, score_d_loss, score_g_loss
 
 __all__ = [
     "d_loss_nonsaturating", "g_loss_nonsaturating",
     "d_loss_hinge", "g_loss_hinge",
     "d_loss_wgan", "g_loss_wgan",
     "gradient_penalty", "r1_penalty", "gmm_nll",
-    "GANLoss", "get_gan_loss", "build_gan_loss", "GAN_LOSSES",
+    "GANLoss", "get_gan_loss", "build_gan_loss", "GAN_LOSSES", "MIXTURE_DENSITY_SCORES",
 ]
 
 
@@ -106,6 +108,9 @@ GAN_LOSSES = {
     "hinge": GANLoss("hinge", d_loss_hinge, g_loss_hinge),
     "wgan": GANLoss("wgan", d_loss_wgan, g_loss_wgan),
 }
+# loss.md_learnable: D (a SimplexMixtureHead on its embedding) outputs the score s = log p(real), so the loss
+# takes scores and R1 / WGAN-GP differentiate them as they are (GANLoss.score is the identity).
+MIXTURE_DENSITY_SCORES = GANLoss("mixture_density", score_d_loss, score_g_loss)
 _ALIASES = {"ns": "nonsaturating", "non-saturating": "nonsaturating", "bce": "nonsaturating", "wgan-gp": "wgan"}
 
 
@@ -119,7 +124,10 @@ def get_gan_loss(name: str) -> GANLoss:
 
 def build_gan_loss(loss_cfg) -> GANLoss | MixtureDensityLoss:
     """The loss object of a ``LossConfig``: :func:`get_gan_loss` of its kind, or a
-    :class:`~gmmgan.gan.mixture_density.MixtureDensityLoss` with its ``md_*`` fields."""
+    :class:`~gmmgan.gan.mixture_density.MixtureDensityLoss` with its ``md_*`` fields
+    (:data:`MIXTURE_DENSITY_SCORES` with ``md_learnable``: the mixture is then in D)."""
+    if loss_cfg.kind == "mixture_density" and loss_cfg.md_learnable:  # D's head outputs s = log p itself
+        return MIXTURE_DENSITY_SCORES
     if loss_cfg.kind == "mixture_density":
         return MixtureDensityLoss(loss_cfg.md_dim, loss_cfg.md_components, loss_cfg.md_sigma, loss_cfg.md_distance)
     if loss_cfg.kind == "em_density":  # D's mixture head makes a logit (gmmgan.gan.density_head): the plain ns loss

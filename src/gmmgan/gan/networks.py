@@ -10,6 +10,7 @@ from torch import nn
 
 from gmmgan.gan.config import TrainConfig
 from gmmgan.gan.density_head import FittedMixtureHead, HeadedDiscriminator
+from gmmgan.gan.mixture_density import SimplexMixtureHead
 from gmmgan.nets import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator
 
 __all__ = ["build_networks"]
@@ -20,7 +21,9 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) ->
 
     D ends in one logit, or in ``loss.md_dim`` units (an embedding) for ``loss.kind=mixture_density``; for
     ``loss.kind=em_density`` that embedding net is the body of a
-    :class:`~gmmgan.gan.density_head.HeadedDiscriminator`, whose mixture head makes it a logit again."""
+    :class:`~gmmgan.gan.density_head.HeadedDiscriminator`, whose mixture head makes it a logit again, and
+    so it is for ``mixture_density`` with ``loss.md_learnable`` (a
+    :class:`~gmmgan.gan.mixture_density.SimplexMixtureHead`, whose output is the score log p)."""
     n = cfg.nets
     d_out = cfg.loss.md_dim if cfg.loss.kind in ("mixture_density", "em_density") else 1
     arch = n.arch if n.arch != "auto" else ("mlp" if len(data_shape) == 1 else "dcgan")
@@ -42,7 +45,11 @@ def build_networks(cfg: TrainConfig, data_shape: tuple[int, ...], z_dim: int) ->
                                 batch_norm=n.d_batch_norm, spectral_norm=n.d_spectral_norm, pack=n.pack,
                                 leaky_slope=n.leaky_slope, out_dim=d_out)
     G, D = build_generator(g), build_discriminator(d)  # in this order: both draw their init from the global RNG
-    if cfg.loss.kind == "em_density":
-        k = cfg.loss.md_components or cfg.loss.md_dim + 1
-        D = HeadedDiscriminator(D, FittedMixtureHead(cfg.loss.md_dim, k))
+    loss = cfg.loss
+    if loss.kind == "em_density":
+        k = loss.md_components or loss.md_dim + 1
+        D = HeadedDiscriminator(D, FittedMixtureHead(loss.md_dim, k))
+    elif loss.kind == "mixture_density" and loss.md_learnable:  # the head draws nothing from the RNG
+        D = HeadedDiscriminator(D, SimplexMixtureHead(loss.md_dim, loss.md_components, loss.md_sigma,
+                                                      loss.md_distance))
     return G, D
