@@ -98,7 +98,8 @@ class LossConfig:
     def __post_init__(self):
         check_choice("loss.kind", self.kind, LOSS_KINDS)
         if not isinstance(self.md_learnable, bool):  # a YAML/command-line value is coerced before it gets here
-            raise ValueError(f"loss.md_learnable must be true or false, got {self.md_learnable!r}.")  # noqa: TRY004 - a config error (the CLI reports ValueErrors as usage errors)
+            raise ValueError(  # noqa: TRY004 - a config value: reported as the config's other errors are
+                f"loss.md_learnable must be true or false, got {self.md_learnable!r}.")
         if self.md_learnable and self.kind != "mixture_density":
             raise ValueError(f"loss.md_learnable=true makes the mixture of loss.kind=mixture_density learnable; "
                              f"loss.kind={self.kind} has no such mixture (drop md_learnable or set the kind).")
