@@ -63,7 +63,8 @@ def test_the_peak_follows_the_means_and_its_gradient_is_the_envelope_one(float64
     mu, sigma = head.means.detach().clone(), float(head.log_sigma().detach().exp())
     peak = head.log_peak()
     assert abs(float(peak.detach()) - _log_peak(mu, sigma, 5000)) < 1e-8  # the fixed-step search finds the peak
-    assert abs(float(peak) - SimplexMixtureHead(4, 5, 1.0, 3.0).log_peak().item()) > 1e-3  # ... of these means
+    start = SimplexMixtureHead(4, 5, 1.0, 3.0).log_peak().detach()
+    assert abs(float(peak.detach()) - float(start)) > 1e-3  # ... of these means, not of the simplex
     (g_mu, g_raw) = torch.autograd.grad(peak, [head.means, head.raw_log_sigma])
     h = 1e-6  # central differences of the (converged) reference peak
     for k, d in [(0, 0), (2, 1), (4, 3)]:
@@ -78,6 +79,36 @@ def test_the_peak_follows_the_means_and_its_gradient_is_the_envelope_one(float64
     assert abs(float(g_raw) - fd) < 1e-6
 
 
+def _train_head_alone(detach_peak: bool, steps: int = 600) -> SimplexMixtureHead:
+    """Adam on a head's parameters alone, reals in one blob at the first vertex, fakes spread around."""
+    torch.manual_seed(0)
+    head = SimplexMixtureHead(4, 5, 1.0, 4.0)
+    if detach_peak:
+        peak = head.log_peak
+        head.log_peak = lambda: peak().detach()
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    blob = head.means.detach()[0].clone()
+    for _ in range(steps):
+        real, fake = blob + 0.3 * torch.randn(64, 4, generator=g), torch.randn(64, 4, generator=g) * 4
+        loss = score_d_loss(head(real), head(fake))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return head
+
+
+def test_with_the_peaks_gradient_the_kernels_do_not_stack_on_the_reals():
+    # Why log_peak keeps its gradient: detached, D gains by piling every kernel onto the reals (f adds up
+    # where kernels overlap); with it, the kernels stay apart (here: a broad top around the blob).
+    def closest_pair(head):
+        d = torch.cdist(head.means.detach(), head.means.detach())
+        return float(d[~torch.eye(5, dtype=torch.bool)].min())
+
+    assert closest_pair(_train_head_alone(detach_peak=False)) > 2.0
+    assert closest_pair(_train_head_alone(detach_peak=True)) < 0.05
+
+
 def test_p_stays_at_most_one_for_moved_means(float64):
     for seed in range(5):
         head = _moved_head(seed, scale=1.5)
@@ -90,10 +121,10 @@ def test_p_stays_at_most_one_for_moved_means(float64):
 
 def test_sigma_has_a_smooth_floor():
     head = SimplexMixtureHead(4, 5, 2.0, 6.0)
-    assert math.isclose(float(head.log_sigma().exp()), 2.0, rel_tol=1e-6)
+    assert math.isclose(float(head.log_sigma().detach().exp()), 2.0, rel_tol=1e-6)
     with torch.no_grad():
         head.raw_log_sigma.fill_(-1e4)
-    floor = float(head.log_sigma().exp())
+    floor = float(head.log_sigma().detach().exp())
     assert math.isclose(floor, SIGMA_FLOOR * 2.0, rel_tol=1e-6)
     with torch.no_grad():
         head.raw_log_sigma.fill_(math.log(SIGMA_FLOOR * 2.0))  # at the floor: still a gradient back up
@@ -109,7 +140,7 @@ def test_the_score_losses_are_finite_far_away_and_clamped_above_the_peak():
         (grad,) = torch.autograd.grad(value, far)
         assert torch.isfinite(value) and torch.isfinite(grad).all()
     above = torch.tensor([1e-3, -1.0], requires_grad=True)  # p a hair above 1: worth no more than p = 1
-    assert float(score_g_loss(above)) == pytest.approx(0.5)
+    assert float(score_g_loss(above.detach())) == pytest.approx(0.5)
     (grad,) = torch.autograd.grad(score_d_loss(above, torch.tensor([-2.0])), above)
     assert grad.tolist() == [0.0, -0.5]
     with pytest.raises(ValueError, match=r"shape \(N,\)"):

@@ -258,10 +258,11 @@ class SimplexMixtureHead(nn.Module):
         log f(e*) is evaluated with gradients: by the envelope theorem d(max_e log f)/d(mu, sigma) is
         the partial derivative at the fixed maximiser, so this is the exact gradient of the peak
         (up to how close e* is) without back-propagating through the search. The peak itself must
-        not be detached: its gradient would then always favour moving the means together (f grows
-        where kernels overlap, and a detached peak does not count that the maximum grows with it), a
-        bias that only the next step's peak undoes and that drifts the K kernels into fewer; with
-        the peak's gradient, D sees p = f / max f as it is.
+        not be detached: D would then gain by piling kernels onto the reals (f adds up where kernels
+        overlap, and a detached peak does not count that the maximum grows with it; only the next
+        step's peak undoes it). Trained alone on one blob of reals, 5 kernels ended within 0.003 of
+        each other that way, and 3.0 apart with the peak's gradient
+        (``tests/test_mixture_density_learnable.py``).
         """
         mu, sigma = self.means, self.log_sigma().exp()
         mu0, sigma0 = mu.detach(), sigma.detach()
