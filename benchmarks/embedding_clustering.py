@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 from benchmarks._common import machine_info, write_json
@@ -113,7 +114,8 @@ def main(argv=None) -> int:
                   flush=True)
     if args.json:
         write_json(args.json, {"machine": machine_info(cuda=torch.cuda.is_available()), "rows": rows,
-                               "command": " ".join(["python -m benchmarks.embedding_clustering", *(argv or [])])})
+                               "command": " ".join(["python -m benchmarks.embedding_clustering",
+                                                      *(sys.argv[1:] if argv is None else argv)])})
     return 0
 
 
