@@ -416,6 +416,21 @@ def test_embedding_clustering_scores_each_embedding_on_real_test_images(mnist_ro
     assert "autoencoder  test accuracy" in capsys.readouterr().out
 
 
+def test_embedding_clustering_on_a_cpu_subset_scores_the_test_images_only(mnist_root, tmp_path, capsys):
+    from benchmarks import embedding_clustering
+
+    out = tmp_path / "embed.json"
+    assert embedding_clustering.main(["--embeds", "contrastive", "--n", "300", "--epochs", "1", "--threads", "1",
+                                      "--no-train-score", "--seeds", "0", "--device", "cpu", "--data-root",
+                                      str(mnist_root), "--set", "embed_width=4", "fit_max_iter=5",
+                                      "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["prior"]["fit_samples"] == 300 and row["prior"]["embed_epochs"] == 1
+    assert row["train_accuracy"] is None and 0.1 <= row["test_accuracy"] <= 1
+    text = capsys.readouterr().out
+    assert "seed 0: test accuracy" in text and "contrastive  test accuracy" in text and "train acc" not in text
+
+
 def test_manifold_clustering_runs_on_a_few_images(mnist_root, capsys):
     from benchmarks import manifold_clustering
 

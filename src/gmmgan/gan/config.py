@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 PRIOR_KINDS = ("gaussian", "fitted_gmm", "fixed_gmm", "learnable_gmm", "gmm_reg")
-EMBEDDINGS = ("auto", "identity", "pca", "autoencoder", "manifold")
-LEARNED_EMBEDDINGS = ("autoencoder", "manifold")  # trained by gmmgan, reusable (prior.embed_from)
+EMBEDDINGS = ("auto", "identity", "pca", "autoencoder", "manifold", "contrastive")
+LEARNED_EMBEDDINGS = ("autoencoder", "manifold", "contrastive")  # trained by gmmgan, reusable (prior.embed_from)
 _COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 LR_DECAYS = ("none", "linear", "cosine")
 
@@ -110,8 +110,9 @@ class PriorConfig:
     covariance_type : of the fitted GMM (fitted_gmm, gmm_reg).
     embed : auto (identity for 2-D points, PCA for images), identity, pca, autoencoder (trained on
         the images, no labels; its decoder is the warm-start target) or manifold (for clustering: the
-        autoencoder's codes on a UMAP-style manifold of embed_manifold_dim dims, as N2D; not gmm_reg).
-    embed_dim : PCA dimension, or the autoencoder's code size; embed_epochs, embed_width: its
+        autoencoder's codes on a UMAP-style manifold of embed_manifold_dim dims, as N2D; not gmm_reg) or
+        contrastive (the same manifold step on the codes of a SimCLR encoder: clusters best; not gmm_reg).
+    embed_dim : PCA dimension, or the autoencoder's / contrastive code size; embed_epochs, embed_width: its
         training passes and first-layer channels.
     embed_manifold_dim : the manifold's (GMM's) dim. embed_from : reuse a run's learned embedding.
     whiten : PCA coordinates scaled to unit variance.
@@ -159,8 +160,8 @@ class PriorConfig:
         if self.embed_from is not None and self.embed not in LEARNED_EMBEDDINGS:
             raise ValueError(f"prior.embed_from reuses a learned embedding ({', '.join(LEARNED_EMBEDDINGS)}), "
                              f"not prior.embed={self.embed}; drop prior.embed_from or set prior.embed.")
-        if self.kind == "gmm_reg" and self.embed == "manifold":  # a nearest-neighbour average: no gradient
-            raise ValueError("prior.embed=manifold has no gradient for the GMM-likelihood penalty (gmm_reg); "
+        if self.kind == "gmm_reg" and self.embed in ("manifold", "contrastive"):  # a neighbour average: no gradient
+            raise ValueError(f"prior.embed={self.embed} has no gradient for the GMM-likelihood penalty (gmm_reg); "
                              "use embed=autoencoder or pca.")
         if self.n_components == "auto":
             if self.kind not in ("fitted_gmm", "gmm_reg"):

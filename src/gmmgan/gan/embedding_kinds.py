@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gmmgan.gan.autoencoder import AutoencoderEmbedding
 from gmmgan.gan.config import EMBEDDINGS
+from gmmgan.gan.contrastive import ContrastiveEmbedding
 from gmmgan.gan.embed import Embedding, IdentityEmbedding, PCAEmbedding
 from gmmgan.gan.manifold_embedding import ManifoldEmbedding
 
@@ -16,8 +17,9 @@ def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bo
 
     ``'auto'`` is the identity for vector data (shape of length 1, e.g. 2-D points) and PCA with
     ``dim`` components for images. ``learned_options`` (``epochs``, ``width``) go to a learned
-    embedding (``'autoencoder'``; ``'manifold'`` also takes ``manifold_dim``, the size of its
-    vectors, while ``dim`` is its autoencoder's code size) and are ignored by the others.
+    embedding (``'autoencoder'``; ``'manifold'`` and ``'contrastive'`` also take ``manifold_dim``,
+    the size of their vectors, while ``dim`` is their autoencoder's or contrastive encoder's code
+    size) and are ignored by the others.
     """
     if kind not in EMBEDDINGS:
         raise ValueError(f"unknown embedding {kind!r}; expected one of {EMBEDDINGS}.")
@@ -31,4 +33,7 @@ def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bo
     if kind == "manifold":
         return ManifoldEmbedding(shape, dim, learned_options.get("manifold_dim", 10), seed=seed,
                                  epochs=learned_options.get("epochs", 10), width=learned_options.get("width", 32))
+    if kind == "contrastive":
+        return ContrastiveEmbedding(shape, dim, learned_options.get("manifold_dim", 10), seed=seed,
+                                    epochs=learned_options.get("epochs", 10), width=learned_options.get("width", 32))
     return PCAEmbedding(shape, dim, whiten=whiten, seed=seed)

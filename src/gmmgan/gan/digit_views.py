@@ -1,0 +1,91 @@
+"""Random views of digit-like images for contrastive training (:mod:`gmmgan.gan.contrastive`).
+
+A contrastive encoder learns what two random views of one image share and what tells them from
+the other images' views; what the views change is what it learns to ignore. For handwritten digits
+the changes that keep the class are the ones a pen makes: a slightly rotated, scaled, slanted or
+shifted digit, a wobblier stroke, a noisier scan. Flips are left out (a mirrored 2 is no digit, a
+flipped 6 is a 9), and so are colour changes (MNIST has none; the channels of Stacked MNIST are
+three digits, so all three get the same warp).
+
+:func:`random_views` draws, per image, one affine map (rotation, scale, shear, translation) and one
+smooth random displacement field (an elastic distortion, Simard et al. 2003, made cheap: a coarse
+grid of random offsets upsampled bilinearly), composes them into a single sampling grid and reads
+the image through it with ``grid_sample``; then it adds a little Gaussian pixel noise. The whole
+batch is one call (no Python loop over images), on the images' device.
+
+The uncovered border is filled with the background: images are in [-1, 1] with the background at
+-1, and ``grid_sample`` pads with zeros, so the image is shifted to [0, 2] for the sampling and back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["ViewSettings", "random_views"]
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """How far :func:`random_views` moves an image (each drawn uniformly per image in +-the value).
+
+    rotation : degrees. scale : relative size change (0.15: 0.85x to 1.15x). shear : degrees of
+    horizontal slant. translate : fraction of the image side. elastic : displacement of the coarse
+    field's points, as a fraction of the image side. elastic_grid : points per side of that field.
+    noise : standard deviation of the added pixel noise (images in [-1, 1]).
+    """
+
+    rotation: float = 15.0
+    scale: float = 0.15
+    shear: float = 15.0
+    translate: float = 0.1
+    elastic: float = 0.03
+    elastic_grid: int = 4
+    noise: float = 0.1
+
+
+def _uniform(n: int, half_width: float, generator: torch.Generator, device) -> torch.Tensor:
+    return (torch.rand(n, generator=generator, device=device) * 2 - 1) * half_width
+
+
+def random_views(x: torch.Tensor, generator: torch.Generator, settings: ViewSettings = ViewSettings()) -> torch.Tensor:
+    """One random view of each image of ``x`` (N, C, H, W) in [-1, 1]; same shape, about [-1, 1].
+
+    Parameters
+    ----------
+    x : Tensor (N, C, H, W)
+    generator : torch.Generator
+        On ``x``'s device; every random number comes from it, so a seeded generator gives the same
+        views of the same images (the global RNG is left alone).
+    settings : ViewSettings
+
+    Returns
+    -------
+    Tensor (N, C, H, W), in ``x``'s dtype.
+    """
+    n, _, h, w = x.shape
+    dev, s = x.device, settings
+    angle = _uniform(n, math.radians(s.rotation), generator, dev)
+    scale = 1 + _uniform(n, s.scale, generator, dev)
+    shear = _uniform(n, math.radians(s.shear), generator, dev)
+    shift = torch.stack([_uniform(n, 2 * s.translate, generator, dev) for _ in range(2)], 1)  # grid units: side = 2
+    # The sampling grid maps output to input coordinates: the inverse of "rotate, slant, scale", so a
+    # positive angle turns the digit, not the page. Scale and shear act in the image's own frame.
+    cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
+    rot = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    slant = torch.eye(2, device=dev).repeat(n, 1, 1)
+    slant[:, 0, 1] = tan
+    forward = rot @ slant * scale[:, None, None]
+    theta = torch.cat([torch.linalg.inv(forward), shift[:, :, None]], 2)
+    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    if s.elastic > 0:
+        g = s.elastic_grid
+        coarse = (torch.rand(n, 2, g, g, generator=generator, device=dev) * 2 - 1) * (2 * s.elastic)
+        grid = grid + F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
+    views = F.grid_sample(x.float() + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+    if s.noise > 0:
+        views = views + s.noise * torch.randn(views.shape, generator=generator, device=dev)
+    return views.to(x.dtype)
