@@ -86,9 +86,12 @@ def test_nt_xent_is_the_cross_entropy_of_picking_the_partner():
 def test_fit_encode_decode_shapes_and_standardised_codes():
     x, _ = three_kinds()
     calls = []
-    emb = embedding().fit(x, callback=lambda d, t, loss: calls.append((d, t)))
+    emb = embedding().fit(x, callback=lambda d, t, loss, label: calls.append((d, t, loss, label)))
     assert calls[-1][0] == calls[-1][1] == emb.steps(x.shape[0])  # the bar reaches its end
     assert len(emb.history) == 2 * emb.epochs  # NT-Xent per epoch, then the decoder's MSE per epoch
+    # Each epoch's mean loss reaches the bar, named: the encoder's NT-Xent, then the decoder's MSE.
+    shown = [(loss, label) for _, _, loss, label in calls if loss is not None]
+    assert shown == [(h, "NT-Xent") for h in emb.history[:emb.epochs]] + [(h, "MSE") for h in emb.history[emb.epochs:]]
     e = emb.encode(x)
     assert e.shape == (x.shape[0], 4) and emb.dim == 4
     torch.testing.assert_close(e.mean(0), torch.zeros(4), atol=1e-4, rtol=0)
@@ -106,7 +109,7 @@ def test_with_the_manifold_step_codes_are_layout_coordinates():
     emb = embedding(dim=4, manifold_dim=2)
     emb.manifold.n_epochs = 20
     calls = []
-    coords = emb.fit_encode(x, callback=lambda d, t, loss: calls.append((d, t)))
+    coords = emb.fit_encode(x, callback=lambda d, t, *_: calls.append((d, t)))
     assert coords.shape == (x.shape[0], 2) and emb.dim == 2
     assert calls[-1][0] == calls[-1][1] == emb.steps(x.shape[0]) + 20
     assert emb.encode(x[:5]).shape == (5, 2)

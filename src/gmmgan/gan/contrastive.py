@@ -169,9 +169,11 @@ class ContrastiveEmbedding(Embedding):
         return 2 * math.ceil(n / self.batch_size) * self.epochs
 
     def fit(self, x: torch.Tensor, callback=None) -> ContrastiveEmbedding:
-        """Train on images ``x`` (N, C, H, W) in [-1, 1]; ``callback(done, total, loss)`` reports progress.
+        """Train on images ``x`` (N, C, H, W) in [-1, 1]; ``callback(done, total, loss, label)`` reports progress.
 
-        ``done`` / ``total`` count the encoder's and the decoder's steps, then the manifold's epochs.
+        ``done`` / ``total`` count the encoder's and the decoder's steps, then the manifold's epochs;
+        ``loss`` is the last epoch's mean (None between epochs and in the manifold step), ``label``
+        names it: ``'NT-Xent'`` while the encoder trains, ``'MSE'`` while the decoder does.
         Runs on ``x``'s device (the module is moved there). On the CPU the result depends only on
         the data and ``seed``.
         """
@@ -188,7 +190,7 @@ class ContrastiveEmbedding(Embedding):
         self.to(x.device)
         steps = self.steps(n)
         total = steps + (self.manifold.n_epochs if self.manifold is not None else 0)
-        report = None if callback is None else (lambda d, loss: callback(d, total, loss))
+        report = None if callback is None else (lambda d, loss, label="MSE": callback(d, total, loss, label))
         self.history = []
         try:
             with torch.enable_grad():  # a prior fits under no_grad; training needs gradients
@@ -201,7 +203,8 @@ class ContrastiveEmbedding(Embedding):
         finally:
             self.requires_grad_(False).eval()
         if self.manifold is not None:
-            self.manifold.fit(codes, callback=None if callback is None else lambda d, _: callback(steps + d, total, None))
+            self.manifold.fit(codes, callback=None if callback is None
+                              else lambda d, _: callback(steps + d, total, None, "MSE"))
             coords = self.manifold.embedding_
             self.coord_mean, self.coord_scale = coords.mean(0), coords.std(0).clamp_min(1e-6)
         return self
@@ -247,7 +250,7 @@ class ContrastiveEmbedding(Embedding):
                     report(step, None)
             self.history.append(float(epoch_loss) / n)  # one sync per epoch
             if report is not None:
-                report(step, None)
+                report(step, self.history[-1], "NT-Xent")
         self.encoder.requires_grad_(False).eval()
 
     def _train_decoder(self, x: torch.Tensor, codes: torch.Tensor, report, done: int) -> None:

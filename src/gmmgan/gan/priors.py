@@ -274,7 +274,7 @@ class _EmbeddedMixtureMixin:
         """Fit the embedding and the mixture on (at most ``fit_samples``) real samples (N, *shape).
 
         ``callback`` is called after every EM iteration of the mixture (see :meth:`FittedMixture.fit`),
-        ``embed_callback(done, total, loss)`` while a learned embedding trains.
+        ``embed_callback(done, total, loss[, label])`` while a learned embedding trains.
         """
         self.fit_mixture(self.fit_embedding(real, embed_callback), callback)
         return self

@@ -244,9 +244,9 @@ def _fit_prior(prior: Prior, data: TensorData, say, phase=PhaseProgress) -> None
         f"in {time.time() - t0:.1f} s")
 
 
-def _embedding_progress(bar: PhaseProgress, done: int, total: int, loss: float | None) -> None:
-    """A learned embedding's training callback: the bar shows the fraction of its steps done."""
-    bar.update(100 * done / total, info=f"MSE {loss:.4g}" if loss is not None else None)
+def _embedding_progress(bar: PhaseProgress, done: int, total: int, loss: float | None, label: str = "MSE") -> None:
+    """A learned embedding's training callback: the bar shows the fraction of its steps done and the last loss."""
+    bar.update(100 * done / total, info=f"{label} {loss:.4g}" if loss is not None else None)
 
 
 def _em_progress(bar: PhaseProgress, max_iter: int, info: dict) -> None:
