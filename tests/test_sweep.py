@@ -21,6 +21,7 @@ _PRIORS = {
     "fixed_gmm": ["prior.kind=fixed_gmm", "prior.z_dim=4"],
     "learnable_gmm": ["prior.kind=learnable_gmm", "prior.z_dim=4"],
     "gmm_reg": ["prior.kind=gmm_reg", "prior.z_dim=4"],
+    "fitted_gmm-consistency": ["prior.kind=fitted_gmm", "prior.consistency=0.5"],
 }
 
 

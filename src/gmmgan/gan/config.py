@@ -127,6 +127,9 @@ class PriorConfig:
     sigma_init : learnable_gmm: initial sigma.
     sigma_penalty : learnable_gmm: weight of mean((1 - sigma)^2), which keeps sigma from collapsing.
     reg_weight : gmm_reg: lambda in loss_G + lambda * (-log p_GMM(embed(G(z)))).
+    consistency : fitted_gmm: weight of the component-consistency loss (0 = off): the cross-entropy
+        between the component posterior of z's mixture part and that of embed(G(z)), so that
+        component k keeps generating what the embedding calls k (docs/guide.md, 'Clustering').
     """
 
     kind: str = "fitted_gmm"
@@ -152,6 +155,7 @@ class PriorConfig:
     sigma_init: float = 0.2
     sigma_penalty: float = 0.1
     reg_weight: float = 1e-3
+    consistency: float = 0.0
 
     def __post_init__(self):
         _choice("prior.kind", self.kind, PRIOR_KINDS)
@@ -174,8 +178,11 @@ class PriorConfig:
         for name in ("z_dim", "embed_dim", "embed_epochs", "embed_width", "embed_manifold_dim", "fit_samples",
                      "fit_max_iter", "fit_n_init", "sigma", "mean_range", "sigma_init", "warm_start_lr"):
             _positive(f"prior.{name}", getattr(self, name))
-        for name in ("noise_dim", "warm_start_steps", "sigma_penalty", "reg_weight", "reg_covar"):
+        for name in ("noise_dim", "warm_start_steps", "sigma_penalty", "reg_weight", "reg_covar", "consistency"):
             _positive(f"prior.{name}", getattr(self, name), allow_zero=True)
+        if self.consistency and self.kind != "fitted_gmm":
+            raise ValueError(f"prior.consistency ties G's images to the fitted prior's components; prior.kind="
+                             f"{self.kind} has none to tie to. Use prior.kind=fitted_gmm or set prior.consistency=0.")
 
 
 @dataclass

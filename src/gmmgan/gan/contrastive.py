@@ -303,6 +303,16 @@ class ContrastiveEmbedding(Embedding):
         with torch.no_grad():  # a nearest-neighbour average: no gradient
             return (self.manifold.transform(codes) - self.coord_mean) / self.coord_scale
 
+    @property
+    def differentiable(self) -> bool:
+        return self.manifold is None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The standardised unit-norm codes (differentiable), also with the manifold step."""
+        self._check_fitted()
+        self._check_input(x)
+        return (self._unit_codes(x.to(self.code_mean.dtype)) - self.code_mean) / self.code_scale
+
     def decode(self, e: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
         self._check_code(e)

@@ -96,6 +96,18 @@ class Embedding(ResizableBuffersMixin, nn.Module):
     def decode(self, e: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    # Whether encode() is differentiable w.r.t. its input; an embedding with a manifold step (a
+    # neighbour average) is not, and offers features() instead (component consistency reads them).
+    differentiable = True
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable codes of ``x`` (N, F) from which the mixture's component can be read.
+
+        ``encode(x)`` where that is differentiable; an embedding whose ``encode`` is not (a manifold
+        step) returns the codes its layout is made from.
+        """
+        return self.encode(x)
+
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.shape:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__

@@ -116,6 +116,13 @@ class ManifoldEmbedding(Embedding):
         self._check_fitted()
         return (self.manifold.transform(self.autoencoder.encode(x)) - self.coord_mean) / self.coord_scale
 
+    differentiable = False  # encode is a neighbour average in the layout
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The autoencoder's codes (differentiable), which the layout is made from."""
+        self._check_fitted()
+        return self.autoencoder.encode(x)
+
     @torch.no_grad()
     def decode(self, e: torch.Tensor) -> torch.Tensor:
         self._check_fitted()

@@ -31,6 +31,7 @@ import numbers
 import torch
 from torch import nn
 
+from gmmgan.gan.component_consistency import ComponentHead, component_log_posterior, consistency_loss
 from gmmgan.gan.embed import Embedding, ResizableBuffersMixin
 from gmmgan.gan.embedding_kinds import build_embedding
 from gmmgan.gan.losses import gmm_nll
@@ -118,8 +119,8 @@ class Prior(ResizableBuffersMixin, nn.Module):
         """(z (n, z_dim), component of each row (n,) or None for priors without components)."""
         raise NotImplementedError
 
-    def penalty(self, fake: torch.Tensor) -> torch.Tensor | None:
-        """Extra generator loss given generated samples, or None."""
+    def penalty(self, fake: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Extra generator loss given generated samples ``fake = G(z)`` (and their latents ``z``), or None."""
         return None
 
     def warm_start_target(self, z: torch.Tensor) -> torch.Tensor | None:
@@ -289,14 +290,24 @@ class _EmbeddedMixtureMixin:
         if not self.embedding.learned:
             self.embedding.fit(real)
         elif not self.embedding.fitted:  # it turns gradients on for its own training (fit runs under no_grad)
-            return self.embedding.fit_encode(real, callback=callback)
+            codes = self.embedding.fit_encode(real, callback=callback)
+            self._keep_head_features(real)
+            return codes
+        self._keep_head_features(real)
         return self.embedding.encode(real)
+
+    def _keep_head_features(self, real: torch.Tensor) -> None:
+        """Hook for a prior that fits a head on the embedding's features after the mixture (no-op here)."""
 
     @torch.no_grad()
     def fit_mixture(self, codes: torch.Tensor, callback=None):
         """Fit the mixture by EM to the embedding's ``codes`` (N, dim) of the real samples."""
         self.mixture.fit(codes, callback=callback)
+        self._fit_head(codes)
         return self
+
+    def _fit_head(self, codes: torch.Tensor) -> None:
+        """Hook run after the mixture is fitted (the fitted prior's component head); no-op here."""
 
     @property
     def n_components(self) -> int:
@@ -318,14 +329,53 @@ class FittedGMMPrior(_EmbeddedMixtureMixin, Prior):
     max_iter, n_init, reg_covar : EM settings.
     seed : int, default=0
         Seeds the subset and EM initialisation.
+    consistency : float, default=0
+        Weight of the component-consistency loss added to G's (:mod:`gmmgan.gan.component_consistency`):
+        the image of a latent from component k must embed into component k. With an embedding whose
+        ``encode`` has no gradient (a manifold step), a :class:`ComponentHead` is fitted after the
+        mixture and kept in the prior's state as ``head``.
     """
 
     def __init__(self, embedding: Embedding, n_components: int, covariance_type: str = "full", *, noise_dim: int = 0,
-                 fit_samples: int = 20_000, max_iter: int = 100, n_init: int = 1, reg_covar: float = 1e-6, seed: int = 0):
+                 fit_samples: int = 20_000, max_iter: int = 100, n_init: int = 1, reg_covar: float = 1e-6, seed: int = 0,
+                 consistency: float = 0.0):
         Prior.__init__(self)
         self._init_fitting(embedding, n_components, covariance_type, fit_samples,
                            {"max_iter": max_iter, "n_init": n_init, "reg_covar": reg_covar}, seed)
         self.noise_dim = _check_int("noise_dim", noise_dim, minimum=0)
+        self.consistency = _check_positive("consistency", consistency, allow_zero=True)
+        # Only when used, so that the state of a prior without it keeps its keys (older runs load).
+        self.head = ComponentHead() if self.consistency and not embedding.differentiable else None
+        self._head_features: torch.Tensor | None = None
+
+    def _keep_head_features(self, real: torch.Tensor) -> None:
+        if self.head is not None:
+            self._head_features = self.embedding.features(real)
+
+    def _fit_head(self, codes: torch.Tensor) -> None:
+        if self.head is None:
+            return
+        if self._head_features is None:
+            raise ValueError("the component head is fitted on the embedding's features of the real samples: "
+                             "fit the prior with fit(real) (or fit_embedding(real) before fit_mixture).")
+        m = self.mixture
+        self.head.fit(self._head_features, component_log_posterior(m.weights, m.means, m.scale_tril, codes))
+        self._head_features = None
+
+    def penalty(self, fake: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``consistency`` times the cross-entropy between z's component posterior and G(z)'s, or None."""
+        if not self.consistency:
+            return None
+        if z is None:
+            raise ValueError("the component-consistency loss needs the latents z of the generated samples.")
+        m, d = self.mixture, self.embedding.dim
+        with torch.no_grad():
+            target = component_log_posterior(m.weights, m.means, m.scale_tril, z[:, :d].float())
+        if self.head is not None:
+            pred = self.head.log_probs(self.embedding.features(fake.float()))
+        else:
+            pred = component_log_posterior(m.weights, m.means, m.scale_tril, self.embedding.encode(fake.float()))
+        return self.consistency * consistency_loss(target, pred)
 
     @property
     def z_dim(self) -> int:
@@ -409,7 +459,7 @@ class LearnableGMMPrior(Prior):
         eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
         return self.mu[k] + self.sigma[k] * eps, k
 
-    def penalty(self, fake: torch.Tensor) -> torch.Tensor | None:
+    def penalty(self, fake: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor | None:
         return self.sigma_penalty * (1 - self.sigma).square().mean() if self.sigma_penalty else None
 
     def extra_repr(self) -> str:
@@ -440,7 +490,7 @@ class GMMRegularizedPrior(_EmbeddedMixtureMixin, Prior):
         self._no_components(component)
         return torch.randn(_check_n(n), self.z_dim, generator=generator, device=self.device), None
 
-    def penalty(self, fake: torch.Tensor) -> torch.Tensor | None:
+    def penalty(self, fake: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor | None:
         if not self.weight:
             return None
         return self.weight * gmm_nll(self.mixture, self.embedding.encode(fake.float()))
@@ -471,7 +521,8 @@ def build_prior(cfg, data_shape: tuple[int, ...], seed: int = 0) -> Prior:
                                     epochs=cfg.embed_epochs, width=cfg.embed_width,
                                     manifold_dim=cfg.embed_manifold_dim)
         if kind == "fitted_gmm":
-            return FittedGMMPrior(embedding, cfg.n_components, cfg.covariance_type, noise_dim=cfg.noise_dim, **fit_kw)
+            return FittedGMMPrior(embedding, cfg.n_components, cfg.covariance_type, noise_dim=cfg.noise_dim,
+                                  consistency=cfg.consistency, **fit_kw)
         return GMMRegularizedPrior(cfg.z_dim, embedding, cfg.n_components, cfg.reg_weight, cfg.covariance_type, **fit_kw)
     if kind == "fixed_gmm":
         return FixedGMMPrior(cfg.z_dim, cfg.n_components, cfg.sigma, cfg.mean_range, seed)

@@ -242,6 +242,9 @@ def _fit_prior(prior: Prior, data: TensorData, say, phase=PhaseProgress) -> None
         prior.fit_mixture(codes, callback=partial(_em_progress, bar, em[0]) if em else None)
     say(f"prior: {type(prior).__name__} fitted ({prior.n_components} components, z_dim {prior.z_dim}) "
         f"in {time.time() - t0:.1f} s")
+    head = getattr(prior, "head", None)
+    if head is not None and head.agreement is not None:
+        say(f"component head: picks the mixture's component of {100 * head.agreement:.1f}% of the training images")
 
 
 def _embedding_progress(bar: PhaseProgress, done: int, total: int, loss: float | None, label: str = "MSE") -> None:

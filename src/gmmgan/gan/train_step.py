@@ -95,7 +95,7 @@ class TrainStep:
     ----------
     G, D, G_ema : nn.Module
     prior : gmmgan.gan.priors.Prior, or a list of them (one per seed of a sweep)
-        Its ``penalty(fake)`` is added to the G loss.
+        Its ``penalty(fake, z)`` is added to the G loss.
     opt_g, opt_d : torch.optim.Optimizer
         Build them with :func:`adam` (capturable on CUDA when ``graph`` is True).
     gan : gmmgan.gan.losses.GANLoss
@@ -219,11 +219,11 @@ class TrainStep:
                                  eps=None if eps is None else eps.flatten())
         return terms.view(self.n_seeds, -1).mean(1)
 
-    def _penalty(self, fake: torch.Tensor) -> torch.Tensor | None:
-        """The priors' extra G loss (GMM likelihood, sigma penalty) of each seed, or None."""
+    def _penalty(self, fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None:
+        """The priors' extra G loss (GMM likelihood, sigma penalty, component consistency) of each seed, or None."""
         if not self.stacked:
-            return self.priors[0].penalty(fake)
-        terms = [prior.penalty(f) for prior, f in zip(self.priors, fake)]
+            return self.priors[0].penalty(fake, z)
+        terms = [prior.penalty(f, zs) for prior, f, zs in zip(self.priors, fake, z)]
         return None if terms[0] is None else torch.stack(terms)
 
     # ------------------------------------------------------------------ the step itself
@@ -253,7 +253,7 @@ class TrainStep:
         D.requires_grad_(False)
         with self.autocast():
             loss_g = self._per_seed(gan.g, _full(D(aug(fake))))  # G's gradient flows back through T
-        penalty = self._penalty(_full(fake))  # outside autocast: GMM log-densities need float32
+        penalty = self._penalty(_full(fake), z)  # outside autocast: GMM log-densities need float32
         if penalty is not None:
             loss_g = loss_g + penalty
         self.opt_g.zero_grad(set_to_none=True)
