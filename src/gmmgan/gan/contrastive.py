@@ -307,6 +307,13 @@ class ContrastiveEmbedding(Embedding):
     def differentiable(self) -> bool:
         return self.manifold is None
 
+    def stored_layout(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The manifold's stored training codes (the features) and their standardised layout coordinates."""
+        if self.manifold is None:
+            return None
+        self._check_fitted()
+        return self.manifold.codes, (self.manifold.coords - self.coord_mean) / self.coord_scale
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The standardised unit-norm codes (differentiable), also with the manifold step."""
         self._check_fitted()

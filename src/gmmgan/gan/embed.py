@@ -108,6 +108,15 @@ class Embedding(ResizableBuffersMixin, nn.Module):
         """
         return self.encode(x)
 
+    def stored_layout(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(features, codes) of the training rows an embedding with a manifold step keeps, else None.
+
+        A reused embedding (``prior.embed_from``) fits the mixture on these: the training images'
+        own layout coordinates, as the run that trained it did, not the blurrier neighbour averages
+        ``encode`` gives (:meth:`gmmgan.gan.priors.FittedGMMPrior.fit_embedding`).
+        """
+        return None
+
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.shape:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__

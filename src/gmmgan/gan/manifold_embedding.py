@@ -118,6 +118,11 @@ class ManifoldEmbedding(Embedding):
 
     differentiable = False  # encode is a neighbour average in the layout
 
+    def stored_layout(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The manifold's stored training codes (the features) and their standardised layout coordinates."""
+        self._check_fitted()
+        return self.manifold.codes, (self.manifold.coords - self.coord_mean) / self.coord_scale
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The autoencoder's codes (differentiable), which the layout is made from."""
         self._check_fitted()

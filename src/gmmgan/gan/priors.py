@@ -284,7 +284,8 @@ class _EmbeddedMixtureMixin:
         """Fit the embedding on the :meth:`fit_subset` of ``real``; returns that subset's codes for the mixture.
 
         A learned embedding that is already trained (loaded from another run, ``prior.embed_from``) is
-        kept as it is.
+        kept as it is; with a manifold step, the codes are its stored training rows' layout coordinates
+        (at most ``max_stored`` of them), not the neighbour averages ``encode`` gives.
         """
         real = self.fit_subset(real)
         if not self.embedding.learned:
@@ -293,6 +294,11 @@ class _EmbeddedMixtureMixin:
             codes = self.embedding.fit_encode(real, callback=callback)
             self._keep_head_features(real)
             return codes
+        layout = self.embedding.stored_layout()
+        if layout is not None:  # a reused manifold step: its training rows' own coordinates (same data, checked)
+            if getattr(self, "head", None) is not None:
+                self._head_features = layout[0]
+            return layout[1]
         self._keep_head_features(real)
         return self.embedding.encode(real)
 
