@@ -70,9 +70,9 @@ def test_a_diverged_seed_stops_alone_and_is_left_out_on_resume(tmp_path, monkeyp
         if seed == 3:  # seed 3's loss turns NaN at its 4th step
             calls, penalty = {"n": 0}, prior.penalty
 
-            def nan_penalty(fake):
+            def nan_penalty(fake, z=None):
                 calls["n"] += 1
-                return penalty(fake) * (float("nan") if calls["n"] == 4 else 1.0)
+                return penalty(fake, z) * (float("nan") if calls["n"] == 4 else 1.0)
 
             prior.penalty = nan_penalty
         return prior
