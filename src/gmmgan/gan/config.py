@@ -129,7 +129,7 @@ class PriorConfig:
     reg_weight : gmm_reg: lambda in loss_G + lambda * (-log p_GMM(embed(G(z)))).
     consistency : fitted_gmm: weight of the component-consistency loss (0 = off): the cross-entropy
         between the component posterior of z's mixture part and that of embed(G(z)), so that
-        component k keeps generating what the embedding calls k (docs/guide.md, 'Clustering').
+        component k keeps generating what the embedding calls k (docs/guide.md, 'Which embedding?').
     """
 
     kind: str = "fitted_gmm"
