@@ -240,3 +240,20 @@ def test_train_reuse_and_sample_a_component_through_the_cli(mnist_root, tmp_path
         assert torch.equal(saved[name], tensor), name
     rc, _, err = cli(capsys, "train", "--out", tmp_path / "c", *ARGS, "prior.embed_manifold_dim=7")
     assert_clean_error(rc, err, "embed_manifold_dim", "below")
+
+
+def test_the_clothing_views_mirror_about_half_of_the_images_and_the_digit_views_never():
+    x = torch.linspace(-1, 1, 8).repeat(16, 1, 8, 1)  # every image a left-to-right ramp
+    only_flip = ViewSettings(rotation=0.0, scale=0.0, shear=0.0, translate=0.0, elastic=0.0, noise=0.0, hflip=True)
+    v = random_views(x, torch.Generator().manual_seed(0), only_flip)
+    mirrored = torch.isclose(v, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    same = torch.isclose(v, x, atol=1e-5).flatten(1).all(1)
+    assert bool((mirrored | same).all()) and 3 <= int(mirrored.sum()) <= 13
+    no_flip = ViewSettings(rotation=0.0, scale=0.0, shear=0.0, translate=0.0, elastic=0.0, noise=0.0)
+    torch.testing.assert_close(random_views(x, torch.Generator().manual_seed(0), no_flip), x, atol=1e-5, rtol=0)
+    from gmmgan.gan.digit_views import VIEW_PRESETS
+    assert VIEW_PRESETS["clothing"].hflip and not VIEW_PRESETS["digits"].hflip
+    cfg = PriorConfig(kind="fitted_gmm", embed="contrastive", embed_dim=4, embed_manifold_dim=2, embed_views="clothing")
+    assert build_prior(cfg, SHAPE).embedding.views == VIEW_PRESETS["clothing"]
+    with pytest.raises(ValueError, match="embed_views"):
+        PriorConfig(embed="contrastive", embed_views="faces")

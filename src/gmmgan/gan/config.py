@@ -115,6 +115,8 @@ class PriorConfig:
     embed_dim : PCA dimension, or the autoencoder's / contrastive code size; embed_epochs, embed_width: its
         training passes and first-layer channels.
     embed_manifold_dim : the manifold's (GMM's) dim. embed_from : reuse a run's learned embedding.
+    embed_views : contrastive: the random views it learns to ignore, digits (rotations, slants, elastic
+        wobble; no flips) or clothing (mirrored half the time, small rotations, no wobble).
     whiten : PCA coordinates scaled to unit variance.
     noise_dim : extra N(0, I) coordinates appended to fitted-GMM samples.
     fit_samples : at most this many real samples are used to fit the embedding and the GMM.
@@ -142,6 +144,7 @@ class PriorConfig:
     embed_width: int = 32
     embed_manifold_dim: int = 10
     embed_from: str | None = None
+    embed_views: str = "digits"
     whiten: bool = True
     noise_dim: int = 0
     fit_samples: int = 20_000
@@ -161,6 +164,7 @@ class PriorConfig:
         _choice("prior.kind", self.kind, PRIOR_KINDS)
         _choice("prior.covariance_type", self.covariance_type, _COVARIANCE_TYPES)
         _choice("prior.embed", self.embed, EMBEDDINGS)
+        _choice("prior.embed_views", self.embed_views, ("digits", "clothing"))
         if self.embed_from is not None and self.embed not in LEARNED_EMBEDDINGS:
             raise ValueError(f"prior.embed_from reuses a learned embedding ({', '.join(LEARNED_EMBEDDINGS)}), "
                              f"not prior.embed={self.embed}; drop prior.embed_from or set prior.embed.")

@@ -3,8 +3,8 @@
 A contrastive encoder learns what two random views of one image share and what tells them from
 the other images' views; what the views change is what it learns to ignore. For handwritten digits
 the changes that keep the class are the ones a pen makes: a slightly rotated, scaled, slanted or
-shifted digit, a wobblier stroke, a noisier scan. Flips are left out (a mirrored 2 is no digit, a
-flipped 6 is a 9), and so are colour changes (MNIST has none; the channels of Stacked MNIST are
+shifted digit, a wobblier stroke, a noisier scan. Flips are left out of the ``digits`` views (a mirrored 2
+is no digit, a flipped 6 is a 9; the ``clothing`` preset mirrors, see :data:`VIEW_PRESETS`), and so are colour changes (MNIST has none; the channels of Stacked MNIST are
 three digits, so all three get the same warp).
 
 :func:`random_views` draws, per image, one affine map (rotation, scale, shear, translation) and one
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ViewSettings", "random_views"]
+__all__ = ["VIEW_PRESETS", "ViewSettings", "random_views"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ViewSettings:
     horizontal slant. translate : fraction of the image side. elastic : displacement of the coarse
     field's points, as a fraction of the image side. elastic_grid : points per side of that field.
     noise : standard deviation of the added pixel noise (images in [-1, 1]).
+    hflip : mirror half of the views left to right (for clothing, never for digits).
     """
 
     rotation: float = 15.0
@@ -45,6 +46,15 @@ class ViewSettings:
     elastic: float = 0.03
     elastic_grid: int = 4
     noise: float = 0.1
+    hflip: bool = False
+
+
+# prior.embed_views: the changes that keep the class. A mirrored shirt is a shirt, a mirrored 2 is no
+# digit; clothing is photographed upright, so it gets small rotations and slants and no wobble.
+VIEW_PRESETS = {
+    "digits": ViewSettings(),
+    "clothing": ViewSettings(rotation=5.0, scale=0.2, shear=5.0, translate=0.1, elastic=0.0, noise=0.1, hflip=True),
+}
 
 
 def _uniform(n: int, half_width: float, generator: torch.Generator, device) -> torch.Tensor:
@@ -79,6 +89,9 @@ def random_views(x: torch.Tensor, generator: torch.Generator, settings: ViewSett
     slant = torch.eye(2, device=dev).repeat(n, 1, 1)
     slant[:, 0, 1] = tan
     forward = rot @ slant * scale[:, None, None]
+    if s.hflip:  # x -> -x for half of the images (drawn after the affine ranges)
+        flip = torch.where(torch.rand(n, generator=generator, device=dev) < 0.5, -1.0, 1.0)
+        forward = forward * torch.stack([flip, torch.ones_like(flip)], 1)[:, None, :]
     theta = torch.cat([torch.linalg.inv(forward), shift[:, :, None]], 2)
     grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
     if s.elastic > 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gmmgan.gan.autoencoder import AutoencoderEmbedding
 from gmmgan.gan.config import EMBEDDINGS
 from gmmgan.gan.contrastive import ContrastiveEmbedding
+from gmmgan.gan.digit_views import VIEW_PRESETS
 from gmmgan.gan.embed import Embedding, IdentityEmbedding, PCAEmbedding
 from gmmgan.gan.manifold_embedding import ManifoldEmbedding
 
@@ -19,7 +20,8 @@ def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bo
     ``dim`` components for images. ``learned_options`` (``epochs``, ``width``) go to a learned
     embedding (``'autoencoder'``; ``'manifold'`` and ``'contrastive'`` also take ``manifold_dim``,
     the size of their vectors, while ``dim`` is their autoencoder's or contrastive encoder's code
-    size) and are ignored by the others.
+    size; ``'contrastive'`` also takes ``views``, a name of :data:`gmmgan.gan.digit_views.VIEW_PRESETS`)
+    and are ignored by the others.
     """
     if kind not in EMBEDDINGS:
         raise ValueError(f"unknown embedding {kind!r}; expected one of {EMBEDDINGS}.")
@@ -35,5 +37,6 @@ def build_embedding(kind: str, shape: tuple[int, ...], dim: int = 32, whiten: bo
                                  epochs=learned_options.get("epochs", 10), width=learned_options.get("width", 32))
     if kind == "contrastive":
         return ContrastiveEmbedding(shape, dim, learned_options.get("manifold_dim", 10), seed=seed,
-                                    epochs=learned_options.get("epochs", 10), width=learned_options.get("width", 32))
+                                    epochs=learned_options.get("epochs", 10), width=learned_options.get("width", 32),
+                                    views=VIEW_PRESETS[learned_options.get("views", "digits")])
     return PCAEmbedding(shape, dim, whiten=whiten, seed=seed)

@@ -437,7 +437,7 @@ def build_prior(cfg, data_shape: tuple[int, ...], seed: int = 0) -> Prior:
     if kind in ("fitted_gmm", "gmm_reg"):
         embedding = build_embedding(cfg.embed, tuple(data_shape), cfg.embed_dim, cfg.whiten, seed,
                                     epochs=cfg.embed_epochs, width=cfg.embed_width,
-                                    manifold_dim=cfg.embed_manifold_dim)
+                                    manifold_dim=cfg.embed_manifold_dim, views=cfg.embed_views)
         if kind == "fitted_gmm":
             return FittedGMMPrior(embedding, cfg.n_components, cfg.covariance_type, noise_dim=cfg.noise_dim,
                                   consistency=cfg.consistency, **fit_kw)
