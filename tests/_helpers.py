@@ -122,3 +122,40 @@ def assert_same_state(a: dict, b: dict) -> None:
         assert sa.keys() == sb.keys()
         for name in sa:
             assert torch.equal(sa[name], sb[name]), f"{key}.{name} differs"
+
+
+def three_kinds(n_per=60, seed=0, shape=(1, 8, 8)):
+    """Images of three kinds (a bright left half, top half or centre square), a little noise, in [-1, 1]; and their labels."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = -torch.ones(3 * n_per, *shape)
+    h, w = shape[1:]
+    x[:n_per, :, :, : w // 2] = 1
+    x[n_per:2 * n_per, :, : h // 2, :] = 1
+    x[2 * n_per:, :, h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 1
+    labels = torch.arange(3).repeat_interleave(n_per)
+    return (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(-1, 1), labels
+
+
+def train_interrupted_at_step(monkeypatch, n, run):
+    """``run()`` with Ctrl-C raised in its n-th training step; it must end in TrainingInterrupted (steps restored after)."""
+    import pytest
+
+    from gmmgan.gan import train_step
+    from gmmgan.gan.training_loop import TrainingInterrupted
+
+    real_call, calls = train_step.TrainStep.__call__, {"n": 0}
+
+    def step(self, *args):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real_call(self, *args)
+
+    monkeypatch.setattr(train_step.TrainStep, "__call__", step)
+    try:
+        with pytest.raises(TrainingInterrupted):
+            run()
+    finally:
+        monkeypatch.setattr(train_step.TrainStep, "__call__", real_call)

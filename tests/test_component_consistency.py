@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _helpers import three_kinds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,16 +19,6 @@ from gmmgan.gan.priors import FittedGMMPrior, build_prior
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SHAPE = (1, 8, 8)
-
-
-def three_kinds(n_per=60, seed=0):
-    """Images of three kinds (a bright left half, top half or centre square) with a little noise, in [-1, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    x = -torch.ones(3 * n_per, *SHAPE)
-    x[:n_per, :, :, :4] = 1
-    x[n_per:2 * n_per, :, :4, :] = 1
-    x[2 * n_per:, :, 2:6, 2:6] = 1
-    return (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(-1, 1), torch.arange(3).repeat_interleave(n_per)
 
 
 def random_mixture(k, d, seed):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 from _helpers import assert_clean_error, cli
+from _helpers import three_kinds as _three_kinds
 
 from gmmgan.gan.config import DataConfig, PriorConfig
 from gmmgan.gan.contrastive import ContrastiveEmbedding, nt_xent
@@ -20,18 +22,7 @@ from gmmgan.metrics.clustering import clustering_accuracy
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SHAPE = (1, 8, 8)
-
-
-def three_kinds(n_per=40, seed=0, shape=SHAPE):
-    """Images of three kinds (a bright left half, top half or centre square), a little noise, in [-1, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    x = -torch.ones(3 * n_per, *shape)
-    h, w = shape[1:]
-    x[:n_per, :, :, : w // 2] = 1
-    x[n_per:2 * n_per, :, : h // 2, :] = 1
-    x[2 * n_per:, :, h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 1
-    labels = torch.arange(3).repeat_interleave(n_per)
-    return (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(-1, 1), labels
+three_kinds = partial(_three_kinds, n_per=40)  # 40 images per kind unless told
 
 
 def embedding(seed=0, dim=4, manifold_dim=None, epochs=3, shape=SHAPE, **kw):

@@ -12,7 +12,7 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-from _helpers import TINY_TRAIN, assert_same_state, blob_data, cli
+from _helpers import TINY_TRAIN, assert_same_state, blob_data, cli, train_interrupted_at_step
 from _helpers import tiny_train_config as tiny
 
 from gmmgan.gan import sweep as sweep_module
@@ -25,7 +25,7 @@ from gmmgan.gan.networks import build_networks
 from gmmgan.gan.priors import build_prior
 from gmmgan.gan.stacked import StackedModule
 from gmmgan.gan.sweep import seed_dir
-from gmmgan.gan.training_loop import TrainingInterrupted, train
+from gmmgan.gan.training_loop import train
 from gmmgan.mixture import GaussianMixture
 
 _EMD = ["loss.kind=em_density", "loss.md_dim=3", "loss.md_components=4", "loss.md_fit_samples=400",
@@ -225,18 +225,8 @@ def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeyp
     # every=0.1: the resume at 0.2 kimg is itself a refresh; 0.15: it goes on with the checkpoint's head (fitted at 0.15).
     overrides = (*_EMD, f"loss.md_refresh_kimg={every}", "loss.r1_gamma=1")
     full = train(tiny(*overrides), run_dir=tmp_path / "full", quiet=True)
-    real_call, calls = train_step.TrainStep.__call__, {"n": 0}
-
-    def step(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 6:  # Ctrl-C in the 6th step: the last checkpoint is at 0.2 kimg
-            raise KeyboardInterrupt
-        return real_call(self, *args)
-
-    monkeypatch.setattr(train_step.TrainStep, "__call__", step)
-    with pytest.raises(TrainingInterrupted):
-        train(tiny(*overrides), run_dir=tmp_path / "part", quiet=True)
-    monkeypatch.setattr(train_step.TrainStep, "__call__", real_call)
+    # Ctrl-C in the 6th step: the last checkpoint is at 0.2 kimg
+    train_interrupted_at_step(monkeypatch, 6, lambda: train(tiny(*overrides), run_dir=tmp_path / "part", quiet=True))
     assert load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)["cur_nimg"] == 200
     resumed = train(tiny(*overrides), run_dir=tmp_path / "part", resume=True, quiet=True)
     assert resumed["kimg"] == full["kimg"] == 0.4

@@ -6,14 +6,13 @@ import math
 
 import pytest
 import torch
-from _helpers import assert_same_state  # the tiny ring run: 8 steps of 50
+from _helpers import assert_same_state, train_interrupted_at_step  # the tiny ring run: 8 steps of 50
 from _helpers import tiny_train_config as tiny
 
-from gmmgan.gan import train_step
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from gmmgan.gan.config import ScheduleConfig, load_config
 from gmmgan.gan.train_step import lr_scale
-from gmmgan.gan.training_loop import TrainingInterrupted, train
+from gmmgan.gan.training_loop import train
 
 _DECAY = ["schedule.lr_decay=cosine", "schedule.lr_decay_start_kimg=0.1", "schedule.lr_decay_final=0.1"]
 
@@ -52,18 +51,8 @@ def test_no_decay_leaves_the_rates_as_configured(tmp_path):
 
 def test_a_run_stopped_mid_decay_and_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     full = train_quiet(tiny(*_DECAY), tmp_path / "full")
-    real_call, calls = train_step.TrainStep.__call__, {"n": 0}
-
-    def step(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 6:  # Ctrl-C in the 6th step (0.25-0.3 kimg): the last checkpoint is at 0.2 kimg
-            raise KeyboardInterrupt
-        return real_call(self, *args)
-
-    monkeypatch.setattr(train_step.TrainStep, "__call__", step)
-    with pytest.raises(TrainingInterrupted):
-        train_quiet(tiny(*_DECAY), tmp_path / "part")
-    monkeypatch.setattr(train_step.TrainStep, "__call__", real_call)
+    # Ctrl-C in the 6th step (0.25-0.3 kimg): the last checkpoint is at 0.2 kimg
+    train_interrupted_at_step(monkeypatch, 6, lambda: train_quiet(tiny(*_DECAY), tmp_path / "part"))
     cfg = tiny(*_DECAY)
     ckpt = load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)
     assert ckpt["cur_nimg"] == 200  # inside the decay (0.1 -> 0.4 kimg); the checkpoint's rates are plain numbers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _helpers import assert_clean_error, cli
+from _helpers import assert_clean_error, cli, three_kinds
 
 from gmmgan.gan.config import DataConfig, PriorConfig
 from gmmgan.gan.embedding_file import EMBEDDING_NAME, data_identity, load_embedding, save_embedding
@@ -13,17 +13,6 @@ from gmmgan.gan.priors import build_prior
 from gmmgan.metrics.clustering import clustering_accuracy
 
 SHAPE = (1, 8, 8)
-
-
-def three_kinds(n_per=60, seed=0):
-    """Images of three kinds (a bright left half, top half or centre square), a little noise, in [-1, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    x = -torch.ones(3 * n_per, *SHAPE)
-    x[:n_per, :, :, :4] = 1
-    x[n_per:2 * n_per, :, :4, :] = 1
-    x[2 * n_per:, :, 2:6, 2:6] = 1
-    labels = torch.arange(3).repeat_interleave(n_per)
-    return (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(-1, 1), labels
 
 
 def embedding(seed=0, code_dim=4, dim=2):

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 import torch.multiprocessing as mp
-from _helpers import TINY_DDP, TINY_RING, assert_same_state, cli, free_port
+from _helpers import TINY_DDP, TINY_RING, assert_same_state, cli, free_port, train_interrupted_at_step
 from _helpers import tiny_train_config as tiny
 
 from gmmgan.gan import train_step
@@ -28,7 +28,7 @@ from gmmgan.gan.mixture_density import (
 from gmmgan.gan.networks import build_networks
 from gmmgan.gan.stacked import StackedModule
 from gmmgan.gan.sweep import seed_dir
-from gmmgan.gan.training_loop import TrainingInterrupted, train
+from gmmgan.gan.training_loop import train
 
 _LEARN = ["loss.kind=mixture_density", "loss.md_learnable=true", "loss.md_dim=4", "loss.r1_gamma=1", "nets.pack=2",
           "optim.eps=1e-8", "prior.kind=gaussian", "prior.z_dim=4"]
@@ -210,18 +210,8 @@ def test_training_moves_the_mixture_and_keeps_p_at_most_one(tmp_path):
 
 def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     full = train(tiny(*_LEARN), run_dir=tmp_path / "full", quiet=True)
-    real_call, calls = train_step.TrainStep.__call__, {"n": 0}
-
-    def step(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 6:  # Ctrl-C in the 6th step: the last checkpoint is at 0.2 kimg
-            raise KeyboardInterrupt
-        return real_call(self, *args)
-
-    monkeypatch.setattr(train_step.TrainStep, "__call__", step)
-    with pytest.raises(TrainingInterrupted):
-        train(tiny(*_LEARN), run_dir=tmp_path / "part", quiet=True)
-    monkeypatch.setattr(train_step.TrainStep, "__call__", real_call)
+    # Ctrl-C in the 6th step: the last checkpoint is at 0.2 kimg
+    train_interrupted_at_step(monkeypatch, 6, lambda: train(tiny(*_LEARN), run_dir=tmp_path / "part", quiet=True))
     assert load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)["cur_nimg"] == 200
     resumed = train(tiny(*_LEARN), run_dir=tmp_path / "part", resume=True, quiet=True)
     assert resumed["kimg"] == full["kimg"] == 0.4
