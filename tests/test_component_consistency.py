@@ -10,10 +10,11 @@ from _helpers import three_kinds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gmmgan.gan.component_consistency import ComponentHead, component_log_posterior, consistency_loss
+from gmmgan.gan.component_consistency import ComponentHead, consistency_loss
 from gmmgan.gan.config import PriorConfig
 from gmmgan.gan.contrastive import ContrastiveEmbedding
 from gmmgan.gan.embed import PCAEmbedding
+from gmmgan.gan.fitted_mixture import FittedMixture
 from gmmgan.gan.priors import FittedGMMPrior, build_prior
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -37,7 +38,9 @@ def test_the_posterior_is_bayes_rule_on_the_mixture(k, d, seed):
     D = torch.distributions
     joint = D.MultivariateNormal(mu, scale_tril=L).log_prob(x[:, None, :]) + w.log()
     want = joint - torch.logsumexp(joint, 1, keepdim=True)
-    got = component_log_posterior(w, mu, L, x)
+    mixture = FittedMixture(k)
+    mixture.weights, mixture.means, mixture.scale_tril = w, mu, L
+    got = mixture.log_posterior(x)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(got.exp().sum(1), torch.ones(7, dtype=torch.float64))
 
@@ -90,8 +93,7 @@ def test_with_a_differentiable_embedding_the_penalty_is_the_mixtures_own_posteri
     z, k = prior.sample_with_components(6, torch.Generator().manual_seed(1))
     fake = x[:6].clone().requires_grad_(True)
     m = prior.mixture
-    want = 0.5 * consistency_loss(component_log_posterior(m.weights, m.means, m.scale_tril, z[:, :3]),
-                                  component_log_posterior(m.weights, m.means, m.scale_tril, prior.embedding.encode(fake)))
+    want = 0.5 * consistency_loss(m.log_posterior(z[:, :3]), m.log_posterior(prior.embedding.encode(fake)))
     got = prior.penalty(fake, z)
     torch.testing.assert_close(got, want)
     got.backward()
@@ -104,7 +106,7 @@ def test_images_of_the_latents_component_cost_less_than_images_of_another():
     prior, x = pca_prior(1.0)
     codes = prior.embedding.encode(x)
     m = prior.mixture
-    comp = component_log_posterior(m.weights, m.means, m.scale_tril, codes).argmax(1)
+    comp = m.log_posterior(codes).argmax(1)
     z = torch.cat([codes, torch.zeros(codes.shape[0], 2)], 1)  # latents whose mixture part is each image's own code
     own = prior.penalty(x, z)
     other = prior.penalty(x[torch.roll(torch.arange(x.shape[0]), 60)], z)  # each latent paired with another kind

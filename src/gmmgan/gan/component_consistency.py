@@ -15,7 +15,8 @@ mixture:
 the cross-entropy between the component posterior of the latent's mixture part (the target,
 no gradient) and the component posterior of the generated image's embedding (differentiable
 through the frozen embedding into G). Where ``encode`` is differentiable (PCA, the autoencoder,
-a contrastive code without the manifold step) the mixture's own posterior is used. A manifold
+a contrastive code without the manifold step) the mixture's own posterior
+(:meth:`gmmgan.gan.fitted_mixture.FittedMixture.log_posterior`) is used. A manifold
 step's coordinates are a neighbour average with no gradient, so there a :class:`ComponentHead`,
 a softmax regression from the embedding's differentiable ``features`` (the codes the layout is
 made from) to the mixture's posterior on the training images, stands in for it.
@@ -30,23 +31,7 @@ from torch import nn
 
 from gmmgan.gan.embed import ResizableBuffersMixin
 
-__all__ = ["ComponentHead", "component_log_posterior", "consistency_loss"]
-
-
-def component_log_posterior(weights: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor,
-                            x: torch.Tensor) -> torch.Tensor:
-    """log p(k | x) of a full-covariance mixture for x (n, d); shape (n, K), differentiable w.r.t. x.
-
-    ``scale_tril`` (K, d, d) are the components' Cholesky factors (:class:`gmmgan.gan.priors.FittedMixture`).
-    Written with a triangular solve instead of ``torch.distributions`` so it needs no validation
-    and runs inside a captured CUDA graph.
-    """
-    diff = (x.to(means.dtype)[:, None, :] - means[None]).transpose(0, 1)  # (K, n, d)
-    white = torch.linalg.solve_triangular(scale_tril, diff.transpose(1, 2), upper=False)  # (K, d, n)
-    maha = white.square().sum(1).T  # (n, K)
-    log_det = torch.log(torch.diagonal(scale_tril, dim1=-2, dim2=-1)).sum(-1)  # (K,)
-    log_joint = torch.log(weights) - log_det - 0.5 * maha
-    return torch.log_softmax(log_joint, dim=1)
+__all__ = ["ComponentHead", "consistency_loss"]
 
 
 def consistency_loss(target_log: torch.Tensor, pred_log: torch.Tensor) -> torch.Tensor:

@@ -295,9 +295,7 @@ class ContrastiveEmbedding(Embedding):
         return F.normalize(self._run_in_chunks(self.encoder, x), dim=1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_fitted()
-        self._check_input(x)
-        codes = (self._unit_codes(x.to(self.code_mean.dtype)) - self.code_mean) / self.code_scale
+        codes = self.features(x)
         if self.manifold is None:
             return codes
         with torch.no_grad():  # a nearest-neighbour average: no gradient

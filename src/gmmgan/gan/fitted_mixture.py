@@ -101,3 +101,17 @@ class FittedMixture(ResizableBuffersMixin, nn.Module):
             validate_args=False,
         )
         return mix.log_prob(x.to(self.means.dtype))
+
+    def log_posterior(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(k | x) for x (n, d), differentiable w.r.t. x; shape (n, K).
+
+        Written with a triangular solve instead of ``torch.distributions`` so it needs no
+        validation and runs inside a captured CUDA graph (the component-consistency loss,
+        :mod:`gmmgan.gan.component_consistency`).
+        """
+        self._check_fitted()
+        diff = (x.to(self.means.dtype)[:, None, :] - self.means[None]).transpose(0, 1)  # (K, n, d)
+        white = torch.linalg.solve_triangular(self.scale_tril, diff.transpose(1, 2), upper=False)  # (K, d, n)
+        maha = white.square().sum(1).T  # (n, K)
+        log_det = torch.log(torch.diagonal(self.scale_tril, dim1=-2, dim2=-1)).sum(-1)  # (K,)
+        return torch.log_softmax(torch.log(self.weights) - log_det - 0.5 * maha, dim=1)

@@ -31,7 +31,7 @@ import numbers
 import torch
 from torch import nn
 
-from gmmgan.gan.component_consistency import ComponentHead, component_log_posterior, consistency_loss
+from gmmgan.gan.component_consistency import ComponentHead, consistency_loss
 from gmmgan.gan.embed import Embedding, ResizableBuffersMixin
 from gmmgan.gan.embedding_kinds import build_embedding
 from gmmgan.gan.fitted_mixture import FittedMixture
@@ -204,18 +204,17 @@ class _EmbeddedMixtureMixin:
             self.embedding.fit(real)
         elif not self.embedding.fitted:  # it turns gradients on for its own training (fit runs under no_grad)
             codes = self.embedding.fit_encode(real, callback=callback)
-            self._keep_head_features(real)
+            self._keep_head_features(lambda: self.embedding.features(real))
             return codes
         layout = self.embedding.stored_layout()
         if layout is not None:  # a reused manifold step: its training rows' own coordinates (same data, checked)
-            if getattr(self, "head", None) is not None:
-                self._head_features = layout[0]
+            self._keep_head_features(lambda: layout[0])
             return layout[1]
-        self._keep_head_features(real)
+        self._keep_head_features(lambda: self.embedding.features(real))
         return self.embedding.encode(real)
 
-    def _keep_head_features(self, real: torch.Tensor) -> None:
-        """Hook for a prior that fits a head on the embedding's features after the mixture (no-op here)."""
+    def _keep_head_features(self, features) -> None:
+        """Hook for a prior that fits a head on the mixture's training rows' features (``features()``); no-op here."""
 
     @torch.no_grad()
     def fit_mixture(self, codes: torch.Tensor, callback=None):
@@ -266,9 +265,9 @@ class FittedGMMPrior(_EmbeddedMixtureMixin, Prior):
         self.head = ComponentHead() if self.consistency and not embedding.differentiable else None
         self._head_features: torch.Tensor | None = None
 
-    def _keep_head_features(self, real: torch.Tensor) -> None:
+    def _keep_head_features(self, features) -> None:
         if self.head is not None:
-            self._head_features = self.embedding.features(real)
+            self._head_features = features()
 
     def _fit_head(self, codes: torch.Tensor) -> None:
         if self.head is None:
@@ -276,8 +275,7 @@ class FittedGMMPrior(_EmbeddedMixtureMixin, Prior):
         if self._head_features is None:
             raise ValueError("the component head is fitted on the embedding's features of the real samples: "
                              "fit the prior with fit(real) (or fit_embedding(real) before fit_mixture).")
-        m = self.mixture
-        self.head.fit(self._head_features, component_log_posterior(m.weights, m.means, m.scale_tril, codes))
+        self.head.fit(self._head_features, self.mixture.log_posterior(codes))
         self._head_features = None
 
     def penalty(self, fake: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -286,13 +284,12 @@ class FittedGMMPrior(_EmbeddedMixtureMixin, Prior):
             return None
         if z is None:
             raise ValueError("the component-consistency loss needs the latents z of the generated samples.")
-        m, d = self.mixture, self.embedding.dim
         with torch.no_grad():
-            target = component_log_posterior(m.weights, m.means, m.scale_tril, z[:, :d].float())
+            target = self.mixture.log_posterior(z[:, : self.embedding.dim].float())
         if self.head is not None:
             pred = self.head.log_probs(self.embedding.features(fake.float()))
         else:
-            pred = component_log_posterior(m.weights, m.means, m.scale_tril, self.embedding.encode(fake.float()))
+            pred = self.mixture.log_posterior(self.embedding.encode(fake.float()))
         return self.consistency * consistency_loss(target, pred)
 
     @property
