@@ -134,6 +134,21 @@ def test_with_a_manifold_step_a_head_is_fitted_on_the_features_and_kept_in_the_s
     torch.testing.assert_close(loaded.penalty(x[:5], z), prior.penalty(x[:5], z))
 
 
+def test_a_manifold_step_embedding_with_its_head_works_when_float64_is_the_default_dtype(float64):
+    # The stored layout rows stay float32; float64 latents and images (the sweep tests' setting) met
+    # them in a matrix product and failed, in the warm-start target and in the head's fit.
+    x, _ = three_kinds(n_per=30)
+    cfg = PriorConfig(kind="fitted_gmm", embed="contrastive", embed_dim=4, embed_manifold_dim=2, n_components=3,
+                      embed_epochs=1, embed_width=4, reg_covar=1e-3, noise_dim=1, consistency=1.0)
+    prior = build_prior(cfg, SHAPE, seed=0)
+    prior.embedding.manifold.n_epochs = 5
+    prior.fit(x.double())
+    z = prior.sample(4, torch.Generator().manual_seed(1))
+    target = prior.warm_start_target(z)
+    assert target.shape == (4, *SHAPE) and torch.isfinite(target).all()
+    assert math.isfinite(float(prior.penalty(x[:4].double(), z)))
+
+
 def test_fitting_the_mixture_without_the_features_says_how_to_fit():
     x, _ = three_kinds()
     cfg = PriorConfig(kind="fitted_gmm", embed="contrastive", embed_dim=4, embed_manifold_dim=2, n_components=3,

@@ -53,6 +53,33 @@ def test_views_without_change_give_the_image_and_fill_the_border_with_background
     torch.testing.assert_close(moved, blank, atol=1e-5, rtol=0)
 
 
+def test_views_work_when_float64_is_the_default_dtype(float64):
+    x, _ = three_kinds(n_per=2)
+    v = random_views(x.double(), torch.Generator().manual_seed(0))
+    assert v.dtype == torch.float64 and v.shape == x.shape and torch.isfinite(v).all()
+
+
+def test_intensity_scales_the_foreground_about_the_background():
+    x, _ = three_kinds(n_per=4)
+    only = ViewSettings(rotation=0, scale=0, shear=0, translate=0, elastic=0, noise=0, intensity=0.3)
+    v = random_views(x, torch.Generator().manual_seed(0), only)
+    gain = (v + 1).flatten(1).sum(1) / (x + 1).flatten(1).sum(1)  # one gain per image
+    assert bool(((gain > 0.7 - 1e-4) & (gain < 1.3 + 1e-4)).all()) and float(gain.std()) > 0.01
+    torch.testing.assert_close(v + 1, (x + 1) * gain[:, None, None, None], atol=1e-4, rtol=0)
+    torch.testing.assert_close(v[x == -1], x[x == -1])  # the background stays where it is
+
+
+def test_erase_cuts_one_square_of_background_out_of_each_view():
+    x = torch.ones(5, *SHAPE)  # all foreground, so the hole is the only background
+    only = ViewSettings(rotation=0, scale=0, shear=0, translate=0, elastic=0, noise=0, erase=0.25)
+    v = random_views(x, torch.Generator().manual_seed(0), only)
+    holes = v[:, 0] == -1
+    assert holes.flatten(1).sum(1).tolist() == [4] * 5  # round(0.25 * 8) = 2: a 2 x 2 square
+    rows, cols = holes.any(2), holes.any(1)
+    assert rows.sum(1).tolist() == [2] * 5 and cols.sum(1).tolist() == [2] * 5
+    assert len({tuple(h.flatten().tolist()) for h in holes}) > 1  # at other places in other views
+
+
 def test_every_channel_gets_the_same_warp():
     x, _ = three_kinds(n_per=4, shape=(3, 32, 32))
     x = x[:, :1].repeat(1, 3, 1, 1)  # three equal channels

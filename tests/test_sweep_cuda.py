@@ -55,3 +55,16 @@ def test_cuda_sweep_with_a_learnable_prior_and_bf16_runs_eagerly(tmp_path, mnist
     assert result["cuda_graph"] is False and result["diverged"] == {}
     for s in (0, 1):
         assert load_checkpoint(seed_dir(result["run_dir"], s) / CHECKPOINT_NAME)["cur_nimg"] == 1600
+
+
+@pytest.mark.parametrize("embed", [["prior.embed=pca", "prior.embed_dim=8"],
+                                   ["prior.embed=contrastive", "prior.embed_dim=8", "prior.embed_manifold_dim=4",
+                                    "prior.embed_epochs=1", "prior.embed_width=8"]], ids=["pca", "contrastive-head"])
+def test_cuda_graph_run_with_component_consistency_trains_as_the_eager_run(tmp_path, mnist_root, float64, embed):
+    common = [*_DCGAN, f"data.root={mnist_root}", "prior.kind=fitted_gmm", "prior.n_components=4",
+              "prior.noise_dim=4", "prior.warm_start_steps=5", "prior.consistency=0.5", *embed, "seeds=0,1"]
+    graphed = train(tiny(*common, "cuda_graphs=true", f"out={tmp_path / 'graph'}"), quiet=True)
+    eager = train(tiny(*common, "cuda_graphs=false", f"out={tmp_path / 'eager'}"), quiet=True)
+    assert graphed["cuda_graph"] is True and eager["cuda_graph"] is False
+    for s in (0, 1):
+        assert _max_relative_difference(seed_dir(graphed["run_dir"], s), seed_dir(eager["run_dir"], s)) < 1e-4

@@ -63,7 +63,7 @@ class ComponentHead(ResizableBuffersMixin, nn.Module):
         n, f = features.shape
         k = target_log.shape[1]
         x, target = features.detach().float(), target_log.detach().float().exp()
-        w = torch.zeros(k, f, device=x.device, requires_grad=True)
+        w = torch.zeros(k, f, device=x.device, dtype=x.dtype, requires_grad=True)
         b = torch.log(target.mean(0).clamp_min(1e-12)).requires_grad_(True)  # start at the mixture's weights
         opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20,
                                 line_search_fn="strong_wolfe", tolerance_grad=1e-7, tolerance_change=1e-10)

@@ -164,7 +164,9 @@ class PriorConfig:
         _choice("prior.kind", self.kind, PRIOR_KINDS)
         _choice("prior.covariance_type", self.covariance_type, _COVARIANCE_TYPES)
         _choice("prior.embed", self.embed, EMBEDDINGS)
-        _choice("prior.embed_views", self.embed_views, ("digits", "clothing"))
+        from gmmgan.gan.digit_views import VIEW_PRESETS  # here, not at the top: it imports torch
+
+        _choice("prior.embed_views", self.embed_views, tuple(VIEW_PRESETS))
         if self.embed_from is not None and self.embed not in LEARNED_EMBEDDINGS:
             raise ValueError(f"prior.embed_from reuses a learned embedding ({', '.join(LEARNED_EMBEDDINGS)}), "
                              f"not prior.embed={self.embed}; drop prior.embed_from or set prior.embed.")

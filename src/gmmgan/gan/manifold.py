@@ -392,7 +392,8 @@ class ManifoldMap(ResizableBuffersMixin, nn.Module):
         """
         self._check_fitted("transform")
         x = self._check_codes(codes, "codes", self.codes.shape[1])
-        return self._average(x.to(self.codes.device), self.codes, self.coords).to(codes.device)
+        # In the stored rows' dtype, returned in the input's: a float64 caller meets float32 rows.
+        return self._average(x.to(self.codes.device, self.codes.dtype), self.codes, self.coords).to(codes.device, codes.dtype)
 
     @torch.no_grad()
     def inverse(self, coords: torch.Tensor) -> torch.Tensor:
@@ -403,7 +404,7 @@ class ManifoldMap(ResizableBuffersMixin, nn.Module):
         """
         self._check_fitted("inverse")
         y = self._check_codes(coords, "coords", self.coords.shape[1])
-        return self._average(y.to(self.coords.device), self.coords, self.codes).to(coords.device)
+        return self._average(y.to(self.coords.device, self.coords.dtype), self.coords, self.codes).to(coords.device, coords.dtype)
 
     def extra_repr(self) -> str:
         return (f"n_components={self.n_components}, n_neighbors={self.n_neighbors}, min_dist={self.min_dist}, "
