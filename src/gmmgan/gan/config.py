@@ -116,7 +116,8 @@ class PriorConfig:
         training passes and first-layer channels.
     embed_manifold_dim : the manifold's (GMM's) dim. embed_from : reuse a run's learned embedding.
     embed_views : contrastive: the random views it learns to ignore, digits (rotations, slants, elastic
-        wobble; no flips) or clothing (mirrored half the time, small rotations, no wobble).
+        wobble; no flips) or clothing (mirrored half the time, small rotations, no wobble, brighter or
+        darker, a square cut out).
     whiten : PCA coordinates scaled to unit variance.
     noise_dim : extra N(0, I) coordinates appended to fitted-GMM samples.
     fit_samples : at most this many real samples are used to fit the embedding and the GMM.
