@@ -10,7 +10,7 @@ the classes become separate clusters. No labels are used.
 
 :class:`ContrastiveEmbedding` is an :class:`gmmgan.gan.embed.Embedding`:
 
-- ``fit`` trains the encoder (seeded, deterministic on the CPU, reported through a ``callback``),
+- ``fit`` trains the encoder (seeded; deterministic on the CPU, not on a GPU, whose scatter-adds in the manifold step are atomic; reported through a ``callback``),
   then a decoder that maps the frozen codes of the unaugmented images back to the images (the
   autoencoder's decoder, for the fitted prior's warm start), and optionally lays the codes out on a
   UMAP-style manifold (:class:`gmmgan.gan.manifold.ManifoldMap`, as ``prior.embed=manifold`` does);
