@@ -9,6 +9,7 @@ GPU), CUDA graph float32, CUDA graph bf16 (the default).
     PYTHONPATH=src python -m benchmarks.train_speed --data-root DATA --json train_speed.json
     # seed sweeps (issue "seed sweeps"): 10 seeds in one process against 10 single runs
     PYTHONPATH=src python -m benchmarks.train_speed --data-root DATA --variants graph-bf16,sweep-graph-bf16 --sweep-seeds 10
+    # (add sweep-stacked-graph-bf16: the same sweep with sweep_mode=stacked, one vmapped model of the seeds)
 
 Images/s for gmmgan come from its own log (``images_per_s`` of each log line after the first
 quarter of the run, median), so start-up (data, prior fit, warm start, capture) is excluded and
@@ -141,6 +142,9 @@ def main(argv=None) -> int:
         "graph-bf16": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true"]),
         "graph-bf16-fitted": ("stacked_mnist_fitted_gmm.yaml", ["cuda_graphs=true", "bf16=true"]),
         "sweep-graph-bf16": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true"]),
+        # The same sweep on the older engine (one vmapped model of the seeds), for the ratio between the two.
+        "sweep-stacked-graph-bf16": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true",
+                                                                     "sweep_mode=stacked"]),
         "sweep-graph-bf16-fitted": ("stacked_mnist_fitted_gmm.yaml", ["cuda_graphs=true", "bf16=true"]),
     }
     machine = machine_info(cuda=True)
@@ -155,7 +159,7 @@ def main(argv=None) -> int:
         config, over = variants[name]
         if name.startswith("sweep-"):
             r = sweep_run(str(root / config), common + over, args.kimg, args.sweep_seeds)
-            single = out.get(name.removeprefix("sweep-"))
+            single = out.get(name.removeprefix("sweep-").removeprefix("stacked-"))
             if single:  # N single runs one after the other take N times the protocol of one
                 r["speedup_vs_single_runs"] = args.sweep_seeds * single["protocol_min"] / r["protocol_min"]
             out[name] = r

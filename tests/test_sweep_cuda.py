@@ -31,18 +31,21 @@ def _max_relative_difference(a_dir, b_dir) -> float:
 
 
 
-@pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graph", "eager"])
-def test_cuda_sweep_trains_each_seed_as_its_single_run(tmp_path, mnist_root, float64, graphs):
+@pytest.mark.parametrize(("graphs", "mode"), [(True, "streams"), (True, "stacked"), (False, "auto")],
+                         ids=["cuda-graph-streams", "cuda-graph-stacked", "eager"])
+def test_cuda_sweep_trains_each_seed_as_its_single_run(tmp_path, mnist_root, float64, graphs, mode):
     common = [*_DCGAN, f"data.root={mnist_root}", f"cuda_graphs={str(graphs).lower()}"]
-    sweep = train(tiny(*common, "seeds=0,1,2", f"out={tmp_path / 'sweep'}"), quiet=True)
+    sweep = train(tiny(*common, "seeds=0,1,2", f"sweep_mode={mode}", f"out={tmp_path / 'sweep'}"), quiet=True)
     assert sweep["cuda_graph"] is graphs
     for s in (0, 2):
         single = train(tiny(*common, f"seed={s}", f"out={tmp_path / 'single'}"), quiet=True)
         assert _max_relative_difference(seed_dir(sweep["run_dir"], s), single["run_dir"]) < 1e-4
 
 
-def test_cuda_sweep_in_bf16_with_batch_norm_is_captured(tmp_path, mnist_root):
-    result = train(tiny(*_DCGAN, f"data.root={mnist_root}", "bf16=true", "seeds=0,1", f"out={tmp_path}"), quiet=True)
+@pytest.mark.parametrize("mode", ["streams", "stacked"])
+def test_cuda_sweep_in_bf16_with_batch_norm_is_captured(tmp_path, mnist_root, mode):
+    result = train(tiny(*_DCGAN, f"data.root={mnist_root}", "bf16=true", "seeds=0,1", f"sweep_mode={mode}",
+                        f"out={tmp_path}"), quiet=True)
     assert result["cuda_graph"] is True
     metrics = [json.loads(line) for line in (seed_dir(result["run_dir"], 1) / "log.jsonl").open()]
     assert all(math.isfinite(m["loss_d"]) and math.isfinite(m["loss_g"]) for m in metrics)
@@ -74,3 +77,24 @@ def test_cuda_graph_run_with_component_consistency_trains_as_the_eager_run(tmp_p
     assert graphed["cuda_graph"] is True and eager["cuda_graph"] is False
     for s in (0, 1):
         assert _max_relative_difference(seed_dir(graphed["run_dir"], s), seed_dir(eager["run_dir"], s)) < 1e-4
+
+
+def test_cuda_streams_sweep_with_lr_decay_and_r1_matches_single_runs(tmp_path, mnist_root, float64):
+    # The streams engine scales each seed's lr tensors in place between replays, and R1's double backward
+    # runs on each seed's own stream: seed s must still end where its single run ends.
+    common = [*_DCGAN, f"data.root={mnist_root}", "loss.r1_gamma=1", "schedule.lr_decay=cosine",
+              "schedule.lr_decay_start_kimg=0.4"]
+    sweep = train(tiny(*common, "seeds=3,4", "sweep_mode=streams", f"out={tmp_path / 'sweep'}"), quiet=True)
+    assert sweep["cuda_graph"] is True
+    single = train(tiny(*common, "seed=4", f"out={tmp_path / 'single'}"), quiet=True)
+    assert _max_relative_difference(seed_dir(sweep["run_dir"], 4), single["run_dir"]) < 1e-4
+
+
+def test_cuda_streams_sweep_resumes_exactly(tmp_path, mnist_root, float64):
+    common = [*_DCGAN, f"data.root={mnist_root}", "seeds=0,1", "sweep_mode=streams"]
+    train(tiny(*common), run_dir=tmp_path / "whole", quiet=True)
+    train(tiny(*common, "schedule.total_kimg=0.8"), run_dir=tmp_path / "parts", quiet=True)
+    resumed = train(tiny(*common), run_dir=tmp_path / "parts", resume=True, quiet=True)
+    assert resumed["kimg"] == 1.6 and resumed["cuda_graph"] is True
+    for s in (0, 1):
+        assert _max_relative_difference(seed_dir(tmp_path / "parts", s), seed_dir(tmp_path / "whole", s)) < 1e-4

@@ -315,7 +315,10 @@ class TrainConfig:
     list of seeds trained together in one process, one run folder each (``gmmgan train --seeds 0-9``;
     ranges and comma lists are accepted as text). device : auto, cpu, cuda, cuda:N.
     bf16 : bfloat16 autocast for the nets (CUDA only; ignored on CPU). cuda_graphs : replay each training
-    step as one CUDA graph (CUDA only; small nets are launch-bound, so this is several times faster). out : parent folder of run
+    step as one CUDA graph (CUDA only; small nets are launch-bound, so this is several times faster).
+    sweep_mode : how a sweep's seeds are stepped: auto, stacked (the seeds' nets as one vmapped model) or
+    streams (each seed's own step, all replayed as one CUDA graph with a branch per seed; one GPU, no
+    torchrun); auto takes streams where it can run, stacked elsewhere. out : parent folder of run
     folders. eval_samples : samples for the 2-D metrics at the end (the protocol uses 2,500)."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -329,6 +332,7 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = True
     cuda_graphs: bool = True
+    sweep_mode: str = "auto"
     out: str = "runs"
     eval_samples: int = 2500
     cpu_threads: int = 1
@@ -338,6 +342,8 @@ class TrainConfig:
         if self.seeds is not None:
             self.seeds = parse_seeds(self.seeds)
         _positive("cpu_threads", self.cpu_threads, allow_zero=True)
+        if self.sweep_mode not in ("auto", "stacked", "streams"):
+            raise ValueError(f"sweep_mode must be auto, stacked or streams, got {self.sweep_mode!r}.")
         _positive("eval_samples", self.eval_samples)
         if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")

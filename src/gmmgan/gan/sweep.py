@@ -7,8 +7,10 @@ config.yaml (with ``seeds``), one run folder per seed (``seed-0003/``, exactly a
 ``summary.json`` / ``summary.md`` (each metric's mean +- standard error over the seeds).
 
 :class:`Engine` is what the training loop steps: for one seed the plain :class:`TrainStep` on its
-own nets; for several, the nets stacked (:mod:`gmmgan.gan.stacked`) and each seed's batches and
-latents drawn from its own generators, so that seed s trains as its single run would.
+own nets; for several, either one single-run step per seed replayed side by side as one CUDA graph
+(:mod:`gmmgan.gan.concurrent_step`; the default on one GPU) or the nets stacked
+(:mod:`gmmgan.gan.stacked`; CPU, torchrun, learnable priors), each seed's batches and latents drawn
+from its own generators either way, so that seed s trains as its single run would.
 """
 
 from __future__ import annotations
@@ -20,17 +22,19 @@ from pathlib import Path
 
 import torch
 
+from gmmgan import distributed
 from gmmgan._files import atomic_write_text
 from gmmgan._stats import mean_se
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME
+from gmmgan.gan.concurrent_step import ConcurrentSteps
 from gmmgan.gan.density_head import refresh_due, refresh_head
 from gmmgan.gan.priors import trained_parameters
 from gmmgan.gan.seed_run import base_lrs
 from gmmgan.gan.stacked import StackedModule, stacked_adam, unstack_adam
 from gmmgan.gan.train_step import TrainStep, adam
 
-__all__ = ["DIVERGED_NAME", "SUMMARY_NAME", "Engine", "check_sweep_fits", "seed_dir", "sweep_desc",
-           "sweep_removed_if_empty", "write_summary"]
+__all__ = ["DIVERGED_NAME", "SUMMARY_NAME", "SWEEP_MODES", "Engine", "check_sweep_fits", "seed_dir", "sweep_desc",
+           "sweep_mode", "sweep_removed_if_empty", "write_summary"]
 
 SUMMARY_NAME = "summary.json"
 DIVERGED_NAME = "diverged.txt"  # in a seed's folder: why it stopped (a resumed sweep leaves it out)
@@ -133,6 +137,28 @@ def check_sweep_fits(runs, rows: int, device: torch.device) -> None:
 
 
 # ----------------------------------------------------------------------------------- the step
+SWEEP_MODES = ("auto", "stacked", "streams")
+
+
+def sweep_mode(wanted: str, runs, graph: bool) -> str:
+    """How the seeds of a sweep are stepped: 'stacked' (one vmapped model) or 'streams' (a graph branch per seed).
+
+    'auto' takes 'streams' where it can run (a CUDA graph for every seed, one process) and 'stacked'
+    everywhere else: on the CPU the seeds' arithmetic adds up whichever way they are run, and the
+    stacked model at least makes fewer, larger calls.
+    """
+    if wanted not in SWEEP_MODES:
+        raise ValueError(f"sweep_mode must be one of {', '.join(SWEEP_MODES)}, got {wanted!r}.")
+    can = graph and runs[0].device.type == "cuda" and distributed.world_size() == 1
+    if wanted == "streams" and not can and len(runs) > 1:
+        raise ValueError("sweep_mode=streams replays each seed's step as a branch of one CUDA graph: it needs "
+                         "device=cuda, cuda_graphs=true, a prior without trained parameters (not learnable_gmm) "
+                         "and a single process (not torchrun). Use sweep_mode=auto or stacked here.")
+    if wanted == "auto":
+        return "streams" if can else "stacked"
+    return wanted
+
+
 class Engine:
     """One training step over ``runs``: a single run's own nets, or the seeds of a sweep stacked.
 
@@ -146,7 +172,7 @@ class Engine:
         self.runs, self.rows, self.gp = list(runs), rows, cfg.loss.gp_weight > 0
         self.autocast, self.loss_cfg = autocast, cfg.loss
         first = self.runs[0]
-        self.stacked = len(self.runs) > 1
+        self.stacked = len(self.runs) > 1  # False again below for a single seed and for mode "streams"
         graph = all(r.graph for r in self.runs)
         # schedule.lr_decay: the rates of the config's optim section, scaled at every step (set_lr_scale).
         self.decay = cfg.schedule.lr_decay != "none"
@@ -154,9 +180,12 @@ class Engine:
               "autocast": autocast, "device": first.device, "graph": graph, "first_step": first.step,
               "base_lrs": base_lrs(first.cfg, first.prior) if self.decay else None,
               "diffaugment": cfg.loss.diffaugment}
-        if not self.stacked:
-            r = first
-            self.step_fn = TrainStep(r.G, r.D, r.G_ema, r.prior, r.opt_g, r.opt_d, gan, **kw)
+        self.mode = sweep_mode(cfg.sweep_mode, self.runs, graph)
+        if len(self.runs) == 1 or self.mode == "streams":
+            # One seed, or one single-run step per seed replayed side by side (gmmgan.gan.concurrent_step).
+            steps = [TrainStep(r.G, r.D, r.G_ema, r.prior, r.opt_g, r.opt_d, gan, **kw) for r in self.runs]
+            self.stacked = False
+            self.step_fn = steps[0] if len(steps) == 1 else ConcurrentSteps(steps)
             return
         self.G = StackedModule([r.G for r in self.runs])
         self.D = StackedModule([r.D for r in self.runs])
@@ -178,6 +207,7 @@ class Engine:
         return self.step_fn.graphed
 
     def draw(self):
+        """Every seed's next (real, z, gp_eps), from its own generators, in the form :meth:`step` takes."""
         rows, B = self.rows, self.runs[0].cfg.schedule.batch_size
         per_seed = []
         for r in self.runs:
@@ -186,12 +216,16 @@ class Engine:
             eps = torch.rand(B, generator=r.zgen, device=r.device)[rows] if self.gp else None
             per_seed.append((real, z, eps))
         if not self.stacked:
-            return per_seed[0]
+            return per_seed if self.mode == "streams" else per_seed[0]
         real, z, eps = zip(*per_seed)
         return torch.stack(real), torch.stack(z), torch.stack(eps) if self.gp else None
 
-    def step(self, real, z, eps) -> None:
-        self.step_fn(real, z, eps)
+    def step(self, batch) -> None:
+        """One training step of every seed on ``batch``, as :meth:`draw` returned it."""
+        if self.mode == "streams":
+            self.step_fn(batch)
+        else:
+            self.step_fn(*batch)
 
     def set_lr_scale(self, scale: float) -> None:
         """Learning rates of every seed at ``scale`` times the config's (``schedule.lr_decay``), from the next step."""

@@ -81,6 +81,7 @@ from gmmgan.gan.sweep import (
     check_sweep_fits,
     seed_dir,
     sweep_desc,
+    sweep_mode,
     sweep_removed_if_empty,
     write_summary,
 )
@@ -191,6 +192,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     for seed_cfg, _, ckpt in plan:
         runs.append(build_seed_run(seed_cfg, device, ckpt=ckpt, phase=phase, data=_shared_data(runs, seed_cfg)))
     if sweep:
+        sweep_mode(cfg.sweep_mode, runs, all(r.graph for r in runs))  # a mode that cannot run here: say so now
         check_sweep_fits(runs, rows.stop - rows.start, device)
 
     # Create the run folder of a new run (or sweep), once data, prior and nets are known to work (a
@@ -243,7 +245,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     diverged: dict[int, str] = {}
     if sweep:
         say(f"sweep: {len(runs)} seeds ({', '.join(str(r.seed) for r in runs)}) trained together"
-            + (" as one stacked model" if engine.stacked else ""))
+            + (" as one stacked model" if engine.stacked else " as one CUDA graph, a branch per seed"))
     resume_hint = root if sweep else runs[0].run_dir
 
     # Main training loop.
@@ -252,7 +254,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             engine.refresh_density(cur_nimg)  # loss.kind=em_density: refit D's mixture head when due (outside the graph)
             if sched.lr_decay != "none":  # from the image count alone: a resumed run has the rates of an uninterrupted one
                 engine.set_lr_scale(lr_scale(sched, cur_nimg + B))
-            engine.step(*engine.draw())
+            engine.step(engine.draw())
             cur_nimg += B
             step += 1
             for run in engine.runs:
