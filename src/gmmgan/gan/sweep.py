@@ -180,7 +180,7 @@ class Engine:
               "autocast": autocast, "device": first.device, "graph": graph, "first_step": first.step,
               "base_lrs": base_lrs(first.cfg, first.prior) if self.decay else None,
               "diffaugment": cfg.loss.diffaugment}
-        self.mode = sweep_mode(cfg.sweep_mode, self.runs, graph)
+        self.mode = sweep_mode(cfg.sweep_mode, self.runs, graph) if self.stacked else "single"
         if len(self.runs) == 1 or self.mode == "streams":
             # One seed, or one single-run step per seed replayed side by side (gmmgan.gan.concurrent_step).
             steps = [TrainStep(r.G, r.D, r.G_ema, r.prior, r.opt_g, r.opt_d, gan, **kw) for r in self.runs]
