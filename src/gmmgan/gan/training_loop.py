@@ -25,7 +25,7 @@ What happens, top to bottom (the section comments of :func:`train`):
 
 Seed sweeps (``seeds: [...]``, ``gmmgan train --seeds 0-9``): the same steps for every seed, each
 seed set up as its single run would be (:mod:`gmmgan.gan.seed_run`), in one run folder per seed
-inside the sweep's folder, and trained together as one stacked model (:class:`gmmgan.gan.sweep.Engine`):
+inside the sweep's folder, and trained together in one process (:class:`gmmgan.gan.sweep.Engine`):
 one loop, whether it holds one run or many.
 
 Exact resume: everything random comes from three generators (the batcher's, the z generator and
@@ -119,7 +119,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     """Train a GAN as ``cfg`` says; returns {'run_dir', 'kimg', 'metrics', 'wall_s', ...}.
 
     With ``cfg.seeds`` set, a seed sweep: every seed trains as the single run with that seed would,
-    all of them in this process as one stacked model (:mod:`gmmgan.gan.sweep`); the result's
+    all of them in this process (:mod:`gmmgan.gan.sweep`, ``cfg.sweep_mode``); the result's
     'run_dir' is the sweep's folder, 'metrics' its summary, 'runs' one {'seed', 'run_dir',
     'metrics', 'G_ema'} per seed that finished and 'diverged' {seed: why} for those that did not.
 
