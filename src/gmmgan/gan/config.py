@@ -309,6 +309,9 @@ class ScheduleConfig:
                              "lower it, or set schedule.lr_decay=none.")
 
 
+SWEEP_MODES = ("auto", "stacked", "streams")  # TrainConfig.sweep_mode; gmmgan.gan.sweep.sweep_mode picks one
+
+
 @dataclass
 class TrainConfig:
     """The whole run. seed : seeds data, nets, z and batches. seeds : a seed sweep instead of one run: the
@@ -342,8 +345,9 @@ class TrainConfig:
         if self.seeds is not None:
             self.seeds = parse_seeds(self.seeds)
         _positive("cpu_threads", self.cpu_threads, allow_zero=True)
-        if self.sweep_mode not in ("auto", "stacked", "streams"):
-            raise ValueError(f"sweep_mode must be auto, stacked or streams, got {self.sweep_mode!r}.")
+        if self.sweep_mode not in SWEEP_MODES:
+            raise ValueError(f"sweep_mode must be {', '.join(SWEEP_MODES[:-1])} or {SWEEP_MODES[-1]}, "
+                             f"got {self.sweep_mode!r}.")
         _positive("eval_samples", self.eval_samples)
         if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")

@@ -33,7 +33,7 @@ from gmmgan.gan.seed_run import base_lrs
 from gmmgan.gan.stacked import StackedModule, stacked_adam, unstack_adam
 from gmmgan.gan.train_step import TrainStep, adam
 
-__all__ = ["DIVERGED_NAME", "SUMMARY_NAME", "SWEEP_MODES", "Engine", "check_sweep_fits", "seed_dir", "sweep_desc",
+__all__ = ["DIVERGED_NAME", "SUMMARY_NAME", "Engine", "check_sweep_fits", "seed_dir", "sweep_desc",
            "sweep_mode", "sweep_removed_if_empty", "write_summary"]
 
 SUMMARY_NAME = "summary.json"
@@ -137,9 +137,6 @@ def check_sweep_fits(runs, rows: int, device: torch.device) -> None:
 
 
 # ----------------------------------------------------------------------------------- the step
-SWEEP_MODES = ("auto", "stacked", "streams")
-
-
 def sweep_mode(wanted: str, runs, graph: bool) -> str:
     """How the seeds of a sweep are stepped: 'stacked' (one vmapped model) or 'streams' (a graph branch per seed).
 
@@ -147,8 +144,6 @@ def sweep_mode(wanted: str, runs, graph: bool) -> str:
     everywhere else: on the CPU the seeds' arithmetic adds up whichever way they are run, and the
     stacked model at least makes fewer, larger calls.
     """
-    if wanted not in SWEEP_MODES:
-        raise ValueError(f"sweep_mode must be one of {', '.join(SWEEP_MODES)}, got {wanted!r}.")
     can = graph and runs[0].device.type == "cuda" and distributed.world_size() == 1
     if wanted == "streams" and not can and len(runs) > 1:
         raise ValueError("sweep_mode=streams replays each seed's step as a branch of one CUDA graph: it needs "
@@ -172,19 +167,18 @@ class Engine:
         self.runs, self.rows, self.gp = list(runs), rows, cfg.loss.gp_weight > 0
         self.autocast, self.loss_cfg = autocast, cfg.loss
         first = self.runs[0]
-        self.stacked = len(self.runs) > 1  # False again below for a single seed and for mode "streams"
         graph = all(r.graph for r in self.runs)
+        self.mode = sweep_mode(cfg.sweep_mode, self.runs, graph) if len(self.runs) > 1 else "single"
+        self.stacked = self.mode == "stacked"
         # schedule.lr_decay: the rates of the config's optim section, scaled at every step (set_lr_scale).
         self.decay = cfg.schedule.lr_decay != "none"
         kw = {"r1_gamma": cfg.loss.r1_gamma, "gp_weight": cfg.loss.gp_weight, "ema_beta": ema_beta,
               "autocast": autocast, "device": first.device, "graph": graph, "first_step": first.step,
               "base_lrs": base_lrs(first.cfg, first.prior) if self.decay else None,
               "diffaugment": cfg.loss.diffaugment}
-        self.mode = sweep_mode(cfg.sweep_mode, self.runs, graph) if self.stacked else "single"
-        if len(self.runs) == 1 or self.mode == "streams":
+        if not self.stacked:
             # One seed, or one single-run step per seed replayed side by side (gmmgan.gan.concurrent_step).
             steps = [TrainStep(r.G, r.D, r.G_ema, r.prior, r.opt_g, r.opt_d, gan, **kw) for r in self.runs]
-            self.stacked = False
             self.step_fn = steps[0] if len(steps) == 1 else ConcurrentSteps(steps)
             return
         self.G = StackedModule([r.G for r in self.runs])
