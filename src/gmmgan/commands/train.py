@@ -39,9 +39,12 @@ examples:
   gmmgan train --config configs/ring_fitted_gmm.yaml --seeds 0-9   # 10 seeds in one process
 
 seed sweeps (--seeds, or seeds: [...] in the config):
-  N independent GANs trained together as one stacked model (the nets run under torch.func.vmap:
-  each seed keeps its own weights, BatchNorm statistics, Adam state, batches and latents), about
-  as fast as one run on a GPU. Folder OUT/NNNNN-<data>-<prior>-seeds<first>-<last>/ holds the
+  N independent GANs trained together in one process, each seed with its own weights, BatchNorm
+  statistics, Adam state, batches and latents, so seed s trains as its single run would.
+  sweep_mode=auto picks the engine: on one GPU 'streams' (each seed's captured step a branch of
+  one CUDA graph, run concurrently: 10 Stacked-MNIST seeds in 2.2x less time than 10 single runs
+  on an H200), elsewhere 'stacked' (the seeds' nets under torch.func.vmap; CPU, torchrun,
+  learnable priors). Folder OUT/NNNNN-<data>-<prior>-seeds<first>-<last>/ holds the
   sweep's config.yaml, seed-NNNN/ (each exactly a single run's folder: sample, eval and --resume
   work on it) and summary.json / summary.md (mean +- standard error over the seeds). Resume the
   whole sweep with --resume on its folder. A seed whose loss becomes NaN stops alone (its folder
@@ -70,7 +73,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="parent folder of the new run folder (default: the config's 'out', ./runs)")
     p.add_argument("--seeds", default=None, metavar="SEEDS",
-                   help="a seed sweep: train these seeds together in one process, as one stacked model "
+                   help="a seed sweep: train these seeds together in one process "
                         "(e.g. 0-9, 0,1,5 or 0-4,10); one run folder per seed plus summary.json/summary.md")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     return p
