@@ -449,3 +449,18 @@ def test_results_2d_runs_the_discriminator_side_rows_only_when_asked(tmp_path):
     for row in results_2d.D_SIDE:  # every row has its config for both data sets
         for data in results_2d.DATASETS:
             assert (ROOT / "configs" / f"{data}_{row}.yaml").is_file(), (data, row)
+
+
+def test_sweep_step_probe_times_a_single_run_and_a_sweep(tmp_path):
+    """The probe trains through the real loop, stops after its warm steps and reports each engine's step."""
+    from benchmarks import sweep_step_probe
+
+    out = tmp_path / "probe.json"
+    assert sweep_step_probe.main(["--config", str(ROOT / "configs/grid_fitted_gmm.yaml"), "--device", "cpu",
+                                  "--seeds", "1,2",
+                                  "--warm-steps", "3", "--reps", "2", "--set", "cpu_threads=1",
+                                  "prior.warm_start_steps=5", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [(r["seeds"], r["mode"]) for r in results] == [(1, "single"), (2, "stacked")]
+    for r in results:
+        assert 0 < r["draw_ms"] < r["draw_and_step_ms"] and r["step_ms"] > 0
