@@ -87,7 +87,7 @@ def probe(config: str, overrides: list[str], n_seeds: int, mode: str, warm_steps
     cfg = load_config(config, [*overrides, *seeds, "schedule.total_kimg=100000",
                                "schedule.snapshot_kimg=100000", "schedule.sample_kimg=0"])
     real_step = sweep_module.Engine.step
-    result: dict = {"seeds": n_seeds, "mode": mode if n_seeds > 1 else "single"}
+    result: dict = {"seeds": n_seeds}
     count = {"steps": 0}
 
     def step(engine, batch):
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         _print(r)
         results.append(r)
     if args.json:
-        write_json(args.json, {"machine": machine_info(), "config": args.config, "overrides": overrides,
+        write_json(args.json, {"machine": machine_info(cuda=args.device.startswith("cuda")), "config": args.config, "overrides": overrides,
                                "results": results})
     return 0
 
