@@ -140,11 +140,15 @@ def main(argv=None) -> int:
         "eager-fp32": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=false", "bf16=false"]),
         "graph-fp32": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=false"]),
         "graph-bf16": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true"]),
+        # channels_last=false: the nets in NCHW as before, for the ratio the NHWC layout buys.
+        "graph-bf16-nchw": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true", "channels_last=false"]),
         "graph-bf16-fitted": ("stacked_mnist_fitted_gmm.yaml", ["cuda_graphs=true", "bf16=true"]),
         "sweep-graph-bf16": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true"]),
         # The same sweep on the older engine (one vmapped model of the seeds), for the ratio between the two.
         "sweep-stacked-graph-bf16": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true",
                                                                      "sweep_mode=stacked"]),
+        "sweep-graph-bf16-nchw": ("stacked_mnist_gaussian.yaml", ["cuda_graphs=true", "bf16=true",
+                                                                  "channels_last=false"]),
         "sweep-graph-bf16-fitted": ("stacked_mnist_fitted_gmm.yaml", ["cuda_graphs=true", "bf16=true"]),
     }
     machine = machine_info(cuda=True)

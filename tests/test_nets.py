@@ -1,5 +1,7 @@
 """Architectures: shapes, packing, spectral norm, init, width multiplier, config factory."""
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -183,3 +185,24 @@ def test_errors():
         MLPDiscriminator()(torch.randn(2, 3))
     with pytest.raises(ValueError, match="pack must be >= 1"):
         pack_samples(torch.randn(2, 2), 0)
+
+
+@pytest.mark.parametrize(("channels", "pack", "sn"), [(1, 1, False), (3, 2, False), (3, 1, True)])
+def test_channels_last_nets_compute_what_nchw_nets_do(channels, pack, sn):
+    # Training on CUDA keeps the nets in NHWC (TrainConfig.channels_last): the layout must change
+    # no number, including D's flatten into its linear layer and the packing of samples.
+    torch.manual_seed(0)
+    G = DCGANGenerator(z_dim=8, channels=channels, width=8, spectral_norm=sn)
+    D = DCGANDiscriminator(channels=channels, width=8, pack=pack, spectral_norm=sn, batch_norm=not sn)
+    G_nhwc = copy.deepcopy(G).to(memory_format=torch.channels_last)
+    D_nhwc = copy.deepcopy(D).to(memory_format=torch.channels_last)
+    assert G_nhwc.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    z = torch.randn(8, 8)
+    outs = []
+    for g, d in ((G, D), (G_nhwc, D_nhwc)):
+        logits = d(g(z))
+        logits.square().sum().backward()
+        outs.append((logits.detach(), [p.grad.clone() for p in g.parameters()]))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(outs[1][1], outs[0][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

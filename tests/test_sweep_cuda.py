@@ -98,3 +98,17 @@ def test_cuda_streams_sweep_resumes_exactly(tmp_path, mnist_root, float64):
     assert resumed["kimg"] == 1.6 and resumed["cuda_graph"] is True
     for s in (0, 1):
         assert _max_relative_difference(seed_dir(tmp_path / "parts", s), seed_dir(tmp_path / "whole", s)) < 1e-4
+
+
+def test_cuda_channels_last_nets_train_as_nchw_nets(tmp_path, mnist_root):
+    # Stacked MNIST (3 channels, packed D) at fp32: layout is the only difference between the two runs.
+    common = [*_DCGAN, f"data.root={mnist_root}", "data.name=stacked_mnist", "nets.pack=2",
+              "schedule.total_kimg=0.32", "seeds=0,1"]
+    nhwc = train(tiny(*common, "channels_last=true", f"out={tmp_path / 'nhwc'}"), quiet=True)
+    nchw = train(tiny(*common, "channels_last=false", f"out={tmp_path / 'nchw'}"), quiet=True)
+    ckpt = load_checkpoint(seed_dir(nhwc["run_dir"], 1) / CHECKPOINT_NAME)
+    convs = [v for k, v in ckpt["D"].items() if v.ndim == 4]
+    assert convs and all(v.is_contiguous(memory_format=torch.channels_last) for v in convs)
+    for s in (0, 1):
+        # Different cuDNN kernels round differently; a layout bug (a flatten in the wrong order) is O(1).
+        assert _max_relative_difference(seed_dir(nhwc["run_dir"], s), seed_dir(nchw["run_dir"], s)) < 1e-2

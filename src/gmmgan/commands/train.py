@@ -81,7 +81,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 # On --resume these keys may differ from the run's config.yaml; the others define what the checkpoint
 # holds (its data, prior, nets, loss, seed), and changing them would mix two runs in one folder.
-_RESUMABLE_PREFIXES = ("schedule.", "optim.", "device", "bf16", "cuda_graphs", "sweep_mode", "out", "eval_samples",
+_RESUMABLE_PREFIXES = ("schedule.", "optim.", "device", "bf16", "cuda_graphs", "channels_last", "sweep_mode", "out", "eval_samples",
                        "cpu_threads", "data.root", "data.download")
 
 

@@ -319,6 +319,8 @@ class TrainConfig:
     ranges and comma lists are accepted as text). device : auto, cpu, cuda, cuda:N.
     bf16 : bfloat16 autocast for the nets (CUDA only; ignored on CPU). cuda_graphs : replay each training
     step as one CUDA graph (CUDA only; small nets are launch-bound, so this is several times faster).
+    channels_last : keep the image nets' convolution weights and activations in NHWC on CUDA, the layout
+    cuDNN's bf16 kernels work in, so no step spends kernels converting layouts (CUDA only; same arithmetic).
     sweep_mode : how a sweep's seeds are stepped: auto, stacked (the seeds' nets as one vmapped model) or
     streams (each seed's own step, all replayed as one CUDA graph with a branch per seed; one GPU, no
     torchrun); auto takes streams where it can run, stacked elsewhere. out : parent folder of run
@@ -335,6 +337,7 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = True
     cuda_graphs: bool = True
+    channels_last: bool = True
     sweep_mode: str = "auto"
     out: str = "runs"
     eval_samples: int = 2500
