@@ -144,7 +144,7 @@ class TrainStep:
         self._static: tuple[torch.Tensor, ...] | None = None
         self._eager_steps = 0
         self._ema_pairs = (list(G_ema.parameters()), list(G.parameters()))
-        self._buffer_pairs = list(zip(G_ema.buffers(), G.buffers()))  # copied, not averaged (BatchNorm)
+        self._buffers = (list(G_ema.buffers()), list(G.buffers()))  # copied, not averaged (BatchNorm)
         self._base_lrs = None
         if base_lrs is not None:
             self._base_lrs = [list(map(float, lrs)) for lrs in base_lrs]
@@ -263,8 +263,8 @@ class TrainStep:
         with torch.no_grad():
             ema, params = self._ema_pairs
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - self.ema_beta)
-            for b_ema, b in self._buffer_pairs:
-                b_ema.copy_(b)
+            if self._buffers[0]:
+                torch._foreach_copy_(*self._buffers)  # one launch for all of them, not one per buffer
             # This rank's losses; ranks agree at the (rarer) log and NaN checks, not every step.
             losses = torch.stack([loss_d.detach().float(), loss_g.detach().float()], -1).view(self.n_seeds, 2)
             finite = torch.isfinite(losses).all(1)
