@@ -205,4 +205,4 @@ def test_channels_last_nets_compute_what_nchw_nets_do(channels, pack, sn):
         outs.append((logits.detach(), [p.grad.clone() for p in g.parameters()]))
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-6)
     for a, b in zip(outs[1][1], outs[0][1]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
