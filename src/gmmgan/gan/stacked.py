@@ -29,6 +29,11 @@ from torch.func import functional_call, vmap
 __all__ = ["StackedModule", "stacked_adam", "unstack_adam"]
 
 
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The seeds' tensors on a new leading axis, in the default (contiguous) layout whatever theirs."""
+    return torch.stack([t.contiguous() for t in tensors])
+
+
 class StackedModule(nn.Module):
     """N modules of one architecture as one module whose tensors have a leading seed axis.
 
@@ -59,12 +64,14 @@ class StackedModule(nn.Module):
         self.param_names = [n for n, _ in modules[0].named_parameters()]
         self.buffer_names = [n for n, _ in modules[0].named_buffers()]
         per_seed = [dict(m.named_parameters()) for m in modules]
+        # Stacked in the default layout: vmap cannot run BatchNorm on channels-last weights (the seeds'
+        # nets are NHWC on CUDA, TrainConfig.channels_last), and unstack_into copies back either way.
         self.stacked_params = nn.ParameterList(
-            nn.Parameter(torch.stack([p[n].detach() for p in per_seed]), requires_grad=per_seed[0][n].requires_grad)
+            nn.Parameter(_stack([p[n].detach() for p in per_seed]), requires_grad=per_seed[0][n].requires_grad)
             for n in self.param_names)
         bufs = [dict(m.named_buffers()) for m in modules]
         for i, name in enumerate(self.buffer_names):
-            self.register_buffer(f"stacked_buffer_{i}", torch.stack([b[name].detach() for b in bufs]))
+            self.register_buffer(f"stacked_buffer_{i}", _stack([b[name].detach() for b in bufs]))
         self.train(modules[0].training)
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -153,7 +160,7 @@ def stacked_adam(make_adam, groups, per_seed_opts) -> torch.optim.Optimizer:
             if not states[0]:
                 continue  # not stepped yet
             p0 = seeds[0][1]
-            opt.state[wide] = {k: torch.stack([st[k] for st in states]) if stacked and _per_element(v, p0)
+            opt.state[wide] = {k: _stack([st[k] for st in states]) if stacked and _per_element(v, p0)
                                else v.clone() for k, v in states[0].items()}
     return opt
 
