@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 import torch
 from torch import nn
 
 from gmmgan.gan.losses import get_gan_loss
 from gmmgan.gan.priors import GaussianPrior
-from gmmgan.gan.train_step import TrainStep, adam, match_optimizer_state
+from gmmgan.gan.train_step import TrainStep, adam, load_optimizer_state, match_optimizer_state
 
 
 def _step(lr=1e-3):
@@ -60,3 +61,22 @@ def test_optimizer_state_from_a_cuda_graph_run_loads_on_cpu():
     assert not fresh.param_groups[0]["capturable"] and not fresh.param_groups[0]["fused"]
     fresh.step()
     assert torch.isfinite(p).all()
+
+
+@pytest.mark.parametrize("saved_layout", [torch.channels_last, torch.contiguous_format])
+def test_adam_moments_take_their_parameters_layout_on_load(saved_layout):
+    # A checkpoint from channels-last nets (CUDA) resumed with NCHW nets (CPU), and the reverse.
+    here = torch.channels_last if saved_layout == torch.contiguous_format else torch.contiguous_format
+    w = torch.randn(4, 3, 2, 2)
+    saved_p = nn.Parameter(w.clone().contiguous(memory_format=saved_layout))
+    opt = adam([saved_p], torch.device("cpu"), False, lr=0.1)
+    saved_p.grad = torch.randn_like(saved_p)
+    opt.step()
+    saved = opt.state_dict()
+    p = nn.Parameter(w.clone().contiguous(memory_format=here))
+    fresh = adam([p], torch.device("cpu"), False, lr=0.1)
+    load_optimizer_state(fresh, saved)
+    state = fresh.state[p]
+    for k in ("exp_avg", "exp_avg_sq"):
+        assert state[k].is_contiguous(memory_format=here)
+        torch.testing.assert_close(state[k], opt.state[saved_p][k], rtol=0, atol=0)

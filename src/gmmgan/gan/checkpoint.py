@@ -29,7 +29,7 @@ from torch import nn
 
 from gmmgan._files import atomic_write
 from gmmgan.gan.config import TrainConfig, config_to_dict
-from gmmgan.gan.train_step import match_optimizer_state
+from gmmgan.gan.train_step import load_optimizer_state
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -177,8 +177,8 @@ def load_training_state(ckpt: dict[str, Any], run_dir: Path, G: nn.Module, D: nn
     try:
         for module, key in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (prior, "prior")):
             module.load_state_dict(ckpt[key])
-        opt_g.load_state_dict(match_optimizer_state(ckpt["opt_g"], opt_g))
-        opt_d.load_state_dict(match_optimizer_state(ckpt["opt_d"], opt_d))
+        load_optimizer_state(opt_g, ckpt["opt_g"])
+        load_optimizer_state(opt_d, ckpt["opt_d"])
         batcher.load_state_dict(ckpt["batcher"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise ValueError(

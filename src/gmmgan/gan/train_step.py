@@ -33,7 +33,7 @@ from gmmgan.gan.diffaugment import diff_augment, parse_policy
 from gmmgan.gan.losses import gradient_penalty, r1_penalty
 from gmmgan.gan.stacked import StackedModule
 
-__all__ = ["TrainStep", "adam", "lr_scale", "match_optimizer_state"]
+__all__ = ["TrainStep", "adam", "load_optimizer_state", "lr_scale", "match_optimizer_state"]
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture: lets Adam and cuDNN allocate and pick
 
@@ -82,6 +82,22 @@ def match_optimizer_state(saved: dict, opt: torch.optim.Optimizer) -> dict:
         groups.append({**theirs, **{k: mine[k] for k in flags if k in mine}})
     groups.extend(saved["param_groups"][len(groups):])
     return {"state": saved["state"], "param_groups": groups}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Load ``saved`` into ``opt``, with this optimizer's flags and each moment in its parameter's layout.
+
+    The nets are channels-last on CUDA and not on the CPU (``TrainConfig.channels_last``), so a
+    checkpoint may hold Adam moments in the other layout; ``load_state_dict`` keeps their strides,
+    and the fused update wants a parameter and its moments laid out alike.
+    """
+    opt.load_state_dict(match_optimizer_state(saved, opt))
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 class TrainStep:
