@@ -89,7 +89,7 @@ def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
 
     The nets are channels-last on CUDA and not on the CPU (``TrainConfig.channels_last``), so a
     checkpoint may hold Adam moments in the other layout; ``load_state_dict`` keeps their strides,
-    and the fused update wants a parameter and its moments laid out alike.
+    and the multi-tensor updates are written for a parameter and its moments laid out alike.
     """
     opt.load_state_dict(match_optimizer_state(saved, opt))
     for group in opt.param_groups:
