@@ -147,8 +147,14 @@ def test_ctrl_c_while_the_seeds_checkpoints_are_written_leaves_them_at_one_step(
         real_save(self)
 
     monkeypatch.setattr(seed_run.SeedRun, "save", save)
-    with pytest.raises(TrainingInterrupted, match="--resume"):
-        train(tiny("seeds=0,1,2"), run_dir=tmp_path / "sw", quiet=True)
+    # Python's own Ctrl-C handler, whatever the runner left: a shell's background job (nohup ... &)
+    # starts with SIGINT ignored, and an ignored SIGINT is kept, so there would be nothing to call.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(TrainingInterrupted, match="--resume"):
+            train(tiny("seeds=0,1,2"), run_dir=tmp_path / "sw", quiet=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     at = {s: load_checkpoint(seed_dir(tmp_path / "sw", s) / CHECKPOINT_NAME)["cur_nimg"] for s in (0, 1, 2)}
     assert sent == [0] and at == {0: 200, 1: 200, 2: 200}  # the signal waited for every seed's checkpoint
     monkeypatch.setattr(seed_run.SeedRun, "save", real_save)
