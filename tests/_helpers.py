@@ -159,3 +159,25 @@ def train_interrupted_at_step(monkeypatch, n, run):
             run()
     finally:
         monkeypatch.setattr(train_step.TrainStep, "__call__", real_call)
+
+
+def assert_channels_last_matches_nchw(G, D, z, *, rtol: float, atol: float, grad_rtol: float) -> None:
+    """D(G(z)) and every gradient of G and D agree between the nets and NHWC copies of them.
+
+    Tolerances: ``rtol`` and ``atol`` on the logits, ``grad_rtol`` on each gradient, with an
+    absolute slack of ``grad_rtol / 10`` of that gradient's largest entry (its tiny entries round freely).
+    """
+    import copy
+
+    import torch
+
+    nhwc = [copy.deepcopy(m).to(memory_format=torch.channels_last) for m in (G, D)]
+    assert any(p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last) for p in nhwc[0].parameters())
+    outs = []
+    for g, d in ((G, D), nhwc):
+        logits = d(g(z))
+        logits.square().sum().backward()
+        outs.append((logits.detach(), [p.grad.clone() for p in [*g.parameters(), *d.parameters()]]))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=rtol, atol=atol)
+    for a, b in zip(outs[1][1], outs[0][1]):
+        torch.testing.assert_close(a, b, rtol=grad_rtol, atol=grad_rtol / 10 * float(b.abs().max()))

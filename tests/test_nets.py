@@ -1,9 +1,8 @@
 """Architectures: shapes, packing, spectral norm, init, width multiplier, config factory."""
 
-import copy
-
 import pytest
 import torch
+from _helpers import assert_channels_last_matches_nchw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -194,15 +193,4 @@ def test_channels_last_nets_compute_what_nchw_nets_do(channels, pack, sn):
     torch.manual_seed(0)
     G = DCGANGenerator(z_dim=8, channels=channels, width=8, spectral_norm=sn)
     D = DCGANDiscriminator(channels=channels, width=8, pack=pack, spectral_norm=sn, batch_norm=not sn)
-    G_nhwc = copy.deepcopy(G).to(memory_format=torch.channels_last)
-    D_nhwc = copy.deepcopy(D).to(memory_format=torch.channels_last)
-    assert G_nhwc.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
-    z = torch.randn(8, 8)
-    outs = []
-    for g, d in ((G, D), (G_nhwc, D_nhwc)):
-        logits = d(g(z))
-        logits.square().sum().backward()
-        outs.append((logits.detach(), [p.grad.clone() for p in g.parameters()]))
-    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-6)
-    for a, b in zip(outs[1][1], outs[0][1]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+    assert_channels_last_matches_nchw(G, D, torch.randn(8, 8), rtol=1e-5, atol=1e-6, grad_rtol=1e-4)

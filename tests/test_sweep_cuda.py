@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
 import pytest
 import torch
+from _helpers import assert_channels_last_matches_nchw
 from _helpers import tiny_train_config as tiny
 
 from gmmgan.gan.checkpoint import CHECKPOINT_NAME, load_checkpoint
@@ -108,21 +108,13 @@ def test_cuda_channels_last_nets_compute_what_nchw_nets_do():
 
     torch.manual_seed(0)
     G, D = DCGANGenerator(z_dim=16, channels=3, width=16).cuda(), DCGANDiscriminator(channels=3, width=16, pack=2).cuda()
-    nhwc = [copy.deepcopy(m).to(memory_format=torch.channels_last) for m in (G, D)]
-    z = torch.randn(32, 16, device="cuda")
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
-        outs = []
-        for g, d in ((G, D), nhwc):
-            logits = d(g(z))
-            logits.square().sum().backward()
-            outs.append((logits.detach(), [p.grad.clone() for p in [*g.parameters(), *d.parameters()]]))
+        assert_channels_last_matches_nchw(G, D, torch.randn(32, 16, device="cuda"), rtol=1e-4, atol=1e-5,
+                                          grad_rtol=1e-3)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
-    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-5)
-    for a, b in zip(outs[1][1], outs[0][1]):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * float(b.abs().max()))
 
 
 @pytest.mark.parametrize("mode", ["streams", "stacked"])
