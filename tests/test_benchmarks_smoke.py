@@ -464,3 +464,25 @@ def test_sweep_step_probe_times_a_single_run_and_a_sweep(tmp_path):
     assert [(r["seeds"], r["mode"]) for r in results] == [(1, "single"), (2, "stacked")]
     for r in results:
         assert 0 < r["draw_ms"] < r["draw_and_step_ms"] and r["step_ms"] > 0
+
+
+def test_stacked_real_reference_scores_real_triples(mnist_root):
+    """The real-data reference of the Stacked-MNIST table: true digits give the triples' own histogram."""
+    import torch
+
+    from benchmarks.stacked_real_reference import reference
+    from gmmgan.data import load_stacked_mnist
+    from gmmgan.metrics import modes_from_digits
+
+    class AlwaysSeven(torch.nn.Module):  # a stand-in classifier: every channel reads 7, one mode
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((x.shape[0],), 7), 10).float()
+
+    out = reference(mnist_root, [3, 4], AlwaysSeven(), n_train=500, n_eval=300)
+    _, triples = load_stacked_mnist(mnist_root, 500, 3)
+    pick = torch.randperm(500, generator=torch.Generator().manual_seed(3))[:300]
+    assert out["per_seed"][0]["true_digits"]["reverse_kl"] == pytest.approx(modes_from_digits(triples[pick]).reverse_kl)
+    assert out["per_seed"][0]["classifier"]["modes"] == 1
+    assert out["summary"]["classifier"]["reverse_kl"]["mean"] == pytest.approx(np.log(1000))
+    assert out["kl_floor"] == pytest.approx(999 / 600)
+    assert len(out["summary"]["true_digits"]["channel_kl"]) == 3

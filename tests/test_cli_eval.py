@@ -182,7 +182,10 @@ def test_eval_stacked_mnist_modes_and_kl(runs, mnist_cache, tmp_path, capsys):
     assert all(1 <= m <= 500 for m in r["modes"]["per_seed"])  # at most one mode per sample
     assert 0.0 <= r["reverse_kl"]["mean"] <= 6.91  # log(1000): all samples in one mode
     assert r["kl_floor"] == pytest.approx(999 / 1000)
-    assert "of 1,000 modes" in stdout
+    for i in range(2):  # per sampling seed, the KL is exactly its channels' KLs plus their total correlation
+        parts = sum(c["per_seed"][i] for c in r["channel_kl"]) + r["total_correlation"]["per_seed"][i]
+        assert parts == pytest.approx(r["reverse_kl"]["per_seed"][i], abs=1e-9)
+    assert "of 1,000 modes" in stdout and "total correlation" in stdout
 
 
 # ------------------------------------------------------------------------------------ bad input

@@ -50,6 +50,26 @@ def test_uniform_random_digits_reach_the_floor():
     assert r.kl_floor == pytest.approx(999 / 52000)
     # KL ~ chi2_999 / (2N): std sqrt(2 * 999) / (2N) = 0.00086
     assert abs(r.reverse_kl - r.kl_floor) < 4 * math.sqrt(2 * 999) / 52000
+    # The floor splits into 3 x 9 / (2N) for the channels and 972 / (2N) for their dependence.
+    assert all(abs(c - 9 / 52000) < 4 * math.sqrt(2 * 9) / 52000 for c in r.channel_kl)
+    assert abs(r.total_correlation - 972 / 52000) < 4 * math.sqrt(2 * 972) / 52000
+
+
+def test_an_uneven_channel_shows_in_its_own_kl_not_in_the_dependence():
+    g = torch.Generator().manual_seed(2)
+    d = torch.randint(0, 10, (26000, 3), generator=g)
+    d[:, 1] = d[:, 1] % 5  # channel 1 only ever shows 0-4: log 2 above uniform
+    r = modes_from_digits(d)
+    assert r.channel_kl[1] == pytest.approx(math.log(2), abs=2e-3)
+    assert r.channel_kl[0] < 2e-3 and r.channel_kl[2] < 2e-3
+    assert r.total_correlation < 2 * 972 / 52000
+
+
+def test_copied_channels_are_all_dependence():
+    d = torch.arange(10).repeat_interleave(3)[:, None].expand(-1, 3)  # (a, a, a), each digit 3 times
+    r = modes_from_digits(d)
+    assert r.channel_kl == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)
+    assert r.total_correlation == pytest.approx(math.log(100), rel=1e-12)
 
 
 def test_float_images_and_batching_agree_and_mode_is_restored():
@@ -70,6 +90,9 @@ def test_modes_from_digits_properties(triples):
     assert r.modes == len(set(triples))
     assert sum(r.counts) == len(triples)
     assert -1e-12 <= r.reverse_kl <= math.log(1000) + 1e-12
+    assert all(-1e-12 <= c <= math.log(10) + 1e-12 for c in r.channel_kl)
+    assert r.total_correlation >= 0.0
+    assert sum(r.channel_kl) + r.total_correlation == pytest.approx(r.reverse_kl, abs=1e-9)
     assert modes_from_digits(d.flip(0)) == r
 
 

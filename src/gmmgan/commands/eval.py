@@ -209,6 +209,11 @@ def _eval_stacked(G, prior, shape, n, args, device, say) -> dict:
         out[field] = mean_se([float(getattr(r, field)) for r in rows])
         say(f"{field:11s} {_fmt(out[field])}")
     out["kl_floor"] = float(rows[0].kl_floor)
+    # reverse_kl = sum(channel_kl) + total_correlation: which part is uneven, each channel's digits or their pairing.
+    out["channel_kl"] = [mean_se([float(r.channel_kl[c]) for r in rows]) for c in range(3)]
+    out["total_correlation"] = mean_se([float(r.total_correlation) for r in rows])
+    say(f"{'channel KL':11s} " + "  ".join(f"{c['mean']:.4f}" for c in out["channel_kl"])
+        + f"  (channels 0-2); total correlation {out['total_correlation']['mean']:.4f}")
     out["feature_network"] = {k: clf.info.get(k) for k in ("dataset", "test_accuracy", "sha256")}
     say(f"(n={n} per seed, {len(rows)} seed(s), of 1,000 modes; perfect-sampler KL floor {rows[0].kl_floor:.4f}; "
         f"MNIST classifier test accuracy {clf.info.get('test_accuracy', float('nan')):.4f})")
