@@ -126,3 +126,17 @@ def test_each_seed_of_a_dcgan_sweep_trains_as_its_single_run(tmp_path, mnist_roo
     data = ["data.name=mnist", f"data.root={mnist_root}", "eval_samples=64"]
     result, singles = _sweep_and_singles(tmp_path, data + _DCGAN + _DCGAN_PRIORS[prior], seeds=(1, 2))
     _assert_same_training(result["run_dir"], singles)
+
+
+@pytest.mark.parametrize("extra", [
+    ["nets.pack=2", "loss.r1_gamma=1"],
+    ["loss.kind=mixture_density", "loss.gp_weight=1"],
+    ["nets.d_spectral_norm=true"],  # not the wide net's: vmap runs it
+], ids=["pack-r1", "mixture-density", "spectral-norm"])
+def test_a_dcgan_sweep_with_packing_penalties_and_heads_trains_as_its_single_runs(tmp_path, mnist_root, float64, extra):
+    # The wide DCGAN net (gmmgan.nets.wide) under the R1 gradient, PacGAN packs and an embedding-valued D.
+    data = ["data.name=mnist", f"data.root={mnist_root}", "eval_samples=64"]
+    short = ["schedule.total_kimg=1.6", "schedule.log_kimg=0.8"]
+    result, singles = _sweep_and_singles(tmp_path, data + _DCGAN + _DCGAN_PRIORS["gaussian"] + extra + short,
+                                         seeds=(1, 2))
+    _assert_same_training(result["run_dir"], singles)

@@ -26,12 +26,23 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from gmmgan.nets.wide import stack_like, supports_wide, wide_forward
+
 __all__ = ["StackedModule", "stacked_adam", "unstack_adam"]
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     """The seeds' tensors on a new leading axis, in the default (contiguous) layout whatever theirs."""
     return torch.stack([t.contiguous() for t in tensors])
+
+
+@torch.no_grad()
+def _stack_as(like: torch.Tensor, tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The seeds' tensors stacked in the layout of ``like`` (fused Adam needs a moment laid out as its parameter)."""
+    out = torch.empty_like(like, dtype=tensors[0].dtype)
+    for s, t in enumerate(tensors):
+        out[s].copy_(t)
+    return out
 
 
 class StackedModule(nn.Module):
@@ -42,11 +53,16 @@ class StackedModule(nn.Module):
     modules : sequence of nn.Module
         Same class and shapes (N >= 1); their parameters and buffers are copied, not shared.
 
+    wide : 'auto' or bool, default='auto'
+        Run the nets as one wide net (:mod:`gmmgan.nets.wide`: grouped convolutions, the seeds'
+        activations side by side in one layout) instead of under :func:`torch.func.vmap`. 'auto'
+        takes it where it applies (DCGAN nets without spectral norm); the arithmetic is the same.
+
     ``forward(x)`` takes ``x`` of shape (N, B, ...) and returns (N, ...): module s applied to
     ``x[s]``. Train/eval mode and ``requires_grad_`` act on the stacked tensors as on one module.
     """
 
-    def __init__(self, modules):
+    def __init__(self, modules, wide: str | bool = "auto"):
         super().__init__()
         modules = list(modules)
         if not modules:
@@ -55,23 +71,32 @@ class StackedModule(nn.Module):
         if any(s != shapes[0] for s in shapes):
             raise ValueError("the modules of a StackedModule must share their architecture (same names and shapes).")
         self.n = len(modules)
+        if wide not in ("auto", True, False):
+            raise ValueError(f"wide must be 'auto', True or False, got {wide!r}.")
+        self.wide = supports_wide(modules[0]) if wide == "auto" else wide
+        if self.wide and not supports_wide(modules[0]):
+            raise ValueError(f"wide=True runs DCGAN nets without spectral norm only, got {type(modules[0]).__name__}; "
+                             "use wide='auto'.")
         # The template whose forward is run; kept out of the module tree so that its own tensors
         # are never trained, saved or moved (functional_call replaces every one of them).
         self.__dict__["template"] = copy.deepcopy(modules[0])
-        for m in self.template.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.register_forward_pre_hook(_full_precision_input)
+        if not self.wide:
+            for m in self.template.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.register_forward_pre_hook(_full_precision_input)
         self.param_names = [n for n, _ in modules[0].named_parameters()]
         self.buffer_names = [n for n, _ in modules[0].named_buffers()]
         per_seed = [dict(m.named_parameters()) for m in modules]
-        # Stacked in the default layout: vmap cannot run BatchNorm on channels-last weights (the seeds'
-        # nets are NHWC on CUDA, TrainConfig.channels_last), and unstack_into copies back either way.
+        # vmap cannot run BatchNorm on channels-last weights (the seeds' nets are NHWC on CUDA,
+        # TrainConfig.channels_last): stacked in the default layout for it; the wide net keeps NHWC.
+        # unstack_into copies back either way.
+        stack = stack_like if self.wide else _stack
         self.stacked_params = nn.ParameterList(
-            nn.Parameter(_stack([p[n].detach() for p in per_seed]), requires_grad=per_seed[0][n].requires_grad)
+            nn.Parameter(stack([p[n].detach() for p in per_seed]), requires_grad=per_seed[0][n].requires_grad)
             for n in self.param_names)
         bufs = [dict(m.named_buffers()) for m in modules]
         for i, name in enumerate(self.buffer_names):
-            self.register_buffer(f"stacked_buffer_{i}", _stack([b[name].detach() for b in bufs]))
+            self.register_buffer(f"stacked_buffer_{i}", stack([b[name].detach() for b in bufs]))
         self.train(modules[0].training)
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -83,6 +108,8 @@ class StackedModule(nn.Module):
         if x.shape[0] != self.n:
             raise ValueError(f"expected a leading seed axis of {self.n}, got input of shape {tuple(x.shape)}.")
         template = self.template
+        if self.wide:
+            return wide_forward(template, self._tensors(), x)
 
         def one(tensors, xs):
             return functional_call(template, tensors, (xs,))
@@ -160,7 +187,7 @@ def stacked_adam(make_adam, groups, per_seed_opts) -> torch.optim.Optimizer:
             if not states[0]:
                 continue  # not stepped yet
             p0 = seeds[0][1]
-            opt.state[wide] = {k: _stack([st[k] for st in states]) if stacked and _per_element(v, p0)
+            opt.state[wide] = {k: _stack_as(wide, [st[k] for st in states]) if stacked and _per_element(v, p0)
                                else v.clone() for k, v in states[0].items()}
     return opt
 
