@@ -32,12 +32,14 @@ def reference(data_root, seeds, classifier, n_train: int = 128_000, n_eval: int 
     """Per seed and over seeds: modes, KL, channel KLs and total correlation of real training triples."""
     import torch
 
-    from gmmgan.data import load_stacked_mnist
+    from gmmgan.data import stack_digits
+    from gmmgan.data.mnist import load_mnist
     from gmmgan.metrics import classify_channels, modes_from_digits
 
+    mnist_images, mnist_labels = load_mnist(data_root, "all", "mnist")  # once: load_stacked_mnist would re-read and re-check it per seed
     rows = []
     for seed in seeds:
-        images, triples = load_stacked_mnist(data_root, n_train, seed)
+        images, triples = stack_digits(mnist_images, mnist_labels, n_train, seed)  # as load_stacked_mnist(data_root, n_train, seed)
         pick = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:n_eval]
         row = {"seed": seed}
         for label, digits in (("true_digits", triples[pick]), ("classifier", None)):
