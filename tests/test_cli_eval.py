@@ -103,6 +103,17 @@ def test_eval_2d_run_writes_metrics_over_seeds_and_curves(run_copy, capsys):
     assert (run_copy / "eval_curves.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_eval_quiet_prints_nothing_and_writes_the_same_report(ring_run, tmp_path, capsys):
+    loud, quiet = tmp_path / "loud.json", tmp_path / "quiet.json"
+    rc, out, err = cli(capsys, "eval", ring_run, "-n", 300, "-o", loud, "--no-plots")
+    assert rc == 0 and "reverse_kl" in out, err
+    rc, out, err = cli(capsys, "eval", ring_run, "-n", 300, "-o", quiet, "--no-plots", "-q")
+    assert rc == 0, err
+    assert out.strip() == ""
+    strip = lambda r: {k: v for k, v in json.loads(r.read_text()).items() if k != "run"}  # noqa: E731
+    assert strip(quiet) == strip(loud)
+
+
 def test_eval_same_seed_is_deterministic_and_one_seed_has_no_se(ring_run, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     assert main(["eval", str(ring_run), "-n", "300", "-o", str(a), "--no-plots"]) == 0

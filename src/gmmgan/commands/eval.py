@@ -107,6 +107,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="FILE", help="metrics JSON (default: RUN/eval.json)")
     p.add_argument("--no-plots", dest="plots", action="store_false",
                    help="do not plot the training curves of RUN/log.jsonl")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only warnings and errors (the metrics still go to the JSON)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing eval.json (or -o FILE); with train-classifier, replace the cached "
                    "classifier (its sha256 changes: FID/KID measured with the old one are no longer comparable)")
@@ -405,7 +407,8 @@ def run(args) -> int:
     from gmmgan.cli import EXIT_OK, console
 
     def say(text: str) -> None:
-        console.print(text, soft_wrap=True, markup=False)
+        if not args.quiet:
+            console.print(text, soft_wrap=True, markup=False)
 
     if args.target == "train-classifier":
         return _train_classifier(args, say)
