@@ -51,6 +51,7 @@ def test_overrides_are_typed_and_coerced():
     ("bf16=maybe", "bf16 must be true or false"),
     ("prior.kind=vae", "prior.kind must be one of"),
     ("loss.kind=lsgan", "loss.kind must be one of"),
+    ("loss.r2_gamma=-1", "loss.r2_gamma must be >= 0"),
     ("device=tpu", "device must be auto, cpu, cuda or cuda:N"),
     ("schedule.total_kimg=inf", "schedule.total_kimg must be finite"),
     ("prior.n_components=many", "prior.n_components must be an integer or 'auto', got 'many'"),

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from gmmgan.gan.losses import (
     d_loss_hinge,
     d_loss_nonsaturating,
+    d_loss_rpgan,
     d_loss_wgan,
     g_loss_hinge,
     g_loss_nonsaturating,
+    g_loss_rpgan,
     g_loss_wgan,
     get_gan_loss,
     gmm_nll,
@@ -69,8 +71,35 @@ def test_registry():
     assert get_gan_loss("ns").d is d_loss_nonsaturating
     assert get_gan_loss("HINGE").g is g_loss_hinge
     assert get_gan_loss("wgan-gp").name == "wgan"
+    assert get_gan_loss("relativistic").paired and not get_gan_loss("ns").paired
     with pytest.raises(ValueError, match="Unknown GAN loss 'lsgan'"):
         get_gan_loss("lsgan")
+
+
+def test_rpgan_values_pairs_and_gradients():
+    r, f = torch.tensor([2.0, -1.0]), torch.tensor([0.5, 3.0])
+    # row by row: softplus(-(2 - 0.5)) and softplus(-(-1 - 3)), averaged
+    sp = lambda t: math.log1p(math.exp(t))  # noqa: E731
+    assert float(d_loss_rpgan(r, f)) == pytest.approx((sp(-1.5) + sp(4.0)) / 2, rel=1e-6)
+    assert float(g_loss_rpgan(r, f)) == pytest.approx((sp(1.5) + sp(-4.0)) / 2, rel=1e-6)
+    # Only differences count: shifting every logit by the same amount changes nothing (unlike ns).
+    assert float(d_loss_rpgan(r + 7, f + 7)) == pytest.approx(float(d_loss_rpgan(r, f)), rel=1e-6)
+    # Pairs, not batches: swapping the fake rows changes the loss.
+    assert float(d_loss_rpgan(r, f.flip(0))) != pytest.approx(float(d_loss_rpgan(r, f)))
+    f_req = f.clone().requires_grad_(True)
+    g_loss_rpgan(r, f_req).backward()  # d/df_i softplus(r_i - f_i) / 2 = -sigma(r_i - f_i) / 2
+    assert torch.allclose(f_req.grad, -torch.sigmoid(r - f) / 2)
+    with pytest.raises(ValueError, match="pairs real sample i with generated sample i"):
+        d_loss_rpgan(torch.zeros(3), torch.zeros(2))
+
+
+@settings(max_examples=30, deadline=None)
+@given(r=logit_lists)
+def test_rpgan_g_and_d_losses_mirror_each_other(r):
+    r = torch.tensor(r, dtype=torch.float64)
+    f = r.flip(0) * 0.5
+    assert torch.allclose(g_loss_rpgan(r, f), d_loss_rpgan(f, r))
+    assert torch.isfinite(d_loss_rpgan(r * 100, -r * 100))
 
 
 def _linear_D(w: torch.Tensor, b: float = 0.3, pack: int = 1):

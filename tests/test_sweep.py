@@ -86,7 +86,8 @@ def test_each_seed_of_an_mlp_sweep_trains_as_its_single_run(tmp_path, prior):
     ["nets.d_spectral_norm=true", "nets.g_spectral_norm=true"],
     ["nets.d_batch_norm=true", "nets.g_batch_norm=true"],
     ["loss.kind=mixture_density", "loss.r1_gamma=1", "loss.gp_weight=1", "nets.pack=2", "optim.eps=1e-8"],
-], ids=["r1", "wgan-gp", "pack", "spectral-norm", "batch-norm", "mixture-density"])
+    ["loss.kind=rpgan", "loss.r1_gamma=1", "loss.r2_gamma=1", "nets.pack=2"],
+], ids=["r1", "wgan-gp", "pack", "spectral-norm", "batch-norm", "mixture-density", "rpgan-r1-r2"])
 def test_sweep_matches_single_runs_with_penalties_packing_and_norms(tmp_path, float64, extra):
     result, singles = _sweep_and_singles(tmp_path, _MLP_STEPS + ["prior.kind=gaussian", "prior.z_dim=4"] + extra)
     _assert_same_training(result["run_dir"], singles)
@@ -132,7 +133,8 @@ def test_each_seed_of_a_dcgan_sweep_trains_as_its_single_run(tmp_path, mnist_roo
     ["nets.pack=2", "loss.r1_gamma=1"],
     ["loss.kind=mixture_density", "loss.gp_weight=1"],
     ["nets.d_spectral_norm=true"],  # not the wide net's: vmap runs it
-], ids=["pack-r1", "mixture-density", "spectral-norm"])
+    ["loss.kind=rpgan", "loss.r1_gamma=1", "loss.r2_gamma=1"],
+], ids=["pack-r1", "mixture-density", "spectral-norm", "rpgan-r1-r2"])
 def test_a_dcgan_sweep_with_packing_penalties_and_heads_trains_as_its_single_runs(tmp_path, mnist_root, float64, extra):
     # The wide DCGAN net (gmmgan.nets.wide) under the R1 gradient, PacGAN packs and an embedding-valued D.
     data = ["data.name=mnist", f"data.root={mnist_root}", "eval_samples=64"]

@@ -12,7 +12,7 @@ from gmmgan.gan.config_values import check_choice, check_positive
 
 __all__ = ["EM_DENSITY_COVARIANCES", "LOSS_KINDS", "LossConfig", "check_em_density", "check_loss_with_packing"]
 
-LOSS_KINDS = ("ns", "nonsaturating", "hinge", "wgan", "mixture_density", "em_density")
+LOSS_KINDS = ("ns", "nonsaturating", "hinge", "wgan", "rpgan", "mixture_density", "em_density")
 EM_DENSITY_COVARIANCES = ("full", "diag", "spherical", "tied")
 
 
@@ -52,8 +52,10 @@ def check_loss_with_packing(loss: LossConfig, pack: int) -> None:
 
 @dataclass
 class LossConfig:
-    """kind : ns (non-saturating), hinge, wgan, mixture_density or em_density. r1_gamma : R1 weight
-    (gamma/2 * E|grad D(real)|^2). gp_weight : WGAN-GP weight.
+    """kind : ns (non-saturating), hinge, wgan, rpgan (relativistic pairing, :mod:`gmmgan.gan.losses`),
+    mixture_density or em_density. r1_gamma : R1 weight (gamma/2 * E|grad D(real)|^2). r2_gamma : R2
+    weight (gamma/2 * E|grad D(fake)|^2, at the generated samples D is trained on; R3GAN pairs it with
+    R1 and rpgan). gp_weight : WGAN-GP weight.
 
     diffaugment : DiffAugment for images (Zhao et al. 2020, :mod:`gmmgan.gan.diffaugment`): a comma list of
         ``color``, ``translation``, ``cutout`` ('' = off; not for 2-D points). Every batch D sees, real
@@ -83,6 +85,7 @@ class LossConfig:
 
     kind: str = "ns"
     r1_gamma: float = 0.1
+    r2_gamma: float = 0.0
     gp_weight: float = 0.0
     diffaugment: str = ""
     md_dim: int = 9
@@ -111,6 +114,7 @@ class LossConfig:
             check_em_density(self.md_dim, self.md_components, self.md_refresh_kimg, self.md_fit_samples,
                              self.md_covariance, self.md_reg_covar)
         check_positive("loss.r1_gamma", self.r1_gamma, allow_zero=True)
+        check_positive("loss.r2_gamma", self.r2_gamma, allow_zero=True)
         check_positive("loss.gp_weight", self.gp_weight, allow_zero=True)
         if self.diffaugment:  # only then: the parser's module imports torch, which a bare config does not need
             from gmmgan.gan.diffaugment import parse_policy

@@ -116,6 +116,8 @@ class TrainStep:
         Build them with :func:`adam` (capturable on CUDA when ``graph`` is True).
     gan : gmmgan.gan.losses.GANLoss
     r1_gamma, gp_weight : float
+    r2_gamma : float, default=0
+        R2: gamma/2 * E|grad D(fake)|^2, R1's penalty at the generated samples D is trained on.
     ema_beta : float
         G_ema <- beta * G_ema + (1 - beta) * G after every step.
     autocast : callable
@@ -142,13 +144,14 @@ class TrainStep:
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: nn.Module, prior, opt_g, opt_d, gan, *,
                  r1_gamma: float, gp_weight: float, ema_beta: float, autocast: Callable, device: torch.device,
                  graph: bool, first_step: int = 0, base_lrs: tuple[list[float], list[float]] | None = None,
-                 diffaugment: str = ""):
+                 diffaugment: str = "", r2_gamma: float = 0.0):
         self.G, self.D, self.G_ema = G, D, G_ema
         self.stacked = isinstance(G, StackedModule)
         self.priors = list(prior) if self.stacked else [prior]
         self.n_seeds = len(self.priors)
         self.opt_g, self.opt_d, self.gan = opt_g, opt_d, gan
         self.r1_gamma, self.gp_weight, self.ema_beta = float(r1_gamma), float(gp_weight), float(ema_beta)
+        self.r2_gamma = float(r2_gamma)
         self.autocast, self.device = autocast, device
         self.policy = parse_policy(diffaugment)
         self.use_graph = bool(graph) and device.type == "cuda"
@@ -211,6 +214,8 @@ class TrainStep:
     def _r1(self, D: nn.Module, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """D's output on real and the R1 penalty of each seed (the gradient of a sum splits by seed).
 
+        Given generated samples instead, the same is R2.
+
         R1 differentiates ``gan.score`` of D's output: the logit itself, or log p(real) of a Mixture
         Density D's embedding (one number per sample or pack either way)."""
         score = self.gan.score
@@ -245,9 +250,9 @@ class TrainStep:
     # ------------------------------------------------------------------ the step itself
     def _step(self, real: torch.Tensor, z: torch.Tensor, gp_eps: torch.Tensor | None) -> None:
         G, D, gan, aug = self.G, self.D, self.gan, self._augment
-        # D step: real up, fake down (+ R1 on real / gradient penalty).
+        # D step: real up, fake down (+ R1 on real, R2 on fake / gradient penalty).
         D.requires_grad_(True)
-        r1 = self.r1_gamma > 0
+        r1, r2 = self.r1_gamma > 0, self.r2_gamma > 0
         with self.autocast():
             fake = G(z)
             # DiffAugment (identity when off): D sees T(real) and T(fake), with fresh draws each time.
@@ -256,9 +261,12 @@ class TrainStep:
             # backward through T. WGAN-GP likewise interpolates between the augmented pairs.
             real, fake_d = aug(real), aug(fake.detach())
             real_logits, r1_terms = self._r1(D, real) if r1 else (D(real), None)
-            loss_d = self._per_seed(gan.d, _full(real_logits), _full(D(fake_d)))
+            fake_logits, r2_terms = self._r1(D, fake_d) if r2 else (D(fake_d), None)
+            loss_d = self._per_seed(gan.d, _full(real_logits), _full(fake_logits))
             if r1:
                 loss_d = loss_d + self.r1_gamma / 2 * r1_terms
+            if r2:
+                loss_d = loss_d + self.r2_gamma / 2 * r2_terms
             if self.gp_weight > 0:
                 loss_d = loss_d + self.gp_weight * self._gp(D, real, _full(fake_d), gp_eps)
         self.opt_d.zero_grad(set_to_none=True)
@@ -268,7 +276,11 @@ class TrainStep:
         # G step on the same z, through the updated D (+ the prior's penalty, if any).
         D.requires_grad_(False)
         with self.autocast():
-            loss_g = self._per_seed(gan.g, _full(D(aug(fake))))  # G's gradient flows back through T
+            fake_logits = _full(D(aug(fake)))  # G's gradient flows back through T
+            if getattr(gan, "paired", False):  # relativistic: each generated sample against the real one of its row
+                loss_g = self._per_seed(gan.g, _full(D(real)).detach(), fake_logits)
+            else:
+                loss_g = self._per_seed(gan.g, fake_logits)
         penalty = self._penalty(_full(fake), z)  # outside autocast: GMM log-densities need float32
         if penalty is not None:
             loss_g = loss_g + penalty
