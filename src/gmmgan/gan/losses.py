@@ -29,8 +29,9 @@ per sample that R1 and WGAN-GP differentiate (the identity for the logit losses 
 Gaussian mixture's log-density), and the loss is the non-saturating one above.
 
 Penalties (added to the D loss with a weight): :func:`gradient_penalty` (WGAN-GP) and
-:func:`r1_penalty` (R1 at real samples; the same function at generated samples is R2). The regulariser :func:`gmm_nll` is added to the G loss (docs/protocols.md,
-section 'Latent priors', item 4):
+:func:`r1_penalty` (R1 at real samples; the same function at generated samples is R2). The
+regulariser :func:`gmm_nll` is added to the G loss (docs/protocols.md, section 'Latent priors',
+item 4):
 ``loss_G + lam * gmm_nll(gmm, embed(G(z)))``.
 """
 

@@ -160,6 +160,7 @@ class MixtureDensityLoss:
     """
 
     name = "mixture_density"
+    paired = False  # GANLoss's interface: the G loss takes the fakes' outputs alone
 
     def __init__(self, dim: int = 9, components: int | None = None, sigma: float = 1.0, distance: float = 5.0):
         components = dim + 1 if components is None else components

@@ -277,7 +277,7 @@ class TrainStep:
         D.requires_grad_(False)
         with self.autocast():
             fake_logits = _full(D(aug(fake)))  # G's gradient flows back through T
-            if getattr(gan, "paired", False):  # relativistic: each generated sample against the real one of its row
+            if gan.paired:  # relativistic: each generated sample against the real one of its row
                 loss_g = self._per_seed(gan.g, _full(D(real)).detach(), fake_logits)
             else:
                 loss_g = self._per_seed(gan.g, fake_logits)

@@ -43,8 +43,8 @@ def stack_like(tensors: list[torch.Tensor]) -> torch.Tensor:
 
     A channels-last conv weight (C_out, C_in, k, k) of each seed becomes (N, C_out, C_in, k, k)
     stored as (N, C_out, k, k, C_in): its view (N * C_out, C_in, k, k), the grouped convolution's
-    weight, is channels-last again. Other tensors are stacked contiguous. Adam's moments, laid out
-    as their parameters, are stacked by the same rule and so keep matching them.
+    weight, is channels-last again. Other tensors are stacked contiguous. (Adam's moments are stacked
+    into the stacked parameter's own layout by :func:`gmmgan.gan.stacked.stacked_adam`.)
     """
     t0 = tensors[0]
     if t0.ndim == 4 and t0.is_contiguous(memory_format=torch.channels_last) and not t0.is_contiguous():
@@ -115,11 +115,10 @@ def _sequential(seq: nn.Sequential, prefix: str, tensors, h: torch.Tensor, n: in
             h = F.conv_transpose2d(h, _merge(tensors[f"{name}.weight"]), _merge(tensors.get(f"{name}.bias")), m.stride,
                                    m.padding, m.output_padding, n, m.dilation)
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            training = m.training
-            if training:
+            if m.training:
                 tensors[f"{name}.num_batches_tracked"].add_(1)
             h = F.batch_norm(h, _merge(tensors[f"{name}.running_mean"]), _merge(tensors[f"{name}.running_var"]),
-                             _merge(tensors[f"{name}.weight"]), _merge(tensors[f"{name}.bias"]), training,
+                             _merge(tensors[f"{name}.weight"]), _merge(tensors[f"{name}.bias"]), m.training,
                              m.momentum, m.eps)
         elif isinstance(m, _ELEMENTWISE):
             h = m(h)
