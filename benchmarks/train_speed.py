@@ -109,7 +109,7 @@ def sweep_run(config: str, overrides: list[str], kimg: float, n_seeds: int) -> d
     from gmmgan.gan.training_loop import LOG_NAME, train
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(config, [*overrides, f"seeds=0-{n_seeds - 1}", f"schedule.total_kimg={kimg}",
+        cfg = load_config(config, [*overrides, "schedule.lr_decay=none", f"seeds=0-{n_seeds - 1}", f"schedule.total_kimg={kimg}",
                                    f"schedule.log_kimg={kimg / 40}", f"schedule.snapshot_kimg={kimg}",
                                    "schedule.sample_kimg=0"])
         t0 = time.perf_counter()
