@@ -49,9 +49,11 @@ def main(argv=None) -> int:
         sweep_s = time.perf_counter() - t0
     swept = [r["metrics"] for r in sweep["runs"]]
     out = {"config": args.config, "overrides": args.set, "seeds": seeds, "machine": machine_info(),
-           "single_runs_s": single_s, "sweep_s": sweep_s, "speedup": single_s / sweep_s,
+           "sweep_mode": sweep["sweep_mode"], "single_runs_s": single_s, "sweep_s": sweep_s,
+           "speedup": single_s / sweep_s,
            "single_metrics": singles, "sweep_metrics": swept}
-    print(f"{len(seeds)} single runs: {single_s:.1f} s; one sweep: {sweep_s:.1f} s; {single_s / sweep_s:.2f}x")
+    print(f"{len(seeds)} single runs: {single_s:.1f} s; one sweep (sweep_mode={sweep['sweep_mode']}): "
+          f"{sweep_s:.1f} s; {single_s / sweep_s:.2f}x")
     for key in ("modes", "hq", "kl"):
         a, b = _mean(singles, key), _mean(swept, key)
         if a is not None:

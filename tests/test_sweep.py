@@ -125,7 +125,9 @@ _DCGAN_PRIORS = {
 def test_each_seed_of_a_dcgan_sweep_trains_as_its_single_run(tmp_path, mnist_root, float64, prior):
     # 200 steps of 16 MNIST digits through DCGAN nets with BatchNorm in G and D (in float64: see float64).
     data = ["data.name=mnist", f"data.root={mnist_root}", "eval_samples=64"]
-    result, singles = _sweep_and_singles(tmp_path, data + _DCGAN + _DCGAN_PRIORS[prior], seeds=(1, 2))
+    # sweep_mode=stacked: the wide net (on the CPU auto steps DCGAN seeds in turn, tests/test_sweep_sequential.py).
+    result, singles = _sweep_and_singles(tmp_path, data + _DCGAN + _DCGAN_PRIORS[prior] + ["sweep_mode=stacked"],
+                                         seeds=(1, 2))
     _assert_same_training(result["run_dir"], singles)
 
 
@@ -138,7 +140,7 @@ def test_each_seed_of_a_dcgan_sweep_trains_as_its_single_run(tmp_path, mnist_roo
 def test_a_dcgan_sweep_with_packing_penalties_and_heads_trains_as_its_single_runs(tmp_path, mnist_root, float64, extra):
     # The wide DCGAN net (gmmgan.nets.wide) under the R1 gradient, PacGAN packs and an embedding-valued D.
     data = ["data.name=mnist", f"data.root={mnist_root}", "eval_samples=64"]
-    short = ["schedule.total_kimg=1.6", "schedule.log_kimg=0.8"]
+    short = ["schedule.total_kimg=1.6", "schedule.log_kimg=0.8", "sweep_mode=stacked"]
     result, singles = _sweep_and_singles(tmp_path, data + _DCGAN + _DCGAN_PRIORS["gaussian"] + extra + short,
                                          seeds=(1, 2))
     _assert_same_training(result["run_dir"], singles)

@@ -32,8 +32,9 @@ def _max_relative_difference(a_dir, b_dir) -> float:
 
 
 
-@pytest.mark.parametrize(("graphs", "mode"), [(True, "streams"), (True, "stacked"), (False, "auto")],
-                         ids=["cuda-graph-streams", "cuda-graph-stacked", "eager"])
+@pytest.mark.parametrize(("graphs", "mode"), [(True, "streams"), (True, "stacked"), (True, "sequential"),
+                                              (False, "auto")],
+                         ids=["cuda-graph-streams", "cuda-graph-stacked", "cuda-graph-sequential", "eager"])
 def test_cuda_sweep_trains_each_seed_as_its_single_run(tmp_path, mnist_root, float64, graphs, mode):
     common = [*_DCGAN, f"data.root={mnist_root}", f"cuda_graphs={str(graphs).lower()}"]
     sweep = train(tiny(*common, "seeds=0,1,2", f"sweep_mode={mode}", f"out={tmp_path / 'sweep'}"), quiet=True)

@@ -172,7 +172,7 @@ def test_a_one_seed_sweep_writes_strict_json_without_a_standard_error(tmp_path):
     assert "±" not in kl_row
 
 
-@pytest.mark.parametrize(("mode", "piece"), [("streams", "sweep_mode=streams"), ("vmap", "auto, stacked or streams")])
+@pytest.mark.parametrize(("mode", "piece"), [("streams", "sweep_mode=streams"), ("vmap", "auto, stacked, streams or sequential")])
 def test_a_sweep_mode_that_cannot_run_here_is_refused_before_any_folder(tmp_path, capsys, mode, piece):
     # streams replays a CUDA graph branch per seed: on the CPU it cannot run, and says what to use.
     rc, _, err = cli(capsys, "train", *TINY_TRAIN, "--seeds", "0,1", f"sweep_mode={mode}", "--out", tmp_path, "-q")
@@ -181,7 +181,7 @@ def test_a_sweep_mode_that_cannot_run_here_is_refused_before_any_folder(tmp_path
 
 
 def test_stacked_and_auto_sweep_modes_train_the_same_on_the_cpu(tmp_path):
-    # On the CPU auto means stacked: the two sweeps are the same computation.
+    # For MLPs on the CPU auto means stacked: the two sweeps are the same computation.
     a = train(tiny("seeds=0,1", "schedule.total_kimg=0.1", "sweep_mode=auto"), run_dir=tmp_path / "a", quiet=True)
     b = train(tiny("seeds=0,1", "schedule.total_kimg=0.1", "sweep_mode=stacked"), run_dir=tmp_path / "b", quiet=True)
     for s in (0, 1):

@@ -43,8 +43,9 @@ seed sweeps (--seeds, or seeds: [...] in the config):
   statistics, Adam state, batches and latents, so seed s trains as its single run would.
   sweep_mode=auto picks the engine: on one GPU 'streams' (each seed's captured step a branch of
   one CUDA graph, run concurrently: 10 Stacked-MNIST seeds in 2.6x less time than 10 single runs
-  on an H200), elsewhere 'stacked' (the seeds' nets under torch.func.vmap; CPU, torchrun,
-  learnable priors). Folder OUT/NNNNN-<data>-<prior>-seeds<first>-<last>/ holds the
+  on an H200), 'sequential' for DCGAN on the CPU (each seed's own step in turn: CPU grouped
+  convolutions are slow), elsewhere 'stacked' (the seeds' nets as one model; MLPs on the CPU,
+  torchrun, learnable priors). Folder OUT/NNNNN-<data>-<prior>-seeds<first>-<last>/ holds the
   sweep's config.yaml, seed-NNNN/ (each exactly a single run's folder: sample, eval and --resume
   work on it) and summary.json / summary.md (mean +- standard error over the seeds). Resume the
   whole sweep with --resume on its folder. A seed whose loss becomes NaN stops alone (its folder

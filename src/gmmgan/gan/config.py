@@ -309,7 +309,7 @@ class ScheduleConfig:
                              "lower it, or set schedule.lr_decay=none.")
 
 
-SWEEP_MODES = ("auto", "stacked", "streams")  # TrainConfig.sweep_mode; gmmgan.gan.sweep.sweep_mode picks one
+SWEEP_MODES = ("auto", "stacked", "streams", "sequential")  # TrainConfig.sweep_mode; gmmgan.gan.sweep.sweep_mode picks one
 
 
 @dataclass
@@ -321,9 +321,10 @@ class TrainConfig:
     step as one CUDA graph (CUDA only; small nets are launch-bound, so this is several times faster).
     channels_last : keep the image nets' convolution weights and activations in NHWC on CUDA, the layout
     cuDNN's bf16 kernels work in, so no step spends kernels converting layouts (CUDA only; same arithmetic).
-    sweep_mode : how a sweep's seeds are stepped: auto, stacked (the seeds' nets as one vmapped model) or
-    streams (each seed's own step, all replayed as one CUDA graph with a branch per seed; one GPU, no
-    torchrun); auto takes streams where it can run, stacked elsewhere. out : parent folder of run
+    sweep_mode : how a sweep's seeds are stepped: auto, stacked (the seeds' nets as one model: DCGAN as one
+    grouped-convolution net, others under vmap), streams (each seed's own step, all replayed as one CUDA
+    graph with a branch per seed; one GPU, no torchrun) or sequential (each seed's own step in turn);
+    auto takes streams where it can run, sequential for DCGAN on the CPU, stacked elsewhere. out : parent folder of run
     folders. eval_samples : samples for the 2-D metrics at the end (the protocol uses 2,500)."""
 
     data: DataConfig = field(default_factory=DataConfig)

@@ -7,10 +7,11 @@ config.yaml (with ``seeds``), one run folder per seed (``seed-0003/``, exactly a
 ``summary.json`` / ``summary.md`` (each metric's mean +- standard error over the seeds).
 
 :class:`Engine` is what the training loop steps: for one seed the plain :class:`TrainStep` on its
-own nets; for several, either one single-run step per seed replayed side by side as one CUDA graph
-(:mod:`gmmgan.gan.concurrent_step`; the default on one GPU) or the nets stacked
-(:mod:`gmmgan.gan.stacked`; CPU, torchrun, learnable priors), each seed's batches and latents drawn
-from its own generators either way, so that seed s trains as its single run would.
+own nets; for several, one single-run step per seed replayed side by side as one CUDA graph
+(:mod:`gmmgan.gan.concurrent_step`; the default on one GPU), the nets stacked
+(:mod:`gmmgan.gan.stacked`; torchrun, learnable priors, MLPs on the CPU) or one single-run step per
+seed in turn (:mod:`gmmgan.gan.sequential_step`; DCGAN on the CPU), each seed's batches and latents
+drawn from its own generators in every mode, so that seed s trains as its single run would.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gmmgan.gan.concurrent_step import ConcurrentSteps
 from gmmgan.gan.density_head import refresh_due, refresh_head
 from gmmgan.gan.priors import trained_parameters
 from gmmgan.gan.seed_run import base_lrs
+from gmmgan.gan.sequential_step import SequentialSteps
 from gmmgan.gan.stacked import StackedModule, stacked_adam, unstack_adam
 from gmmgan.gan.train_step import TrainStep, adam
 
@@ -138,20 +140,29 @@ def check_sweep_fits(runs, rows: int, device: torch.device) -> None:
 
 # ----------------------------------------------------------------------------------- the step
 def sweep_mode(wanted: str, runs, graph: bool) -> str:
-    """How the seeds of a sweep are stepped: 'stacked' (one vmapped model) or 'streams' (a graph branch per seed).
+    """How the seeds of a sweep are stepped: 'streams', 'stacked' or 'sequential'.
 
-    'auto' takes 'streams' where it can run (a CUDA graph for every seed, one process) and 'stacked'
-    everywhere else: on the CPU the seeds' arithmetic adds up whichever way they are run, and the
-    stacked model at least makes fewer, larger calls.
+    'auto' takes 'streams' where it can run (a CUDA graph for every seed, one process). Elsewhere
+    it takes 'stacked' (fewer, larger calls), except for convolutional nets on the CPU, where the
+    stacked net's grouped convolutions are slower than the seeds' own nets one after the other
+    (docs/benchmarks.md, 'Seed sweeps on the CPU'): there it takes 'sequential'.
     """
     can = graph and runs[0].device.type == "cuda" and distributed.world_size() == 1
     if wanted == "streams" and not can and len(runs) > 1:
         raise ValueError("sweep_mode=streams replays each seed's step as a branch of one CUDA graph: it needs "
                          "device=cuda, cuda_graphs=true, a prior without trained parameters (not learnable_gmm) "
-                         "and a single process (not torchrun). Use sweep_mode=auto or stacked here.")
-    if wanted == "auto":
-        return "streams" if can else "stacked"
-    return wanted
+                         "and a single process (not torchrun). Use sweep_mode=auto, stacked or sequential here.")
+    if wanted != "auto":
+        return wanted
+    if can:
+        return "streams"
+    if runs[0].device.type == "cpu" and _convolutional(runs[0].D):
+        return "sequential"
+    return "stacked"
+
+
+def _convolutional(net: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in net.modules())
 
 
 class Engine:
@@ -178,9 +189,11 @@ class Engine:
               "base_lrs": base_lrs(first.cfg, first.prior) if self.decay else None,
               "diffaugment": cfg.loss.diffaugment}
         if not self.stacked:
-            # One seed, or one single-run step per seed replayed side by side (gmmgan.gan.concurrent_step).
+            # One seed, or one single-run step per seed: replayed side by side (gmmgan.gan.concurrent_step)
+            # or in turn (gmmgan.gan.sequential_step).
             steps = [TrainStep(r.G, r.D, r.G_ema, r.prior, r.opt_g, r.opt_d, gan, **kw) for r in self.runs]
-            self.step_fn = steps[0] if len(steps) == 1 else ConcurrentSteps(steps)
+            per_seed = {"streams": ConcurrentSteps, "sequential": SequentialSteps}
+            self.step_fn = steps[0] if len(steps) == 1 else per_seed[self.mode](steps)
             return
         self.G = StackedModule([r.G for r in self.runs])
         self.D = StackedModule([r.D for r in self.runs])
@@ -211,13 +224,13 @@ class Engine:
             eps = torch.rand(B, generator=r.zgen, device=r.device)[rows] if self.gp else None
             per_seed.append((real, z, eps))
         if not self.stacked:
-            return per_seed if self.mode == "streams" else per_seed[0]
+            return per_seed if len(self.runs) > 1 else per_seed[0]
         real, z, eps = zip(*per_seed)
         return torch.stack(real), torch.stack(z), torch.stack(eps) if self.gp else None
 
     def step(self, batch) -> None:
         """One training step of every seed on ``batch``, as :meth:`draw` returned it."""
-        if self.mode == "streams":
+        if self.mode in ("streams", "sequential"):
             self.step_fn(batch)
         else:
             self.step_fn(*batch)

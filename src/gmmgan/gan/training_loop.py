@@ -245,7 +245,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     diverged: dict[int, str] = {}
     if sweep:
         say(f"sweep: {len(runs)} seeds ({', '.join(str(r.seed) for r in runs)}) trained together"
-            + (" as one stacked model" if engine.stacked else " as one CUDA graph, a branch per seed"))
+            + _ENGINE_WORDS[engine.mode] + f" (sweep_mode={engine.mode})")
     resume_hint = root if sweep else runs[0].run_dir
 
     # Main training loop.
@@ -330,7 +330,7 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
             f"summary {root / SUMMARY_NAME}")
         return {"run_dir": root, "kimg": cur_nimg / 1000, "metrics": summary, "wall_s": wall,
                 "runs": [{"seed": r.seed, "run_dir": r.run_dir, "metrics": r.metrics, "G_ema": r.G_ema} for r in
-                         engine.runs], "diverged": diverged, "cuda_graph": engine.graphed}
+                         engine.runs], "diverged": diverged, "cuda_graph": engine.graphed, "sweep_mode": engine.mode}
     run = runs[0]
     say(f"done: {cur_nimg / 1000:.1f} kimg in {wall:.1f} s; snapshot {run.run_dir / SNAPSHOT_NAME}")
     return {"run_dir": run.run_dir, "kimg": cur_nimg / 1000, "metrics": run.metrics, "wall_s": wall, "G": run.G,
@@ -338,6 +338,10 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
 
 
 # ----------------------------------------------------------------------------------- helpers of train()
+_ENGINE_WORDS = {"stacked": " as one stacked model", "streams": " as one CUDA graph, a branch per seed",
+                 "sequential": ", each seed's step in turn"}
+
+
 def _silent(*args) -> None:
     """``say`` of a quiet run, and of every rank but 0."""
 
