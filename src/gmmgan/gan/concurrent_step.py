@@ -35,8 +35,10 @@ class ConcurrentSteps:
         optimizers are capturable), all on the same CUDA device.
 
     The first ``WARMUP_STEPS`` calls run eagerly (each seed on its stream, as capture requires);
-    the next captures all the seeds' steps as one graph, which every later call replays. A failed
-    capture leaves the steps eager (still one stream per seed), with a warning.
+    the next captures all the seeds' steps as one graph, which every later call replays. With lazy
+    regularization (``loss.reg_interval``) there are two such graphs, with and without R1/R2, each
+    captured after it has run eagerly once. A failed capture leaves the steps eager (still one
+    stream per seed), with a warning.
     """
 
     def __init__(self, steps: list[TrainStep]):
@@ -47,7 +49,8 @@ class ConcurrentSteps:
         self.streams = [torch.cuda.Stream(self.device) for _ in self.steps]
         self.use_graph = True
         self.graphed = False
-        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graphs: dict[bool, torch.cuda.CUDAGraph] = {}  # regularized or not (TrainStep.regularize_next)
+        self._warmed: set[bool] = set()
         self._static: list[tuple[torch.Tensor, ...]] | None = None
         self._eager_steps = 0
 
@@ -67,46 +70,52 @@ class ConcurrentSteps:
     def __call__(self, per_seed) -> None:
         if len(per_seed) != len(self.steps):
             raise ValueError(f"{len(per_seed)} batches for {len(self.steps)} seeds.")
+        regs = {step.regularize_next() for step in self.steps}
+        if len(regs) != 1:
+            raise RuntimeError("the seeds of a sweep are at different steps: they cannot share a graph.")
+        (reg,) = regs
         if self._static is None:
             self._static = [tuple(t.detach().clone() for t in inputs if t is not None) for inputs in per_seed]
         for bufs, inputs in zip(self._static, per_seed):
             for buf, t in zip(bufs, inputs):
                 buf.copy_(t)
-        if self._graph is not None:
-            self._graph.replay()
+        if reg in self._graphs:
+            self._graphs[reg].replay()
             return
-        if not self.use_graph or self._eager_steps < WARMUP_STEPS:
-            self._fan_out()
+        if not self.use_graph or self._eager_steps < WARMUP_STEPS or reg not in self._warmed:
+            self._fan_out(reg)
             self._eager_steps += 1
+            self._warmed.add(reg)
             return
-        self._capture()
+        self._capture(reg)
 
-    def _fan_out(self) -> None:
+    def _fan_out(self, reg: bool) -> None:
         """Every seed's step on its own stream, each waiting for the work queued before it, all joined after."""
         here = torch.cuda.current_stream(self.device)
         for step, stream, inputs in zip(self.steps, self.streams, self._static):
             stream.wait_stream(here)
             with torch.cuda.stream(stream):
-                step._step(*(*inputs, None)[:3])
+                step._step(*(*inputs, None)[:3], reg)
         for stream in self.streams:
             here.wait_stream(stream)
 
-    def _capture(self) -> None:
+    def _capture(self, reg: bool) -> None:
         graph = torch.cuda.CUDAGraph()
         saved = [step._snapshot_tensors() for step in self.steps]
         try:
             with torch.cuda.graph(graph):
-                self._fan_out()
+                self._fan_out(reg)
         except Exception as e:  # noqa: BLE001 - any capture failure means: carry on eagerly, say why
             for step, state in zip(self.steps, saved):
                 step._restore_tensors(state)
-            self.use_graph = False
+            self.use_graph, self.graphed = False, False
+            self._graphs.clear()
             warnings.warn(f"could not capture the sweep's steps as one CUDA graph ({type(e).__name__}: {e}); "
                           "training continues eagerly (slower). Set cuda_graphs=false to silence this.",
                           RuntimeWarning, stacklevel=3)
-            self._fan_out()
+            self._fan_out(reg)
             return
-        self._graph, self.graphed = graph, True
+        self._graphs[reg], self.graphed = graph, True
         graph.replay()
 
     def set_lr_scale(self, scale: float) -> None:

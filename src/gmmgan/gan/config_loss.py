@@ -55,7 +55,10 @@ class LossConfig:
     """kind : ns (non-saturating), hinge, wgan, rpgan (relativistic pairing, :mod:`gmmgan.gan.losses`),
     mixture_density or em_density. r1_gamma : R1 weight (gamma/2 * E|grad D(real)|^2). r2_gamma : R2
     weight (gamma/2 * E|grad D(fake)|^2, at the generated samples D is trained on; R3GAN pairs it with
-    R1 and rpgan). gp_weight : WGAN-GP weight.
+    R1 and rpgan). gp_weight : WGAN-GP weight. reg_interval : lazy regularization (StyleGAN2's): R1 and
+    R2 only every reg_interval-th step, weighted by reg_interval so their mean weight is the same (1 =
+    every step; StyleGAN2 uses 16). R1 and R2 cost a second backward pass through D, so a step with
+    them costs about 1.6x one without (Stacked MNIST, rpgan + R1 + R2); WGAN-GP stays at every step.
 
     diffaugment : DiffAugment for images (Zhao et al. 2020, :mod:`gmmgan.gan.diffaugment`): a comma list of
         ``color``, ``translation``, ``cutout`` ('' = off; not for 2-D points). Every batch D sees, real
@@ -86,6 +89,7 @@ class LossConfig:
     kind: str = "ns"
     r1_gamma: float = 0.1
     r2_gamma: float = 0.0
+    reg_interval: int = 1
     gp_weight: float = 0.0
     diffaugment: str = ""
     md_dim: int = 9
@@ -116,6 +120,9 @@ class LossConfig:
         check_positive("loss.r1_gamma", self.r1_gamma, allow_zero=True)
         check_positive("loss.r2_gamma", self.r2_gamma, allow_zero=True)
         check_positive("loss.gp_weight", self.gp_weight, allow_zero=True)
+        if self.reg_interval < 1:
+            raise ValueError(f"loss.reg_interval is how often R1/R2 are taken (every n-th step) and must be an "
+                             f"integer >= 1, got {self.reg_interval!r} (1 = every step; StyleGAN2 uses 16).")
         if self.diffaugment:  # only then: the parser's module imports torch, which a bare config does not need
             from gmmgan.gan.diffaugment import parse_policy
 

@@ -183,7 +183,8 @@ class Engine:
         self.stacked = self.mode == "stacked"
         # schedule.lr_decay: the rates of the config's optim section, scaled at every step (set_lr_scale).
         self.decay = cfg.schedule.lr_decay != "none"
-        kw = {"r1_gamma": cfg.loss.r1_gamma, "r2_gamma": cfg.loss.r2_gamma, "gp_weight": cfg.loss.gp_weight,
+        kw = {"r1_gamma": cfg.loss.r1_gamma, "r2_gamma": cfg.loss.r2_gamma, "reg_interval": cfg.loss.reg_interval,
+              "gp_weight": cfg.loss.gp_weight,
               "ema_beta": ema_beta, "autocast": autocast, "device": first.device, "graph": graph,
               "first_step": first.step,
               "base_lrs": base_lrs(first.cfg, first.prior) if self.decay else None,

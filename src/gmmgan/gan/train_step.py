@@ -118,6 +118,10 @@ class TrainStep:
     r1_gamma, gp_weight : float
     r2_gamma : float, default=0
         R2: gamma/2 * E|grad D(fake)|^2, R1's penalty at the generated samples D is trained on.
+    reg_interval : int, default=1
+        Lazy regularization (StyleGAN2's): R1 and R2 only at the steps whose index is a multiple of
+        it, weighted by it so their mean weight is unchanged. The step index counts from
+        ``first_step``, so a resumed run regularizes at the steps the uninterrupted one would.
     ema_beta : float
         G_ema <- beta * G_ema + (1 - beta) * G after every step.
     autocast : callable
@@ -144,7 +148,7 @@ class TrainStep:
     def __init__(self, G: nn.Module, D: nn.Module, G_ema: nn.Module, prior, opt_g, opt_d, gan, *,
                  r1_gamma: float, gp_weight: float, ema_beta: float, autocast: Callable, device: torch.device,
                  graph: bool, first_step: int = 0, base_lrs: tuple[list[float], list[float]] | None = None,
-                 diffaugment: str = "", r2_gamma: float = 0.0):
+                 diffaugment: str = "", r2_gamma: float = 0.0, reg_interval: int = 1):
         self.G, self.D, self.G_ema = G, D, G_ema
         self.stacked = isinstance(G, StackedModule)
         self.priors = list(prior) if self.stacked else [prior]
@@ -152,6 +156,11 @@ class TrainStep:
         self.opt_g, self.opt_d, self.gan = opt_g, opt_d, gan
         self.r1_gamma, self.gp_weight, self.ema_beta = float(r1_gamma), float(gp_weight), float(ema_beta)
         self.r2_gamma = float(r2_gamma)
+        if int(reg_interval) < 1:
+            raise ValueError(f"reg_interval must be >= 1, got {reg_interval!r}.")
+        # Lazy only where there is a penalty to skip; otherwise every step is the one (regularized) variant.
+        self.reg_interval = int(reg_interval) if (self.r1_gamma > 0 or self.r2_gamma > 0) else 1
+        self._next_index = int(first_step)  # host-side: which variant the next step is, without a sync
         self.autocast, self.device = autocast, device
         self.policy = parse_policy(diffaugment)
         self.use_graph = bool(graph) and device.type == "cuda"
@@ -159,7 +168,8 @@ class TrainStep:
         self.sums = torch.zeros(self.n_seeds, 3, device=device)
         self.bad_step = torch.full((self.n_seeds,), -1, dtype=torch.long, device=device)
         self._step_t = torch.full((), first_step, dtype=torch.long, device=device)
-        self._graph = None
+        self._graphs: dict[bool, torch.cuda.CUDAGraph] = {}  # one per variant: regularized or not
+        self._warmed: set[bool] = set()  # the variants that have run eagerly (capture needs one warm run)
         self._static: tuple[torch.Tensor, ...] | None = None
         self._eager_steps = 0
         self._ema_pairs = (list(G_ema.parameters()), list(G.parameters()))
@@ -248,11 +258,17 @@ class TrainStep:
         return None if terms[0] is None else torch.stack(terms)
 
     # ------------------------------------------------------------------ the step itself
-    def _step(self, real: torch.Tensor, z: torch.Tensor, gp_eps: torch.Tensor | None) -> None:
+    def regularize_next(self) -> bool:
+        """Whether the next step takes R1/R2 (``reg_interval``); advances the step index."""
+        index, self._next_index = self._next_index, self._next_index + 1
+        return index % self.reg_interval == 0
+
+    def _step(self, real: torch.Tensor, z: torch.Tensor, gp_eps: torch.Tensor | None, reg: bool = True) -> None:
         G, D, gan, aug = self.G, self.D, self.gan, self._augment
         # D step: real up, fake down (+ R1 on real, R2 on fake / gradient penalty).
         D.requires_grad_(True)
-        r1, r2 = self.r1_gamma > 0, self.r2_gamma > 0
+        r1, r2 = self.r1_gamma > 0 and reg, self.r2_gamma > 0 and reg
+        lazy = self.reg_interval  # a regularized step stands for reg_interval steps
         with self.autocast():
             fake = G(z)
             # DiffAugment (identity when off): D sees T(real) and T(fake), with fresh draws each time.
@@ -264,9 +280,9 @@ class TrainStep:
             fake_logits, r2_terms = self._r1(D, fake_d) if r2 else (D(fake_d), None)
             loss_d = self._per_seed(gan.d, _full(real_logits), _full(fake_logits))
             if r1:
-                loss_d = loss_d + self.r1_gamma / 2 * r1_terms
+                loss_d = loss_d + lazy * self.r1_gamma / 2 * r1_terms
             if r2:
-                loss_d = loss_d + self.r2_gamma / 2 * r2_terms
+                loss_d = loss_d + lazy * self.r2_gamma / 2 * r2_terms
             if self.gp_weight > 0:
                 loss_d = loss_d + self.gp_weight * self._gp(D, real, _full(fake_d), gp_eps)
         self.opt_d.zero_grad(set_to_none=True)
@@ -302,45 +318,49 @@ class TrainStep:
 
     # ------------------------------------------------------------------ driving it
     def __call__(self, real: torch.Tensor, z: torch.Tensor, gp_eps: torch.Tensor | None = None) -> None:
+        reg = self.regularize_next()
         if not self.use_graph or (z.requires_grad and torch.is_grad_enabled()):
             # Latents with gradients (learnable prior) must flow into the prior's parameters: eager.
-            self._step(real, z, gp_eps)
+            self._step(real, z, gp_eps, reg)
             return
         if self._static is None:
             self._static = tuple(t.detach().clone() for t in (real, z, gp_eps) if t is not None)
         for buf, t in zip(self._static, (real, z, gp_eps)):
             buf.copy_(t)
-        if self._graph is not None:
-            self._graph.replay()
+        if reg in self._graphs:
+            self._graphs[reg].replay()
             return
         real_s, z_s, eps_s = (*self._static, None)[:3]
-        if self._eager_steps < WARMUP_STEPS:
+        if self._eager_steps < WARMUP_STEPS or reg not in self._warmed:
             # Warm-up on a side stream, as CUDA graph capture requires.
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
-                self._step(real_s, z_s, eps_s)
+                self._step(real_s, z_s, eps_s, reg)
             torch.cuda.current_stream(self.device).wait_stream(side)
             self._eager_steps += 1
+            self._warmed.add(reg)
             return
-        self._capture(real_s, z_s, eps_s)
-        self._graph.replay()
+        self._capture(real_s, z_s, eps_s, reg)
 
-    def _capture(self, real_s, z_s, eps_s) -> None:
+    def _capture(self, real_s, z_s, eps_s, reg: bool) -> None:
+        """Capture the step (the ``reg`` variant) as a CUDA graph and run it once; eager from now on if that fails."""
         graph = torch.cuda.CUDAGraph()
         state = self._snapshot_tensors()
         try:
             with torch.cuda.graph(graph):
-                self._step(real_s, z_s, eps_s)
+                self._step(real_s, z_s, eps_s, reg)
         except Exception as e:  # noqa: BLE001 - any capture failure means: carry on eagerly, say why
             self._restore_tensors(state)
-            self.use_graph = False
+            self.use_graph, self.graphed = False, False
+            self._graphs.clear()
             warnings.warn(f"could not capture the training step as a CUDA graph ({type(e).__name__}: {e}); "
                           "training continues eagerly (slower). Set cuda_graphs=false to silence this.",
                           RuntimeWarning, stacklevel=3)
-            self._step(real_s, z_s, eps_s)
+            self._step(real_s, z_s, eps_s, reg)
             return
-        self._graph, self.graphed = graph, True
+        self._graphs[reg], self.graphed = graph, True
+        graph.replay()
 
     def _snapshot_tensors(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         # Capture runs nothing, but a failed capture may leave tensors half-written: keep copies.

@@ -244,8 +244,9 @@ def train(cfg: TrainConfig, *, run_dir: str | Path | None = None, resume: bool =
     tick_time, tick_nimg = time.time(), cur_nimg
     diverged: dict[int, str] = {}
     if sweep:
-        say(f"sweep: {len(runs)} seeds ({', '.join(str(r.seed) for r in runs)}) trained together"
-            + _ENGINE_WORDS[engine.mode] + f" (sweep_mode={engine.mode})")
+        how = ("" if engine.mode == "single" else
+               f" trained together{_ENGINE_WORDS[engine.mode]} (sweep_mode={engine.mode})")
+        say(f"sweep: {len(runs)} seed{'s' if len(runs) > 1 else ''} ({', '.join(str(r.seed) for r in runs)}){how}")
     resume_hint = root if sweep else runs[0].run_dir
 
     # Main training loop.
